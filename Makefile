@@ -1,0 +1,52 @@
+# gridcall: `make run` starts the embedded system, `make test` runs every test.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: run test unit integration e2e bench lint fmt migrate up down clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)                 ## all services in one process on http://127.0.0.1:8000
+	$(BIN)/gridcall run
+
+test: $(STAMP)                ## the whole suite: unit, integration (PostgreSQL + broker), e2e
+	$(BIN)/pytest -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest -q tests/integration
+
+e2e: $(STAMP)
+	$(BIN)/pytest -q tests/e2e
+
+bench: $(STAMP)               ## distributed mode: throughput and latency from POST to assignment
+	$(BIN)/python -m bench.intake_to_assignment
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy services intake dispatcher departments notifier gridcall
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+migrate: $(STAMP)
+	$(BIN)/gridcall migrate
+
+up:                           ## distributed mode on one host (needs a Docker engine)
+	docker compose up -d --build
+
+down:
+	docker compose down
+
+clean:
+	rm -rf $(VENV) var

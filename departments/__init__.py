@@ -1,0 +1,1 @@
+"""Staff-facing tickets: each unit's queue, claim, resolve."""

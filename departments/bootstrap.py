@@ -1,0 +1,13 @@
+from departments import api, tables
+from departments.handlers import HANDLERS
+from services.events import Stream
+from services.messaging import Consumer
+from services.runtime import Context, ServiceParts
+
+NAME = "departments"
+
+
+def bootstrap(ctx: Context) -> ServiceParts:
+    store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox)
+    consumer = Consumer(f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, HANDLERS, [Stream.CASES])
+    return ServiceParts(NAME, api.router(store), store, consumers=[consumer])

@@ -1,0 +1,1 @@
+"""The routing core: the case state machine, tiered routing, assignments."""

@@ -1,0 +1,1 @@
+"""The `gridcall` command and the composition root: the one place that imports every service."""

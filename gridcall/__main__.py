@@ -1,0 +1,3 @@
+from gridcall.cli import app
+
+app(prog_name="gridcall")

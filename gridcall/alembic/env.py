@@ -1,0 +1,30 @@
+import asyncio
+
+from alembic import context
+from sqlalchemy.ext.asyncio import create_async_engine
+
+config = context.config
+URL = config.attributes["database_url"]
+METADATA = config.attributes.get("metadata", [])
+
+
+def _configure(connection) -> None:  # type: ignore[no-untyped-def]
+    context.configure(
+        connection=connection,
+        target_metadata=METADATA,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run() -> None:
+    engine = create_async_engine(URL)
+    async with engine.connect() as conn:
+        await conn.run_sync(_configure)
+        await conn.commit()
+    await engine.dispose()
+
+
+asyncio.run(_run())

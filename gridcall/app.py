@@ -1,0 +1,20 @@
+"""Builds the HTTP apps: all four services in one process (embedded) or one service alone."""
+
+from collections.abc import Sequence
+
+from fastapi import FastAPI
+
+from gridcall.services import BOOTSTRAP
+from services.clock import Clock
+from services.runtime import build_context, create_app
+from services.settings import Settings
+
+
+def build_app(
+    settings: Settings, names: Sequence[str] | None = None, *, clock: Clock | None = None
+) -> FastAPI:
+    names = list(names or BOOTSTRAP)
+    ctx = build_context(settings, clock=clock)
+    parts = [BOOTSTRAP[n](ctx) for n in names]
+    title = "gridcall" if len(names) > 1 else f"gridcall {names[0]}"
+    return create_app(ctx, parts, title=title)

@@ -1,0 +1,138 @@
+import logging
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+
+from gridcall import migrate as migrations
+from gridcall.app import build_app
+from services.auth import Authenticator
+from services.clock import SystemClock
+from services.jurisdiction import JurisdictionError, load_jurisdiction
+from services.settings import Settings
+
+app = typer.Typer(help="gridcall: case routing for grid-governance service hotlines.", no_args_is_help=True)
+token_app = typer.Typer(help="Bearer tokens for staff and ops.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+class ServiceName(StrEnum):
+    intake = "intake"
+    dispatcher = "dispatcher"
+    departments = "departments"
+    notifier = "notifier"
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [
+            f"  GRIDCALL_{'_'.join(map(str, e['loc'])).upper() or '?'}: {e['msg']}" for e in exc.errors()
+        ]
+        typer.echo("gridcall: bad settings:\n" + "\n".join(lines), err=True)
+        raise typer.Exit(2) from None
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _serve(settings: Settings, names: list[str] | None, port: int) -> None:
+    try:
+        api = build_app(settings, names)
+    except JurisdictionError as exc:
+        typer.echo(f"gridcall: {exc}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(api, host=settings.host, port=port, log_level="info", access_log=False)
+
+
+@app.command()
+def run(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default GRIDCALL_PORT or 8000)")] = None,
+) -> None:
+    """Embedded mode: all four services in one process, one port, on a local SQLite file."""
+    _logging()
+    settings = _settings()
+    migrations.upgrade(settings.db_url)
+    port = port or settings.port
+    _welcome(settings, port)
+    _serve(settings, None, port)
+
+
+@app.command()
+def serve(
+    service: ServiceName,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default GRIDCALL_PORT or 8000)")] = None,
+) -> None:
+    """Distributed mode: run one service in this process (run `gridcall migrate` first)."""
+    _logging()
+    settings = _settings()
+    _serve(settings, [service.value], port or settings.port)
+
+
+@app.command()
+def migrate(
+    service: Annotated[ServiceName | None, typer.Argument(help="only this service's tables")] = None,
+) -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+    migrations.upgrade(settings.db_url, service.value if service else None)
+    typer.echo(f"gridcall: schema up to date ({service.value if service else 'all services'})")
+
+
+@token_app.command("issue")
+def token_issue(
+    unit: Annotated[str | None, typer.Option(help="the unit the staff token acts for")] = None,
+    ops: Annotated[bool, typer.Option("--ops", help="issue an ops token instead")] = False,
+    name: Annotated[str | None, typer.Option(help="who holds it (shown as claimed_by)")] = None,
+    days: Annotated[int, typer.Option(help="days until it expires")] = 365,
+) -> None:
+    """Print a bearer token for a unit's staff (--unit) or for ops (--ops)."""
+    settings = _settings()
+    if ops == (unit is not None):
+        typer.echo("gridcall: give exactly one of --unit UNIT_ID or --ops", err=True)
+        raise typer.Exit(2)
+    if unit is not None and load_jurisdiction(settings.jurisdiction_file).unit(unit) is None:
+        typer.echo(f"gridcall: no unit {unit!r} in {settings.jurisdiction_file}", err=True)
+        raise typer.Exit(2)
+    auth = Authenticator(settings.secret_key.get_secret_value())
+    now = SystemClock().now()
+    typer.echo(
+        auth.issue("ops" if ops else "staff", unit_id=unit, name=name, now=now, ttl=timedelta(days=days))
+    )
+
+
+def _welcome(settings: Settings, port: int) -> None:
+    j = load_jurisdiction(settings.jurisdiction_file)
+    auth = Authenticator(settings.secret_key.get_secret_value())
+    now = SystemClock().now()
+    grid = j.grids[0]
+    c = grid.shape.centroid
+    url = f"http://{settings.host}:{port}"
+    typer.echo(
+        f"""
+gridcall (embedded) on {url}   data in {settings.var_dir.resolve()}
+  API docs:  {url}/docs
+
+File a report:
+  curl -s -X POST {url}/v1/reports -H 'Content-Type: application/json' \\
+    -d '{{"category": "garbage", "description": "Bags piled in the stairwell", "location": {{"lat": {c.y:.4f}, "lon": {c.x:.4f}}}}}'
+Follow it:
+  curl -s {url}/v1/cases/CASE_ID -H 'X-Tracking-Token: TRACKING_TOKEN'
+
+Demo staff token for {grid.unit_id} (the unit of grid {grid.id}):
+  {auth.issue("staff", unit_id=grid.unit_id, now=now, ttl=timedelta(days=30))}
+  curl -s {url}/v1/units/{grid.unit_id}/tickets -H 'Authorization: Bearer TOKEN'
+Ops token:
+  {auth.issue("ops", now=now, ttl=timedelta(days=30))}
+More tokens: .venv/bin/gridcall token issue --unit UNIT_ID   (units: GET {url}/v1/grids)
+"""
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,31 @@
+"""Schema migrations with Alembic: one branch per service, each in its service's
+`migrations/` folder, so every service owns its tables' history."""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import make_url
+
+from gridcall.services import METADATA, MIGRATIONS
+
+HERE = Path(__file__).parent / "alembic"
+
+
+def alembic_config(database_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(HERE))
+    cfg.set_main_option("version_locations", " ".join(str(p) for p in MIGRATIONS.values()))
+    cfg.set_main_option("path_separator", "space")
+    cfg.attributes["database_url"] = database_url
+    cfg.attributes["metadata"] = list(METADATA.values())
+    return cfg
+
+
+def upgrade(database_url: str, service: str | None = None) -> None:
+    """Bring the schema up to date: every service's branch, or one service's."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    target = f"{service}@head" if service else "heads"
+    command.upgrade(alembic_config(database_url), target)

@@ -1,0 +1,1 @@
+"""Resident-facing intake: reports in, the resident's view of each case out."""

@@ -1,0 +1,94 @@
+"""Intake rules: what a valid report is, and how lifecycle events change the resident's view."""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from services.events import CaseAssigned, CaseClaimed, CaseResolved, Event, Location
+from services.jurisdiction import Category, Grid, Jurisdiction
+
+
+class CaseStatus(StrEnum):
+    RECEIVED = "received"
+    ASSIGNED = "assigned"
+    CLAIMED = "claimed"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class ReportRejected(ValueError):
+    """A report that cannot be accepted as sent; `field` names what to fix."""
+
+    def __init__(self, field: str, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.kind = kind
+
+
+class IdempotencyConflict(Exception):
+    pass
+
+
+def check_report(j: Jurisdiction, category: str, location: Location) -> tuple[Category, Grid]:
+    cat = j.category(category)
+    if cat is None:
+        codes = ", ".join(c.code for c in j.categories)
+        raise ReportRejected(
+            "category",
+            f"unknown category {category!r}; use one of: {codes} (GET /v1/categories)",
+            "unknown_category",
+        )
+    grid = j.locate(location.lat, location.lon)
+    if grid is None:
+        raise ReportRejected(
+            "location",
+            f"location ({location.lat}, {location.lon}) is outside every grid of {j.district.name}; "
+            "check the coordinates (GET /v1/grids lists the covered grids)",
+            "outside_jurisdiction",
+        )
+    return cat, grid
+
+
+def new_tracking_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str | None, stored_hash: str) -> bool:
+    return token is not None and hmac.compare_digest(token_hash(token), stored_hash)
+
+
+@dataclass(frozen=True)
+class ViewChange:
+    status: CaseStatus
+    timeline_type: str
+    columns: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def view_change(event: Event) -> ViewChange | None:
+    """How a lifecycle event shows in the resident's view of the case (public facts only)."""
+    match event:
+        case CaseAssigned():
+            where = {
+                "tier": event.tier.value,
+                "unit_id": event.unit_id,
+                "unit_name": event.unit_name,
+            }
+            return ViewChange(CaseStatus.ASSIGNED, "assigned", where, where)
+        case CaseClaimed():
+            return ViewChange(CaseStatus.CLAIMED, "claimed", {}, {"unit_id": event.unit_id})
+        case CaseResolved():
+            return ViewChange(
+                CaseStatus.RESOLVED,
+                "resolved",
+                {},
+                {"unit_id": event.unit_id, "result": event.note},
+            )
+    return None

@@ -1,0 +1,158 @@
+import hashlib
+import uuid
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from intake.domain import (
+    CaseStatus,
+    IdempotencyConflict,
+    check_report,
+    new_tracking_token,
+    token_hash,
+    view_change,
+)
+from intake.tables import case_views, idempotency_keys, reports, timeline
+from services.events import (
+    CaseAssigned,
+    CaseClaimed,
+    CaseReported,
+    CaseResolved,
+    Envelope,
+    Event,
+    Location,
+    Priority,
+)
+from services.jurisdiction import Jurisdiction
+from services.messaging import Handler, Store, Tx
+
+
+async def file_report(
+    store: Store,
+    j: Jurisdiction,
+    *,
+    category: str,
+    description: str,
+    location: Location,
+    priority: Priority,
+    channel: str,
+    contact: dict[str, Any] | None,
+    idempotency_key: str | None,
+    request_hash: str,
+) -> dict[str, Any]:
+    """Accept a report: the case, its first view and `case.reported` in one transaction."""
+    cat, grid = check_report(j, category, location)
+    try:
+        async with store.transaction() as tx:
+            if idempotency_key and (earlier := await _earlier_answer(tx, idempotency_key, request_hash)):
+                return earlier
+            case_id = str(uuid.uuid4())
+            token = new_tracking_token()
+            now = store.clock.now()
+            answer = {
+                "case_id": case_id,
+                "tracking_token": token,
+                "status": CaseStatus.RECEIVED.value,
+            }
+            await tx.session.execute(
+                reports.insert().values(
+                    case_id=case_id,
+                    category=cat.code,
+                    description=description,
+                    lat=location.lat,
+                    lon=location.lon,
+                    grid_id=grid.id,
+                    priority=priority.value,
+                    channel=channel,
+                    contact=contact,
+                    tracking_hash=token_hash(token),
+                    created_at=now,
+                )
+            )
+            await tx.session.execute(
+                case_views.insert().values(
+                    case_id=case_id,
+                    status=CaseStatus.RECEIVED.value,
+                    category=cat.code,
+                    updated_at=now,
+                )
+            )
+            await tx.session.execute(
+                timeline.insert().values(
+                    case_id=case_id, at=now, type="received", details={"grid_id": grid.id}
+                )
+            )
+            if idempotency_key:
+                await tx.session.execute(
+                    idempotency_keys.insert().values(
+                        key=idempotency_key,
+                        request_hash=request_hash,
+                        case_id=case_id,
+                        response=answer,
+                        created_at=now,
+                    )
+                )
+            tx.emit(
+                CaseReported(
+                    case_id=case_id,
+                    category=cat.code,
+                    description=description,
+                    location=location,
+                    grid_id=grid.id,
+                    priority=priority,
+                    channel=channel,
+                )
+            )
+            return answer
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # A concurrent request with the same key committed first: answer as it did.
+        async with store.transaction() as tx:
+            earlier = await _earlier_answer(tx, idempotency_key, request_hash)
+        if earlier is None:
+            raise
+        return earlier
+
+
+async def _earlier_answer(tx: Tx, key: str, request_hash: str) -> dict[str, Any] | None:
+    row = (await tx.session.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))).first()
+    if row is None:
+        return None
+    if row.request_hash != request_hash:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with a different request body; "
+            "use a new key for a new report"
+        )
+    return dict(row.response)
+
+
+def body_hash(canonical_json: str) -> str:
+    return hashlib.sha256(canonical_json.encode()).hexdigest()
+
+
+async def on_lifecycle(tx: Tx, envelope: Envelope, event: Event) -> None:
+    change = view_change(event)
+    if change is None:
+        return
+    await tx.session.execute(
+        update(case_views)
+        .where(case_views.c.case_id == event.case_id)
+        .values(status=change.status.value, updated_at=envelope.time, **change.columns)
+    )
+    await tx.session.execute(
+        timeline.insert().values(
+            case_id=event.case_id,
+            at=envelope.time,
+            type=change.timeline_type,
+            details=change.details,
+        )
+    )
+
+
+HANDLERS: dict[type[Event], Handler] = {
+    CaseAssigned: on_lifecycle,
+    CaseClaimed: on_lifecycle,
+    CaseResolved: on_lifecycle,
+}

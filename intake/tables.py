@@ -1,0 +1,57 @@
+from sqlalchemy import JSON, BigInteger, Column, Float, Integer, MetaData, String, Table, Text
+
+from services.db import UtcDateTime
+from services.messaging import inbox_table, outbox_table
+
+metadata = MetaData()
+
+reports = Table(
+    "intake_reports",
+    metadata,
+    Column("case_id", String(64), primary_key=True),
+    Column("category", String(64), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("grid_id", String(64), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("contact", JSON),
+    Column("tracking_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+case_views = Table(
+    "intake_case_views",
+    metadata,
+    Column("case_id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("tier", String(16)),
+    Column("unit_id", String(64)),
+    Column("unit_name", String(200)),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+timeline = Table(
+    "intake_timeline",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("case_id", String(64), nullable=False, index=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("details", JSON, nullable=False),
+)
+
+idempotency_keys = Table(
+    "intake_idempotency_keys",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("case_id", String(64), nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+outbox = outbox_table(metadata, "intake")
+inbox = inbox_table(metadata, "intake")

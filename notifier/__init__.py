@@ -1,0 +1,1 @@
+"""Tells residents, staff and ops what happened, over pluggable channels."""

@@ -1,0 +1,22 @@
+from functools import partial
+
+from notifier import api, tables
+from notifier.channels import Channel, LogChannel, WebhookChannel
+from notifier.handlers import delivery_loop, handlers
+from services.events import Stream
+from services.messaging import Consumer
+from services.runtime import Context, ServiceParts
+
+NAME = "notifier"
+
+
+def bootstrap(ctx: Context) -> ServiceParts:
+    store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox)
+    channels: list[Channel] = [LogChannel()]
+    if ctx.settings.notifier_webhook_url:
+        channels.append(WebhookChannel(ctx.settings.notifier_webhook_url))
+    consumer = Consumer(
+        f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, handlers(channels), [Stream.CASES]
+    )
+    worker = partial(delivery_loop, store, channels, interval=ctx.settings.relay_interval)
+    return ServiceParts(NAME, api.router(ctx.db), store, consumers=[consumer], workers=[worker])

@@ -1,0 +1,183 @@
+"""The administrative tree (district → street → community → grid), its handling units and
+the case categories, loaded from a data file and validated at start-up."""
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from shapely import STRtree
+from shapely.geometry import Point, Polygon
+
+from services.events import Tier
+
+
+class UnitKind(StrEnum):
+    GRID = "grid"
+    COMMUNITY = "community"
+    STREET = "street"
+    DEPARTMENT = "department"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Unit(_Frozen):
+    id: str
+    name: str
+    kind: UnitKind
+
+
+class Street(_Frozen):
+    id: str
+    name: str
+    name_zh: str | None = None
+    unit_id: str
+
+
+class Community(_Frozen):
+    id: str
+    name: str
+    name_zh: str | None = None
+    street_id: str
+    unit_id: str
+
+
+class Grid(_Frozen):
+    id: str
+    name: str
+    community_id: str
+    unit_id: str
+    polygon: list[tuple[float, float]] = Field(min_length=3, description="[lon, lat] ring")
+
+    @field_validator("polygon")
+    @classmethod
+    def _valid_ring(cls, ring: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if not Polygon(ring).is_valid:
+            raise ValueError("polygon must be a simple ring of [lon, lat] points")
+        return ring
+
+    @cached_property
+    def shape(self) -> Polygon:
+        return Polygon(self.polygon)
+
+
+class Category(_Frozen):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    name_zh: str | None = None
+    start_tier: Tier
+    departments: list[str] = Field(min_length=1, description="lead department first")
+
+
+class District(_Frozen):
+    id: str
+    name: str
+    name_zh: str | None = None
+
+
+class JurisdictionError(ValueError):
+    pass
+
+
+class Jurisdiction(_Frozen):
+    district: District
+    streets: list[Street]
+    communities: list[Community]
+    grids: list[Grid]
+    units: list[Unit]
+    categories: list[Category]
+
+    @model_validator(mode="after")
+    def _references_hold(self) -> Self:
+        units = {u.id: u for u in self.units}
+        problems: list[str] = []
+
+        def need(owner: str, unit_id: str, kind: UnitKind) -> None:
+            unit = units.get(unit_id)
+            if unit is None:
+                problems.append(f"{owner}: unit {unit_id!r} is not in units")
+            elif unit.kind != kind:
+                problems.append(f"{owner}: unit {unit_id!r} is a {unit.kind}, expected {kind}")
+
+        for label, items in (
+            ("units", self.units),
+            ("streets", self.streets),
+            ("communities", self.communities),
+            ("grids", self.grids),
+        ):
+            ids = [i.id for i in items]
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                problems.append(f"{label}: duplicate ids {dupes}")
+        streets = {s.id for s in self.streets}
+        communities = {c.id for c in self.communities}
+        for s in self.streets:
+            need(f"streets[{s.id}]", s.unit_id, UnitKind.STREET)
+        for c in self.communities:
+            need(f"communities[{c.id}]", c.unit_id, UnitKind.COMMUNITY)
+            if c.street_id not in streets:
+                problems.append(f"communities[{c.id}]: street {c.street_id!r} does not exist")
+        for g in self.grids:
+            need(f"grids[{g.id}]", g.unit_id, UnitKind.GRID)
+            if g.community_id not in communities:
+                problems.append(f"grids[{g.id}]: community {g.community_id!r} does not exist")
+        codes = [c.code for c in self.categories]
+        if len(codes) != len(set(codes)):
+            problems.append("categories: duplicate codes")
+        for cat in self.categories:
+            for d in cat.departments:
+                need(f"categories[{cat.code}]", d, UnitKind.DEPARTMENT)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @cached_property
+    def _index(self) -> STRtree:
+        return STRtree([g.shape for g in self.grids])
+
+    @cached_property
+    def _by_id(self) -> dict[str, dict[str, BaseModel]]:
+        return {
+            "unit": {u.id: u for u in self.units},
+            "street": {s.id: s for s in self.streets},
+            "community": {c.id: c for c in self.communities},
+            "grid": {g.id: g for g in self.grids},
+            "category": {c.code: c for c in self.categories},
+        }
+
+    def locate(self, lat: float, lon: float) -> Grid | None:
+        """The grid whose polygon covers the point. A point on a shared border belongs to
+        the grid with the smallest id, so the answer never depends on index order."""
+        point = Point(lon, lat)
+        hits = [self.grids[i] for i in self._index.query(point, predicate="covered_by")]
+        return min(hits, key=lambda g: g.id) if hits else None
+
+    def category(self, code: str) -> Category | None:
+        return self._by_id["category"].get(code)  # type: ignore[return-value]
+
+    def grid(self, grid_id: str) -> Grid:
+        return self._by_id["grid"][grid_id]  # type: ignore[return-value]
+
+    def community(self, community_id: str) -> Community:
+        return self._by_id["community"][community_id]  # type: ignore[return-value]
+
+    def street(self, street_id: str) -> Street:
+        return self._by_id["street"][street_id]  # type: ignore[return-value]
+
+    def unit(self, unit_id: str) -> Unit | None:
+        return self._by_id["unit"].get(unit_id)  # type: ignore[return-value]
+
+
+def load_jurisdiction(path: Path) -> Jurisdiction:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise JurisdictionError(f"cannot read jurisdiction file {path}: {exc}") from None
+    try:
+        return Jurisdiction.model_validate(raw)
+    except ValidationError as exc:
+        raise JurisdictionError(f"invalid jurisdiction file {path}:\n{exc}") from None

@@ -1,0 +1,276 @@
+"""Outbox, inbox and the consumer loop: how every service changes state and talks.
+
+- A service changes its tables and records the events it emits in ONE transaction
+  (`Store.transaction()` + `Tx.emit`); the `Relay` later publishes outbox rows to the bus
+  and deletes them. Nothing is published inside the transaction, nothing after commit.
+- A `Consumer` handles each record in one transaction that also inserts
+  `(consumer, event id)` into the inbox, so a redelivered event changes nothing; the bus
+  offset is committed only after that transaction commits.
+- A record that cannot be handled (bad payload, a bug) is parked on the dead-letter topic
+  with the error; a transient failure (database or broker away) is retried until it passes.
+"""
+
+import asyncio
+import logging
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.bus import Bus, Message, Record, Subscription
+from services.clock import Clock
+from services.db import Database, UtcDateTime
+from services.events import EVENT_TYPES, Envelope, Event, Stream, UnknownEvent
+
+log = logging.getLogger(__name__)
+
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def outbox_table(metadata: MetaData, prefix: str) -> Table:
+    return Table(
+        f"{prefix}_outbox",
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("topic", String(200), nullable=False),
+        Column("key", String(200), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", UtcDateTime(), nullable=False, server_default=func.now()),
+    )
+
+
+def inbox_table(metadata: MetaData, prefix: str) -> Table:
+    return Table(
+        f"{prefix}_inbox",
+        metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("event_id", String(64), primary_key=True),
+        Column("handled_at", UtcDateTime(), nullable=False, server_default=func.now()),
+    )
+
+
+@dataclass
+class Tx:
+    """One open transaction of a service: its session and the events it will emit."""
+
+    session: AsyncSession
+    store: "Store"
+    emitted: list[Envelope] = field(default_factory=list)
+
+    def emit(self, event: Event) -> Envelope:
+        envelope = Envelope.wrap(event, source=self.store.source, time=self.store.clock.now())
+        self.emitted.append(envelope)
+        return envelope
+
+
+class Store:
+    """A service's database access: its transactions, its outbox and its inbox."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        source: str,
+        outbox: Table,
+        inbox: Table,
+        clock: Clock,
+        topic: Callable[[Stream], str],
+    ) -> None:
+        self.db = db
+        self.source = source
+        self.outbox = outbox
+        self.inbox = inbox
+        self.clock = clock
+        self.topic = topic
+        self.outbox_written = asyncio.Event()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self.db.sessions() as session:
+            async with session.begin():
+                tx = Tx(session, self)
+                yield tx
+                if tx.emitted:
+                    await session.execute(
+                        self.outbox.insert(),
+                        [
+                            {
+                                "topic": self.topic(EVENT_TYPES[e.type].stream),
+                                "key": e.subject,
+                                "payload": e.encode(),
+                            }
+                            for e in tx.emitted
+                        ],
+                    )
+            if tx.emitted:
+                self.outbox_written.set()
+
+    async def seen(self, consumer: str, event_id: str) -> bool:
+        async with self.db.sessions() as s:
+            row = await s.execute(
+                select(self.inbox.c.event_id).where(
+                    self.inbox.c.consumer == consumer, self.inbox.c.event_id == event_id
+                )
+            )
+            return row.first() is not None
+
+
+class Relay:
+    """Publishes a service's committed outbox rows, in order, then deletes them."""
+
+    def __init__(self, store: Store, bus: Bus, *, interval: float = 0.2, batch: int = 500) -> None:
+        self.store = store
+        self.bus = bus
+        self.interval = interval
+        self.batch = batch
+        # Only one relay of a service publishes at a time, so per-case order survives replicas.
+        self._lock_id = zlib.crc32(store.outbox.name.encode())
+
+    async def relay_once(self) -> int:
+        table = self.store.outbox
+        async with self.store.db.transaction() as s:
+            if self.store.db.is_postgres:
+                if not await s.scalar(select(func.pg_try_advisory_xact_lock(self._lock_id))):
+                    return 0
+            rows = (await s.execute(select(table).order_by(table.c.id).limit(self.batch))).all()
+            if not rows:
+                return 0
+            await self.bus.publish([Message(r.topic, r.key, r.payload) for r in rows])
+            await s.execute(delete(table).where(table.c.id.in_([r.id for r in rows])))
+        return len(rows)
+
+    async def run(self) -> None:
+        backoff = self.interval
+        while True:
+            self.store.outbox_written.clear()
+            try:
+                sent = await self.relay_once()
+                backoff = self.interval
+            except Exception as exc:  # database or broker away: keep the rows, try again
+                log.warning("outbox relay %s: %r; retrying in %.1fs", self.store.outbox.name, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if sent < self.batch:
+                try:
+                    await asyncio.wait_for(self.store.outbox_written.wait(), self.interval)
+                except TimeoutError:
+                    pass
+
+
+Handler = Callable[[Tx, Envelope, Any], Awaitable[None]]
+
+
+class Consumer:
+    """Consumes records for one service: one transaction per event, inbox included,
+    offsets committed after the effect is durable."""
+
+    def __init__(
+        self,
+        name: str,
+        store: Store,
+        bus: Bus,
+        handlers: Mapping[type[Event], Handler],
+        streams: Sequence[Stream],
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.bus = bus
+        self.handlers = handlers
+        self.topics = [store.topic(s) for s in streams]
+        self.after_effect: Callable[[Record], None] | None = None  # a test's crash point
+
+    async def handle(self, record: Record) -> None:
+        try:
+            envelope = Envelope.decode(record.value)
+            event = envelope.event()
+        except (UnknownEvent, ValueError) as exc:
+            await self.dead_letter(record, exc)
+            return
+        handler = self.handlers.get(type(event))
+        if handler is None:
+            return
+        backoff = 0.1
+        while True:
+            try:
+                await self._apply(envelope, event, handler)
+                return
+            except IntegrityError as exc:
+                if await self.store.seen(self.name, envelope.id):
+                    return  # a concurrent delivery of the same event won
+                await self.dead_letter(record, exc)
+                return
+            except TRANSIENT as exc:
+                log.warning("%s: transient failure on %s: %s; retrying", self.name, envelope.id, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception as exc:
+                log.exception("%s: cannot handle %s %s", self.name, envelope.type, envelope.id)
+                await self.dead_letter(record, exc)
+                return
+
+    async def _apply(self, envelope: Envelope, event: Event, handler: Handler) -> None:
+        inbox = self.store.inbox
+        async with self.store.transaction() as tx:
+            seen = await tx.session.execute(
+                select(inbox.c.event_id).where(inbox.c.consumer == self.name, inbox.c.event_id == envelope.id)
+            )
+            if seen.first() is not None:
+                return
+            await tx.session.execute(inbox.insert().values(consumer=self.name, event_id=envelope.id))
+            await handler(tx, envelope, event)
+
+    async def dead_letter(self, record: Record, error: BaseException) -> None:
+        await self.bus.publish(
+            [
+                Message(
+                    self.store.topic(Stream.DEADLETTER),
+                    record.key,
+                    record.value,
+                    {
+                        "consumer": self.name,
+                        "error": f"{type(error).__name__}: {error}"[:2000],
+                        "source_topic": record.topic,
+                        "source_partition": str(record.partition),
+                        "source_offset": str(record.offset),
+                    },
+                )
+            ]
+        )
+
+    async def run(self, subscription: Subscription | None = None) -> None:
+        sub = subscription or self.bus.subscribe(self.name, self.topics)
+        await sub.start()
+        try:
+            while True:
+                batch = await sub.fetch(timeout=1.0)
+                for record in batch:
+                    await self.handle(record)
+                    if self.after_effect:
+                        self.after_effect(record)
+                if batch:
+                    await sub.commit(batch)
+        finally:
+            await sub.stop()

@@ -1,0 +1,135 @@
+"""What every service process shares: the context built from settings, and the app that
+runs a set of services (one in distributed mode, all four in embedded mode)."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import Table, text
+
+from services.auth import Authenticator
+from services.bus import Bus
+from services.bus.kafka import KafkaBus
+from services.bus.local import LocalBus
+from services.clock import Clock, SystemClock
+from services.db import Database
+from services.events import Stream
+from services.jurisdiction import Jurisdiction, load_jurisdiction
+from services.messaging import Consumer, Relay, Store
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """Everything a service is built from; the one place that creates engine, bus and clock."""
+
+    settings: Settings
+    db: Database
+    bus: Bus
+    clock: Clock
+    jurisdiction: Jurisdiction
+    authenticator: Authenticator
+
+    def store(self, source: str, *, outbox: Table, inbox: Table) -> Store:
+        return Store(
+            self.db,
+            source=source,
+            outbox=outbox,
+            inbox=inbox,
+            clock=self.clock,
+            topic=lambda stream: self.settings.topic(stream),
+        )
+
+
+def build_context(settings: Settings, *, clock: Clock | None = None) -> Context:
+    bus: Bus
+    if settings.embedded:
+        bus = LocalBus(settings.var_dir / "bus.db")
+    else:
+        assert settings.kafka_bootstrap_servers
+        bus = KafkaBus(
+            settings.kafka_bootstrap_servers,
+            enable_idempotence=settings.kafka_enable_idempotence,
+            partitions=settings.kafka_partitions,
+        )
+    if settings.db_url.startswith("sqlite"):
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return Context(
+        settings=settings,
+        db=Database(settings.db_url),
+        bus=bus,
+        clock=clock or SystemClock(),
+        jurisdiction=load_jurisdiction(settings.jurisdiction_file),
+        authenticator=Authenticator(settings.secret_key.get_secret_value()),
+    )
+
+
+@dataclass
+class ServiceParts:
+    """One service as the runtime sees it: its HTTP routes and its background loops."""
+
+    name: str
+    router: APIRouter
+    store: Store
+    consumers: list[Consumer] = field(default_factory=list)
+    workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+async def supervise(name: str, loop: Callable[[], Awaitable[None]]) -> None:
+    """Keep a background loop alive: log a crash and start it again after a pause."""
+    backoff = 0.5
+    while True:
+        try:
+            await loop()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s stopped; restarting in %.1fs", name, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ctx.bus.start()
+        await ctx.bus.ensure_topics([ctx.settings.topic(s) for s in Stream])
+        loops: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        for p in parts:
+            relay = Relay(p.store, ctx.bus, interval=ctx.settings.relay_interval)
+            loops.append((f"{p.name}.relay", relay.run))
+            loops += [(c.name, c.run) for c in p.consumers]
+            loops += [(f"{p.name}.worker", w) for w in p.workers]
+        tasks = [asyncio.create_task(supervise(n, fn), name=n) for n, fn in loops]
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await ctx.bus.stop()
+            await ctx.db.dispose()
+
+    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
+    app.state.authenticator = ctx.authenticator
+    app.state.ctx = ctx
+    for p in parts:
+        app.include_router(p.router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> JSONResponse:
+        try:
+            async with ctx.db.sessions() as s:
+                await s.execute(text("SELECT 1"))
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok", "services": [p.name for p in parts]})
+
+    return app

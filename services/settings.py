@@ -1,0 +1,65 @@
+"""One typed settings object for every gridcall process; it fails fast on a bad value."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-only-insecure-secret-change-me"
+DATA_DIR = Path(__file__).parent / "data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRIDCALL_", extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    var_dir: Path = Path("var")
+    database_url: str = ""
+    kafka_bootstrap_servers: str | None = None
+    kafka_enable_idempotence: bool = True
+    kafka_partitions: int = Field(6, ge=1)
+    topic_prefix: str = Field("gridcall", pattern=r"^[A-Za-z0-9._-]+$")
+    jurisdiction_file: Path = DATA_DIR / "district.yaml"
+    secret_key: SecretStr = SecretStr(DEV_SECRET)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    relay_interval: float = Field(0.2, gt=0, description="seconds between outbox polls")
+    notifier_webhook_url: str | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, url: str) -> str:
+        if url and not url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError(
+                "must be a postgresql+asyncpg:// URL (distributed mode) or a "
+                "sqlite+aiosqlite:// URL (embedded mode); leave it unset for the embedded default"
+            )
+        return url
+
+    @field_validator("notifier_webhook_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return url or None
+
+    @model_validator(mode="after")
+    def _no_placeholder_secret_in_prod(self) -> "Settings":
+        if self.env == "prod" and self.secret_key.get_secret_value() == DEV_SECRET:
+            raise ValueError("GRIDCALL_SECRET_KEY must be set to a real secret when GRIDCALL_ENV=prod")
+        if self.env == "prod" and len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError("GRIDCALL_SECRET_KEY must be at least 32 characters when GRIDCALL_ENV=prod")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'gridcall.db'}"
+
+    @property
+    def embedded(self) -> bool:
+        """Embedded mode: no broker configured; the durable local bus lives beside the database."""
+        return not self.kafka_bootstrap_servers
+
+    def topic(self, stream: str) -> str:
+        return f"{self.topic_prefix}.{stream}"
