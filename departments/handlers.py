@@ -37,9 +37,7 @@ HANDLERS: dict[type[Event], Handler] = {CaseAssigned: on_case_assigned}
 async def _ticket_for(tx: Tx, ticket_id: str, staff: Principal) -> TicketStatus:
     row = (
         await tx.session.execute(
-            select(tickets.c.unit_id, tickets.c.status)
-            .where(tickets.c.ticket_id == ticket_id)
-            .with_for_update()
+            select(tickets.c.unit_id, tickets.c.status).where(tickets.c.ticket_id == ticket_id).with_for_update()
         )
     ).first()
     if row is None:

@@ -19,9 +19,7 @@ def router(db: Database) -> APIRouter:
             if case is None:
                 raise HTTPException(404, f"no case {case_id} in the dispatcher")
             history = await s.execute(
-                select(assignments)
-                .where(assignments.c.case_id == case_id)
-                .order_by(assignments.c.assigned_at)
+                select(assignments).where(assignments.c.case_id == case_id).order_by(assignments.c.assigned_at)
             )
             return {**case._asdict(), "assignments": [a._asdict() for a in history]}
 

@@ -102,9 +102,7 @@ def claim(case: Case, event: TicketClaimed) -> tuple[Case, list[Event]]:
     if case.status is not CaseStatus.ASSIGNED:
         raise InvalidTransition(f"case {case.case_id} is {case.status}, cannot be claimed")
     claimed = replace(case, status=CaseStatus.CLAIMED)
-    return claimed, [
-        CaseClaimed(case_id=case.case_id, assignment_id=case.assignment_id, unit_id=case.unit_id)
-    ]
+    return claimed, [CaseClaimed(case_id=case.case_id, assignment_id=case.assignment_id, unit_id=case.unit_id)]
 
 
 def resolve(case: Case, event: TicketResolved) -> tuple[Case, list[Event]]:

@@ -10,9 +10,7 @@ from services.runtime import build_context, create_app
 from services.settings import Settings
 
 
-def build_app(
-    settings: Settings, names: Sequence[str] | None = None, *, clock: Clock | None = None
-) -> FastAPI:
+def build_app(settings: Settings, names: Sequence[str] | None = None, *, clock: Clock | None = None) -> FastAPI:
     names = list(names or BOOTSTRAP)
     ctx = build_context(settings, clock=clock)
     parts = [BOOTSTRAP[n](ctx) for n in names]

@@ -30,9 +30,7 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        lines = [
-            f"  GRIDCALL_{'_'.join(map(str, e['loc'])).upper() or '?'}: {e['msg']}" for e in exc.errors()
-        ]
+        lines = [f"  GRIDCALL_{'_'.join(map(str, e['loc'])).upper() or '?'}: {e['msg']}" for e in exc.errors()]
         typer.echo("gridcall: bad settings:\n" + "\n".join(lines), err=True)
         raise typer.Exit(2) from None
 
@@ -101,9 +99,7 @@ def token_issue(
         raise typer.Exit(2)
     auth = Authenticator(settings.secret_key.get_secret_value())
     now = SystemClock().now()
-    typer.echo(
-        auth.issue("ops" if ops else "staff", unit_id=unit, name=name, now=now, ttl=timedelta(days=days))
-    )
+    typer.echo(auth.issue("ops" if ops else "staff", unit_id=unit, name=name, now=now, ttl=timedelta(days=days)))
 
 
 def _welcome(settings: Settings, port: int) -> None:

@@ -95,7 +95,7 @@ class GridOut(BaseModel):
 
 def _unprocessable(exc: ReportRejected) -> HTTPException:
     return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_ENTITY,
+        422,
         [{"loc": ["body", exc.field], "msg": str(exc), "type": exc.kind}],
     )
 
@@ -163,9 +163,7 @@ def router(store: Store, j: Jurisdiction) -> APIRouter:
         response_model=CaseView,
         responses={404: {"description": CASE_NOT_FOUND}},
     )
-    async def track_case(
-        case_id: str, x_tracking_token: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def track_case(case_id: str, x_tracking_token: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         """The resident's view of a case. A wrong token looks exactly like a missing case."""
         async with store.db.sessions() as s:
             report = (
@@ -176,9 +174,7 @@ def router(store: Store, j: Jurisdiction) -> APIRouter:
             if report is None or not token_matches(x_tracking_token, report.tracking_hash):
                 raise HTTPException(status.HTTP_404_NOT_FOUND, CASE_NOT_FOUND)
             view = (await s.execute(select(case_views).where(case_views.c.case_id == case_id))).one()
-            entries = await s.execute(
-                select(timeline).where(timeline.c.case_id == case_id).order_by(timeline.c.id)
-            )
+            entries = await s.execute(select(timeline).where(timeline.c.case_id == case_id).order_by(timeline.c.id))
             return {
                 **view._mapping,
                 "created_at": report.created_at,

@@ -79,9 +79,7 @@ async def file_report(
                 )
             )
             await tx.session.execute(
-                timeline.insert().values(
-                    case_id=case_id, at=now, type="received", details={"grid_id": grid.id}
-                )
+                timeline.insert().values(case_id=case_id, at=now, type="received", details={"grid_id": grid.id})
             )
             if idempotency_key:
                 await tx.session.execute(
@@ -122,8 +120,7 @@ async def _earlier_answer(tx: Tx, key: str, request_hash: str) -> dict[str, Any]
         return None
     if row.request_hash != request_hash:
         raise IdempotencyConflict(
-            "this Idempotency-Key was already used with a different request body; "
-            "use a new key for a new report"
+            "this Idempotency-Key was already used with a different request body; use a new key for a new report"
         )
     return dict(row.response)
 

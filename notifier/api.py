@@ -20,15 +20,11 @@ def router(db: Database) -> APIRouter:
         async with db.sessions() as s:
             rows = (
                 await s.execute(
-                    select(notifications)
-                    .where(notifications.c.case_id == case_id)
-                    .order_by(notifications.c.id)
+                    select(notifications).where(notifications.c.case_id == case_id).order_by(notifications.c.id)
                 )
             ).all()
             sent = (
-                await s.execute(
-                    select(deliveries).where(deliveries.c.notification_id.in_([r.id for r in rows]))
-                )
+                await s.execute(select(deliveries).where(deliveries.c.notification_id.in_([r.id for r in rows])))
             ).all()
         out = []
         for r in rows:

@@ -15,8 +15,6 @@ def bootstrap(ctx: Context) -> ServiceParts:
     channels: list[Channel] = [LogChannel()]
     if ctx.settings.notifier_webhook_url:
         channels.append(WebhookChannel(ctx.settings.notifier_webhook_url))
-    consumer = Consumer(
-        f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, handlers(channels), [Stream.CASES]
-    )
+    consumer = Consumer(f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, handlers(channels), [Stream.CASES])
     worker = partial(delivery_loop, store, channels, interval=ctx.settings.relay_interval)
     return ServiceParts(NAME, api.router(ctx.db), store, consumers=[consumer], workers=[worker])

@@ -72,9 +72,7 @@ def current_principal(
     try:
         return authenticator.verify(credentials.credentials)
     except ValueError as exc:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
-        ) from None
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

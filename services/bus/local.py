@@ -90,10 +90,8 @@ class LocalSubscription:
     async def start(self) -> None:
         assert self.bus.db
         async with self.bus.db.transaction() as s:
-            rows = await s.execute(
-                select(offsets.c.topic, offsets.c.next_seq).where(offsets.c.grp == self.group)
-            )
-            committed = dict(rows.tuples().all())
+            rows = await s.execute(select(offsets.c.topic, offsets.c.next_seq).where(offsets.c.grp == self.group))
+            committed = {topic: seq for topic, seq in rows}
         self._position = {t: committed.get(t, 0) for t in self.topics}
 
     async def stop(self) -> None:

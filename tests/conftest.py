@@ -1,0 +1,50 @@
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gridcall.migrate import upgrade
+from services.settings import Settings
+from tests.support.servers import Broker, admin_postgres, kafka_broker, kafka_is_tansu, scratch_database
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A migrated PostgreSQL database of this test session's own."""
+    with admin_postgres() as admin, scratch_database(admin) as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    with kafka_broker() as b:
+        yield b
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """Topics of a test's own, so tests never see each other's records."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def pg_settings(pg_url: str, broker: Broker, topic_prefix: str) -> Settings:
+    return Settings(
+        env="test",
+        database_url=pg_url,
+        kafka_bootstrap_servers=broker.bootstrap,
+        kafka_enable_idempotence=not kafka_is_tansu(),
+        kafka_partitions=3,
+        topic_prefix=topic_prefix,
+        relay_interval=0.05,
+    )
+
+
+@pytest.fixture
+def embedded_settings(tmp_path: Path) -> Settings:
+    """Embedded mode on a fresh SQLite file and local bus."""
+    settings = Settings(env="test", var_dir=tmp_path / "var", relay_interval=0.05)
+    upgrade(settings.db_url)
+    return settings

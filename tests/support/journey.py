@@ -1,0 +1,46 @@
+"""A resident's and a grid worker's journey, over HTTP, against any running gridcall."""
+
+from typing import Any
+
+import httpx
+
+from tests.support.waiting import eventually
+
+STREETLIGHT_G11 = {
+    "category": "garbage",
+    "description": "Bags of rubbish piled in the stairwell of building 3",
+    "location": {"lat": 30.505, "lon": 114.305},
+}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def file_report(client: httpx.AsyncClient, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    r = await client.post("/v1/reports", json=body or STREETLIGHT_G11)
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+async def case_in_status(
+    client: httpx.AsyncClient, case: dict[str, Any], status: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        r = await client.get(f"/v1/cases/{case['case_id']}", headers={"X-Tracking-Token": case["tracking_token"]})
+        assert r.status_code == 200, r.text
+        view = r.json()
+        return view if view["status"] == status else None
+
+    return await eventually(probe, timeout=timeout)
+
+
+async def open_ticket(
+    client: httpx.AsyncClient, unit_id: str, token: str, case_id: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        r = await client.get(f"/v1/units/{unit_id}/tickets", headers=bearer(token))
+        assert r.status_code == 200, r.text
+        return next((t for t in r.json() if t["case_id"] == case_id), None)
+
+    return await eventually(probe, timeout=timeout)

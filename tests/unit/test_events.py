@@ -1,0 +1,64 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from services.events import (
+    EVENT_TYPES,
+    CaseAssigned,
+    CaseReported,
+    Envelope,
+    Location,
+    Stream,
+    Tier,
+    UnknownEvent,
+)
+
+NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+
+
+def test_envelope_round_trips_through_json_with_cloudevents_attributes():
+    event = CaseReported(
+        case_id="c1",
+        category="garbage",
+        description="bags in the stairwell",
+        location=Location(lat=30.505, lon=114.305),
+        grid_id="G11",
+    )
+    env = Envelope.wrap(event, source="/intake", time=NOW)
+    decoded = Envelope.decode(env.encode())
+    assert decoded == env
+    assert decoded.event() == event
+    assert (decoded.specversion, decoded.type, decoded.subject) == ("1.0", "gridcall.case.reported", "c1")
+    assert decoded.source == "/intake" and decoded.time == NOW and decoded.schemaversion == 1
+
+
+def test_each_event_names_a_stream_and_a_unique_type():
+    assert all(cls.stream in (Stream.CASES, Stream.TICKETS) for cls in EVENT_TYPES.values())
+    assert len({cls.type for cls in EVENT_TYPES.values()}) == len(EVENT_TYPES)
+
+
+def test_unknown_type_and_garbage_are_unknown_events():
+    env = Envelope.wrap(
+        CaseAssigned(
+            case_id="c1",
+            assignment_id="a1",
+            unit_id="U",
+            unit_name="U",
+            tier=Tier.GRID,
+            category="garbage",
+            description="d",
+            grid_id="G11",
+        ),
+        source="/dispatcher",
+        time=NOW,
+    )
+    with pytest.raises(UnknownEvent):
+        env.model_copy(update={"type": "gridcall.case.teleported"}).event()
+    with pytest.raises(UnknownEvent):
+        Envelope.decode(b"not json")
+
+
+def test_event_data_with_a_wrong_field_is_refused():
+    env = Envelope(id="e1", type=CaseReported.type, source="/x", time=NOW, subject="c1", data={"case_id": "c1"})
+    with pytest.raises(ValueError):
+        env.event()

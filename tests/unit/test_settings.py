@@ -1,0 +1,29 @@
+import pytest
+from pydantic import ValidationError
+
+from services.settings import Settings
+
+
+def test_embedded_is_the_default(tmp_path):
+    s = Settings(var_dir=tmp_path)
+    assert s.embedded
+    assert s.db_url == f"sqlite+aiosqlite:///{tmp_path / 'gridcall.db'}"
+
+
+def test_a_database_url_with_an_unknown_driver_fails_with_what_to_use():
+    with pytest.raises(ValidationError, match="postgresql\\+asyncpg://"):
+        Settings(database_url="mysql://root@localhost/db")
+
+
+def test_prod_refuses_the_placeholder_secret():
+    with pytest.raises(ValidationError, match="GRIDCALL_SECRET_KEY"):
+        Settings(env="prod")
+    assert Settings(env="prod", secret_key="x" * 40).env == "prod"
+
+
+def test_environment_variables_are_read_with_the_prefix(monkeypatch):
+    monkeypatch.setenv("GRIDCALL_KAFKA_BOOTSTRAP_SERVERS", "broker:9092")
+    monkeypatch.setenv("GRIDCALL_TOPIC_PREFIX", "city")
+    s = Settings()
+    assert not s.embedded
+    assert s.topic("cases") == "city.cases"
