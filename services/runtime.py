@@ -57,6 +57,8 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> Context:
             settings.kafka_bootstrap_servers,
             enable_idempotence=settings.kafka_enable_idempotence,
             partitions=settings.kafka_partitions,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
         )
     if settings.db_url.startswith("sqlite"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)

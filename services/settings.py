@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = None
     kafka_enable_idempotence: bool = True
     kafka_partitions: int = Field(6, ge=1)
+    kafka_session_timeout_ms: int = Field(10_000, ge=1_000)
+    kafka_rebalance_timeout_ms: int = Field(5_000, ge=1_000)
     topic_prefix: str = Field("gridcall", pattern=r"^[A-Za-z0-9._-]+$")
     jurisdiction_file: Path = DATA_DIR / "district.yaml"
     secret_key: SecretStr = SecretStr(DEV_SECRET)

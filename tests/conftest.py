@@ -37,6 +37,8 @@ def pg_settings(pg_url: str, broker: Broker, topic_prefix: str) -> Settings:
         kafka_bootstrap_servers=broker.bootstrap,
         kafka_enable_idempotence=not kafka_is_tansu(),
         kafka_partitions=3,
+        kafka_session_timeout_ms=6_000,
+        kafka_rebalance_timeout_ms=3_000,
         topic_prefix=topic_prefix,
         relay_interval=0.05,
     )

@@ -12,10 +12,23 @@ log = logging.getLogger(__name__)
 
 
 class KafkaBus:
-    def __init__(self, bootstrap: str, *, enable_idempotence: bool = True, partitions: int = 6):
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        enable_idempotence: bool = True,
+        partitions: int = 6,
+        session_timeout_ms: int = 10_000,
+        rebalance_timeout_ms: int = 5_000,
+    ) -> None:
         self.bootstrap = bootstrap
         self.enable_idempotence = enable_idempotence
         self.partitions = partitions
+        self.group_timeouts = {
+            "session_timeout_ms": session_timeout_ms,
+            "rebalance_timeout_ms": rebalance_timeout_ms,
+            "heartbeat_interval_ms": min(1_000, session_timeout_ms // 3),
+        }
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -62,19 +75,18 @@ class KafkaBus:
         await asyncio.gather(*futures)
 
     def subscribe(self, group: str, topics: Sequence[str]) -> "KafkaSubscription":
-        return KafkaSubscription(self.bootstrap, group, list(topics))
+        return KafkaSubscription(self.bootstrap, group, list(topics), **self.group_timeouts)
 
 
 class KafkaSubscription:
-    def __init__(self, bootstrap: str, group: str, topics: list[str]) -> None:
+    def __init__(self, bootstrap: str, group: str, topics: list[str], **group_timeouts: int) -> None:
         self._consumer = AIOKafkaConsumer(
             *topics,
             bootstrap_servers=bootstrap,
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
+            **group_timeouts,
         )
 
     async def start(self) -> None:

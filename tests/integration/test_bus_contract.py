@@ -1,0 +1,94 @@
+"""One behaviour, both buses: the durable local bus (embedded mode) and Kafka (Tansu here)."""
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from services.bus import Bus, Message, Record
+from services.bus.kafka import KafkaBus
+from services.bus.local import LocalBus
+from tests.support.servers import kafka_is_tansu
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["local", "kafka"])
+async def bus(request, tmp_path) -> AsyncIterator[Bus]:
+    if request.param == "local":
+        b: Bus = LocalBus(tmp_path / "bus.db")
+    else:
+        broker = request.getfixturevalue("broker")
+        b = KafkaBus(
+            broker.bootstrap,
+            enable_idempotence=not kafka_is_tansu(),
+            partitions=3,
+            session_timeout_ms=6_000,
+            rebalance_timeout_ms=3_000,
+        )
+    await b.start()
+    yield b
+    await b.stop()
+
+
+@pytest.fixture
+def topic(topic_prefix) -> str:
+    return f"{topic_prefix}.cases"
+
+
+async def drain(sub, want: int, rounds: int = 40) -> list[Record]:
+    got: list[Record] = []
+    for _ in range(rounds):
+        got += await sub.fetch(timeout=0.5)
+        if len(got) >= want:
+            break
+    return got
+
+
+async def test_records_of_one_key_arrive_in_publish_order(bus, topic):
+    await bus.ensure_topics([topic])
+    sent = [Message(topic, f"case-{i % 4}", f"{i}".encode()) for i in range(40)]
+    await bus.publish(sent)
+    sub = bus.subscribe(f"g-{uuid.uuid4().hex[:6]}", [topic])
+    await sub.start()
+    try:
+        got = await drain(sub, len(sent))
+    finally:
+        await sub.stop()
+    assert sorted(int(r.value) for r in got) == list(range(40))
+    for key in {m.key for m in sent}:
+        values = [int(r.value) for r in got if r.key == key]
+        assert values == sorted(values)
+
+
+async def test_uncommitted_records_are_delivered_again_and_committed_ones_are_not(bus, topic):
+    await bus.ensure_topics([topic])
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    await bus.publish([Message(topic, "k", f"{i}".encode()) for i in range(10)])
+
+    first = bus.subscribe(group, [topic])
+    await first.start()
+    got = await drain(first, 10)
+    assert len(got) == 10
+    await first.commit([r for r in got if int(r.value) < 6])  # the work on 6..9 never finished
+    await first.stop()
+
+    second = bus.subscribe(group, [topic])
+    await second.start()
+    try:
+        again = await drain(second, 4)
+    finally:
+        await second.stop()
+    assert sorted(int(r.value) for r in again) == [6, 7, 8, 9]
+
+
+async def test_groups_are_independent(bus, topic):
+    await bus.ensure_topics([topic])
+    await bus.publish([Message(topic, "k", b"x")])
+    for group in ("a", "b"):
+        sub = bus.subscribe(f"{group}-{uuid.uuid4().hex[:6]}", [topic])
+        await sub.start()
+        try:
+            assert [r.value for r in await drain(sub, 1)] == [b"x"]
+        finally:
+            await sub.stop()

@@ -1,0 +1,206 @@
+"""Outbox, inbox and offsets on real PostgreSQL and the real broker."""
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from dispatcher import tables as dispatcher_tables
+from dispatcher.bootstrap import bootstrap as dispatcher_bootstrap
+from services.bus import Message
+from services.events import CaseReported, Envelope, Location, Stream
+from services.messaging import Relay
+from services.runtime import build_context
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def ctx(pg_settings):
+    context = build_context(pg_settings)
+    await context.bus.start()
+    await context.bus.ensure_topics([pg_settings.topic(s) for s in Stream])
+    yield context
+    await context.bus.stop()
+    await context.db.dispose()
+
+
+def reported(case_id: str) -> CaseReported:
+    return CaseReported(
+        case_id=case_id,
+        category="garbage",
+        description="bags in the stairwell",
+        location=Location(lat=30.505, lon=114.305),
+        grid_id="G11",
+    )
+
+
+async def read_all(ctx, stream: Stream, want: int, group: str | None = None) -> list[Envelope]:
+    sub = ctx.bus.subscribe(group or f"reader-{uuid.uuid4().hex[:6]}", [ctx.settings.topic(stream)])
+    await sub.start()
+    got = []
+    try:
+        for _ in range(30):
+            got += await sub.fetch(timeout=0.5)
+            if len(got) >= want:
+                # one more short fetch so that an extra record would be seen
+                got += await sub.fetch(timeout=0.5)
+                break
+    finally:
+        await sub.stop()
+    return [Envelope.decode(r.value) for r in got]
+
+
+async def test_relay_publishes_exactly_the_committed_events(ctx):
+    store = dispatcher_bootstrap(ctx).store
+    kept, dropped = f"kept-{uuid.uuid4()}", f"dropped-{uuid.uuid4()}"
+    async with store.transaction() as tx:
+        tx.emit(reported(kept))
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            tx.emit(reported(dropped))
+            raise RuntimeError("the state change failed, so its event must never leave")
+
+    relay = Relay(store, ctx.bus)
+    assert await relay.relay_once() == 1
+    assert await relay.relay_once() == 0  # published rows are gone from the outbox
+
+    published = await read_all(ctx, Stream.CASES, 1)
+    assert [e.subject for e in published] == [kept]
+    assert published[0].source == "/dispatcher"
+
+
+async def test_a_redelivered_event_changes_nothing(ctx):
+    parts = dispatcher_bootstrap(ctx)
+    consumer = parts.consumers[0]
+    case_id = f"c-{uuid.uuid4()}"
+    envelope = Envelope.wrap(reported(case_id), source="/intake", time=ctx.clock.now())
+    record = await _as_record(ctx, envelope)
+
+    for _ in range(3):
+        await consumer.handle(record)
+    await asyncio.gather(*(consumer.handle(record) for _ in range(3)))  # and concurrently
+
+    async with ctx.db.sessions() as s:
+        cases = await s.scalar(
+            select(func.count())
+            .select_from(dispatcher_tables.cases)
+            .where(dispatcher_tables.cases.c.case_id == case_id)
+        )
+        assignments = await s.scalar(
+            select(func.count())
+            .select_from(dispatcher_tables.assignments)
+            .where(dispatcher_tables.assignments.c.case_id == case_id)
+        )
+        events = await s.scalar(
+            select(func.count()).select_from(dispatcher_tables.outbox).where(dispatcher_tables.outbox.c.key == case_id)
+        )
+    assert (cases, assignments, events) == (1, 1, 1)
+
+
+async def _as_record(ctx, envelope: Envelope):
+    """Put the envelope on the real broker and read it back as the consumer would see it."""
+    topic = ctx.settings.topic(Stream.CASES)
+    await ctx.bus.publish([Message(topic, envelope.subject, envelope.encode())])
+    sub = ctx.bus.subscribe(f"once-{uuid.uuid4().hex[:6]}", [topic])
+    await sub.start()
+    try:
+        for _ in range(30):
+            for r in await sub.fetch(timeout=0.5):
+                if r.key == envelope.subject:
+                    return r
+    finally:
+        await sub.stop()
+    raise AssertionError("record never arrived")
+
+
+class Killed(Exception):
+    """Stands for kill -9 between the effect's commit and the offset commit."""
+
+
+async def test_a_consumer_killed_before_committing_offsets_resumes_without_loss_or_doubles(ctx):
+    parts = dispatcher_bootstrap(ctx)
+    consumer = parts.consumers[0]
+    batch = [f"crash-{i}-{uuid.uuid4()}" for i in range(20)]
+    topic = ctx.settings.topic(Stream.CASES)
+    await ctx.bus.publish(
+        [Message(topic, c, Envelope.wrap(reported(c), source="/intake", time=ctx.clock.now()).encode()) for c in batch]
+    )
+
+    handled: list[str] = []
+
+    def crash_after_seven(record):
+        handled.append(record.key)
+        if len(handled) == 7:
+            raise Killed
+
+    consumer.after_effect = crash_after_seven
+    with pytest.raises(Killed):
+        await consumer.run()
+    assert len(handled) == 7
+
+    consumer.after_effect = None
+    restarted = asyncio.create_task(dispatcher_bootstrap(ctx).consumers[0].run())
+    try:
+
+        async def all_dispatched() -> bool:
+            async with ctx.db.sessions() as s:
+                n = await s.scalar(
+                    select(func.count())
+                    .select_from(dispatcher_tables.cases)
+                    .where(dispatcher_tables.cases.c.case_id.in_(batch))
+                )
+            return n == len(batch)
+
+        await eventually(all_dispatched, timeout=40)
+    finally:
+        restarted.cancel()
+        await asyncio.gather(restarted, return_exceptions=True)
+
+    async with ctx.db.sessions() as s:
+        events = (
+            await s.execute(select(dispatcher_tables.outbox.c.key).where(dispatcher_tables.outbox.c.key.in_(batch)))
+        ).all()
+    assert sorted(k for (k,) in events) == sorted(batch)  # one CaseAssigned per case, none doubled
+
+
+async def test_an_event_that_cannot_be_handled_is_parked_on_the_dead_letter_topic_and_the_rest_go_on(ctx):
+    consumer = dispatcher_bootstrap(ctx).consumers[0]
+    topic = ctx.settings.topic(Stream.CASES)
+    good = f"after-poison-{uuid.uuid4()}"
+    unroutable = reported(f"poison-{uuid.uuid4()}").model_copy(update={"category": "ufo"})
+    await ctx.bus.publish(
+        [
+            Message(topic, "poison", b"this is not an event"),
+            Message(topic, unroutable.case_id, Envelope.wrap(unroutable, source="/x", time=ctx.clock.now()).encode()),
+            Message(topic, good, Envelope.wrap(reported(good), source="/intake", time=ctx.clock.now()).encode()),
+        ]
+    )
+    running = asyncio.create_task(consumer.run())
+    try:
+
+        async def good_one_dispatched() -> bool:
+            async with ctx.db.sessions() as s:
+                return bool(await s.scalar(select(func.count()).where(dispatcher_tables.cases.c.case_id == good)))
+
+        await eventually(good_one_dispatched, timeout=40)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+    sub = ctx.bus.subscribe(f"dlq-{uuid.uuid4().hex[:6]}", [ctx.settings.topic(Stream.DEADLETTER)])
+    await sub.start()
+    try:
+        parked = []
+        for _ in range(30):
+            parked += await sub.fetch(timeout=0.5)
+            if len(parked) >= 2:
+                break
+    finally:
+        await sub.stop()
+    assert [r.value for r in parked][0] == b"this is not an event"
+    assert "UnknownEvent" in parked[0].headers["error"]
+    assert "unknown category 'ufo'" in parked[1].headers["error"]
+    assert {r.headers["consumer"] for r in parked} == {consumer.name}

@@ -1,0 +1,110 @@
+"""Runs gridcall as real OS processes: one per service (distributed) or one for all (embedded)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support.servers import free_port
+
+SERVICES = ("intake", "dispatcher", "departments", "notifier")
+
+
+@dataclass
+class Process:
+    name: str
+    port: int
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(self.args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not healthy within {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown hooks, no flushing, no goodbye."""
+        if self.popen and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(10)
+
+    def stop(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def gridcall_args(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gridcall", *args]
+
+
+def base_env(settings: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDCALL_")}
+    env.update(settings)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Cluster:
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Process:
+        return self.processes[name]
+
+    def stop(self) -> None:
+        for p in self.processes.values():
+            p.stop()
+
+
+@contextmanager
+def distributed(settings: Mapping[str, str], log_dir: Path, services: tuple[str, ...] = SERVICES) -> Iterator[Cluster]:
+    """Every service as its own process, on the PostgreSQL and broker named in `settings`."""
+    env = base_env(settings)
+    cluster = Cluster()
+    try:
+        for name in services:
+            port = free_port()
+            p = Process(name, port, gridcall_args("serve", name, "--port", str(port)), env, log_dir / f"{name}.log")
+            cluster.processes[name] = p
+            p.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@contextmanager
+def embedded(settings: Mapping[str, str], log_dir: Path) -> Iterator[Process]:
+    port = free_port()
+    p = Process("gridcall", port, gridcall_args("run", "--port", str(port)), base_env(settings), log_dir / "run.log")
+    try:
+        p.start()
+        yield p
+    finally:
+        p.stop()
