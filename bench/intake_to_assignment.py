@@ -1,0 +1,124 @@
+"""Distributed-mode benchmark: N reports through separate intake, dispatcher, departments and
+notifier processes on PostgreSQL and the broker; throughput and latency from POST to assignment.
+
+Assignment time is when `case.assigned` reaches a bench consumer on the broker, so measuring
+adds no load to the services. Run: make bench  (or python -m bench.intake_to_assignment -n 1000)
+"""
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from gridcall.migrate import upgrade
+from services.bus.kafka import KafkaBus
+from services.events import CaseAssigned, Envelope, Stream
+from tests.support.cluster import distributed
+from tests.support.servers import admin_postgres, kafka_broker, kafka_is_tansu, scratch_database
+
+BODY = {
+    "category": "garbage",
+    "description": "Bags piled in the stairwell",
+    "location": {"lat": 30.505, "lon": 114.305},
+}
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def drive(intake_url: str, bus: KafkaBus, topic: str, n: int, concurrency: int) -> None:
+    sent_at: dict[str, float] = {}
+    assigned_at: dict[str, float] = {}
+    sub = bus.subscribe(f"bench-{uuid.uuid4().hex[:6]}", [topic])
+    await sub.start()
+
+    async def watch() -> None:
+        while len(assigned_at) < n:
+            for r in await sub.fetch(timeout=0.5):
+                env = Envelope.decode(r.value)
+                if env.type == CaseAssigned.type and env.subject not in assigned_at:
+                    assigned_at[env.subject] = time.perf_counter()
+
+    watcher = asyncio.create_task(watch())
+    # Let the bench consumer join its group before the clock starts.
+    await asyncio.sleep(4)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(i)
+    post_latency: list[float] = []
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            t0 = time.perf_counter()
+            r = await client.post("/v1/reports", json=BODY)
+            r.raise_for_status()
+            post_latency.append(time.perf_counter() - t0)
+            sent_at[r.json()["case_id"]] = t0
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=intake_url, timeout=30, limits=limits) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        accepted = time.perf_counter()
+        await asyncio.wait_for(watcher, timeout=300)
+    end = max(assigned_at.values())
+    await sub.stop()
+    lat = [assigned_at[c] - sent_at[c] for c in sent_at]
+    print(f"reports: {n}, concurrency: {concurrency}")
+    print(
+        f"accept (POST 202):      {n / (accepted - start):8.1f} reports/s   "
+        f"p50 {1000 * statistics.median(post_latency):7.1f} ms   p99 {1000 * pct(post_latency, 99):7.1f} ms"
+    )
+    print(
+        f"POST -> case.assigned:  {n / (end - start):8.1f} reports/s   "
+        f"p50 {1000 * statistics.median(lat):7.1f} ms   p99 {1000 * pct(lat, 99):7.1f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", "--reports", type=int, default=1000)
+    parser.add_argument("-c", "--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    prefix = f"bench{uuid.uuid4().hex[:6]}"
+    with (
+        admin_postgres() as admin,
+        scratch_database(admin) as db_url,
+        kafka_broker() as broker,
+        tempfile.TemporaryDirectory() as logs,
+    ):
+        upgrade(db_url)
+        env = {
+            "GRIDCALL_ENV": "test",
+            "GRIDCALL_DATABASE_URL": db_url,
+            "GRIDCALL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE": str(not kafka_is_tansu()).lower(),
+            "GRIDCALL_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "GRIDCALL_KAFKA_REBALANCE_TIMEOUT_MS": "3000",
+            "GRIDCALL_TOPIC_PREFIX": prefix,
+        }
+        with distributed(env, Path(logs)) as cluster:
+
+            async def run() -> None:
+                bus = KafkaBus(broker.bootstrap, enable_idempotence=not kafka_is_tansu())
+                await bus.start()
+                try:
+                    await drive(
+                        cluster["intake"].url, bus, f"{prefix}.{Stream.CASES.value}", args.reports, args.concurrency
+                    )
+                finally:
+                    await bus.stop()
+
+            asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
