@@ -1,3 +1,4 @@
+import json
 import logging
 from datetime import timedelta
 from enum import StrEnum
@@ -109,6 +110,8 @@ def _welcome(settings: Settings, port: int) -> None:
     grid = j.grids[0]
     c = grid.shape.centroid
     url = f"http://{settings.host}:{port}"
+    location = {"lat": round(c.y, 4), "lon": round(c.x, 4)}
+    example = json.dumps({"category": "garbage", "description": "Bags piled in the stairwell", "location": location})
     typer.echo(
         f"""
 gridcall (embedded) on {url}   data in {settings.var_dir.resolve()}
@@ -116,7 +119,7 @@ gridcall (embedded) on {url}   data in {settings.var_dir.resolve()}
 
 File a report:
   curl -s -X POST {url}/v1/reports -H 'Content-Type: application/json' \\
-    -d '{{"category": "garbage", "description": "Bags piled in the stairwell", "location": {{"lat": {c.y:.4f}, "lon": {c.x:.4f}}}}}'
+    -d '{example}'
 Follow it:
   curl -s {url}/v1/cases/CASE_ID -H 'X-Tracking-Token: TRACKING_TOKEN'
 
