@@ -1,21 +1,15 @@
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy import select
 
-from departments.domain import (
-    AlreadyClaimed,
-    NotClaimed,
-    NotYourTicket,
-    TicketNotFound,
-    TicketStatus,
-)
-from departments.handlers import claim_ticket, resolve_ticket
+from departments.domain import InvalidRequest, NotYourTicket, TicketConflict, TicketError, TicketNotFound, TicketStatus
+from departments.handlers import Desk
 from departments.tables import tickets
 from services.auth import Principal, PrincipalDep
-from services.messaging import Store
+from services.events import ReturnReason
 
 
 class Ticket(BaseModel):
@@ -23,26 +17,49 @@ class Ticket(BaseModel):
     case_id: str
     unit_id: str
     tier: str
+    role: str
+    priority: str
     category: str
     description: str
     grid_id: str
     status: TicketStatus
     claimed_by: str | None
     note: str | None
+    handover_reason: str | None
+    response_due: datetime
+    resolution_due: datetime
     created_at: datetime
     claimed_at: datetime | None
     resolved_at: datetime | None
 
 
-class Resolution(BaseModel):
-    note: str = Field(min_length=1, max_length=4000, description="what was done, for the resident")
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("cannot be blank: say it in words")
+    return value.strip()
 
-    @field_validator("note")
-    @classmethod
-    def _not_blank(cls, note: str) -> str:
-        if not note.strip():
-            raise ValueError("note must say what was done; it cannot be blank")
-        return note.strip()
+
+Text = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_not_blank)]
+
+
+class Resolution(BaseModel):
+    note: Text = Field(description="what was done, for the resident")
+
+
+class Escalation(BaseModel):
+    reason: Text = Field(description="why the case needs the tier above")
+
+
+class Return(BaseModel):
+    reason_code: ReturnReason
+    reason: Text
+    suggested_unit_id: str | None = Field(None, description="the unit that should handle it, if known")
+
+
+class Whistle(BaseModel):
+    lead: str = Field(description="the department that leads")
+    co: list[str] = Field(default=[], max_length=10, description="departments that co-handle")
+    reason: Text
 
 
 def _may_see(principal: Principal, unit_id: str) -> None:
@@ -56,8 +73,14 @@ def _staff_only(principal: Principal) -> Principal:
     return principal
 
 
-def router(store: Store) -> APIRouter:
+def _http(exc: TicketError) -> HTTPException:
+    status = {TicketNotFound: 404, NotYourTicket: 403, TicketConflict: 409, InvalidRequest: 422}[type(exc)]
+    return HTTPException(status, str(exc))
+
+
+def router(desk: Desk) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["staff"])
+    db = desk.store.db
 
     @api.get("/units/{unit_id}/tickets", response_model=list[Ticket])
     async def unit_queue(
@@ -65,36 +88,54 @@ def router(store: Store) -> APIRouter:
         principal: PrincipalDep,
         status: Annotated[TicketStatus | None, Query(description="only tickets in this state")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> list[dict[str, object]]:
+    ) -> list[dict[str, Any]]:
         """The unit's ticket queue, oldest first."""
         _may_see(principal, unit_id)
         query = select(tickets).where(tickets.c.unit_id == unit_id)
         if status is not None:
             query = query.where(tickets.c.status == status.value)
-        async with store.db.sessions() as s:
+        async with db.sessions() as s:
             rows = await s.execute(query.order_by(tickets.c.created_at).limit(limit))
             return [dict(r._mapping) for r in rows]
 
     @api.post("/tickets/{ticket_id}/claim", response_model=Ticket)
-    async def claim(ticket_id: str, principal: PrincipalDep) -> dict[str, object]:
+    async def claim(ticket_id: str, principal: PrincipalDep) -> dict[str, Any]:
         try:
-            return await claim_ticket(store, ticket_id, _staff_only(principal))
-        except TicketNotFound as exc:
-            raise HTTPException(404, str(exc)) from None
-        except NotYourTicket as exc:
-            raise HTTPException(403, str(exc)) from None
-        except AlreadyClaimed as exc:
-            raise HTTPException(409, str(exc)) from None
+            return await desk.claim(ticket_id, _staff_only(principal))
+        except TicketError as exc:
+            raise _http(exc) from None
 
     @api.post("/tickets/{ticket_id}/resolve", response_model=Ticket)
-    async def resolve(ticket_id: str, body: Resolution, principal: PrincipalDep) -> dict[str, object]:
+    async def resolve(ticket_id: str, body: Resolution, principal: PrincipalDep) -> dict[str, Any]:
         try:
-            return await resolve_ticket(store, ticket_id, body.note, _staff_only(principal))
-        except TicketNotFound as exc:
-            raise HTTPException(404, str(exc)) from None
-        except NotYourTicket as exc:
-            raise HTTPException(403, str(exc)) from None
-        except (AlreadyClaimed, NotClaimed) as exc:
-            raise HTTPException(409, str(exc)) from None
+            return await desk.resolve(ticket_id, body.note, _staff_only(principal))
+        except TicketError as exc:
+            raise _http(exc) from None
+
+    @api.post("/tickets/{ticket_id}/escalate", response_model=Ticket)
+    async def escalate(ticket_id: str, body: Escalation, principal: PrincipalDep) -> dict[str, Any]:
+        """上报: send the case one tier up, with the reason."""
+        try:
+            return await desk.escalate(ticket_id, body.reason, _staff_only(principal))
+        except TicketError as exc:
+            raise _http(exc) from None
+
+    @api.post("/tickets/{ticket_id}/return", response_model=Ticket)
+    async def return_ticket(ticket_id: str, body: Return, principal: PrincipalDep) -> dict[str, Any]:
+        """退单: give back a case that is not this unit's; it is dispatched again."""
+        try:
+            return await desk.return_(
+                ticket_id, body.reason_code, body.reason, body.suggested_unit_id, _staff_only(principal)
+            )
+        except TicketError as exc:
+            raise _http(exc) from None
+
+    @api.post("/tickets/{ticket_id}/whistle", response_model=Ticket)
+    async def whistle(ticket_id: str, body: Whistle, principal: PrincipalDep) -> dict[str, Any]:
+        """吹哨: a street office summons departments: one lead, any co-handlers."""
+        try:
+            return await desk.whistle(ticket_id, body.lead, body.co, body.reason, _staff_only(principal))
+        except TicketError as exc:
+            raise _http(exc) from None
 
     return api

@@ -7,6 +7,14 @@ class TicketStatus(StrEnum):
     OPEN = "open"
     CLAIMED = "claimed"
     RESOLVED = "resolved"
+    ESCALATED = "escalated"  # sent up a tier by the unit (上报)
+    RETURNED = "returned"  # given back as not theirs (退单)
+    WHISTLED = "whistled"  # handed to summoned departments (吹哨)
+    WITHDRAWN = "withdrawn"  # the dispatcher moved the case elsewhere (e.g. an SLA breach)
+
+    @property
+    def in_hand(self) -> bool:
+        return self in (TicketStatus.OPEN, TicketStatus.CLAIMED)
 
 
 class TicketError(Exception):
@@ -21,21 +29,26 @@ class NotYourTicket(TicketError):
     pass
 
 
-class AlreadyClaimed(TicketError):
-    pass
+class TicketConflict(TicketError):
+    """The ticket's state does not allow this action (already claimed, not claimed, closed)."""
 
 
-class NotClaimed(TicketError):
-    pass
+class InvalidRequest(TicketError):
+    """The action names something that does not exist or is not allowed (a unit, a reason)."""
 
 
 def check_claim(status: TicketStatus) -> None:
     if status is not TicketStatus.OPEN:
-        raise AlreadyClaimed(f"ticket is already {status.value}")
+        raise TicketConflict(f"ticket is already {status.value}")
 
 
 def check_resolve(status: TicketStatus) -> None:
     if status is TicketStatus.OPEN:
-        raise NotClaimed("claim the ticket before resolving it")
-    if status is TicketStatus.RESOLVED:
-        raise AlreadyClaimed("ticket is already resolved")
+        raise TicketConflict("claim the ticket before resolving it")
+    if not status.in_hand:
+        raise TicketConflict(f"ticket is already {status.value}")
+
+
+def check_hand_over(status: TicketStatus, action: str) -> None:
+    if not status.in_hand:
+        raise TicketConflict(f"ticket is {status.value}; only an open or claimed ticket can be {action}")

@@ -1,5 +1,7 @@
 from dispatcher import api, tables
+from dispatcher.domain import Router
 from dispatcher.handlers import handlers
+from dispatcher.timers import TimerWorker
 from services.events import Stream
 from services.messaging import Consumer
 from services.runtime import Context, ServiceParts
@@ -9,11 +11,11 @@ NAME = "dispatcher"
 
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox)
+    router = Router(ctx.jurisdiction, ctx.policy)
     consumer = Consumer(
-        f"{ctx.settings.topic_prefix}.{NAME}",
-        store,
-        ctx.bus,
-        handlers(ctx.jurisdiction),
-        [Stream.CASES, Stream.TICKETS],
+        f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, handlers(router), [Stream.CASES, Stream.TICKETS]
     )
-    return ServiceParts(NAME, api.router(ctx.db), store, consumers=[consumer])
+    worker = TimerWorker(store, router, interval=ctx.settings.timer_interval)
+    parts = ServiceParts(NAME, api.router(ctx.db, ctx.clock), store, consumers=[consumer], workers=[worker.run])
+    parts.extras["timers"] = worker
+    return parts

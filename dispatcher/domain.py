@@ -1,26 +1,74 @@
-"""Pure routing and case transitions: state and event in, new state and events out."""
+"""The routing core, pure: a case and an event (or a moment in time) in, the new case and the
+events it records out. No database, no bus, no clock of its own: `now` and new ids are given.
 
-from dataclasses import dataclass, replace
+A case has assignments; at most one open *lead* assignment at a time, plus co-handlers after
+a whistle. Each open assignment runs two SLA clocks (response: until claimed; resolution:
+until resolved). The timers a case needs are derived from its state (`timers`), so they can
+never disagree with it.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 
 from services.events import (
     CaseAssigned,
     CaseClaimed,
+    CaseClosed,
+    CaseEscalated,
+    CaseHandlerReported,
+    CaseReopened,
     CaseReported,
     CaseResolved,
+    CaseReturned,
+    CaseSatisfactionAnswered,
+    CaseSlaBreached,
+    CaseSlaWarning,
+    CaseUnassigned,
+    CaseWhistled,
+    EscalationReason,
     Event,
     Priority,
+    Role,
+    SlaClock,
     TicketClaimed,
+    TicketEscalated,
     TicketResolved,
+    TicketReturned,
+    TicketWhistled,
     Tier,
 )
-from services.jurisdiction import Jurisdiction, Unit
+from services.jurisdiction import Jurisdiction, Unit, UnitKind
+from services.policy import Policy, next_tier
+
+NewId = Callable[[], str]
 
 
 class CaseStatus(StrEnum):
     ASSIGNED = "assigned"
     CLAIMED = "claimed"
     RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class AssignmentStatus(StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    RESOLVED = "resolved"
+    ENDED = "ended"  # escalated, returned or whistled away, unresolved
+
+    @property
+    def active(self) -> bool:
+        return self in (AssignmentStatus.OPEN, AssignmentStatus.CLAIMED)
+
+
+class TimerKind(StrEnum):
+    RESPONSE_WARNING = "response_warning"
+    RESPONSE_BREACH = "response_breach"
+    RESOLUTION_WARNING = "resolution_warning"
+    RESOLUTION_BREACH = "resolution_breach"
+    SUPERVISION = "supervision"
 
 
 class DispatchError(Exception):
@@ -36,92 +84,446 @@ class InvalidTransition(DispatchError):
 
 
 @dataclass(frozen=True)
+class Assignment:
+    assignment_id: str
+    unit_id: str
+    tier: Tier
+    role: Role
+    status: AssignmentStatus
+    assigned_at: datetime
+    response_due: datetime
+    resolution_due: datetime
+    response_warn_at: datetime
+    resolution_warn_at: datetime
+    response_warned: bool = False
+    resolution_warned: bool = False
+    response_breached: bool = False
+    resolution_breached: bool = False
+    next_alert_at: datetime | None = None
+    alerts: int = 0
+    claimed_at: datetime | None = None
+    resolved_at: datetime | None = None
+    end_reason: str | None = None
+    note: str | None = None
+
+    def overdue(self, now: datetime) -> SlaClock | None:
+        """The clock this assignment has missed and not yet satisfied, if any."""
+        if self.status is AssignmentStatus.OPEN and now >= self.response_due:
+            return SlaClock.RESPONSE
+        if self.status.active and now >= self.resolution_due:
+            return SlaClock.RESOLUTION
+        return None
+
+
+@dataclass(frozen=True)
 class Case:
     case_id: str
     category: str
     description: str
     grid_id: str
     priority: Priority
-    status: CaseStatus
-    tier: Tier
-    unit_id: str
+    assignments: tuple[Assignment, ...]
+    returns: int = 0
+    supervised: bool = False
+    resolved: bool = False
+    closed: bool = False
+    resolved_by: str | None = None
+
+    @property
+    def lead(self) -> Assignment:
+        """The newest lead assignment: the one that owns the case now (or last did)."""
+        return next(a for a in reversed(self.assignments) if a.role is Role.LEAD)
+
+    @property
+    def status(self) -> CaseStatus:
+        if self.closed:
+            return CaseStatus.CLOSED
+        if self.resolved:
+            return CaseStatus.RESOLVED
+        return CaseStatus.ASSIGNED if self.lead.status is AssignmentStatus.OPEN else CaseStatus.CLAIMED
+
+    @property
+    def active(self) -> list[Assignment]:
+        return [a for a in self.assignments if a.status.active]
+
+    def assignment(self, assignment_id: str) -> Assignment:
+        for a in self.assignments:
+            if a.assignment_id == assignment_id:
+                return a
+        raise InvalidTransition(f"case {self.case_id} has no assignment {assignment_id}")
+
+    def with_assignment(self, changed: Assignment) -> "Case":
+        return replace(
+            self,
+            assignments=tuple(changed if a.assignment_id == changed.assignment_id else a for a in self.assignments),
+        )
+
+
+@dataclass(frozen=True)
+class Timer:
     assignment_id: str
+    kind: TimerKind
+    due_at: datetime
 
 
-def handling_unit(j: Jurisdiction, *, category: str, grid_id: str, tier: Tier) -> Unit:
-    """The unit that handles a case of this category, from this grid, at this tier."""
-    cat = j.category(category)
-    if cat is None:
-        raise UnroutableCase(f"unknown category {category!r}")
-    grid = j.grid(grid_id)
-    community = j.community(grid.community_id)
-    unit_id = {
-        Tier.GRID: grid.unit_id,
-        Tier.COMMUNITY: community.unit_id,
-        Tier.STREET: j.street(community.street_id).unit_id,
-        Tier.BUREAU: cat.departments[0],
-    }[tier]
-    unit = j.unit(unit_id)
-    if unit is None:
-        raise UnroutableCase(f"no unit {unit_id!r} for {category} at {tier} tier of grid {grid_id}")
-    return unit
+@dataclass(frozen=True)
+class Decision:
+    case: Case
+    events: list[Event] = field(default_factory=list)
 
 
-def dispatch(j: Jurisdiction, reported: CaseReported, assignment_id: str) -> tuple[Case, list[Event]]:
-    """A reported case goes to the unit of its category's starting tier."""
-    cat = j.category(reported.category)
-    if cat is None:
-        raise UnroutableCase(f"unknown category {reported.category!r}")
-    unit = handling_unit(j, category=cat.code, grid_id=reported.grid_id, tier=cat.start_tier)
-    case = Case(
-        case_id=reported.case_id,
-        category=cat.code,
-        description=reported.description,
-        grid_id=reported.grid_id,
-        priority=reported.priority,
-        status=CaseStatus.ASSIGNED,
-        tier=cat.start_tier,
-        unit_id=unit.id,
-        assignment_id=assignment_id,
-    )
-    assigned = CaseAssigned(
-        case_id=case.case_id,
-        assignment_id=assignment_id,
-        unit_id=unit.id,
-        unit_name=unit.name,
-        tier=case.tier,
-        category=case.category,
-        description=case.description,
-        grid_id=case.grid_id,
-    )
-    return case, [assigned]
+def timers(case: Case) -> list[Timer]:
+    """Every timer the case needs now; everything else is cancelled."""
+    out: list[Timer] = []
+    if case.resolved or case.closed:
+        return out
+    for a in case.active:
+        if a.status is AssignmentStatus.OPEN:
+            if not a.response_warned:
+                out.append(Timer(a.assignment_id, TimerKind.RESPONSE_WARNING, a.response_warn_at))
+            if not a.response_breached:
+                out.append(Timer(a.assignment_id, TimerKind.RESPONSE_BREACH, a.response_due))
+        if not a.resolution_warned:
+            out.append(Timer(a.assignment_id, TimerKind.RESOLUTION_WARNING, a.resolution_warn_at))
+        if not a.resolution_breached:
+            out.append(Timer(a.assignment_id, TimerKind.RESOLUTION_BREACH, a.resolution_due))
+        if a.next_alert_at is not None:
+            out.append(Timer(a.assignment_id, TimerKind.SUPERVISION, a.next_alert_at))
+    return out
 
 
-def claim(case: Case, event: TicketClaimed) -> tuple[Case, list[Event]]:
-    _check_current(case, event.ticket_id)
-    if case.status is not CaseStatus.ASSIGNED:
-        raise InvalidTransition(f"case {case.case_id} is {case.status}, cannot be claimed")
-    claimed = replace(case, status=CaseStatus.CLAIMED)
-    return claimed, [CaseClaimed(case_id=case.case_id, assignment_id=case.assignment_id, unit_id=case.unit_id)]
+class Router:
+    """Routing rules over one jurisdiction and one policy."""
 
+    def __init__(self, jurisdiction: Jurisdiction, policy: Policy) -> None:
+        self.j = jurisdiction
+        self.policy = policy
 
-def resolve(case: Case, event: TicketResolved) -> tuple[Case, list[Event]]:
-    _check_current(case, event.ticket_id)
-    if case.status is not CaseStatus.CLAIMED:
-        raise InvalidTransition(f"case {case.case_id} is {case.status}, cannot be resolved")
-    resolved = replace(case, status=CaseStatus.RESOLVED)
-    return resolved, [
-        CaseResolved(
+    # -- routing ---------------------------------------------------------------------------
+
+    def handling_unit(self, *, category: str, grid_id: str, tier: Tier) -> Unit:
+        """The unit that handles a case of this category, from this grid, at this tier."""
+        cat = self.policy.category(category)
+        if cat is None:
+            raise UnroutableCase(f"unknown category {category!r}")
+        grid = self.j.grid(grid_id)
+        community = self.j.community(grid.community_id)
+        unit_id = {
+            Tier.GRID: grid.unit_id,
+            Tier.COMMUNITY: community.unit_id,
+            Tier.STREET: self.j.street(community.street_id).unit_id,
+            Tier.BUREAU: cat.departments[0],
+        }[tier]
+        unit = self.j.unit(unit_id)
+        if unit is None:
+            raise UnroutableCase(f"no unit {unit_id!r} for {category} at {tier} tier of grid {grid_id}")
+        return unit
+
+    def _assign(
+        self, case: Case, unit: Unit, tier: Tier, role: Role, now: datetime, new_id: NewId
+    ) -> tuple[Case, CaseAssigned]:
+        sla = self.policy.tier_sla(case.category, case.priority, tier)
+        cal, warn = self.policy.calendar, self.policy.warning_at
+        a = Assignment(
+            assignment_id=new_id(),
+            unit_id=unit.id,
+            tier=tier,
+            role=role,
+            status=AssignmentStatus.OPEN,
+            assigned_at=now,
+            response_due=cal.add(now, sla.response),
+            resolution_due=cal.add(now, sla.resolution),
+            response_warn_at=cal.add(now, sla.response.scaled(warn)),
+            resolution_warn_at=cal.add(now, sla.resolution.scaled(warn)),
+        )
+        event = CaseAssigned(
             case_id=case.case_id,
-            assignment_id=case.assignment_id,
-            unit_id=case.unit_id,
-            note=event.note,
+            assignment_id=a.assignment_id,
+            unit_id=unit.id,
+            unit_name=unit.name,
+            tier=tier,
+            role=role,
+            priority=case.priority,
+            category=case.category,
+            description=case.description,
+            grid_id=case.grid_id,
+            response_due=a.response_due,
+            resolution_due=a.resolution_due,
         )
-    ]
+        return replace(case, assignments=(*case.assignments, a)), event
+
+    def _end(self, case: Case, a: Assignment, reason: str) -> tuple[Case, CaseUnassigned]:
+        ended = replace(a, status=AssignmentStatus.ENDED, end_reason=reason, next_alert_at=None)
+        return case.with_assignment(ended), CaseUnassigned(
+            case_id=case.case_id, assignment_id=a.assignment_id, unit_id=a.unit_id, reason=reason
+        )
+
+    def _move(
+        self, case: Case, a: Assignment, unit: Unit, tier: Tier, reason: str, now: datetime, new_id: NewId
+    ) -> tuple[Case, list[Event]]:
+        """End assignment `a` and give the case to `unit` at `tier`, with fresh clocks."""
+        case, unassigned = self._end(case, a, reason)
+        case = replace(case, supervised=False)
+        case, assigned = self._assign(case, unit, tier, Role.LEAD, now, new_id)
+        return case, [unassigned, assigned]
+
+    # -- events ----------------------------------------------------------------------------
+
+    def report(self, event: CaseReported, now: datetime, new_id: NewId) -> Decision:
+        """A reported case goes to the unit of its starting tier: the category's, or the
+        emergency tier for emergencies; a flagged household raises the priority."""
+        if self.policy.category(event.category) is None:
+            raise UnroutableCase(f"unknown category {event.category!r}")
+        priority = self.policy.effective_priority(event.priority, event.household_flag)
+        tier = self.policy.start_tier(event.category, priority)
+        unit = self.handling_unit(category=event.category, grid_id=event.grid_id, tier=tier)
+        case = Case(
+            case_id=event.case_id,
+            category=event.category,
+            description=event.description,
+            grid_id=event.grid_id,
+            priority=priority,
+            assignments=(),
+        )
+        case, assigned = self._assign(case, unit, tier, Role.LEAD, now, new_id)
+        return Decision(case, [assigned])
+
+    def claim(self, case: Case, event: TicketClaimed, now: datetime) -> Decision:
+        a = self._active(case, event.ticket_id)
+        if a.status is not AssignmentStatus.OPEN:
+            raise InvalidTransition(f"assignment {a.assignment_id} is {a.status}, cannot be claimed")
+        a = replace(a, status=AssignmentStatus.CLAIMED, claimed_at=now, next_alert_at=self._still_alerting(a, now))
+        case = case.with_assignment(a)
+        if not any(x.next_alert_at for x in case.active):
+            case = replace(case, supervised=False)
+        return Decision(
+            case, [CaseClaimed(case_id=case.case_id, assignment_id=a.assignment_id, unit_id=a.unit_id, role=a.role)]
+        )
+
+    def _still_alerting(self, claimed: Assignment, now: datetime) -> datetime | None:
+        """Claiming satisfies the response clock; supervision goes on only if resolution is late."""
+        return claimed.next_alert_at if claimed.resolution_breached else None
+
+    def resolve(self, case: Case, event: TicketResolved, now: datetime) -> Decision:
+        a = self._active(case, event.ticket_id)
+        if a.status is not AssignmentStatus.CLAIMED:
+            raise InvalidTransition(f"assignment {a.assignment_id} is {a.status}, cannot be resolved")
+        case = case.with_assignment(
+            replace(a, status=AssignmentStatus.RESOLVED, resolved_at=now, note=event.note, next_alert_at=None)
+        )
+        events: list[Event] = [
+            CaseHandlerReported(
+                case_id=case.case_id, assignment_id=a.assignment_id, unit_id=a.unit_id, role=a.role, note=event.note
+            )
+        ]
+        lead = case.lead
+        if lead.status is AssignmentStatus.RESOLVED and not case.active:
+            case = replace(case, resolved=True, supervised=False, resolved_by=lead.unit_id)
+            events.append(
+                CaseResolved(
+                    case_id=case.case_id, assignment_id=lead.assignment_id, unit_id=lead.unit_id, note=lead.note or ""
+                )
+            )
+        return Decision(case, events)
+
+    def escalate(self, case: Case, event: TicketEscalated, now: datetime, new_id: NewId) -> Decision:
+        """上报: the assigned unit sends the case one tier up, with its reason."""
+        a = self._active(case, event.ticket_id)
+        if a.role is not Role.LEAD:
+            raise InvalidTransition("only the lead handler can escalate a case")
+        up = next_tier(a.tier)
+        if up is None:
+            raise InvalidTransition(f"case {case.case_id} is already at the top tier")
+        unit = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up)
+        case, events = self._move(case, a, unit, up, "escalated", now, new_id)
+        escalated = CaseEscalated(
+            case_id=case.case_id,
+            from_tier=a.tier,
+            from_unit_id=a.unit_id,
+            to_tier=up,
+            to_unit_id=unit.id,
+            reason=EscalationReason.HANDLER,
+            note=event.reason,
+        )
+        return Decision(case, [escalated, *events])
+
+    def return_(self, case: Case, event: TicketReturned, now: datetime, new_id: NewId) -> Decision:
+        """退单: the unit returns a case that is not theirs; it is dispatched again: to the unit
+        the reason names, else one tier up; past the policy's limit, straight to the street."""
+        a = self._active(case, event.ticket_id)
+        returned = CaseReturned(
+            case_id=case.case_id,
+            assignment_id=a.assignment_id,
+            unit_id=a.unit_id,
+            reason_code=event.reason_code,
+            reason=event.reason,
+        )
+        if a.role is Role.CO:
+            case, unassigned = self._end(case, a, "returned")
+            return Decision(case, [returned, unassigned])
+        case = replace(case, returns=case.returns + 1)
+        street = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=Tier.STREET)
+        suggested = self.j.unit(event.suggested_unit_id) if event.suggested_unit_id else None
+        if case.returns > self.policy.max_returns:
+            unit, tier = street, Tier.STREET
+        elif suggested is not None and suggested.id != a.unit_id:
+            unit, tier = suggested, _tier_of(suggested)
+        else:
+            up = next_tier(a.tier)
+            if up is None:  # a department returned it: the street office coordinates
+                unit, tier = street, Tier.STREET
+            else:
+                unit, tier = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up), up
+        case, events = self._move(case, a, unit, tier, "returned", now, new_id)
+        escalated = CaseEscalated(
+            case_id=case.case_id,
+            from_tier=a.tier,
+            from_unit_id=a.unit_id,
+            to_tier=tier,
+            to_unit_id=unit.id,
+            reason=EscalationReason.RETURNED,
+            note=event.reason,
+        )
+        return Decision(case, [returned, escalated, *events])
+
+    def whistle(self, case: Case, event: TicketWhistled, now: datetime, new_id: NewId) -> Decision:
+        """吹哨: the street office summons departments; one leads, the others co-handle."""
+        a = self._active(case, event.ticket_id)
+        if a.tier is not Tier.STREET or a.role is not Role.LEAD:
+            raise InvalidTransition("only the street office leading a case can blow the whistle")
+        summoned = [event.lead_unit_id, *event.co_unit_ids]
+        if len(set(summoned)) != len(summoned):
+            raise InvalidTransition("each department can be summoned once")
+        units = []
+        for unit_id in summoned:
+            unit = self.j.unit(unit_id)
+            if unit is None or unit.kind is not UnitKind.DEPARTMENT:
+                raise InvalidTransition(f"{unit_id!r} is not a department")
+            units.append(unit)
+        case, unassigned = self._end(case, a, "whistled")
+        events: list[Event] = [
+            CaseWhistled(
+                case_id=case.case_id,
+                unit_id=a.unit_id,
+                lead_unit_id=event.lead_unit_id,
+                co_unit_ids=list(event.co_unit_ids),
+                reason=event.reason,
+            ),
+            unassigned,
+        ]
+        for i, unit in enumerate(units):
+            case, assigned = self._assign(case, unit, Tier.BUREAU, Role.LEAD if i == 0 else Role.CO, now, new_id)
+            events.append(assigned)
+        return Decision(replace(case, supervised=False), events)
+
+    def satisfaction(self, case: Case, event: CaseSatisfactionAnswered, now: datetime, new_id: NewId) -> Decision:
+        """回访: satisfied closes the case; unsatisfied reopens it with the unit that resolved it."""
+        if case.status is not CaseStatus.RESOLVED:
+            raise InvalidTransition(f"case {case.case_id} is {case.status}, not resolved")
+        if event.satisfied:
+            return Decision(replace(case, closed=True), [CaseClosed(case_id=case.case_id, reason="satisfied")])
+        last = case.lead
+        unit = self.j.unit(last.unit_id)
+        if unit is None:
+            raise UnroutableCase(f"unit {last.unit_id!r} is no longer in the jurisdiction")
+        case = replace(case, resolved=False)
+        case, assigned = self._assign(case, unit, last.tier, Role.LEAD, now, new_id)
+        reopened = CaseReopened(case_id=case.case_id, unit_id=unit.id, comment=event.comment)
+        return Decision(case, [reopened, assigned])
+
+    # -- time ------------------------------------------------------------------------------
+
+    def fire(self, case: Case, assignment_id: str, kind: TimerKind, now: datetime, new_id: NewId) -> Decision:
+        """A timer fell due. If the case has moved on since it was set, nothing happens."""
+        a = case.assignment(assignment_id)
+        if not a.status.active or case.resolved or case.closed:
+            return Decision(case)
+        match kind:
+            case TimerKind.RESPONSE_WARNING if a.status is AssignmentStatus.OPEN and not a.response_warned:
+                return self._warn(case, replace(a, response_warned=True), SlaClock.RESPONSE, a.response_due)
+            case TimerKind.RESOLUTION_WARNING if not a.resolution_warned:
+                return self._warn(case, replace(a, resolution_warned=True), SlaClock.RESOLUTION, a.resolution_due)
+            case TimerKind.RESPONSE_BREACH if a.status is AssignmentStatus.OPEN and not a.response_breached:
+                return self._breach(
+                    case, replace(a, response_breached=True), SlaClock.RESPONSE, a.response_due, now, new_id
+                )
+            case TimerKind.RESOLUTION_BREACH if not a.resolution_breached:
+                return self._breach(
+                    case, replace(a, resolution_breached=True), SlaClock.RESOLUTION, a.resolution_due, now, new_id
+                )
+            case TimerKind.SUPERVISION if a.next_alert_at is not None:
+                return self._alert_again(case, a, now)
+        return Decision(case)
+
+    def _warn(self, case: Case, a: Assignment, clock: SlaClock, due: datetime) -> Decision:
+        warning = CaseSlaWarning(
+            case_id=case.case_id, assignment_id=a.assignment_id, unit_id=a.unit_id, tier=a.tier, clock=clock, due_at=due
+        )
+        return Decision(case.with_assignment(a), [warning])
+
+    def _breach(
+        self, case: Case, a: Assignment, clock: SlaClock, due: datetime, now: datetime, new_id: NewId
+    ) -> Decision:
+        up = next_tier(a.tier) if a.role is Role.LEAD else None
+        breached = CaseSlaBreached(
+            case_id=case.case_id,
+            assignment_id=a.assignment_id,
+            unit_id=a.unit_id,
+            tier=a.tier,
+            clock=clock,
+            due_at=due,
+            late_seconds=(now - due).total_seconds(),
+            supervised=up is None,
+        )
+        if up is None:
+            # 督办: nowhere higher to go; supervisors are alerted now and on a repeat interval.
+            a = replace(a, next_alert_at=self.policy.calendar.add(now, self.policy.supervision_repeat))
+            return Decision(replace(case.with_assignment(a), supervised=True), [breached])
+        unit = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up)
+        case, events = self._move(case.with_assignment(a), a, unit, up, "escalated", now, new_id)
+        escalated = CaseEscalated(
+            case_id=case.case_id,
+            from_tier=a.tier,
+            from_unit_id=a.unit_id,
+            to_tier=up,
+            to_unit_id=unit.id,
+            reason=EscalationReason.BREACH,
+            note=f"{clock.value} limit missed",
+        )
+        return Decision(case, [breached, escalated, *events])
+
+    def _alert_again(self, case: Case, a: Assignment, now: datetime) -> Decision:
+        clock = a.overdue(now)
+        if clock is None:
+            return Decision(case.with_assignment(replace(a, next_alert_at=None)))
+        due = a.response_due if clock is SlaClock.RESPONSE else a.resolution_due
+        a = replace(a, alerts=a.alerts + 1, next_alert_at=self.policy.calendar.add(now, self.policy.supervision_repeat))
+        alert = CaseSlaBreached(
+            case_id=case.case_id,
+            assignment_id=a.assignment_id,
+            unit_id=a.unit_id,
+            tier=a.tier,
+            clock=clock,
+            due_at=due,
+            late_seconds=(now - due).total_seconds(),
+            supervised=True,
+            repeat=a.alerts,
+        )
+        return Decision(case.with_assignment(a), [alert])
+
+    def _active(self, case: Case, assignment_id: str) -> Assignment:
+        if case.resolved or case.closed:
+            raise InvalidTransition(f"case {case.case_id} is {case.status}")
+        a = case.assignment(assignment_id)
+        if not a.status.active:
+            raise InvalidTransition(f"assignment {assignment_id} of case {case.case_id} is {a.status}")
+        return a
 
 
-def _check_current(case: Case, ticket_id: str) -> None:
-    if ticket_id != case.assignment_id:
-        raise InvalidTransition(
-            f"ticket {ticket_id} is not the current assignment {case.assignment_id} of case {case.case_id}"
-        )
+def _tier_of(unit: Unit) -> Tier:
+    return {
+        UnitKind.GRID: Tier.GRID,
+        UnitKind.COMMUNITY: Tier.COMMUNITY,
+        UnitKind.STREET: Tier.STREET,
+        UnitKind.DEPARTMENT: Tier.BUREAU,
+    }[unit.kind]

@@ -1,125 +1,231 @@
-import uuid
-from functools import partial
+"""The dispatcher's handlers: each loads a case (locked), asks the pure `Router` what happens,
+and saves the new case, its timers, its history and the events in the same transaction."""
 
-from sqlalchemy import select, update
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher import domain
-from dispatcher.domain import Case, CaseStatus
-from dispatcher.tables import assignments, cases
+from dispatcher.domain import (
+    Assignment,
+    AssignmentStatus,
+    Case,
+    Decision,
+    InvalidTransition,
+    Router,
+    TimerKind,
+    timers,
+)
+from dispatcher.tables import assignments, cases, history
+from dispatcher.tables import timers as timer_rows
 from services.events import (
     CaseReported,
+    CaseSatisfactionAnswered,
     Envelope,
     Event,
     Priority,
+    Role,
     TicketClaimed,
+    TicketEscalated,
     TicketResolved,
+    TicketReturned,
+    TicketWhistled,
     Tier,
 )
-from services.jurisdiction import Jurisdiction
 from services.messaging import Handler, Tx
 
 
-async def load_case(session: AsyncSession, case_id: str) -> Case | None:
-    row = (await session.execute(select(cases).where(cases.c.case_id == case_id))).first()
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def load_case(session: AsyncSession, case_id: str, *, lock: bool = True) -> Case | None:
+    """The case and its assignments; `lock` takes the case row lock that serialises every change
+    to one case (events, API calls and timers alike) across dispatcher replicas."""
+    query = select(cases).where(cases.c.case_id == case_id)
+    row = (await session.execute(query.with_for_update() if lock else query)).first()
     if row is None:
         return None
+    rows = await session.execute(
+        select(assignments).where(assignments.c.case_id == case_id).order_by(assignments.c.seq)
+    )
     return Case(
         case_id=row.case_id,
         category=row.category,
         description=row.description,
         grid_id=row.grid_id,
         priority=Priority(row.priority),
-        status=CaseStatus(row.status),
-        tier=Tier(row.tier),
-        unit_id=row.unit_id,
-        assignment_id=row.assignment_id,
+        returns=row.returns,
+        supervised=row.supervised,
+        resolved=row.resolved,
+        closed=row.closed,
+        resolved_by=row.resolved_by,
+        assignments=tuple(_assignment(r) for r in rows),
     )
 
 
-async def on_reported(j: Jurisdiction, tx: Tx, envelope: Envelope, event: CaseReported) -> None:
-    if await load_case(tx.session, event.case_id) is not None:
-        return
-    assignment_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"assignment:{envelope.id}"))
-    case, events = domain.dispatch(j, event, assignment_id)
-    now = tx.store.clock.now()
-    await tx.session.execute(
-        cases.insert().values(
-            case_id=case.case_id,
-            category=case.category,
-            description=case.description,
-            grid_id=case.grid_id,
-            priority=case.priority.value,
-            status=case.status.value,
-            tier=case.tier.value,
-            unit_id=case.unit_id,
-            assignment_id=case.assignment_id,
-            created_at=now,
-            updated_at=now,
+def _assignment(r: Any) -> Assignment:
+    return Assignment(
+        assignment_id=r.assignment_id,
+        unit_id=r.unit_id,
+        tier=Tier(r.tier),
+        role=Role(r.role),
+        status=AssignmentStatus(r.status),
+        assigned_at=r.assigned_at,
+        response_due=r.response_due,
+        resolution_due=r.resolution_due,
+        response_warn_at=r.response_warn_at,
+        resolution_warn_at=r.resolution_warn_at,
+        response_warned=r.response_warned,
+        resolution_warned=r.resolution_warned,
+        response_breached=r.response_breached,
+        resolution_breached=r.resolution_breached,
+        next_alert_at=r.next_alert_at,
+        alerts=r.alerts,
+        claimed_at=r.claimed_at,
+        resolved_at=r.resolved_at,
+        end_reason=r.end_reason,
+        note=r.note,
+    )
+
+
+async def save(tx: Tx, router: Router, before: Case | None, decision: Decision) -> None:
+    """Persist the decision: case row, assignments, timers, history and outgoing events."""
+    case, now = decision.case, tx.store.clock.now()
+    lead = case.lead
+    values = {
+        "status": case.status.value,
+        "tier": lead.tier.value,
+        "unit_id": lead.unit_id,
+        "priority": case.priority.value,
+        "returns": case.returns,
+        "supervised": case.supervised,
+        "resolved": case.resolved,
+        "closed": case.closed,
+        "resolved_by": case.resolved_by,
+        "updated_at": now,
+    }
+    if before is None:
+        grid = router.j.grid(case.grid_id)
+        community = router.j.community(grid.community_id)
+        await tx.session.execute(
+            cases.insert().values(
+                case_id=case.case_id,
+                category=case.category,
+                description=case.description,
+                grid_id=case.grid_id,
+                community_id=community.id,
+                street_id=community.street_id,
+                created_at=now,
+                **values,
+            )
         )
-    )
-    await tx.session.execute(
-        assignments.insert().values(
-            assignment_id=assignment_id,
-            case_id=case.case_id,
-            unit_id=case.unit_id,
-            tier=case.tier.value,
-            status="open",
-            assigned_at=now,
+    else:
+        await tx.session.execute(update(cases).where(cases.c.case_id == case.case_id).values(**values))
+
+    known = {a.assignment_id: a for a in (before.assignments if before else ())}
+    for seq, a in enumerate(case.assignments):
+        row = {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(a).items()}
+        if a.assignment_id not in known:
+            await tx.session.execute(assignments.insert().values(case_id=case.case_id, seq=seq, **row))
+        elif known[a.assignment_id] != a:
+            await tx.session.execute(
+                update(assignments).where(assignments.c.assignment_id == a.assignment_id).values(**row)
+            )
+    await _sync_timers(tx.session, case)
+    if decision.events:
+        await tx.session.execute(
+            history.insert(),
+            [
+                {
+                    "case_id": case.case_id,
+                    "at": now,
+                    "type": e.type.removeprefix("gridcall."),
+                    "details": e.model_dump(mode="json", exclude={"case_id"}),
+                }
+                for e in decision.events
+            ],
         )
-    )
-    _emit(tx, events)
-
-
-async def on_ticket_claimed(tx: Tx, envelope: Envelope, event: TicketClaimed) -> None:
-    case = await _require_case(tx, event.case_id)
-    case, events = domain.claim(case, event)
-    now = tx.store.clock.now()
-    await _save_status(tx, case)
-    await tx.session.execute(
-        update(assignments)
-        .where(assignments.c.assignment_id == event.ticket_id)
-        .values(status="claimed", claimed_at=now)
-    )
-    _emit(tx, events)
-
-
-async def on_ticket_resolved(tx: Tx, envelope: Envelope, event: TicketResolved) -> None:
-    case = await _require_case(tx, event.case_id)
-    case, events = domain.resolve(case, event)
-    now = tx.store.clock.now()
-    await _save_status(tx, case)
-    await tx.session.execute(
-        update(assignments)
-        .where(assignments.c.assignment_id == event.ticket_id)
-        .values(status="resolved", resolved_at=now, note=event.note)
-    )
-    _emit(tx, events)
-
-
-async def _require_case(tx: Tx, case_id: str) -> Case:
-    case = await load_case(tx.session, case_id)
-    if case is None:
-        raise domain.InvalidTransition(f"no case {case_id} in the dispatcher")
-    return case
-
-
-async def _save_status(tx: Tx, case: Case) -> None:
-    await tx.session.execute(
-        update(cases)
-        .where(cases.c.case_id == case.case_id)
-        .values(status=case.status.value, updated_at=tx.store.clock.now())
-    )
-
-
-def _emit(tx: Tx, events: list[Event]) -> None:
-    for e in events:
+    for e in decision.events:
         tx.emit(e)
 
 
-def handlers(j: Jurisdiction) -> dict[type[Event], Handler]:
+async def _sync_timers(session: AsyncSession, case: Case) -> None:
+    """Make the case's timer rows equal to what its state needs: add, move, cancel."""
+    wanted = {(t.assignment_id, t.kind.value): t.due_at for t in timers(case)}
+    rows = (
+        await session.execute(
+            select(timer_rows.c.id, timer_rows.c.assignment_id, timer_rows.c.kind, timer_rows.c.due_at).where(
+                timer_rows.c.case_id == case.case_id
+            )
+        )
+    ).all()
+    have = {(r.assignment_id, r.kind): r for r in rows}
+    gone = [r.id for key, r in have.items() if key not in wanted]
+    if gone:
+        await session.execute(delete(timer_rows).where(timer_rows.c.id.in_(gone)))
+    for key, due in wanted.items():
+        if key not in have:
+            await session.execute(
+                timer_rows.insert().values(case_id=case.case_id, assignment_id=key[0], kind=key[1], due_at=due)
+            )
+        elif have[key].due_at != due:
+            await session.execute(
+                update(timer_rows).where(timer_rows.c.id == have[key].id).values(due_at=due, lease_until=None)
+            )
+
+
+def handlers(router: Router) -> dict[type[Event], Handler]:
+    async def on_reported(tx: Tx, envelope: Envelope, event: CaseReported) -> None:
+        if await load_case(tx.session, event.case_id) is not None:
+            return
+        await save(tx, router, None, router.report(event, tx.store.clock.now(), new_id))
+
+    def on_case(step: Callable[[Case, Any, Tx], Decision]) -> Handler:
+        async def handle(tx: Tx, envelope: Envelope, event: Any) -> None:
+            case = await load_case(tx.session, event.case_id)
+            if case is None:
+                raise InvalidTransition(f"no case {event.case_id} in the dispatcher")
+            await save(tx, router, case, step(case, event, tx))
+
+        return handle
+
+    def now(tx: Tx) -> Any:
+        return tx.store.clock.now()
+
     return {
-        CaseReported: partial(on_reported, j),
-        TicketClaimed: on_ticket_claimed,
-        TicketResolved: on_ticket_resolved,
+        CaseReported: on_reported,
+        TicketClaimed: on_case(lambda c, e, tx: router.claim(c, e, now(tx))),
+        TicketResolved: on_case(lambda c, e, tx: router.resolve(c, e, now(tx))),
+        TicketEscalated: on_case(lambda c, e, tx: router.escalate(c, e, now(tx), new_id)),
+        TicketReturned: on_case(lambda c, e, tx: router.return_(c, e, now(tx), new_id)),
+        TicketWhistled: on_case(lambda c, e, tx: router.whistle(c, e, now(tx), new_id)),
+        CaseSatisfactionAnswered: on_case(lambda c, e, tx: router.satisfaction(c, e, now(tx), new_id)),
     }
+
+
+async def fire_timer(tx: Tx, router: Router, timer_id: int, owner: str) -> bool:
+    """Fire one leased timer, exactly once: the case lock serialises it with every other change
+    to the case, and the timer row is deleted in the same transaction as the effect."""
+    lease = (
+        await tx.session.execute(
+            select(timer_rows.c.case_id).where(timer_rows.c.id == timer_id, timer_rows.c.lease_owner == owner)
+        )
+    ).first()
+    if lease is None:
+        return False
+    case = await load_case(tx.session, lease.case_id)
+    row = (
+        await tx.session.execute(
+            select(timer_rows).where(timer_rows.c.id == timer_id, timer_rows.c.lease_owner == owner)
+        )
+    ).first()
+    if row is None or case is None:
+        return False  # another change to the case cancelled or moved it while we waited for the lock
+    await tx.session.execute(delete(timer_rows).where(timer_rows.c.id == timer_id))
+    decision = router.fire(case, row.assignment_id, TimerKind(row.kind), tx.store.clock.now(), new_id)
+    await save(tx, router, case, decision)
+    return True

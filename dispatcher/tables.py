@@ -1,4 +1,16 @@
-from sqlalchemy import Column, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from services.db import UtcDateTime
 from services.messaging import inbox_table, outbox_table
@@ -12,11 +24,17 @@ cases = Table(
     Column("category", String(64), nullable=False),
     Column("description", Text, nullable=False),
     Column("grid_id", String(64), nullable=False),
+    Column("community_id", String(64), nullable=False),
+    Column("street_id", String(64), nullable=False),
     Column("priority", String(16), nullable=False),
     Column("status", String(16), nullable=False),
     Column("tier", String(16), nullable=False),
     Column("unit_id", String(64), nullable=False, index=True),
-    Column("assignment_id", String(64), nullable=False),
+    Column("returns", Integer, nullable=False),
+    Column("supervised", Boolean, nullable=False),
+    Column("resolved", Boolean, nullable=False),
+    Column("closed", Boolean, nullable=False),
+    Column("resolved_by", String(64)),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
@@ -26,13 +44,52 @@ assignments = Table(
     metadata,
     Column("assignment_id", String(64), primary_key=True),
     Column("case_id", String(64), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
     Column("unit_id", String(64), nullable=False),
     Column("tier", String(16), nullable=False),
+    Column("role", String(8), nullable=False),
     Column("status", String(16), nullable=False),
     Column("assigned_at", UtcDateTime(), nullable=False),
+    Column("response_due", UtcDateTime(), nullable=False),
+    Column("resolution_due", UtcDateTime(), nullable=False),
+    Column("response_warn_at", UtcDateTime(), nullable=False),
+    Column("resolution_warn_at", UtcDateTime(), nullable=False),
+    Column("response_warned", Boolean, nullable=False),
+    Column("resolution_warned", Boolean, nullable=False),
+    Column("response_breached", Boolean, nullable=False),
+    Column("resolution_breached", Boolean, nullable=False),
+    Column("next_alert_at", UtcDateTime()),
+    Column("alerts", Integer, nullable=False),
     Column("claimed_at", UtcDateTime()),
     Column("resolved_at", UtcDateTime()),
+    Column("end_reason", String(32)),
     Column("note", Text),
+)
+
+timers = Table(
+    "dispatcher_timers",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("case_id", String(64), nullable=False),
+    Column("assignment_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UtcDateTime()),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    UniqueConstraint("case_id", "assignment_id", "kind", name="uq_dispatcher_timers_case_assignment_kind"),
+    Index("ix_dispatcher_timers_due_at", "due_at"),
+)
+
+history = Table(
+    "dispatcher_history",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("case_id", String(64), nullable=False, index=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("details", JSON, nullable=False),
 )
 
 outbox = outbox_table(metadata, "dispatcher")

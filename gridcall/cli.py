@@ -13,6 +13,7 @@ from gridcall.app import build_app
 from services.auth import Authenticator
 from services.clock import SystemClock
 from services.jurisdiction import JurisdictionError, load_jurisdiction
+from services.policy import PolicyError
 from services.settings import Settings
 
 app = typer.Typer(help="gridcall: case routing for grid-governance service hotlines.", no_args_is_help=True)
@@ -43,7 +44,7 @@ def _logging() -> None:
 def _serve(settings: Settings, names: list[str] | None, port: int) -> None:
     try:
         api = build_app(settings, names)
-    except JurisdictionError as exc:
+    except (JurisdictionError, PolicyError) as exc:
         typer.echo(f"gridcall: {exc}", err=True)
         raise typer.Exit(2) from None
     uvicorn.run(api, host=settings.host, port=port, log_level="info", access_log=False)

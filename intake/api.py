@@ -5,12 +5,14 @@ from fastapi import APIRouter, Header, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
-from intake.domain import CaseStatus, IdempotencyConflict, ReportRejected, token_matches
-from intake.handlers import body_hash, file_report
+from intake.domain import CaseConflict, CaseStatus, IdempotencyConflict, ReportRejected, token_matches
+from intake.handlers import answer_satisfaction, body_hash, file_report
 from intake.tables import case_views, reports, timeline
+from services.auth import Authenticator
 from services.events import Location, Priority, Tier
-from services.jurisdiction import Jurisdiction
+from services.jurisdiction import Jurisdiction, UnitKind
 from services.messaging import Store
+from services.policy import Policy
 
 
 class Contact(BaseModel):
@@ -39,6 +41,11 @@ class ReportIn(BaseModel):
     contact: Contact | None = None
     priority: Priority = Priority.NORMAL
     channel: Literal["app", "patrol", "hotline", "one_key"] = "app"
+    household_flag: Literal["red", "yellow", "blue"] | None = Field(
+        None,
+        description="the household's ledger colour; only a grid worker's staff token may set it, "
+        "and the routing policy may raise the priority for it",
+    )
 
     @field_validator("description")
     @classmethod
@@ -67,9 +74,17 @@ class CaseView(BaseModel):
     tier: Tier | None
     unit_id: str | None
     unit_name: str | None
+    response_due: datetime | None = Field(None, description="claim expected by (current tier)")
+    resolution_due: datetime | None = Field(None, description="resolution expected by (current tier)")
     created_at: datetime
     updated_at: datetime
     timeline: list[TimelineEntry]
+
+
+class SatisfactionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    answer: Literal["satisfied", "unsatisfied"]
+    comment: str = Field("", max_length=2000)
 
 
 class CategoryOut(BaseModel):
@@ -103,12 +118,38 @@ def _unprocessable(exc: ReportRejected) -> HTTPException:
 CASE_NOT_FOUND = "no case with this id and tracking token"
 
 
-def router(store: Store, j: Jurisdiction) -> APIRouter:
+def router(store: Store, j: Jurisdiction, policy: Policy, authenticator: Authenticator) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["residents"])
+
+    async def _tracked(case_id: str, token: str | None) -> Any:
+        async with store.db.sessions() as s:
+            report = (
+                await s.execute(
+                    select(reports.c.tracking_hash, reports.c.created_at).where(reports.c.case_id == case_id)
+                )
+            ).first()
+        if report is None or not token_matches(token, report.tracking_hash):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, CASE_NOT_FOUND)
+        return report
+
+    def _grid_worker(authorization: str | None) -> None:
+        """Only a grid worker (a grid unit's staff token) may flag a household."""
+        scheme, _, token = (authorization or "").partition(" ")
+        try:
+            principal = authenticator.verify(token) if scheme.lower() == "bearer" else None
+        except ValueError:
+            principal = None
+        unit = j.unit(principal.unit_id) if principal and principal.unit_id else None
+        if unit is None or unit.kind is not UnitKind.GRID:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "household_flag can only be set by a grid worker: send a grid unit's staff token "
+                "as 'Authorization: Bearer <token>'",
+            )
 
     @api.get("/categories", response_model=list[CategoryOut])
     async def categories() -> list[dict[str, Any]]:
-        return [c.model_dump(include={"code", "name", "name_zh", "start_tier"}) for c in j.categories]
+        return [c.model_dump(include={"code", "name", "name_zh", "start_tier"}) for c in policy.categories]
 
     @api.get("/grids", response_model=list[GridOut])
     async def grids() -> list[dict[str, Any]]:
@@ -138,17 +179,22 @@ def router(store: Store, j: Jurisdiction) -> APIRouter:
         idempotency_key: Annotated[
             str | None, Header(max_length=200, description="retry safely with the same key")
         ] = None,
+        authorization: Annotated[str | None, Header(description="a grid worker's token, for household_flag")] = None,
     ) -> dict[str, Any]:
         """File a report. It is durable once this answers 202; follow it with the token."""
+        if report.household_flag is not None:
+            _grid_worker(authorization)
         try:
             return await file_report(
                 store,
                 j,
+                policy,
                 category=report.category,
                 description=report.description,
                 location=report.location,
                 priority=report.priority,
                 channel=report.channel,
+                household_flag=report.household_flag,
                 contact=report.contact.model_dump(exclude_none=True) if report.contact else None,
                 idempotency_key=idempotency_key,
                 request_hash=body_hash(report.model_dump_json()),
@@ -165,14 +211,8 @@ def router(store: Store, j: Jurisdiction) -> APIRouter:
     )
     async def track_case(case_id: str, x_tracking_token: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         """The resident's view of a case. A wrong token looks exactly like a missing case."""
+        report = await _tracked(case_id, x_tracking_token)
         async with store.db.sessions() as s:
-            report = (
-                await s.execute(
-                    select(reports.c.tracking_hash, reports.c.created_at).where(reports.c.case_id == case_id)
-                )
-            ).first()
-            if report is None or not token_matches(x_tracking_token, report.tracking_hash):
-                raise HTTPException(status.HTTP_404_NOT_FOUND, CASE_NOT_FOUND)
             view = (await s.execute(select(case_views).where(case_views.c.case_id == case_id))).one()
             entries = await s.execute(select(timeline).where(timeline.c.case_id == case_id).order_by(timeline.c.id))
             return {
@@ -180,5 +220,21 @@ def router(store: Store, j: Jurisdiction) -> APIRouter:
                 "created_at": report.created_at,
                 "timeline": [{"at": e.at, "type": e.type, **e.details} for e in entries],
             }
+
+    @api.post(
+        "/cases/{case_id}/satisfaction",
+        status_code=status.HTTP_202_ACCEPTED,
+        responses={404: {"description": CASE_NOT_FOUND}, 409: {"description": "not resolved, or answered"}},
+    )
+    async def satisfaction(
+        case_id: str, answer: SatisfactionIn, x_tracking_token: Annotated[str | None, Header()] = None
+    ) -> dict[str, str]:
+        """回访: tell whether the resolution satisfied you; unsatisfied reopens the case."""
+        await _tracked(case_id, x_tracking_token)
+        try:
+            await answer_satisfaction(store, case_id, answer.answer == "satisfied", answer.comment)
+        except CaseConflict as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        return {"case_id": case_id, "answer": answer.answer}
 
     return api

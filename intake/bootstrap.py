@@ -10,4 +10,6 @@ NAME = "intake"
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox)
     consumer = Consumer(f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, HANDLERS, [Stream.CASES])
-    return ServiceParts(NAME, api.router(store, ctx.jurisdiction), store, consumers=[consumer])
+    return ServiceParts(
+        NAME, api.router(store, ctx.jurisdiction, ctx.policy, ctx.authenticator), store, consumers=[consumer]
+    )

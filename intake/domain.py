@@ -7,8 +7,20 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from services.events import CaseAssigned, CaseClaimed, CaseResolved, Event, Location
-from services.jurisdiction import Category, Grid, Jurisdiction
+from services.events import (
+    CaseAssigned,
+    CaseClaimed,
+    CaseClosed,
+    CaseEscalated,
+    CaseReopened,
+    CaseResolved,
+    CaseWhistled,
+    Event,
+    Location,
+    Role,
+)
+from services.jurisdiction import Grid, Jurisdiction
+from services.policy import CategoryPolicy, Policy
 
 
 class CaseStatus(StrEnum):
@@ -32,10 +44,14 @@ class IdempotencyConflict(Exception):
     pass
 
 
-def check_report(j: Jurisdiction, category: str, location: Location) -> tuple[Category, Grid]:
-    cat = j.category(category)
+class CaseConflict(Exception):
+    """The case's state does not allow what was asked (e.g. answering before it is resolved)."""
+
+
+def check_report(j: Jurisdiction, policy: Policy, category: str, location: Location) -> tuple[CategoryPolicy, Grid]:
+    cat = policy.category(category)
     if cat is None:
-        codes = ", ".join(c.code for c in j.categories)
+        codes = ", ".join(c.code for c in policy.categories)
         raise ReportRejected(
             "category",
             f"unknown category {category!r}; use one of: {codes} (GET /v1/categories)",
@@ -66,29 +82,38 @@ def token_matches(token: str | None, stored_hash: str) -> bool:
 
 @dataclass(frozen=True)
 class ViewChange:
-    status: CaseStatus
-    timeline_type: str
+    status: CaseStatus | None
+    timeline_type: str | None
     columns: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
 
 def view_change(event: Event) -> ViewChange | None:
-    """How a lifecycle event shows in the resident's view of the case (public facts only)."""
+    """How a lifecycle event shows in the resident's view of the case: public facts only,
+    no staff names, no internal notes or warnings."""
     match event:
+        case CaseAssigned(role=Role.LEAD):
+            where = {"tier": event.tier.value, "unit_id": event.unit_id, "unit_name": event.unit_name}
+            due = {"response_due": event.response_due, "resolution_due": event.resolution_due}
+            return ViewChange(CaseStatus.ASSIGNED, "assigned", {**where, **due}, where)
         case CaseAssigned():
-            where = {
-                "tier": event.tier.value,
-                "unit_id": event.unit_id,
-                "unit_name": event.unit_name,
-            }
-            return ViewChange(CaseStatus.ASSIGNED, "assigned", where, where)
-        case CaseClaimed():
+            return ViewChange(None, "co_handler_assigned", {}, {"unit_id": event.unit_id, "unit_name": event.unit_name})
+        case CaseClaimed(role=Role.LEAD):
             return ViewChange(CaseStatus.CLAIMED, "claimed", {}, {"unit_id": event.unit_id})
         case CaseResolved():
+            return ViewChange(CaseStatus.RESOLVED, "resolved", {}, {"unit_id": event.unit_id, "result": event.note})
+        case CaseClosed():
+            return ViewChange(CaseStatus.CLOSED, "closed", {}, {"reason": event.reason})
+        case CaseReopened():
+            return ViewChange(None, "reopened", {"satisfaction_answered_at": None}, {"unit_id": event.unit_id})
+        case CaseEscalated():
             return ViewChange(
-                CaseStatus.RESOLVED,
-                "resolved",
+                None,
+                "escalated" if event.reason != "returned" else "redispatched",
                 {},
-                {"unit_id": event.unit_id, "result": event.note},
+                {"from_tier": event.from_tier.value, "to_tier": event.to_tier.value, "to_unit_id": event.to_unit_id},
             )
+        case CaseWhistled():
+            units = [event.lead_unit_id, *event.co_unit_ids]
+            return ViewChange(None, "departments_summoned", {}, {"lead_unit_id": event.lead_unit_id, "unit_ids": units})
     return None

@@ -6,6 +6,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from intake.domain import (
+    CaseConflict,
     CaseStatus,
     IdempotencyConflict,
     check_report,
@@ -17,8 +18,13 @@ from intake.tables import case_views, idempotency_keys, reports, timeline
 from services.events import (
     CaseAssigned,
     CaseClaimed,
+    CaseClosed,
+    CaseEscalated,
+    CaseReopened,
     CaseReported,
     CaseResolved,
+    CaseSatisfactionAnswered,
+    CaseWhistled,
     Envelope,
     Event,
     Location,
@@ -26,23 +32,26 @@ from services.events import (
 )
 from services.jurisdiction import Jurisdiction
 from services.messaging import Handler, Store, Tx
+from services.policy import Policy
 
 
 async def file_report(
     store: Store,
     j: Jurisdiction,
+    policy: Policy,
     *,
     category: str,
     description: str,
     location: Location,
     priority: Priority,
     channel: str,
+    household_flag: str | None,
     contact: dict[str, Any] | None,
     idempotency_key: str | None,
     request_hash: str,
 ) -> dict[str, Any]:
     """Accept a report: the case, its first view and `case.reported` in one transaction."""
-    cat, grid = check_report(j, category, location)
+    cat, grid = check_report(j, policy, category, location)
     try:
         async with store.transaction() as tx:
             if idempotency_key and (earlier := await _earlier_answer(tx, idempotency_key, request_hash)):
@@ -65,6 +74,7 @@ async def file_report(
                     grid_id=grid.id,
                     priority=priority.value,
                     channel=channel,
+                    household_flag=household_flag,
                     contact=contact,
                     tracking_hash=token_hash(token),
                     created_at=now,
@@ -100,6 +110,7 @@ async def file_report(
                     grid_id=grid.id,
                     priority=priority,
                     channel=channel,
+                    household_flag=household_flag,
                 )
             )
             return answer
@@ -129,27 +140,45 @@ def body_hash(canonical_json: str) -> str:
     return hashlib.sha256(canonical_json.encode()).hexdigest()
 
 
+async def answer_satisfaction(store: Store, case_id: str, satisfied: bool, comment: str) -> None:
+    """回访: the resident's answer, once per resolution; it closes or reopens the case."""
+    async with store.transaction() as tx:
+        view = (
+            await tx.session.execute(select(case_views).where(case_views.c.case_id == case_id).with_for_update())
+        ).one()
+        if view.status != CaseStatus.RESOLVED.value:
+            raise CaseConflict(f"the case is {view.status}; the satisfaction visit opens once it is resolved")
+        if view.satisfaction_answered_at is not None:
+            raise CaseConflict("this resolution has been answered already")
+        now = store.clock.now()
+        await tx.session.execute(
+            update(case_views).where(case_views.c.case_id == case_id).values(satisfaction_answered_at=now)
+        )
+        await tx.session.execute(
+            timeline.insert().values(case_id=case_id, at=now, type="satisfaction", details={"satisfied": satisfied})
+        )
+        tx.emit(CaseSatisfactionAnswered(case_id=case_id, satisfied=satisfied, comment=comment))
+
+
 async def on_lifecycle(tx: Tx, envelope: Envelope, event: Event) -> None:
     change = view_change(event)
     if change is None:
         return
+    values = dict(change.columns)
+    if change.status is not None:
+        values["status"] = change.status.value
     await tx.session.execute(
-        update(case_views)
-        .where(case_views.c.case_id == event.case_id)
-        .values(status=change.status.value, updated_at=envelope.time, **change.columns)
+        update(case_views).where(case_views.c.case_id == event.case_id).values(updated_at=envelope.time, **values)
     )
-    await tx.session.execute(
-        timeline.insert().values(
-            case_id=event.case_id,
-            at=envelope.time,
-            type=change.timeline_type,
-            details=change.details,
+    if change.timeline_type:
+        await tx.session.execute(
+            timeline.insert().values(
+                case_id=event.case_id, at=envelope.time, type=change.timeline_type, details=change.details
+            )
         )
-    )
 
 
 HANDLERS: dict[type[Event], Handler] = {
-    CaseAssigned: on_lifecycle,
-    CaseClaimed: on_lifecycle,
-    CaseResolved: on_lifecycle,
+    e: on_lifecycle
+    for e in (CaseAssigned, CaseClaimed, CaseResolved, CaseClosed, CaseReopened, CaseEscalated, CaseWhistled)
 }

@@ -16,6 +16,7 @@ reports = Table(
     Column("grid_id", String(64), nullable=False),
     Column("priority", String(16), nullable=False),
     Column("channel", String(16), nullable=False),
+    Column("household_flag", String(16)),
     Column("contact", JSON),
     Column("tracking_hash", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
@@ -30,6 +31,9 @@ case_views = Table(
     Column("tier", String(16)),
     Column("unit_id", String(64)),
     Column("unit_name", String(200)),
+    Column("response_due", UtcDateTime()),
+    Column("resolution_due", UtcDateTime()),
+    Column("satisfaction_answered_at", UtcDateTime()),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 

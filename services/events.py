@@ -32,6 +32,32 @@ class Priority(StrEnum):
     EMERGENCY = "emergency"
 
 
+class Role(StrEnum):
+    LEAD = "lead"
+    CO = "co"
+
+
+class SlaClock(StrEnum):
+    RESPONSE = "response"
+    RESOLUTION = "resolution"
+
+
+class EscalationReason(StrEnum):
+    BREACH = "breach"
+    HANDLER = "handler"
+    RETURNED = "returned"
+
+
+class ReturnReason(StrEnum):
+    """Why a unit returns (退单) a case."""
+
+    NOT_OUR_JURISDICTION = "not_our_jurisdiction"  # the location is outside the unit's area
+    NOT_OUR_RESPONSIBILITY = "not_our_responsibility"  # another unit handles this kind of case
+    BEYOND_OUR_POWERS = "beyond_our_powers"  # the unit cannot handle it at its tier
+    DUPLICATE = "duplicate"
+    OTHER = "other"
+
+
 class Location(BaseModel):
     model_config = ConfigDict(frozen=True)
     lat: float = Field(ge=-90, le=90)
@@ -56,6 +82,16 @@ class CaseReported(Event):
     grid_id: str
     priority: Priority = Priority.NORMAL
     channel: str = "app"
+    household_flag: str | None = None
+
+
+class CaseSatisfactionAnswered(Event):
+    """The resident's answer to the satisfaction visit (回访); unsatisfied reopens the case."""
+
+    type = "gridcall.case.satisfaction_answered"
+    stream = Stream.CASES
+    satisfied: bool
+    comment: str = ""
 
 
 class CaseAssigned(Event):
@@ -65,9 +101,23 @@ class CaseAssigned(Event):
     unit_id: str
     unit_name: str
     tier: Tier
+    role: Role = Role.LEAD
+    priority: Priority = Priority.NORMAL
     category: str
     description: str
     grid_id: str
+    response_due: datetime
+    resolution_due: datetime
+
+
+class CaseUnassigned(Event):
+    """An assignment ended unresolved (escalated, returned, whistled away): its ticket is withdrawn."""
+
+    type = "gridcall.case.unassigned"
+    stream = Stream.CASES
+    assignment_id: str
+    unit_id: str
+    reason: str
 
 
 class CaseClaimed(Event):
@@ -75,6 +125,18 @@ class CaseClaimed(Event):
     stream = Stream.CASES
     assignment_id: str
     unit_id: str
+    role: Role = Role.LEAD
+
+
+class CaseHandlerReported(Event):
+    """One handler of a jointly handled case reported its result; the case may still wait for others."""
+
+    type = "gridcall.case.handler_reported"
+    stream = Stream.CASES
+    assignment_id: str
+    unit_id: str
+    role: Role
+    note: str
 
 
 class CaseResolved(Event):
@@ -83,6 +145,71 @@ class CaseResolved(Event):
     assignment_id: str
     unit_id: str
     note: str
+
+
+class CaseClosed(Event):
+    type = "gridcall.case.closed"
+    stream = Stream.CASES
+    reason: str
+
+
+class CaseReopened(Event):
+    type = "gridcall.case.reopened"
+    stream = Stream.CASES
+    unit_id: str
+    comment: str
+
+
+class CaseSlaWarning(Event):
+    type = "gridcall.case.sla_warning"
+    stream = Stream.CASES
+    assignment_id: str
+    unit_id: str
+    tier: Tier
+    clock: SlaClock
+    due_at: datetime
+
+
+class CaseSlaBreached(Event):
+    type = "gridcall.case.sla_breached"
+    stream = Stream.CASES
+    assignment_id: str
+    unit_id: str
+    tier: Tier
+    clock: SlaClock
+    due_at: datetime
+    late_seconds: float
+    supervised: bool = False
+    repeat: int = 0
+
+
+class CaseEscalated(Event):
+    type = "gridcall.case.escalated"
+    stream = Stream.CASES
+    from_tier: Tier
+    from_unit_id: str
+    to_tier: Tier
+    to_unit_id: str
+    reason: EscalationReason
+    note: str = ""
+
+
+class CaseReturned(Event):
+    type = "gridcall.case.returned"
+    stream = Stream.CASES
+    assignment_id: str
+    unit_id: str
+    reason_code: ReturnReason
+    reason: str
+
+
+class CaseWhistled(Event):
+    type = "gridcall.case.whistled"
+    stream = Stream.CASES
+    unit_id: str
+    lead_unit_id: str
+    co_unit_ids: list[str]
+    reason: str
 
 
 class TicketClaimed(Event):
@@ -100,15 +227,56 @@ class TicketResolved(Event):
     note: str
 
 
+class TicketEscalated(Event):
+    type = "gridcall.ticket.escalated"
+    stream = Stream.TICKETS
+    ticket_id: str
+    unit_id: str
+    reason: str
+
+
+class TicketReturned(Event):
+    type = "gridcall.ticket.returned"
+    stream = Stream.TICKETS
+    ticket_id: str
+    unit_id: str
+    reason_code: ReturnReason
+    reason: str
+    suggested_unit_id: str | None = None
+
+
+class TicketWhistled(Event):
+    type = "gridcall.ticket.whistled"
+    stream = Stream.TICKETS
+    ticket_id: str
+    unit_id: str
+    lead_unit_id: str
+    co_unit_ids: list[str]
+    reason: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         CaseReported,
+        CaseSatisfactionAnswered,
         CaseAssigned,
+        CaseUnassigned,
         CaseClaimed,
+        CaseHandlerReported,
         CaseResolved,
+        CaseClosed,
+        CaseReopened,
+        CaseSlaWarning,
+        CaseSlaBreached,
+        CaseEscalated,
+        CaseReturned,
+        CaseWhistled,
         TicketClaimed,
         TicketResolved,
+        TicketEscalated,
+        TicketReturned,
+        TicketWhistled,
     )
 }
 

@@ -1,5 +1,5 @@
-"""The administrative tree (district → street → community → grid), its handling units and
-the case categories, loaded from a data file and validated at start-up."""
+"""The administrative tree (district → street → community → grid) and its handling units,
+loaded from a data file and validated at start-up."""
 
 from enum import StrEnum
 from functools import cached_property
@@ -10,8 +10,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from shapely import STRtree
 from shapely.geometry import Point, Polygon
-
-from services.events import Tier
 
 
 class UnitKind(StrEnum):
@@ -65,14 +63,6 @@ class Grid(_Frozen):
         return Polygon(self.polygon)
 
 
-class Category(_Frozen):
-    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    name: str
-    name_zh: str | None = None
-    start_tier: Tier
-    departments: list[str] = Field(min_length=1, description="lead department first")
-
-
 class District(_Frozen):
     id: str
     name: str
@@ -89,7 +79,6 @@ class Jurisdiction(_Frozen):
     communities: list[Community]
     grids: list[Grid]
     units: list[Unit]
-    categories: list[Category]
 
     @model_validator(mode="after")
     def _references_hold(self) -> Self:
@@ -125,12 +114,6 @@ class Jurisdiction(_Frozen):
             need(f"grids[{g.id}]", g.unit_id, UnitKind.GRID)
             if g.community_id not in communities:
                 problems.append(f"grids[{g.id}]: community {g.community_id!r} does not exist")
-        codes = [c.code for c in self.categories]
-        if len(codes) != len(set(codes)):
-            problems.append("categories: duplicate codes")
-        for cat in self.categories:
-            for d in cat.departments:
-                need(f"categories[{cat.code}]", d, UnitKind.DEPARTMENT)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -146,7 +129,6 @@ class Jurisdiction(_Frozen):
             "street": {s.id: s for s in self.streets},
             "community": {c.id: c for c in self.communities},
             "grid": {g.id: g for g in self.grids},
-            "category": {c.code: c for c in self.categories},
         }
 
     def locate(self, lat: float, lon: float) -> Grid | None:
@@ -155,9 +137,6 @@ class Jurisdiction(_Frozen):
         point = Point(lon, lat)
         hits = [self.grids[i] for i in self._index.query(point, predicate="covered_by")]
         return min(hits, key=lambda g: g.id) if hits else None
-
-    def category(self, code: str) -> Category | None:
-        return self._by_id["category"].get(code)  # type: ignore[return-value]
 
     def grid(self, grid_id: str) -> Grid:
         return self._by_id["grid"][grid_id]  # type: ignore[return-value]

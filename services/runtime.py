@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
@@ -20,6 +21,7 @@ from services.db import Database
 from services.events import Stream
 from services.jurisdiction import Jurisdiction, load_jurisdiction
 from services.messaging import Consumer, Relay, Store
+from services.policy import Policy, load_policy
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ class Context:
     bus: Bus
     clock: Clock
     jurisdiction: Jurisdiction
+    policy: Policy
     authenticator: Authenticator
 
     def store(self, source: str, *, outbox: Table, inbox: Table) -> Store:
@@ -62,12 +65,14 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> Context:
         )
     if settings.db_url.startswith("sqlite"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
+    jurisdiction = load_jurisdiction(settings.jurisdiction_file)
     return Context(
         settings=settings,
         db=Database(settings.db_url),
         bus=bus,
         clock=clock or SystemClock(),
-        jurisdiction=load_jurisdiction(settings.jurisdiction_file),
+        jurisdiction=jurisdiction,
+        policy=load_policy(settings.policy_file, jurisdiction),
         authenticator=Authenticator(settings.secret_key.get_secret_value()),
     )
 
@@ -81,6 +86,7 @@ class ServiceParts:
     store: Store
     consumers: list[Consumer] = field(default_factory=list)
     workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 async def supervise(name: str, loop: Callable[[], Awaitable[None]]) -> None:

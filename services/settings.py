@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     kafka_rebalance_timeout_ms: int = Field(5_000, ge=1_000)
     topic_prefix: str = Field("gridcall", pattern=r"^[A-Za-z0-9._-]+$")
     jurisdiction_file: Path = DATA_DIR / "district.yaml"
+    policy_file: Path = DATA_DIR / "policy.yaml"
+    timer_interval: float = Field(0.5, gt=0, description="seconds between polls for due SLA timers")
     secret_key: SecretStr = SecretStr(DEV_SECRET)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

@@ -1,35 +1,96 @@
+"""The routing core, pure: tiers, clocks, escalation, return, whistle, reopen, supervision."""
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatcher import domain
-from dispatcher.domain import CaseStatus, InvalidTransition, UnroutableCase
+from dispatcher.domain import (
+    AssignmentStatus,
+    Case,
+    CaseStatus,
+    InvalidTransition,
+    Router,
+    TimerKind,
+    UnroutableCase,
+    timers,
+)
 from services.events import (
     CaseAssigned,
-    CaseClaimed,
+    CaseClosed,
+    CaseEscalated,
+    CaseReopened,
     CaseReported,
     CaseResolved,
+    CaseSatisfactionAnswered,
+    CaseSlaBreached,
+    CaseSlaWarning,
+    CaseUnassigned,
+    EscalationReason,
     Location,
+    Priority,
+    ReturnReason,
+    Role,
     TicketClaimed,
+    TicketEscalated,
     TicketResolved,
+    TicketReturned,
+    TicketWhistled,
     Tier,
 )
 from services.jurisdiction import load_jurisdiction
+from services.policy import load_policy
 from services.settings import DATA_DIR
 
 J = load_jurisdiction(DATA_DIR / "district.yaml")
+POLICY = load_policy(DATA_DIR / "policy.yaml", J)
+ROUTER = Router(J, POLICY)
+# Monday 2 Nov 2026, 10:00 in Shanghai
+MONDAY_10AM = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
 
 
-def reported(category: str, grid_id: str = "G23") -> CaseReported:
-    grid = J.grid(grid_id)
-    c = grid.shape.centroid
+def ids():
+    counter = itertools.count(1)
+    return lambda: f"a{next(counter)}"
+
+
+def reported(category: str = "garbage", grid_id: str = "G23", **extra) -> CaseReported:
+    c = J.grid(grid_id).shape.centroid
     return CaseReported(
         case_id="c1",
         category=category,
         description="something is wrong",
         location=Location(lat=c.y, lon=c.x),
         grid_id=grid_id,
+        **extra,
     )
+
+
+def new_case(category="garbage", new_id=None, **extra) -> tuple[Case, list]:
+    d = ROUTER.report(reported(category, **extra), MONDAY_10AM, new_id or ids())
+    return d.case, d.events
+
+
+def claimed(case: Case, ticket: str | None = None, at=MONDAY_10AM) -> Case:
+    ticket = ticket or case.lead.assignment_id
+    return ROUTER.claim(case, TicketClaimed(case_id="c1", ticket_id=ticket, unit_id="u"), at).case
+
+
+def resolved(case: Case, ticket: str | None = None, note="done") -> tuple[Case, list]:
+    ticket = ticket or case.lead.assignment_id
+    d = ROUTER.resolve(case, TicketResolved(case_id="c1", ticket_id=ticket, unit_id="u", note=note), MONDAY_10AM)
+    return d.case, d.events
+
+
+def fire_all_due(case: Case, now: datetime, new_id) -> tuple[Case, list]:
+    """Fire every due timer in due order, as the timer worker does."""
+    events: list = []
+    while due := sorted((t for t in timers(case) if t.due_at <= now), key=lambda t: t.due_at):
+        d = ROUTER.fire(case, due[0].assignment_id, due[0].kind, now, new_id)
+        case, events = d.case, events + d.events
+    return case, events
 
 
 @pytest.mark.parametrize(
@@ -42,67 +103,308 @@ def reported(category: str, grid_id: str = "G23") -> CaseReported:
     ],
 )
 def test_a_case_starts_at_its_categorys_tier_with_that_tiers_unit(category, tier, unit):
-    case, events = domain.dispatch(J, reported(category), "a1")
-    assert (case.status, case.tier, case.unit_id, case.assignment_id) == (
-        CaseStatus.ASSIGNED,
-        tier,
-        unit,
-        "a1",
-    )
-    [assigned] = events
-    assert isinstance(assigned, CaseAssigned)
-    assert (assigned.unit_id, assigned.tier, assigned.assignment_id) == (unit, tier, "a1")
+    case, [assigned] = new_case(category)
+    assert (case.status, case.lead.tier, case.lead.unit_id) == (CaseStatus.ASSIGNED, tier, unit)
+    assert isinstance(assigned, CaseAssigned) and (assigned.unit_id, assigned.tier) == (unit, tier)
+
+
+def test_an_assignment_starts_both_clocks_from_the_policy():
+    case, [assigned] = new_case("garbage")
+    # normal grid: response 4 working hours, resolution 2 working days, warnings at 80%
+    assert assigned.response_due == MONDAY_10AM + timedelta(hours=4)
+    assert assigned.resolution_due == datetime(2026, 11, 4, 2, 0, tzinfo=UTC)  # Wednesday 10:00
+    assert {(t.kind, t.due_at) for t in timers(case)} == {
+        (TimerKind.RESPONSE_WARNING, MONDAY_10AM + timedelta(hours=3, minutes=12)),
+        (TimerKind.RESPONSE_BREACH, MONDAY_10AM + timedelta(hours=4)),
+        (TimerKind.RESOLUTION_WARNING, datetime(2026, 11, 3, 7, 6, tzinfo=UTC)),  # 13.6 h: Mon 7.5 h + Tue 6.1 h
+        (TimerKind.RESOLUTION_BREACH, datetime(2026, 11, 4, 2, 0, tzinfo=UTC)),
+    }
+
+
+def test_emergencies_start_at_the_emergency_tier_with_short_limits():
+    case, [assigned] = new_case("garbage", priority=Priority.EMERGENCY)
+    assert (assigned.tier, assigned.unit_id) == (Tier.COMMUNITY, "U-C2")
+    assert assigned.response_due == MONDAY_10AM + timedelta(minutes=10)
+
+
+def test_a_flagged_household_gets_the_higher_priority():
+    case, [assigned] = new_case("garbage", household_flag="red")
+    assert case.priority is Priority.URGENT
+    assert assigned.response_due == MONDAY_10AM + timedelta(hours=1)
 
 
 def test_an_unknown_category_is_unroutable():
     with pytest.raises(UnroutableCase):
-        domain.dispatch(J, reported("garbage").model_copy(update={"category": "ufo"}), "a1")
+        ROUTER.report(reported().model_copy(update={"category": "ufo"}), MONDAY_10AM, ids())
 
 
-def test_claim_then_resolve_moves_the_case_and_records_events():
-    case, _ = domain.dispatch(J, reported("garbage"), "a1")
-    case, [claimed] = domain.claim(case, TicketClaimed(case_id="c1", ticket_id="a1", unit_id=case.unit_id))
-    assert case.status is CaseStatus.CLAIMED and isinstance(claimed, CaseClaimed)
-    case, [resolved] = domain.resolve(
-        case, TicketResolved(case_id="c1", ticket_id="a1", unit_id=case.unit_id, note="cleared")
+def test_claim_then_resolve():
+    case, _ = new_case()
+    case = claimed(case)
+    assert case.status is CaseStatus.CLAIMED
+    assert {t.kind for t in timers(case)} == {TimerKind.RESOLUTION_WARNING, TimerKind.RESOLUTION_BREACH}
+    case, events = resolved(case, note="cleared")
+    assert case.status is CaseStatus.RESOLVED and case.resolved_by == "U-G23"
+    assert isinstance(events[-1], CaseResolved) and events[-1].note == "cleared"
+    assert timers(case) == []
+
+
+def test_missed_response_limits_escalate_grid_to_community_to_street_with_fresh_clocks():
+    new_id = ids()
+    case, _ = new_case(new_id=new_id)
+    now = MONDAY_10AM + timedelta(hours=4, seconds=1)
+    case, events = fire_all_due(case, now, new_id)
+    assert [type(e) for e in events] == [CaseSlaWarning, CaseSlaBreached, CaseEscalated, CaseUnassigned, CaseAssigned]
+    assert (case.lead.tier, case.lead.unit_id, case.lead.assigned_at) == (Tier.COMMUNITY, "U-C2", now)
+    assert events[1].late_seconds == 1.0 and not events[1].supervised
+    assert events[2].reason is EscalationReason.BREACH
+
+    now = case.lead.response_due + timedelta(seconds=1)  # Tuesday 10:30: the evening and night do not count
+    case, events = fire_all_due(case, now, new_id)
+    assert (case.lead.tier, case.lead.unit_id) == (Tier.STREET, "U-S1")
+    assert [a.status for a in case.assignments] == [
+        AssignmentStatus.ENDED,
+        AssignmentStatus.ENDED,
+        AssignmentStatus.OPEN,
+    ]
+
+
+def test_a_breach_at_the_top_tier_puts_the_case_under_supervision_and_alerts_again():
+    new_id = ids()
+    case, _ = new_case("bus_stop", new_id=new_id)
+    due = case.lead.response_due
+    case, events = fire_all_due(case, due, new_id)
+    breach = events[-1]
+    assert isinstance(breach, CaseSlaBreached) and breach.supervised and breach.repeat == 0
+    assert case.supervised and case.lead.tier is Tier.BUREAU  # nowhere higher to go
+
+    case, events = fire_all_due(case, due + timedelta(hours=4), new_id)
+    assert [(type(e), e.repeat) for e in events] == [(CaseSlaBreached, 1)]
+    case, events = fire_all_due(case, due + timedelta(hours=8), new_id)
+    assert [e.repeat for e in events] == [2]
+
+    case = claimed(case, at=due + timedelta(hours=9))  # claiming satisfies the response clock
+    assert not case.supervised
+    assert TimerKind.SUPERVISION not in {t.kind for t in timers(case)}
+
+
+def test_each_breach_escalates_once_however_often_its_timer_fires():
+    new_id = ids()
+    case, _ = new_case(new_id=new_id)
+    first = case.lead.assignment_id
+    late = case.lead.response_due + timedelta(minutes=1)
+    d = ROUTER.fire(case, first, TimerKind.RESPONSE_BREACH, late, new_id)
+    again = ROUTER.fire(d.case, first, TimerKind.RESPONSE_BREACH, late, new_id)
+    assert again.events == [] and again.case == d.case
+
+
+def test_a_handler_escalates_one_tier_up_with_a_reason():
+    case, _ = new_case()
+    d = ROUTER.escalate(
+        case,
+        TicketEscalated(case_id="c1", ticket_id=case.lead.assignment_id, unit_id="U-G23", reason="needs a crane"),
+        MONDAY_10AM,
+        ids(),
     )
+    escalated = d.events[0]
+    assert isinstance(escalated, CaseEscalated) and escalated.reason is EscalationReason.HANDLER
+    assert (d.case.lead.tier, d.case.lead.unit_id) == (Tier.COMMUNITY, "U-C2")
+
+
+def test_the_bureau_cannot_escalate_further():
+    case, _ = new_case("bus_stop")
+    with pytest.raises(InvalidTransition, match="top tier"):
+        ROUTER.escalate(
+            case,
+            TicketEscalated(case_id="c1", ticket_id=case.lead.assignment_id, unit_id="D-BUS", reason="r"),
+            MONDAY_10AM,
+            ids(),
+        )
+
+
+def returned(case: Case, suggested: str | None = None, new_id=None) -> Case:
+    event = TicketReturned(
+        case_id="c1",
+        ticket_id=case.lead.assignment_id,
+        unit_id=case.lead.unit_id,
+        reason_code=ReturnReason.NOT_OUR_JURISDICTION,
+        reason="not ours",
+        suggested_unit_id=suggested,
+    )
+    return ROUTER.return_(case, event, MONDAY_10AM, new_id or ids()).case
+
+
+def test_a_returned_case_goes_to_the_unit_the_reason_names_else_one_tier_up():
+    new_id = ids()
+    case, _ = new_case(new_id=new_id)
+    case = returned(case, suggested="U-G22", new_id=new_id)
+    assert (case.lead.tier, case.lead.unit_id, case.returns) == (Tier.GRID, "U-G22", 1)
+    case = returned(case, new_id=new_id)
+    assert (case.lead.tier, case.lead.unit_id, case.returns) == (Tier.COMMUNITY, "U-C2", 2)
+
+
+def test_a_case_returned_more_than_the_policy_allows_goes_straight_to_the_street():
+    new_id = ids()
+    case, _ = new_case(new_id=new_id)
+    for unit in ("U-G22", "U-G23"):
+        case = returned(case, suggested=unit, new_id=new_id)
+    case = returned(case, suggested="U-G22", new_id=new_id)  # the third: past max_returns = 2
+    assert (case.lead.tier, case.lead.unit_id) == (Tier.STREET, "U-S1")
+
+
+def whistled(case: Case, new_id) -> Case:
+    event = TicketWhistled(
+        case_id="c1",
+        ticket_id=case.lead.assignment_id,
+        unit_id="U-S1",
+        lead_unit_id="D-URBAN",
+        co_unit_ids=["D-HOUSING", "D-POWER"],
+        reason="three departments' matter",
+    )
+    return ROUTER.whistle(case, event, MONDAY_10AM, new_id).case
+
+
+def test_a_whistle_summons_a_lead_and_co_handlers_each_with_clocks():
+    new_id = ids()
+    case, _ = new_case("road_damage", new_id=new_id)
+    case = whistled(case, new_id)
+    active = [(a.unit_id, a.role, a.tier) for a in case.active]
+    assert active == [
+        ("D-URBAN", Role.LEAD, Tier.BUREAU),
+        ("D-HOUSING", Role.CO, Tier.BUREAU),
+        ("D-POWER", Role.CO, Tier.BUREAU),
+    ]
+    assert {t.assignment_id for t in timers(case)} == {a.assignment_id for a in case.active}
+
+
+def test_a_whistled_case_resolves_only_when_the_lead_and_every_co_handler_reported():
+    new_id = ids()
+    case, _ = new_case("road_damage", new_id=new_id)
+    case = whistled(case, new_id)
+    lead, housing, power = case.active
+    for a in case.active:
+        case = claimed(case, a.assignment_id)
+    case, events = resolved(case, lead.assignment_id, note="road fixed")
+    assert case.status is CaseStatus.CLAIMED and not any(isinstance(e, CaseResolved) for e in events)
+    case, events = resolved(case, housing.assignment_id)
+    assert case.status is CaseStatus.CLAIMED
+    case, events = resolved(case, power.assignment_id)
     assert case.status is CaseStatus.RESOLVED
-    assert isinstance(resolved, CaseResolved) and resolved.note == "cleared"
+    assert isinstance(events[-1], CaseResolved) and events[-1].note == "road fixed"
 
 
-def test_a_ticket_that_is_not_the_current_assignment_changes_nothing():
-    case, _ = domain.dispatch(J, reported("garbage"), "a1")
+def test_only_the_street_office_can_whistle():
+    case, _ = new_case("garbage")
+    with pytest.raises(InvalidTransition, match="street office"):
+        whistled(case, ids())
+
+
+def test_unsatisfied_reopens_with_the_unit_that_resolved_and_satisfied_closes():
+    new_id = ids()
+    case, _ = new_case(new_id=new_id)
+    case, _ = resolved(claimed(case))
+    d = ROUTER.satisfaction(
+        case, CaseSatisfactionAnswered(case_id="c1", satisfied=False, comment="still there"), MONDAY_10AM, new_id
+    )
+    assert isinstance(d.events[0], CaseReopened)
+    assert (d.case.status, d.case.lead.unit_id, d.case.lead.tier) == (CaseStatus.ASSIGNED, "U-G23", Tier.GRID)
+    case, _ = resolved(claimed(d.case))
+    d = ROUTER.satisfaction(case, CaseSatisfactionAnswered(case_id="c1", satisfied=True), MONDAY_10AM, new_id)
+    assert d.case.status is CaseStatus.CLOSED and isinstance(d.events[0], CaseClosed)
+
+
+def test_events_about_an_ended_assignment_are_refused():
+    new_id = ids()
+    case, _ = new_case(new_id=new_id)
+    old = case.lead.assignment_id
+    case, _ = fire_all_due(case, case.lead.response_due, new_id)
     with pytest.raises(InvalidTransition):
-        domain.claim(case, TicketClaimed(case_id="c1", ticket_id="old", unit_id=case.unit_id))
+        claimed(case, old)
 
 
-def test_resolving_an_unclaimed_case_is_refused():
-    case, _ = domain.dispatch(J, reported("garbage"), "a1")
-    with pytest.raises(InvalidTransition):
-        domain.resolve(case, TicketResolved(case_id="c1", ticket_id="a1", unit_id=case.unit_id, note="x"))
+# -- the state machine under any sequence of events --------------------------------------
+
+ACTIONS = ["claim", "resolve", "escalate", "return", "whistle", "time", "satisfied", "unsatisfied", "stale"]
 
 
-ticket_events = st.lists(st.sampled_from(["claim", "resolve", "claim-stale", "resolve-stale"]), max_size=12)
-
-
-@given(ticket_events, st.sampled_from([c.code for c in J.categories]), st.sampled_from([g.id for g in J.grids]))
-def test_any_sequence_of_ticket_events_leaves_one_valid_state(steps, category, grid_id):
-    case, _ = domain.dispatch(J, reported(category, grid_id), "a1")
-    order = [CaseStatus.ASSIGNED, CaseStatus.CLAIMED, CaseStatus.RESOLVED]
-    for step in steps:
-        ticket = "stale" if step.endswith("stale") else "a1"
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["garbage", "streetlight", "road_damage", "bus_stop", "elevator"]),
+    st.sampled_from([Priority.NORMAL, Priority.URGENT, Priority.EMERGENCY]),
+    st.lists(st.tuples(st.sampled_from(ACTIONS), st.integers(0, 3), st.integers(1, 60 * 60 * 30)), max_size=25),
+)
+def test_any_sequence_of_events_leaves_one_valid_state_with_at_most_one_open_lead(category, priority, steps):
+    new_id = ids()
+    now = MONDAY_10AM
+    case, _ = new_case(category, new_id=new_id, priority=priority)
+    for action, pick, seconds in steps:
+        active = case.active
+        a = active[pick % len(active)] if active else case.lead
         before = case
         try:
-            if step.startswith("claim"):
-                case, events = domain.claim(case, TicketClaimed(case_id="c1", ticket_id=ticket, unit_id="u"))
-            else:
-                case, events = domain.resolve(
-                    case, TicketResolved(case_id="c1", ticket_id=ticket, unit_id="u", note="n")
-                )
+            match action:
+                case "claim":
+                    d = ROUTER.claim(case, TicketClaimed(case_id="c1", ticket_id=a.assignment_id, unit_id="u"), now)
+                case "resolve":
+                    d = ROUTER.resolve(
+                        case, TicketResolved(case_id="c1", ticket_id=a.assignment_id, unit_id="u", note="n"), now
+                    )
+                case "escalate":
+                    d = ROUTER.escalate(
+                        case,
+                        TicketEscalated(case_id="c1", ticket_id=a.assignment_id, unit_id="u", reason="r"),
+                        now,
+                        new_id,
+                    )
+                case "return":
+                    d = ROUTER.return_(
+                        case,
+                        TicketReturned(
+                            case_id="c1",
+                            ticket_id=a.assignment_id,
+                            unit_id="u",
+                            reason_code=ReturnReason.OTHER,
+                            reason="r",
+                        ),
+                        now,
+                        new_id,
+                    )
+                case "whistle":
+                    d = ROUTER.whistle(
+                        case,
+                        TicketWhistled(
+                            case_id="c1",
+                            ticket_id=a.assignment_id,
+                            unit_id="u",
+                            lead_unit_id="D-URBAN",
+                            co_unit_ids=["D-WATER"],
+                            reason="r",
+                        ),
+                        now,
+                        new_id,
+                    )
+                case "time":
+                    now += timedelta(seconds=seconds)
+                    case, _ = fire_all_due(case, now, new_id)
+                    d = None
+                case "satisfied" | "unsatisfied":
+                    d = ROUTER.satisfaction(
+                        case, CaseSatisfactionAnswered(case_id="c1", satisfied=action == "satisfied"), now, new_id
+                    )
+                case "stale":
+                    d = ROUTER.claim(case, TicketClaimed(case_id="c1", ticket_id="no-such-ticket", unit_id="u"), now)
         except InvalidTransition:
             assert case == before  # a refused event changes nothing
             continue
-        assert ticket == "a1" and len(events) == 1
-        assert order.index(case.status) == order.index(before.status) + 1  # one step forward
-        assert case.assignment_id == "a1" and case.unit_id == before.unit_id
-    assert case.status in order
+        if d is not None:
+            case = d.case
+
+        assert case.status in set(CaseStatus)
+        open_leads = [x for x in case.active if x.role is Role.LEAD]
+        assert len(open_leads) <= 1
+        if case.status in (CaseStatus.ASSIGNED, CaseStatus.CLAIMED):
+            assert open_leads or case.lead.status is AssignmentStatus.RESOLVED  # waiting for co-handlers
+        else:
+            assert timers(case) == []
+        # nothing is left due: the worker would have fired it
+        assert all(t.due_at > now for t in timers(case)) or action != "time"

@@ -48,6 +48,8 @@ def test_unknown_type_and_garbage_are_unknown_events():
             category="garbage",
             description="d",
             grid_id="G11",
+            response_due=NOW,
+            resolution_due=NOW,
         ),
         source="/dispatcher",
         time=NOW,

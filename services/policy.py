@@ -1,0 +1,220 @@
+"""Routing policy: categories, the tier each starts at, the departments that handle them,
+SLA limits per priority and tier, and the working-hours calendar. Loaded from a data file
+and validated at start-up, with errors that name the bad key."""
+
+import re
+from datetime import date, datetime, time, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from services.events import Priority, Tier
+from services.jurisdiction import Jurisdiction, UnitKind
+
+TIERS: tuple[Tier, ...] = (Tier.GRID, Tier.COMMUNITY, Tier.STREET, Tier.BUREAU)
+PRIORITY_RANK = {Priority.NORMAL: 0, Priority.URGENT: 1, Priority.EMERGENCY: 2}
+
+_LIMIT = re.compile(
+    r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|sec|seconds?|m|min|minutes?|h|hours?|d|days?|"
+    r"working\s+hours?|working\s+days?)\s*$"
+)
+
+
+class Limit(BaseModel):
+    """A time limit: calendar time, or working time counted on the policy's calendar."""
+
+    model_config = ConfigDict(frozen=True)
+    duration: timedelta = timedelta(0)
+    working: bool = False
+    working_days: float = 0
+    text: str = ""
+
+    def scaled(self, fraction: float) -> "Limit":
+        return Limit(
+            duration=self.duration * fraction,
+            working=self.working,
+            working_days=self.working_days * fraction,
+            text=f"{fraction:.0%} of {self.text}",
+        )
+
+
+def parse_limit(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    m = _LIMIT.match(value)
+    if not m:
+        raise ValueError(
+            f"{value!r} is not a time limit; write e.g. '90s', '30m', '4h', '2d', '4 working hours', '2 working days'"
+        )
+    n, unit = float(m["n"]), m["unit"]
+    if unit.startswith("working"):
+        if "hour" in unit:
+            return {"duration": timedelta(hours=n), "working": True, "text": value.strip()}
+        return {"working_days": n, "working": True, "text": value.strip()}
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit[0]]
+    return {"duration": timedelta(seconds=n * seconds), "working": False, "text": value.strip()}
+
+
+LimitField = Annotated[Limit, BeforeValidator(parse_limit)]
+
+
+class Calendar(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    timezone: str = "Asia/Shanghai"
+    day_start: time = time(9, 0)
+    day_end: time = time(17, 30)
+    working_days: list[int] = Field(default=[0, 1, 2, 3, 4], description="0 = Monday")
+    holidays: list[date] = []
+    extra_working_days: list[date] = Field(default=[], description="weekend days worked in lieu (调休)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, tz: str) -> str:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {tz!r}") from None
+        return tz
+
+    @model_validator(mode="after")
+    def _day_is_positive(self) -> Self:
+        if self.day_end <= self.day_start:
+            raise ValueError("day_end must be after day_start")
+        return self
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @cached_property
+    def day_length(self) -> timedelta:
+        return datetime.combine(date.min, self.day_end) - datetime.combine(date.min, self.day_start)
+
+    def is_working_day(self, d: date) -> bool:
+        if d in self.extra_working_days:
+            return True
+        return d.weekday() in self.working_days and d not in self.holidays
+
+    def add(self, start: datetime, limit: Limit) -> datetime:
+        """The moment `limit` runs out when started at `start`."""
+        if not limit.working:
+            return start + limit.duration
+        # "N working days" is N full days of working hours.
+        remaining = limit.duration + self.day_length * limit.working_days
+        local = start.astimezone(self.zone)
+        for _ in range(3700):  # ten years of days: a calendar with no working day fails loudly
+            day = local.date()
+            opens = datetime.combine(day, self.day_start, self.zone)
+            closes = datetime.combine(day, self.day_end, self.zone)
+            if self.is_working_day(day) and local < closes:
+                begin = max(local, opens)
+                if remaining <= closes - begin:
+                    return (begin + remaining).astimezone(start.tzinfo)
+                remaining -= closes - begin
+            local = datetime.combine(day + timedelta(days=1), self.day_start, self.zone)
+        raise ValueError("the calendar has no working time in the next ten years")
+
+
+class TierSla(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    response: LimitField
+    resolution: LimitField
+
+
+SlaTable = dict[Priority, dict[Tier, TierSla]]
+
+
+class CategoryPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    name_zh: str | None = None
+    start_tier: Tier
+    emergency_start_tier: Tier | None = None
+    departments: list[str] = Field(min_length=1, description="lead department first")
+    sla: dict[Priority, dict[Tier, TierSla]] = {}
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    calendar: Calendar = Calendar()
+    warning_at: float = Field(0.8, gt=0, lt=1, description="warn when this fraction of a limit has passed")
+    max_returns: int = Field(2, ge=0, description="returns after which a case goes straight to the street tier")
+    supervision_repeat: LimitField = Field(description="how often a supervised case alerts again")
+    emergency_start_tier: Tier = Tier.COMMUNITY
+    household_flags: dict[str, Priority] = Field(
+        default={}, description="ledger colour → the priority a flagged household's report gets"
+    )
+    sla: dict[Priority, dict[Tier, TierSla]]
+    categories: list[CategoryPolicy] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        problems = [
+            f"sla.{p.value}.{t.value}: missing" for p in Priority for t in TIERS if t not in self.sla.get(p, {})
+        ]
+        codes = [c.code for c in self.categories]
+        problems += [f"categories: duplicate code {c!r}" for c in sorted({c for c in codes if codes.count(c) > 1})]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @cached_property
+    def _by_code(self) -> dict[str, CategoryPolicy]:
+        return {c.code: c for c in self.categories}
+
+    def category(self, code: str) -> CategoryPolicy | None:
+        return self._by_code.get(code)
+
+    def effective_priority(self, priority: Priority, household_flag: str | None) -> Priority:
+        raised = self.household_flags.get(household_flag or "", Priority.NORMAL)
+        return max(priority, raised, key=PRIORITY_RANK.__getitem__)
+
+    def start_tier(self, code: str, priority: Priority) -> Tier:
+        cat = self._by_code[code]
+        if priority is Priority.EMERGENCY:
+            return cat.emergency_start_tier or self.emergency_start_tier
+        return cat.start_tier
+
+    def tier_sla(self, code: str, priority: Priority, tier: Tier) -> TierSla:
+        override = self._by_code[code].sla.get(priority, {}).get(tier)
+        return override or self.sla[priority][tier]
+
+    def check_against(self, j: Jurisdiction) -> None:
+        problems = []
+        for cat in self.categories:
+            for d in cat.departments:
+                unit = j.unit(d)
+                if unit is None or unit.kind is not UnitKind.DEPARTMENT:
+                    problems.append(
+                        f"categories[{cat.code}].departments: {d!r} is not a department of {j.district.name}"
+                    )
+        if problems:
+            raise PolicyError("; ".join(problems))
+
+
+class PolicyError(ValueError):
+    pass
+
+
+def next_tier(tier: Tier) -> Tier | None:
+    i = TIERS.index(tier)
+    return TIERS[i + 1] if i + 1 < len(TIERS) else None
+
+
+def load_policy(path: Path, jurisdiction: Jurisdiction | None = None) -> Policy:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise PolicyError(f"cannot read policy file {path}: {exc}") from None
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyError(f"invalid policy file {path}:\n{exc}") from None
+    if jurisdiction is not None:
+        policy.check_against(jurisdiction)
+    return policy
