@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test unit integration e2e bench lint fmt migrate up down clean
+.PHONY: run test unit integration e2e fault bench lint fmt migrate up down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,9 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/pytest -q tests/e2e
+
+fault: $(STAMP)               ## 10,000 due SLA timers, two dispatcher processes, one killed with -9
+	GRIDCALL_FAULT_CASES=10000 $(BIN)/pytest -q -s tests/e2e/test_timer_failover.py
 
 bench: $(STAMP)               ## distributed mode: throughput and latency from POST to assignment
 	$(BIN)/python -m bench.intake_to_assignment

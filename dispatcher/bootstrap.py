@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from dispatcher import api, tables
 from dispatcher.domain import Router
 from dispatcher.handlers import handlers
@@ -15,7 +17,9 @@ def bootstrap(ctx: Context) -> ServiceParts:
     consumer = Consumer(
         f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, handlers(router), [Stream.CASES, Stream.TICKETS]
     )
-    worker = TimerWorker(store, router, interval=ctx.settings.timer_interval)
+    worker = TimerWorker(
+        store, router, interval=ctx.settings.timer_interval, lease=timedelta(seconds=ctx.settings.timer_lease)
+    )
     parts = ServiceParts(NAME, api.router(ctx.db, ctx.clock), store, consumers=[consumer], workers=[worker.run])
     parts.extras["timers"] = worker
     return parts

@@ -8,7 +8,16 @@ from sqlalchemy import select, update
 from notifier.channels import Channel
 from notifier.domain import MAX_ATTEMPTS, drafts_for, retry_delay
 from notifier.tables import deliveries, notifications
-from services.events import CaseAssigned, CaseResolved, Envelope, Event
+from services.events import (
+    CaseAssigned,
+    CaseEscalated,
+    CaseReopened,
+    CaseResolved,
+    CaseSlaBreached,
+    CaseSlaWarning,
+    Envelope,
+    Event,
+)
 from services.messaging import Handler, Store, Tx
 
 log = logging.getLogger(__name__)
@@ -46,7 +55,9 @@ def handlers(channels: Sequence[Channel]) -> dict[type[Event], Handler]:
                 ],
             )
 
-    return {CaseAssigned: record, CaseResolved: record}
+    return {
+        e: record for e in (CaseAssigned, CaseEscalated, CaseResolved, CaseReopened, CaseSlaWarning, CaseSlaBreached)
+    }
 
 
 async def deliver_due(store: Store, channels: Sequence[Channel], *, batch: int = 50) -> int:

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     jurisdiction_file: Path = DATA_DIR / "district.yaml"
     policy_file: Path = DATA_DIR / "policy.yaml"
     timer_interval: float = Field(0.5, gt=0, description="seconds between polls for due SLA timers")
+    timer_lease: float = Field(30, gt=0, description="seconds a replica holds due timers before others may fire them")
     secret_key: SecretStr = SecretStr(DEV_SECRET)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

@@ -16,6 +16,7 @@ from services.clock import FrozenClock
 from services.events import CaseResolved, Envelope
 from services.runtime import build_context
 from tests.support.servers import free_port
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -36,8 +37,11 @@ async def webhook():
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+
+    async def started() -> bool:
+        return server.started
+
+    await eventually(started)
     app.state.url = f"http://127.0.0.1:{port}/hook"
     yield app.state
     server.should_exit = True
