@@ -35,7 +35,7 @@ from services.events import (
     TicketWhistled,
     Tier,
 )
-from services.messaging import Handler, Tx
+from services.messaging import TRANSIENT, Handler, Tx
 
 
 def new_id() -> str:
@@ -207,25 +207,48 @@ def handlers(router: Router) -> dict[type[Event], Handler]:
     }
 
 
-async def fire_timer(tx: Tx, router: Router, timer_id: int, owner: str) -> bool:
-    """Fire one leased timer, exactly once: the case lock serialises it with every other change
-    to the case, and the timer row is deleted in the same transaction as the effect."""
-    lease = (
+async def fire_timers(tx: Tx, router: Router, timer_ids: list[int], owner: str) -> tuple[int, dict[int, str]]:
+    """Fire leased timers in due order, in one transaction, each effect exactly once.
+
+    Every case of the batch is locked first, in case-id order: replicas lock in the same
+    order, so they never deadlock, and the case lock serialises timers with every other
+    change to the case. Each timer row is deleted in the same transaction as its effect; one
+    that a concurrent change already cancelled is skipped. A timer whose handling fails is
+    rolled back alone (a savepoint) and returned with its error."""
+    leased = (
         await tx.session.execute(
-            select(timer_rows.c.case_id).where(timer_rows.c.id == timer_id, timer_rows.c.lease_owner == owner)
+            select(timer_rows.c.id, timer_rows.c.case_id)
+            .where(timer_rows.c.id.in_(timer_ids), timer_rows.c.lease_owner == owner)
+            .order_by(timer_rows.c.due_at, timer_rows.c.id)
         )
-    ).first()
-    if lease is None:
-        return False
-    case = await load_case(tx.session, lease.case_id)
-    row = (
-        await tx.session.execute(
-            select(timer_rows).where(timer_rows.c.id == timer_id, timer_rows.c.lease_owner == owner)
-        )
-    ).first()
-    if row is None or case is None:
-        return False  # another change to the case cancelled or moved it while we waited for the lock
-    await tx.session.execute(delete(timer_rows).where(timer_rows.c.id == timer_id))
-    decision = router.fire(case, row.assignment_id, TimerKind(row.kind), tx.store.clock.now(), new_id)
-    await save(tx, router, case, decision)
-    return True
+    ).all()
+    await tx.session.execute(
+        select(cases.c.case_id)
+        .where(cases.c.case_id.in_({r.case_id for r in leased}))
+        .order_by(cases.c.case_id)
+        .with_for_update()
+    )
+    fired, failed = 0, {}
+    for timer_id, case_id in leased:
+        emitted = len(tx.emitted)
+        try:
+            async with tx.session.begin_nested():
+                row = (
+                    await tx.session.execute(
+                        delete(timer_rows)
+                        .where(timer_rows.c.id == timer_id, timer_rows.c.lease_owner == owner)
+                        .returning(timer_rows.c.assignment_id, timer_rows.c.kind)
+                    )
+                ).first()
+                case = await load_case(tx.session, case_id, lock=False)
+                if row is None or case is None:
+                    continue  # cancelled or moved by a change that held the case before us
+                decision = router.fire(case, row.assignment_id, TimerKind(row.kind), tx.store.clock.now(), new_id)
+                await save(tx, router, case, decision)
+                fired += 1
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            del tx.emitted[emitted:]
+            failed[timer_id] = f"{type(exc).__name__}: {exc}"
+    return fired, failed

@@ -1,7 +1,8 @@
 """Durable SLA timers: rows in the dispatcher's database, indexed by due time.
 
 Any replica may fire a due timer. A replica leases a batch of due rows (`SKIP LOCKED`, so
-replicas take different rows), then fires each in its own transaction under the case lock.
+replicas take different rows), then fires them a few dozen per transaction under the case
+locks (see `fire_timers`).
 A replica killed mid-batch leaves leases that expire; another replica then fires those.
 Due timers fire in due order, so a dispatcher that was down catches up in order.
 """
@@ -16,9 +17,9 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 
 from dispatcher.domain import Router
-from dispatcher.handlers import fire_timer
+from dispatcher.handlers import fire_timers
 from dispatcher.tables import timers
-from services.messaging import TRANSIENT, Store
+from services.messaging import Store
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,14 @@ class TimerWorker:
         router: Router,
         *,
         batch: int = 200,
+        per_transaction: int = 50,
         lease: timedelta = timedelta(seconds=30),
         interval: float = 0.5,
     ) -> None:
         self.store = store
         self.router = router
         self.batch = batch
+        self.per_transaction = per_transaction
         self.lease = lease
         self.interval = interval
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -61,28 +64,28 @@ class TimerWorker:
         return list(ids)
 
     async def fire_due(self) -> int:
-        """Fire every timer due now (in due order); returns how many fired."""
+        """Fire every timer due now, in due order; returns how many fired."""
         fired = 0
         while ids := await self.lease_due():
-            for timer_id in ids:
-                fired += await self._fire(timer_id)
+            for start in range(0, len(ids), self.per_transaction):
+                fired += await self._fire(ids[start : start + self.per_transaction])
         return fired
 
-    async def _fire(self, timer_id: int) -> int:
-        try:
-            async with self.store.transaction() as tx:
-                return int(await fire_timer(tx, self.router, timer_id, self.owner))
-        except TRANSIENT:
-            raise  # the database is away: the lease expires and the timer fires later
-        except Exception as exc:
-            log.exception("timer %s failed; it will be retried after its lease", timer_id)
+    async def _fire(self, ids: list[int]) -> int:
+        async with self.store.transaction() as tx:
+            fired, failed = await fire_timers(tx, self.router, ids, self.owner)
+        if failed:
+            # The failed timers keep their lease and fire again once it expires.
+            for timer_id, error in failed.items():
+                log.error("timer %s failed: %s", timer_id, error)
             async with self.store.db.transaction() as s:
-                await s.execute(
-                    update(timers)
-                    .where(timers.c.id == timer_id)
-                    .values(failures=timers.c.failures + 1, last_error=str(exc)[:2000])
-                )
-            return 0
+                for timer_id, error in failed.items():
+                    await s.execute(
+                        update(timers)
+                        .where(timers.c.id == timer_id)
+                        .values(failures=timers.c.failures + 1, last_error=error[:2000])
+                    )
+        return fired
 
     async def run(self) -> None:
         while True:
