@@ -1,0 +1,145 @@
+"""Staff hand-overs (escalate, return, whistle), the satisfaction visit, household flags and
+the ops breach list, in-process on the embedded stack with an injected clock."""
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from gridcall.app import build_app
+from services.auth import Authenticator
+from services.clock import FrozenClock
+from tests.support.journey import bearer, case_in_status, file_report, open_ticket
+from tests.support.waiting import eventually
+
+IN_G11 = {"lat": 30.505, "lon": 114.305}
+
+
+@pytest.fixture
+async def stack(embedded_settings):
+    clock = FrozenClock()
+    settings = embedded_settings.model_copy(update={"timer_interval": 0.05})
+    app = build_app(settings, clock=clock)
+    auth = Authenticator(settings.secret_key.get_secret_value())
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
+    ):
+
+        def token(unit_id: str | None = None) -> str:
+            return auth.issue("staff" if unit_id else "ops", unit_id=unit_id, now=clock.now(), ttl=timedelta(days=30))
+
+        yield client, token, clock
+
+
+async def report_and_ticket(client, token, category: str, unit: str):
+    case = await file_report(client, {"category": category, "description": "a problem", "location": IN_G11})
+    return case, await open_ticket(client, unit, token(unit), case["case_id"])
+
+
+async def post(client, token, unit, ticket, action, body=None):
+    return await client.post(f"/v1/tickets/{ticket['ticket_id']}/{action}", headers=bearer(token(unit)), json=body)
+
+
+async def test_escalate_needs_a_reason_and_sends_the_case_one_tier_up(stack):
+    client, token, _ = stack
+    case, ticket = await report_and_ticket(client, token, "garbage", "U-G11")
+    assert (await post(client, token, "U-G11", ticket, "escalate", {"reason": " "})).status_code == 422
+    assert (await post(client, token, "U-G12", ticket, "escalate", {"reason": "x"})).status_code == 403
+    r = await post(client, token, "U-G11", ticket, "escalate", {"reason": "needs the community's van"})
+    assert r.status_code == 200 and r.json()["status"] == "escalated"
+    assert (await post(client, token, "U-G11", ticket, "claim")).status_code == 409
+    await open_ticket(client, "U-C1", token("U-C1"), case["case_id"])
+    view = await case_in_status(client, case, "assigned")
+    assert view["tier"] == "community"
+
+
+async def test_the_bureau_cannot_escalate(stack):
+    client, token, _ = stack
+    _, ticket = await report_and_ticket(client, token, "bus_stop", "D-BUS")
+    r = await post(client, token, "D-BUS", ticket, "escalate", {"reason": "x"})
+    assert r.status_code == 409 and "no tier above" in r.json()["detail"]
+
+
+async def test_return_validates_its_reason_and_suggested_unit(stack):
+    client, token, _ = stack
+    _, ticket = await report_and_ticket(client, token, "garbage", "U-G11")
+    r = await post(client, token, "U-G11", ticket, "return", {"reason_code": "lazy", "reason": "x"})
+    assert r.status_code == 422 and "not_our_jurisdiction" in r.text
+    r = await post(
+        client, token, "U-G11", ticket, "return", {"reason_code": "other", "reason": "x", "suggested_unit_id": "U-MARS"}
+    )
+    assert r.status_code == 422 and "U-MARS" in r.json()["detail"]
+    r = await post(
+        client, token, "U-G11", ticket, "return", {"reason_code": "not_our_jurisdiction", "reason": "next grid"}
+    )
+    assert r.status_code == 200 and r.json()["status"] == "returned"
+
+
+async def test_whistle_is_for_the_street_office_and_names_departments(stack):
+    client, token, _ = stack
+    _, grid_ticket = await report_and_ticket(client, token, "garbage", "U-G11")
+    body = {"lead": "D-URBAN", "co": ["D-WATER"], "reason": "joint"}
+    assert (await post(client, token, "U-G11", grid_ticket, "whistle", body)).status_code == 409
+    _, street_ticket = await report_and_ticket(client, token, "road_damage", "U-S1")
+    r = await post(client, token, "U-S1", street_ticket, "whistle", {**body, "co": ["U-G12"]})
+    assert r.status_code == 422 and "not a department" in r.json()["detail"]
+    r = await post(client, token, "U-S1", street_ticket, "whistle", {**body, "co": ["D-URBAN"]})
+    assert r.status_code == 422 and "once" in r.json()["detail"]
+    assert (await post(client, token, "U-S1", street_ticket, "whistle", body)).status_code == 200
+
+
+async def test_the_satisfaction_visit_opens_only_once_a_case_is_resolved(stack):
+    client, token, _ = stack
+    case, ticket = await report_and_ticket(client, token, "garbage", "U-G11")
+    url, track = f"/v1/cases/{case['case_id']}/satisfaction", {"X-Tracking-Token": case["tracking_token"]}
+    r = await client.post(url, headers=track, json={"answer": "satisfied"})
+    assert r.status_code == 409 and "once it is resolved" in r.json()["detail"]
+    assert (await client.post(url, headers={"X-Tracking-Token": "x"}, json={"answer": "satisfied"})).status_code == 404
+    assert (await client.post(url, headers=track, json={"answer": "meh"})).status_code == 422
+
+
+async def test_only_a_grid_worker_may_flag_a_household_and_the_flag_raises_priority(stack):
+    client, token, _ = stack
+    body = {
+        "category": "garbage",
+        "description": "elderly resident, no heating",
+        "location": IN_G11,
+        "household_flag": "blue",
+    }
+    assert (await client.post("/v1/reports", json=body)).status_code == 403
+    assert (await client.post("/v1/reports", json=body, headers=bearer(token("U-C1")))).status_code == 403
+    r = await client.post("/v1/reports", json=body, headers=bearer(token("U-G11")))
+    assert r.status_code == 202
+    ticket = await open_ticket(client, "U-G11", token("U-G11"), r.json()["case_id"])
+    assert ticket["priority"] == "urgent"
+
+
+async def test_ops_see_a_supervised_breach_with_its_history_and_can_filter(stack):
+    client, token, clock = stack
+    case, ticket = await report_and_ticket(client, token, "bus_stop", "D-BUS")
+    clock.advance(timedelta(days=3))  # far past the bureau's response limit
+
+    async def listed():
+        r = await client.get("/v1/ops/breaches", headers=bearer(token()))
+        assert r.status_code == 200, r.text
+        return next((b for b in r.json() if b["case_id"] == case["case_id"] and b["supervised"]), None)
+
+    breach = await eventually(listed)
+    assert (breach["unit_id"], breach["tier"], breach["clock"]) == ("D-BUS", "bureau", "response")
+    assert breach["late_seconds"] > 0
+    assert [e["type"] for e in breach["escalations"]] == ["case.sla_breached"]
+    assert (await client.get("/v1/ops/breaches", params={"street": "S2"}, headers=bearer(token()))).json() == []
+    only_bus = await client.get(
+        "/v1/ops/breaches", params={"category": "bus_stop", "street": "S1"}, headers=bearer(token())
+    )
+    assert [b["case_id"] for b in only_bus.json()] == [case["case_id"]]
+    assert (await client.get("/v1/ops/breaches", headers=bearer(token("U-G11")))).status_code == 403
+
+    await post(client, token, "D-BUS", ticket, "claim")  # claiming satisfies the response limit
+
+    async def cleared():
+        return await listed() is None
+
+    await eventually(cleared)
