@@ -1,3 +1,4 @@
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -73,9 +74,13 @@ def _staff_only(principal: Principal) -> Principal:
     return principal
 
 
-def _http(exc: TicketError) -> HTTPException:
-    status = {TicketNotFound: 404, NotYourTicket: 403, TicketConflict: 409, InvalidRequest: 422}[type(exc)]
-    return HTTPException(status, str(exc))
+async def _answer(action: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """Run a desk action, translating ticket errors to the HTTP status that says what to fix."""
+    try:
+        return await action
+    except TicketError as exc:
+        status = {TicketNotFound: 404, NotYourTicket: 403, TicketConflict: 409, InvalidRequest: 422}[type(exc)]
+        raise HTTPException(status, str(exc)) from None
 
 
 def router(desk: Desk) -> APIRouter:
@@ -100,42 +105,26 @@ def router(desk: Desk) -> APIRouter:
 
     @api.post("/tickets/{ticket_id}/claim", response_model=Ticket)
     async def claim(ticket_id: str, principal: PrincipalDep) -> dict[str, Any]:
-        try:
-            return await desk.claim(ticket_id, _staff_only(principal))
-        except TicketError as exc:
-            raise _http(exc) from None
+        return await _answer(desk.claim(ticket_id, _staff_only(principal)))
 
     @api.post("/tickets/{ticket_id}/resolve", response_model=Ticket)
     async def resolve(ticket_id: str, body: Resolution, principal: PrincipalDep) -> dict[str, Any]:
-        try:
-            return await desk.resolve(ticket_id, body.note, _staff_only(principal))
-        except TicketError as exc:
-            raise _http(exc) from None
+        return await _answer(desk.resolve(ticket_id, body.note, _staff_only(principal)))
 
     @api.post("/tickets/{ticket_id}/escalate", response_model=Ticket)
     async def escalate(ticket_id: str, body: Escalation, principal: PrincipalDep) -> dict[str, Any]:
         """上报: send the case one tier up, with the reason."""
-        try:
-            return await desk.escalate(ticket_id, body.reason, _staff_only(principal))
-        except TicketError as exc:
-            raise _http(exc) from None
+        return await _answer(desk.escalate(ticket_id, body.reason, _staff_only(principal)))
 
     @api.post("/tickets/{ticket_id}/return", response_model=Ticket)
     async def return_ticket(ticket_id: str, body: Return, principal: PrincipalDep) -> dict[str, Any]:
         """退单: give back a case that is not this unit's; it is dispatched again."""
-        try:
-            return await desk.return_(
-                ticket_id, body.reason_code, body.reason, body.suggested_unit_id, _staff_only(principal)
-            )
-        except TicketError as exc:
-            raise _http(exc) from None
+        staff = _staff_only(principal)
+        return await _answer(desk.return_(ticket_id, body.reason_code, body.reason, body.suggested_unit_id, staff))
 
     @api.post("/tickets/{ticket_id}/whistle", response_model=Ticket)
     async def whistle(ticket_id: str, body: Whistle, principal: PrincipalDep) -> dict[str, Any]:
         """吹哨: a street office summons departments: one lead, any co-handlers."""
-        try:
-            return await desk.whistle(ticket_id, body.lead, body.co, body.reason, _staff_only(principal))
-        except TicketError as exc:
-            raise _http(exc) from None
+        return await _answer(desk.whistle(ticket_id, body.lead, body.co, body.reason, _staff_only(principal)))
 
     return api

@@ -259,13 +259,29 @@ class Router:
         )
 
     def _move(
-        self, case: Case, a: Assignment, unit: Unit, tier: Tier, reason: str, now: datetime, new_id: NewId
+        self,
+        case: Case,
+        a: Assignment,
+        to: tuple[Unit, Tier],
+        why: tuple[EscalationReason, str],
+        now: datetime,
+        new_id: NewId,
     ) -> tuple[Case, list[Event]]:
-        """End assignment `a` and give the case to `unit` at `tier`, with fresh clocks."""
-        case, unassigned = self._end(case, a, reason)
+        """End assignment `a` and give the case to another unit and tier, with fresh clocks."""
+        (unit, tier), (reason, note) = to, why
+        case, unassigned = self._end(case, a, "returned" if reason is EscalationReason.RETURNED else "escalated")
         case = replace(case, supervised=False)
         case, assigned = self._assign(case, unit, tier, Role.LEAD, now, new_id)
-        return case, [unassigned, assigned]
+        escalated = CaseEscalated(
+            case_id=case.case_id,
+            from_tier=a.tier,
+            from_unit_id=a.unit_id,
+            to_tier=tier,
+            to_unit_id=unit.id,
+            reason=reason,
+            note=note,
+        )
+        return case, [escalated, unassigned, assigned]
 
     # -- events ----------------------------------------------------------------------------
 
@@ -335,17 +351,8 @@ class Router:
         if up is None:
             raise InvalidTransition(f"case {case.case_id} is already at the top tier")
         unit = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up)
-        case, events = self._move(case, a, unit, up, "escalated", now, new_id)
-        escalated = CaseEscalated(
-            case_id=case.case_id,
-            from_tier=a.tier,
-            from_unit_id=a.unit_id,
-            to_tier=up,
-            to_unit_id=unit.id,
-            reason=EscalationReason.HANDLER,
-            note=event.reason,
-        )
-        return Decision(case, [escalated, *events])
+        case, events = self._move(case, a, (unit, up), (EscalationReason.HANDLER, event.reason), now, new_id)
+        return Decision(case, events)
 
     def return_(self, case: Case, event: TicketReturned, now: datetime, new_id: NewId) -> Decision:
         """退单: the unit returns a case that is not theirs; it is dispatched again: to the unit
@@ -374,17 +381,8 @@ class Router:
                 unit, tier = street, Tier.STREET
             else:
                 unit, tier = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up), up
-        case, events = self._move(case, a, unit, tier, "returned", now, new_id)
-        escalated = CaseEscalated(
-            case_id=case.case_id,
-            from_tier=a.tier,
-            from_unit_id=a.unit_id,
-            to_tier=tier,
-            to_unit_id=unit.id,
-            reason=EscalationReason.RETURNED,
-            note=event.reason,
-        )
-        return Decision(case, [returned, escalated, *events])
+        case, events = self._move(case, a, (unit, tier), (EscalationReason.RETURNED, event.reason), now, new_id)
+        return Decision(case, [returned, *events])
 
     def whistle(self, case: Case, event: TicketWhistled, now: datetime, new_id: NewId) -> Decision:
         """吹哨: the street office summons departments; one leads, the others co-handle."""
@@ -480,17 +478,9 @@ class Router:
             a = replace(a, next_alert_at=self.policy.calendar.add(now, self.policy.supervision_repeat))
             return Decision(replace(case.with_assignment(a), supervised=True), [breached])
         unit = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up)
-        case, events = self._move(case.with_assignment(a), a, unit, up, "escalated", now, new_id)
-        escalated = CaseEscalated(
-            case_id=case.case_id,
-            from_tier=a.tier,
-            from_unit_id=a.unit_id,
-            to_tier=up,
-            to_unit_id=unit.id,
-            reason=EscalationReason.BREACH,
-            note=f"{clock.value} limit missed",
-        )
-        return Decision(case, [breached, escalated, *events])
+        why = (EscalationReason.BREACH, f"{clock.value} limit missed")
+        case, events = self._move(case.with_assignment(a), a, (unit, up), why, now, new_id)
+        return Decision(case, [breached, *events])
 
     def _alert_again(self, case: Case, a: Assignment, now: datetime) -> Decision:
         clock = a.overdue(now)

@@ -7,7 +7,6 @@ A replica killed mid-batch leaves leases that expire; another replica then fires
 Due timers fire in due order, so a dispatcher that was down catches up in order.
 """
 
-import asyncio
 import logging
 import os
 import socket
@@ -19,6 +18,7 @@ from sqlalchemy import or_, select, update
 from dispatcher.domain import Router
 from dispatcher.handlers import fire_timers
 from dispatcher.tables import timers
+from services.lifecycle import Stop
 from services.messaging import Store
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class TimerWorker:
                     )
         return fired
 
-    async def run(self) -> None:
-        while True:
+    async def run(self, stop: Stop) -> None:
+        while not stop:
             if await self.fire_due() == 0:
-                await asyncio.sleep(self.interval)
+                await stop.sleep(self.interval)

@@ -1,9 +1,10 @@
-from functools import partial
+from collections.abc import Awaitable
 
 from notifier import api, tables
 from notifier.channels import Channel, LogChannel, WebhookChannel
 from notifier.handlers import delivery_loop, handlers
 from services.events import Stream
+from services.lifecycle import Stop
 from services.messaging import Consumer
 from services.runtime import Context, ServiceParts
 
@@ -16,5 +17,8 @@ def bootstrap(ctx: Context) -> ServiceParts:
     if ctx.settings.notifier_webhook_url:
         channels.append(WebhookChannel(ctx.settings.notifier_webhook_url))
     consumer = Consumer(f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, handlers(channels), [Stream.CASES])
-    worker = partial(delivery_loop, store, channels, interval=ctx.settings.relay_interval)
+
+    def worker(stop: Stop) -> Awaitable[None]:
+        return delivery_loop(stop, store, channels, interval=ctx.settings.relay_interval)
+
     return ServiceParts(NAME, api.router(ctx.db), store, consumers=[consumer], workers=[worker])

@@ -1,4 +1,3 @@
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +17,7 @@ from services.events import (
     Envelope,
     Event,
 )
+from services.lifecycle import Stop
 from services.messaging import Handler, Store, Tx
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ async def deliver_due(store: Store, channels: Sequence[Channel], *, batch: int =
     return len(due)
 
 
-async def delivery_loop(store: Store, channels: Sequence[Channel], *, interval: float) -> None:
-    while True:
+async def delivery_loop(stop: Stop, store: Store, channels: Sequence[Channel], *, interval: float) -> None:
+    while not stop:
         if await deliver_due(store, channels) == 0:
-            await asyncio.sleep(interval)
+            await stop.sleep(interval)

@@ -33,10 +33,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.bus import Bus, Message, Record, Subscription
+from services.bus import Bus, Message, Record
 from services.clock import Clock
 from services.db import Database, UtcDateTime
 from services.events import EVENT_TYPES, Envelope, Event, Stream, UnknownEvent
+from services.lifecycle import Stop
 
 log = logging.getLogger(__name__)
 
@@ -161,16 +162,16 @@ class Relay:
             await s.execute(delete(table).where(table.c.id.in_([r.id for r in rows])))
         return len(rows)
 
-    async def run(self) -> None:
+    async def run(self, stop: Stop) -> None:
         backoff = self.interval
-        while True:
+        while not stop:
             self.store.outbox_written.clear()
             try:
                 sent = await self.relay_once()
                 backoff = self.interval
             except Exception as exc:  # database or broker away: keep the rows, try again
                 log.warning("outbox relay %s: %r; retrying in %.1fs", self.store.outbox.name, exc, backoff)
-                await asyncio.sleep(backoff)
+                await stop.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             if sent < self.batch:
@@ -202,34 +203,37 @@ class Consumer:
         self.topics = [store.topic(s) for s in streams]
         self.after_effect: Callable[[Record], None] | None = None  # a test's crash point
 
-    async def handle(self, record: Record) -> None:
+    async def handle(self, record: Record, stop: Stop | None = None) -> bool:
+        """Handle one record; False if asked to stop before its effect could be made durable."""
         try:
             envelope = Envelope.decode(record.value)
             event = envelope.event()
         except (UnknownEvent, ValueError) as exc:
             await self.dead_letter(record, exc)
-            return
+            return True
         handler = self.handlers.get(type(event))
         if handler is None:
-            return
+            return True
         backoff = 0.1
         while True:
             try:
                 await self._apply(envelope, event, handler)
-                return
+                return True
             except IntegrityError as exc:
                 if await self.store.seen(self.name, envelope.id):
-                    return  # a concurrent delivery of the same event won
+                    return True  # a concurrent delivery of the same event won
                 await self.dead_letter(record, exc)
-                return
+                return True
             except TRANSIENT as exc:
                 log.warning("%s: transient failure on %s: %s; retrying", self.name, envelope.id, exc)
+                if stop:
+                    return False
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception as exc:
                 log.exception("%s: cannot handle %s %s", self.name, envelope.type, envelope.id)
                 await self.dead_letter(record, exc)
-                return
+                return True
 
     async def _apply(self, envelope: Envelope, event: Event, handler: Handler) -> None:
         inbox = self.store.inbox
@@ -260,17 +264,19 @@ class Consumer:
             ]
         )
 
-    async def run(self, subscription: Subscription | None = None) -> None:
-        sub = subscription or self.bus.subscribe(self.name, self.topics)
+    async def run(self, stop: Stop) -> None:
+        sub = self.bus.subscribe(self.name, self.topics)
         await sub.start()
         try:
-            while True:
-                batch = await sub.fetch(timeout=1.0)
-                for record in batch:
-                    await self.handle(record)
+            while not stop:
+                done: list[Record] = []
+                for record in await sub.fetch(timeout=0.25):
+                    if stop or not await self.handle(record, stop):
+                        break
+                    done.append(record)
                     if self.after_effect:
                         self.after_effect(record)
-                if batch:
-                    await sub.commit(batch)
+                if done:
+                    await sub.commit(done)
         finally:
             await sub.stop()

@@ -20,6 +20,7 @@ from services.clock import Clock, SystemClock
 from services.db import Database
 from services.events import Stream
 from services.jurisdiction import Jurisdiction, load_jurisdiction
+from services.lifecycle import Stop
 from services.messaging import Consumer, Relay, Store
 from services.policy import Policy, load_policy
 from services.settings import Settings
@@ -85,22 +86,21 @@ class ServiceParts:
     router: APIRouter
     store: Store
     consumers: list[Consumer] = field(default_factory=list)
-    workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    workers: list[Callable[[Stop], Awaitable[None]]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-async def supervise(name: str, loop: Callable[[], Awaitable[None]]) -> None:
-    """Keep a background loop alive: log a crash and start it again after a pause."""
+async def supervise(name: str, loop: Callable[[Stop], Awaitable[None]], stop: Stop) -> None:
+    """Keep a background loop alive until asked to stop: log a crash and start it again."""
     backoff = 0.5
-    while True:
+    while not stop:
         try:
-            await loop()
-            return
+            await loop(stop)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("%s stopped; restarting in %.1fs", name, backoff)
-            await asyncio.sleep(backoff)
+            await stop.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
 
 
@@ -109,17 +109,21 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ctx.bus.start()
         await ctx.bus.ensure_topics([ctx.settings.topic(s) for s in Stream])
-        loops: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        loops: list[tuple[str, Callable[[Stop], Awaitable[None]]]] = []
         for p in parts:
             relay = Relay(p.store, ctx.bus, interval=ctx.settings.relay_interval)
             loops.append((f"{p.name}.relay", relay.run))
             loops += [(c.name, c.run) for c in p.consumers]
             loops += [(f"{p.name}.worker", w) for w in p.workers]
-        tasks = [asyncio.create_task(supervise(n, fn), name=n) for n, fn in loops]
+        stop = Stop()
+        tasks = [asyncio.create_task(supervise(n, fn, stop), name=n) for n, fn in loops]
         try:
             yield
         finally:
-            for t in tasks:
+            stop.set()  # let every loop finish its step; cancel only what does not end in time
+            _, late = await asyncio.wait(tasks, timeout=ctx.settings.shutdown_grace)
+            for t in late:
+                log.warning("%s did not stop within %.0fs; cancelling it", t.get_name(), ctx.settings.shutdown_grace)
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await ctx.bus.stop()

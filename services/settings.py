@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     relay_interval: float = Field(0.2, gt=0, description="seconds between outbox polls")
     notifier_webhook_url: str | None = None
+    shutdown_grace: float = Field(20, gt=0, description="seconds background loops get to finish on shutdown")
 
     @field_validator("database_url")
     @classmethod

@@ -10,6 +10,7 @@ from dispatcher import tables as dispatcher_tables
 from dispatcher.bootstrap import bootstrap as dispatcher_bootstrap
 from services.bus import Message
 from services.events import CaseReported, Envelope, Location, Stream
+from services.lifecycle import Stop
 from services.messaging import Relay
 from services.runtime import build_context
 from tests.support.waiting import eventually
@@ -138,11 +139,12 @@ async def test_a_consumer_killed_before_committing_offsets_resumes_without_loss_
 
     consumer.after_effect = crash_after_seven
     with pytest.raises(Killed):
-        await consumer.run()
+        await consumer.run(Stop())
     assert len(handled) == 7
 
     consumer.after_effect = None
-    restarted = asyncio.create_task(dispatcher_bootstrap(ctx).consumers[0].run())
+    stop = Stop()
+    restarted = asyncio.create_task(dispatcher_bootstrap(ctx).consumers[0].run(stop))
     try:
 
         async def all_dispatched() -> bool:
@@ -156,8 +158,8 @@ async def test_a_consumer_killed_before_committing_offsets_resumes_without_loss_
 
         await eventually(all_dispatched, timeout=40)
     finally:
-        restarted.cancel()
-        await asyncio.gather(restarted, return_exceptions=True)
+        stop.set()
+        await restarted
 
     async with ctx.db.sessions() as s:
         events = (
@@ -178,7 +180,8 @@ async def test_an_event_that_cannot_be_handled_is_parked_on_the_dead_letter_topi
             Message(topic, good, Envelope.wrap(reported(good), source="/intake", time=ctx.clock.now()).encode()),
         ]
     )
-    running = asyncio.create_task(consumer.run())
+    stop = Stop()
+    running = asyncio.create_task(consumer.run(stop))
     try:
 
         async def good_one_dispatched() -> bool:
@@ -187,8 +190,8 @@ async def test_an_event_that_cannot_be_handled_is_parked_on_the_dead_letter_topi
 
         await eventually(good_one_dispatched, timeout=40)
     finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
+        stop.set()
+        await running
 
     sub = ctx.bus.subscribe(f"dlq-{uuid.uuid4().hex[:6]}", [ctx.settings.topic(Stream.DEADLETTER)])
     await sub.start()
