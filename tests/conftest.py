@@ -10,9 +10,16 @@ from tests.support.servers import Broker, admin_postgres, kafka_broker, kafka_is
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A migrated PostgreSQL database of this test session's own."""
-    with admin_postgres() as admin, scratch_database(admin) as url:
+def pg_admin() -> Iterator[str]:
+    with admin_postgres() as admin:
+        yield admin
+
+
+@pytest.fixture(scope="module")
+def pg_url(pg_admin: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of this test module's own: a dispatcher started by one
+    module never sees (and fires) the SLA timers another module left behind."""
+    with scratch_database(pg_admin) as url:
         upgrade(url)
         yield url
 
