@@ -14,6 +14,8 @@ from enum import StrEnum
 
 from services.events import (
     CaseAssigned,
+    CaseCancelRefused,
+    CaseCancelRequested,
     CaseClaimed,
     CaseClosed,
     CaseEscalated,
@@ -69,6 +71,7 @@ class TimerKind(StrEnum):
     RESOLUTION_WARNING = "resolution_warning"
     RESOLUTION_BREACH = "resolution_breach"
     SUPERVISION = "supervision"
+    SATISFACTION_WINDOW = "satisfaction_window"
 
 
 class DispatchError(Exception):
@@ -128,6 +131,7 @@ class Case:
     resolved: bool = False
     closed: bool = False
     resolved_by: str | None = None
+    resolved_at: datetime | None = None
 
     @property
     def lead(self) -> Assignment:
@@ -172,11 +176,15 @@ class Decision:
     events: list[Event] = field(default_factory=list)
 
 
-def timers(case: Case) -> list[Timer]:
+def timers(case: Case, policy: Policy) -> list[Timer]:
     """Every timer the case needs now; everything else is cancelled."""
     out: list[Timer] = []
-    if case.resolved or case.closed:
+    if case.closed:
         return out
+    if case.resolved:
+        assert case.resolved_at is not None
+        closes = policy.calendar.add(case.resolved_at, policy.satisfaction_window)
+        return [Timer(case.lead.assignment_id, TimerKind.SATISFACTION_WINDOW, closes)]
     for a in case.active:
         if a.status is AssignmentStatus.OPEN:
             if not a.response_warned:
@@ -198,6 +206,9 @@ class Router:
     def __init__(self, jurisdiction: Jurisdiction, policy: Policy) -> None:
         self.j = jurisdiction
         self.policy = policy
+
+    def timers(self, case: Case) -> list[Timer]:
+        return timers(case, self.policy)
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -334,7 +345,7 @@ class Router:
         ]
         lead = case.lead
         if lead.status is AssignmentStatus.RESOLVED and not case.active:
-            case = replace(case, resolved=True, supervised=False, resolved_by=lead.unit_id)
+            case = replace(case, resolved=True, supervised=False, resolved_by=lead.unit_id, resolved_at=now)
             events.append(
                 CaseResolved(
                     case_id=case.case_id, assignment_id=lead.assignment_id, unit_id=lead.unit_id, note=lead.note or ""
@@ -424,15 +435,31 @@ class Router:
         unit = self.j.unit(last.unit_id)
         if unit is None:
             raise UnroutableCase(f"unit {last.unit_id!r} is no longer in the jurisdiction")
-        case = replace(case, resolved=False)
+        case = replace(case, resolved=False, resolved_at=None)
         case, assigned = self._assign(case, unit, last.tier, Role.LEAD, now, new_id)
         reopened = CaseReopened(case_id=case.case_id, unit_id=unit.id, comment=event.comment)
         return Decision(case, [reopened, assigned])
+
+    def cancel(self, case: Case, event: CaseCancelRequested) -> Decision:
+        """The resident withdraws the case: allowed while nobody has claimed it."""
+        if case.closed or case.resolved or any(a.status is not AssignmentStatus.OPEN for a in case.active):
+            why = "the case is already being handled" if not case.closed else "the case is closed"
+            return Decision(case, [CaseCancelRefused(case_id=case.case_id, reason=why)])
+        events: list[Event] = []
+        for a in case.active:
+            case, unassigned = self._end(case, a, "cancelled")
+            events.append(unassigned)
+        case = replace(case, closed=True, supervised=False)
+        return Decision(case, [*events, CaseClosed(case_id=case.case_id, reason="cancelled")])
 
     # -- time ------------------------------------------------------------------------------
 
     def fire(self, case: Case, assignment_id: str, kind: TimerKind, now: datetime, new_id: NewId) -> Decision:
         """A timer fell due. If the case has moved on since it was set, nothing happens."""
+        if kind is TimerKind.SATISFACTION_WINDOW:
+            if case.resolved and not case.closed:  # 回访 unanswered: the case closes as resolved
+                return Decision(replace(case, closed=True), [CaseClosed(case_id=case.case_id, reason="no_answer")])
+            return Decision(case)
         a = case.assignment(assignment_id)
         if not a.status.active or case.resolved or case.closed:
             return Decision(case)

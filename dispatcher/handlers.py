@@ -17,11 +17,11 @@ from dispatcher.domain import (
     InvalidTransition,
     Router,
     TimerKind,
-    timers,
 )
 from dispatcher.tables import assignments, cases, history
 from dispatcher.tables import timers as timer_rows
 from services.events import (
+    CaseCancelRequested,
     CaseReported,
     CaseSatisfactionAnswered,
     Envelope,
@@ -63,6 +63,7 @@ async def load_case(session: AsyncSession, case_id: str, *, lock: bool = True) -
         resolved=row.resolved,
         closed=row.closed,
         resolved_by=row.resolved_by,
+        resolved_at=row.resolved_at,
         assignments=tuple(_assignment(r) for r in rows),
     )
 
@@ -106,6 +107,7 @@ async def save(tx: Tx, router: Router, before: Case | None, decision: Decision) 
         "resolved": case.resolved,
         "closed": case.closed,
         "resolved_by": case.resolved_by,
+        "resolved_at": case.resolved_at,
         "updated_at": now,
     }
     if before is None:
@@ -135,7 +137,7 @@ async def save(tx: Tx, router: Router, before: Case | None, decision: Decision) 
             await tx.session.execute(
                 update(assignments).where(assignments.c.assignment_id == a.assignment_id).values(**row)
             )
-    await _sync_timers(tx.session, case)
+    await _sync_timers(tx.session, router, case, new=before is None)
     if decision.events:
         await tx.session.execute(
             history.insert(),
@@ -153,26 +155,29 @@ async def save(tx: Tx, router: Router, before: Case | None, decision: Decision) 
         tx.emit(e)
 
 
-async def _sync_timers(session: AsyncSession, case: Case) -> None:
+async def _sync_timers(session: AsyncSession, router: Router, case: Case, *, new: bool) -> None:
     """Make the case's timer rows equal to what its state needs: add, move, cancel."""
-    wanted = {(t.assignment_id, t.kind.value): t.due_at for t in timers(case)}
-    rows = (
-        await session.execute(
+    wanted = {(t.assignment_id, t.kind.value): t.due_at for t in router.timers(case)}
+    have = {}
+    if not new:
+        rows = await session.execute(
             select(timer_rows.c.id, timer_rows.c.assignment_id, timer_rows.c.kind, timer_rows.c.due_at).where(
                 timer_rows.c.case_id == case.case_id
             )
         )
-    ).all()
-    have = {(r.assignment_id, r.kind): r for r in rows}
+        have = {(r.assignment_id, r.kind): r for r in rows}
     gone = [r.id for key, r in have.items() if key not in wanted]
     if gone:
         await session.execute(delete(timer_rows).where(timer_rows.c.id.in_(gone)))
+    added = [
+        {"case_id": case.case_id, "assignment_id": a, "kind": k, "due_at": due}
+        for (a, k), due in wanted.items()
+        if (a, k) not in have
+    ]
+    if added:
+        await session.execute(timer_rows.insert(), added)
     for key, due in wanted.items():
-        if key not in have:
-            await session.execute(
-                timer_rows.insert().values(case_id=case.case_id, assignment_id=key[0], kind=key[1], due_at=due)
-            )
-        elif have[key].due_at != due:
+        if key in have and have[key].due_at != due:
             await session.execute(
                 update(timer_rows).where(timer_rows.c.id == have[key].id).values(due_at=due, lease_until=None)
             )
@@ -204,6 +209,7 @@ def handlers(router: Router) -> dict[type[Event], Handler]:
         TicketReturned: on_case(lambda c, e, tx: router.return_(c, e, now(tx), new_id)),
         TicketWhistled: on_case(lambda c, e, tx: router.whistle(c, e, now(tx), new_id)),
         CaseSatisfactionAnswered: on_case(lambda c, e, tx: router.satisfaction(c, e, now(tx), new_id)),
+        CaseCancelRequested: on_case(lambda c, e, tx: router.cancel(c, e)),
     }
 
 

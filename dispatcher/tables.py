@@ -35,6 +35,7 @@ cases = Table(
     Column("resolved", Boolean, nullable=False),
     Column("closed", Boolean, nullable=False),
     Column("resolved_by", String(64)),
+    Column("resolved_at", UtcDateTime()),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
 )

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from intake.domain import CaseConflict, CaseStatus, IdempotencyConflict, ReportRejected, token_matches
-from intake.handlers import answer_satisfaction, body_hash, file_report
+from intake.handlers import answer_satisfaction, body_hash, file_report, request_cancel
 from intake.tables import case_views, reports, timeline
 from services.auth import Authenticator
 from services.events import Location, Priority, Tier
@@ -85,6 +85,11 @@ class SatisfactionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     answer: Literal["satisfied", "unsatisfied"]
     comment: str = Field("", max_length=2000)
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=2000)
 
 
 class CategoryOut(BaseModel):
@@ -236,5 +241,21 @@ def router(store: Store, j: Jurisdiction, policy: Policy, authenticator: Authent
         except CaseConflict as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         return {"case_id": case_id, "answer": answer.answer}
+
+    @api.post(
+        "/cases/{case_id}/cancel",
+        status_code=status.HTTP_202_ACCEPTED,
+        responses={404: {"description": CASE_NOT_FOUND}, 409: {"description": "already claimed or closed"}},
+    )
+    async def cancel(
+        case_id: str, x_tracking_token: Annotated[str | None, Header()] = None, body: CancelIn | None = None
+    ) -> dict[str, str]:
+        """Withdraw a case that nobody has claimed yet."""
+        await _tracked(case_id, x_tracking_token)
+        try:
+            await request_cancel(store, case_id, body.reason if body else "")
+        except CaseConflict as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        return {"case_id": case_id, "status": "cancel_requested"}
 
     return api

@@ -9,6 +9,7 @@ from typing import Any
 
 from services.events import (
     CaseAssigned,
+    CaseCancelRefused,
     CaseClaimed,
     CaseClosed,
     CaseEscalated,
@@ -113,6 +114,8 @@ def view_change(event: Event) -> ViewChange | None:
                 {},
                 {"from_tier": event.from_tier.value, "to_tier": event.to_tier.value, "to_unit_id": event.to_unit_id},
             )
+        case CaseCancelRefused():
+            return ViewChange(None, "cancel_refused", {"cancel_requested_at": None}, {"reason": event.reason})
         case CaseWhistled():
             units = [event.lead_unit_id, *event.co_unit_ids]
             return ViewChange(None, "departments_summoned", {}, {"lead_unit_id": event.lead_unit_id, "unit_ids": units})

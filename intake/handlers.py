@@ -17,6 +17,8 @@ from intake.domain import (
 from intake.tables import case_views, idempotency_keys, reports, timeline
 from services.events import (
     CaseAssigned,
+    CaseCancelRefused,
+    CaseCancelRequested,
     CaseClaimed,
     CaseClosed,
     CaseEscalated,
@@ -160,6 +162,25 @@ async def answer_satisfaction(store: Store, case_id: str, satisfied: bool, comme
         tx.emit(CaseSatisfactionAnswered(case_id=case_id, satisfied=satisfied, comment=comment))
 
 
+async def request_cancel(store: Store, case_id: str, reason: str) -> None:
+    """Withdraw a case nobody has claimed. The dispatcher has the last word: if a unit claimed
+    it meanwhile, the cancellation is refused and the timeline says so."""
+    async with store.transaction() as tx:
+        view = (
+            await tx.session.execute(select(case_views).where(case_views.c.case_id == case_id).with_for_update())
+        ).one()
+        if view.status not in (CaseStatus.RECEIVED.value, CaseStatus.ASSIGNED.value):
+            raise CaseConflict(f"the case is {view.status}; only a case nobody has claimed can be withdrawn")
+        if view.cancel_requested_at is not None:
+            raise CaseConflict("the case is being withdrawn already")
+        now = store.clock.now()
+        await tx.session.execute(
+            update(case_views).where(case_views.c.case_id == case_id).values(cancel_requested_at=now)
+        )
+        await tx.session.execute(timeline.insert().values(case_id=case_id, at=now, type="cancel_requested", details={}))
+        tx.emit(CaseCancelRequested(case_id=case_id, reason=reason))
+
+
 async def on_lifecycle(tx: Tx, envelope: Envelope, event: Event) -> None:
     change = view_change(event)
     if change is None:
@@ -180,5 +201,14 @@ async def on_lifecycle(tx: Tx, envelope: Envelope, event: Event) -> None:
 
 HANDLERS: dict[type[Event], Handler] = {
     e: on_lifecycle
-    for e in (CaseAssigned, CaseClaimed, CaseResolved, CaseClosed, CaseReopened, CaseEscalated, CaseWhistled)
+    for e in (
+        CaseAssigned,
+        CaseClaimed,
+        CaseResolved,
+        CaseClosed,
+        CaseReopened,
+        CaseEscalated,
+        CaseWhistled,
+        CaseCancelRefused,
+    )
 }

@@ -34,6 +34,7 @@ case_views = Table(
     Column("response_due", UtcDateTime()),
     Column("resolution_due", UtcDateTime()),
     Column("satisfaction_answered_at", UtcDateTime()),
+    Column("cancel_requested_at", UtcDateTime()),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 

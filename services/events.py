@@ -94,6 +94,20 @@ class CaseSatisfactionAnswered(Event):
     comment: str = ""
 
 
+class CaseCancelRequested(Event):
+    """The resident withdraws the case; only a case nobody has claimed can be withdrawn."""
+
+    type = "gridcall.case.cancel_requested"
+    stream = Stream.CASES
+    reason: str = ""
+
+
+class CaseCancelRefused(Event):
+    type = "gridcall.case.cancel_refused"
+    stream = Stream.CASES
+    reason: str
+
+
 class CaseAssigned(Event):
     type = "gridcall.case.assigned"
     stream = Stream.CASES
@@ -260,6 +274,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         CaseReported,
         CaseSatisfactionAnswered,
+        CaseCancelRequested,
+        CaseCancelRefused,
         CaseAssigned,
         CaseUnassigned,
         CaseClaimed,

@@ -145,6 +145,7 @@ class Policy(BaseModel):
     warning_at: float = Field(0.8, gt=0, lt=1, description="warn when this fraction of a limit has passed")
     max_returns: int = Field(2, ge=0, description="returns after which a case goes straight to the street tier")
     supervision_repeat: LimitField = Field(description="how often a supervised case alerts again")
+    satisfaction_window: LimitField = Field(description="how long a resident may answer the satisfaction visit")
     emergency_start_tier: Tier = Tier.COMMUNITY
     household_flags: dict[str, Priority] = Field(
         default={}, description="ledger colour → the priority a flagged household's report gets"

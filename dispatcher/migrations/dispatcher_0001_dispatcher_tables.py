@@ -2,7 +2,7 @@
 
 Revision ID: dispatcher_0001
 Revises: 
-Create Date: 2026-11-22 02:11:00.026595
+Create Date: 2026-11-22 03:24:47.687509
 """
 from collections.abc import Sequence
 
@@ -62,6 +62,7 @@ def upgrade() -> None:
     sa.Column('resolved', sa.Boolean(), nullable=False),
     sa.Column('closed', sa.Boolean(), nullable=False),
     sa.Column('resolved_by', sa.String(length=64), nullable=True),
+    sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('case_id')

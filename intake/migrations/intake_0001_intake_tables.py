@@ -2,7 +2,7 @@
 
 Revision ID: intake_0001
 Revises: 
-Create Date: 2026-11-22 02:10:59.996923
+Create Date: 2026-11-22 03:24:47.657724
 """
 from collections.abc import Sequence
 
@@ -28,6 +28,7 @@ def upgrade() -> None:
     sa.Column('response_due', sa.DateTime(timezone=True), nullable=True),
     sa.Column('resolution_due', sa.DateTime(timezone=True), nullable=True),
     sa.Column('satisfaction_answered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('cancel_requested_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('case_id')
     )

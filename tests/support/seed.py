@@ -5,7 +5,7 @@ import uuid
 from dataclasses import asdict
 from datetime import datetime
 
-from dispatcher.domain import Router, timers
+from dispatcher.domain import Router
 from dispatcher.tables import assignments, cases
 from dispatcher.tables import timers as timer_rows
 from services.db import Database
@@ -56,7 +56,7 @@ async def seed_cases(db: Database, router: Router, n: int, at: datetime, *, grid
         assignment_rows.append({"case_id": case_id, "seq": 0, **_plain(asdict(lead))})
         timer_list += [
             {"case_id": case_id, "assignment_id": t.assignment_id, "kind": t.kind.value, "due_at": t.due_at}
-            for t in timers(case)
+            for t in router.timers(case)
         ]
     async with db.transaction() as s:
         await s.execute(cases.insert(), case_rows)

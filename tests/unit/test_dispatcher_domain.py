@@ -15,10 +15,11 @@ from dispatcher.domain import (
     Router,
     TimerKind,
     UnroutableCase,
-    timers,
 )
 from services.events import (
     CaseAssigned,
+    CaseCancelRefused,
+    CaseCancelRequested,
     CaseClosed,
     CaseEscalated,
     CaseReopened,
@@ -87,7 +88,7 @@ def resolved(case: Case, ticket: str | None = None, note="done") -> tuple[Case, 
 def fire_all_due(case: Case, now: datetime, new_id) -> tuple[Case, list]:
     """Fire every due timer in due order, as the timer worker does."""
     events: list = []
-    while due := sorted((t for t in timers(case) if t.due_at <= now), key=lambda t: t.due_at):
+    while due := sorted((t for t in ROUTER.timers(case) if t.due_at <= now), key=lambda t: t.due_at):
         d = ROUTER.fire(case, due[0].assignment_id, due[0].kind, now, new_id)
         case, events = d.case, events + d.events
     return case, events
@@ -113,7 +114,7 @@ def test_an_assignment_starts_both_clocks_from_the_policy():
     # normal grid: response 4 working hours, resolution 2 working days, warnings at 80%
     assert assigned.response_due == MONDAY_10AM + timedelta(hours=4)
     assert assigned.resolution_due == datetime(2026, 11, 4, 2, 0, tzinfo=UTC)  # Wednesday 10:00
-    assert {(t.kind, t.due_at) for t in timers(case)} == {
+    assert {(t.kind, t.due_at) for t in ROUTER.timers(case)} == {
         (TimerKind.RESPONSE_WARNING, MONDAY_10AM + timedelta(hours=3, minutes=12)),
         (TimerKind.RESPONSE_BREACH, MONDAY_10AM + timedelta(hours=4)),
         (TimerKind.RESOLUTION_WARNING, datetime(2026, 11, 3, 7, 6, tzinfo=UTC)),  # 13.6 h: Mon 7.5 h + Tue 6.1 h
@@ -142,11 +143,13 @@ def test_claim_then_resolve():
     case, _ = new_case()
     case = claimed(case)
     assert case.status is CaseStatus.CLAIMED
-    assert {t.kind for t in timers(case)} == {TimerKind.RESOLUTION_WARNING, TimerKind.RESOLUTION_BREACH}
+    assert {t.kind for t in ROUTER.timers(case)} == {TimerKind.RESOLUTION_WARNING, TimerKind.RESOLUTION_BREACH}
     case, events = resolved(case, note="cleared")
     assert case.status is CaseStatus.RESOLVED and case.resolved_by == "U-G23"
     assert isinstance(events[-1], CaseResolved) and events[-1].note == "cleared"
-    assert timers(case) == []
+    # only the satisfaction window is left: 3 days after resolution
+    [window] = ROUTER.timers(case)
+    assert (window.kind, window.due_at) == (TimerKind.SATISFACTION_WINDOW, MONDAY_10AM + timedelta(days=3))
 
 
 def test_missed_response_limits_escalate_grid_to_community_to_street_with_fresh_clocks():
@@ -185,7 +188,7 @@ def test_a_breach_at_the_top_tier_puts_the_case_under_supervision_and_alerts_aga
 
     case = claimed(case, at=due + timedelta(hours=9))  # claiming satisfies the response clock
     assert not case.supervised
-    assert TimerKind.SUPERVISION not in {t.kind for t in timers(case)}
+    assert TimerKind.SUPERVISION not in {t.kind for t in ROUTER.timers(case)}
 
 
 def test_each_breach_escalates_once_however_often_its_timer_fires():
@@ -274,7 +277,7 @@ def test_a_whistle_summons_a_lead_and_co_handlers_each_with_clocks():
         ("D-HOUSING", Role.CO, Tier.BUREAU),
         ("D-POWER", Role.CO, Tier.BUREAU),
     ]
-    assert {t.assignment_id for t in timers(case)} == {a.assignment_id for a in case.active}
+    assert {t.assignment_id for t in ROUTER.timers(case)} == {a.assignment_id for a in case.active}
 
 
 def test_a_whistled_case_resolves_only_when_the_lead_and_every_co_handler_reported():
@@ -324,7 +327,7 @@ def test_events_about_an_ended_assignment_are_refused():
 
 # -- the state machine under any sequence of events --------------------------------------
 
-ACTIONS = ["claim", "resolve", "escalate", "return", "whistle", "time", "satisfied", "unsatisfied", "stale"]
+ACTIONS = ["claim", "resolve", "escalate", "return", "whistle", "time", "satisfied", "unsatisfied", "stale", "cancel"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -391,6 +394,8 @@ def test_any_sequence_of_events_leaves_one_valid_state_with_at_most_one_open_lea
                     d = ROUTER.satisfaction(
                         case, CaseSatisfactionAnswered(case_id="c1", satisfied=action == "satisfied"), now, new_id
                     )
+                case "cancel":
+                    d = ROUTER.cancel(case, CaseCancelRequested(case_id="c1"))
                 case "stale":
                     d = ROUTER.claim(case, TicketClaimed(case_id="c1", ticket_id="no-such-ticket", unit_id="u"), now)
         except InvalidTransition:
@@ -405,6 +410,28 @@ def test_any_sequence_of_events_leaves_one_valid_state_with_at_most_one_open_lea
         if case.status in (CaseStatus.ASSIGNED, CaseStatus.CLAIMED):
             assert open_leads or case.lead.status is AssignmentStatus.RESOLVED  # waiting for co-handlers
         else:
-            assert timers(case) == []
+            assert {t.kind for t in ROUTER.timers(case)} <= {TimerKind.SATISFACTION_WINDOW}
         # nothing is left due: the worker would have fired it
-        assert all(t.due_at > now for t in timers(case)) or action != "time"
+        assert all(t.due_at > now for t in ROUTER.timers(case)) or action != "time"
+
+
+def test_no_answer_within_the_satisfaction_window_closes_the_case():
+    new_id = ids()
+    case, _ = new_case(new_id=new_id)
+    case, _ = resolved(claimed(case))
+    case, events = fire_all_due(case, MONDAY_10AM + timedelta(days=3), new_id)
+    assert case.status is CaseStatus.CLOSED
+    assert [(type(e), e.reason) for e in events] == [(CaseClosed, "no_answer")]
+    assert ROUTER.timers(case) == []
+
+
+def test_a_case_nobody_claimed_can_be_cancelled_and_a_claimed_one_cannot():
+    case, _ = new_case()
+    d = ROUTER.cancel(case, CaseCancelRequested(case_id="c1", reason="fixed it myself"))
+    assert d.case.status is CaseStatus.CLOSED and not d.case.active
+    assert [type(e) for e in d.events] == [CaseUnassigned, CaseClosed]
+    assert ROUTER.timers(d.case) == []
+
+    d = ROUTER.cancel(claimed(new_case()[0]), CaseCancelRequested(case_id="c1"))
+    assert d.case.status is CaseStatus.CLAIMED
+    assert [type(e) for e in d.events] == [CaseCancelRefused]

@@ -148,3 +148,47 @@ async def test_ops_see_a_supervised_breach_with_its_history_and_can_filter(stack
         return await listed() is None
 
     await eventually(cleared)
+
+
+async def test_a_resident_withdraws_a_case_nobody_claimed_and_its_ticket_leaves_the_queue(stack):
+    client, token, _ = stack
+    case, ticket = await report_and_ticket(client, token, "garbage", "U-G11")
+    url, track = f"/v1/cases/{case['case_id']}/cancel", {"X-Tracking-Token": case["tracking_token"]}
+    assert (await client.post(url, headers={"X-Tracking-Token": "x"})).status_code == 404
+    r = await client.post(url, headers=track, json={"reason": "a neighbour cleared it"})
+    assert r.status_code == 202
+    assert (await client.post(url, headers=track)).status_code == 409  # already being withdrawn
+    view = await case_in_status(client, case, "closed")
+    assert view["timeline"][-1] == {**view["timeline"][-1], "type": "closed", "reason": "cancelled"}
+
+    async def withdrawn():
+        r = await client.get("/v1/units/U-G11/tickets", headers=bearer(token("U-G11")))
+        return next(t for t in r.json() if t["ticket_id"] == ticket["ticket_id"])["status"] == "withdrawn"
+
+    await eventually(withdrawn)
+
+
+async def test_a_claimed_case_cannot_be_withdrawn(stack):
+    client, token, _ = stack
+    case, ticket = await report_and_ticket(client, token, "garbage", "U-G11")
+    await post(client, token, "U-G11", ticket, "claim")
+    await case_in_status(client, case, "claimed")
+    r = await client.post(f"/v1/cases/{case['case_id']}/cancel", headers={"X-Tracking-Token": case["tracking_token"]})
+    assert r.status_code == 409 and "nobody has claimed" in r.json()["detail"]
+
+
+async def test_silence_after_resolution_closes_the_case_when_the_window_ends(stack):
+    client, token, clock = stack
+    case, ticket = await report_and_ticket(client, token, "garbage", "U-G11")
+    await post(client, token, "U-G11", ticket, "claim")
+    await post(client, token, "U-G11", ticket, "resolve", {"note": "cleared"})
+    await case_in_status(client, case, "resolved")
+    clock.advance(timedelta(days=3, seconds=1))  # the policy's satisfaction window
+    view = await case_in_status(client, case, "closed")
+    assert view["timeline"][-1]["reason"] == "no_answer"
+    r = await client.post(
+        f"/v1/cases/{case['case_id']}/satisfaction",
+        headers={"X-Tracking-Token": case["tracking_token"]},
+        json={"answer": "unsatisfied"},
+    )
+    assert r.status_code == 409  # too late to answer
