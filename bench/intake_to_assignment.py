@@ -103,6 +103,7 @@ def main() -> None:
             "GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE": str(not kafka_is_tansu()).lower(),
             "GRIDCALL_KAFKA_SESSION_TIMEOUT_MS": "6000",
             "GRIDCALL_KAFKA_REBALANCE_TIMEOUT_MS": "3000",
+            "GRIDCALL_RATE_LIMIT": "1000000/minute",
             "GRIDCALL_TOPIC_PREFIX": prefix,
         }
         with distributed(env, Path(logs)) as cluster:

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, status
+from fastapi import APIRouter, Depends, Header, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
@@ -13,6 +13,7 @@ from services.events import Location, Priority, Tier
 from services.jurisdiction import Jurisdiction, UnitKind
 from services.messaging import Store
 from services.policy import Policy
+from services.ratelimit import RateLimit
 
 
 class Contact(BaseModel):
@@ -123,8 +124,11 @@ def _unprocessable(exc: ReportRejected) -> HTTPException:
 CASE_NOT_FOUND = "no case with this id and tracking token"
 
 
-def router(store: Store, j: Jurisdiction, policy: Policy, authenticator: Authenticator) -> APIRouter:
+def router(
+    store: Store, j: Jurisdiction, policy: Policy, authenticator: Authenticator, rate_limit: RateLimit
+) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["residents"])
+    limited = [Depends(rate_limit)]
 
     async def _tracked(case_id: str, token: str | None) -> Any:
         async with store.db.sessions() as s:
@@ -175,6 +179,7 @@ def router(store: Store, j: Jurisdiction, policy: Policy, authenticator: Authent
 
     @api.post(
         "/reports",
+        dependencies=limited,
         status_code=status.HTTP_202_ACCEPTED,
         response_model=Accepted,
         responses={409: {"description": "Idempotency-Key reused with a different body"}},
@@ -211,6 +216,7 @@ def router(store: Store, j: Jurisdiction, policy: Policy, authenticator: Authent
 
     @api.get(
         "/cases/{case_id}",
+        dependencies=limited,
         response_model=CaseView,
         responses={404: {"description": CASE_NOT_FOUND}},
     )
@@ -228,6 +234,7 @@ def router(store: Store, j: Jurisdiction, policy: Policy, authenticator: Authent
 
     @api.post(
         "/cases/{case_id}/satisfaction",
+        dependencies=limited,
         status_code=status.HTTP_202_ACCEPTED,
         responses={404: {"description": CASE_NOT_FOUND}, 409: {"description": "not resolved, or answered"}},
     )
@@ -244,6 +251,7 @@ def router(store: Store, j: Jurisdiction, policy: Policy, authenticator: Authent
 
     @api.post(
         "/cases/{case_id}/cancel",
+        dependencies=limited,
         status_code=status.HTTP_202_ACCEPTED,
         responses={404: {"description": CASE_NOT_FOUND}, 409: {"description": "already claimed or closed"}},
     )

@@ -6,6 +6,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.ratelimit import parse_rule
+
 DEV_SECRET = "dev-only-insecure-secret-change-me"
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -31,6 +33,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     relay_interval: float = Field(0.2, gt=0, description="seconds between outbox polls")
     notifier_webhook_url: str | None = None
+    rate_limit: str = Field("120/minute", description="per client (API key or IP) on residents' endpoints")
     shutdown_grace: float = Field(20, gt=0, description="seconds background loops get to finish on shutdown")
 
     @field_validator("database_url")
@@ -42,6 +45,12 @@ class Settings(BaseSettings):
                 "sqlite+aiosqlite:// URL (embedded mode); leave it unset for the embedded default"
             )
         return url
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, rule: str) -> str:
+        parse_rule(rule)
+        return rule
 
     @field_validator("notifier_webhook_url")
     @classmethod

@@ -8,6 +8,9 @@ from gridcall.migrate import upgrade
 from services.settings import Settings
 from tests.support.servers import Broker, admin_postgres, kafka_broker, kafka_is_tansu, scratch_database
 
+# Tests poll case views many times a second; the rate limit has a test of its own.
+TESTS_POLL_FREELY = "1000000/minute"
+
 
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[str]:
@@ -48,12 +51,13 @@ def pg_settings(pg_url: str, broker: Broker, topic_prefix: str) -> Settings:
         kafka_rebalance_timeout_ms=3_000,
         topic_prefix=topic_prefix,
         relay_interval=0.05,
+        rate_limit=TESTS_POLL_FREELY,
     )
 
 
 @pytest.fixture
 def embedded_settings(tmp_path: Path) -> Settings:
     """Embedded mode on a fresh SQLite file and local bus."""
-    settings = Settings(env="test", var_dir=tmp_path / "var", relay_interval=0.05)
+    settings = Settings(env="test", var_dir=tmp_path / "var", relay_interval=0.05, rate_limit=TESTS_POLL_FREELY)
     upgrade(settings.db_url)
     return settings

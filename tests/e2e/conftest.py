@@ -29,6 +29,7 @@ def distributed_env(pg_url, broker, topic_prefix) -> dict[str, str]:
         "GRIDCALL_KAFKA_PARTITIONS": "3",
         "GRIDCALL_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "GRIDCALL_KAFKA_REBALANCE_TIMEOUT_MS": "3000",
+        "GRIDCALL_RATE_LIMIT": "1000000/minute",
         "GRIDCALL_TOPIC_PREFIX": topic_prefix,
         "GRIDCALL_RELAY_INTERVAL": "0.05",
     }

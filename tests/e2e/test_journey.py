@@ -66,7 +66,12 @@ async def test_distributed_loop_on_postgres_and_the_broker(distributed_env, tmp_
 
 
 async def test_embedded_loop_survives_kill_9(tmp_path, tokens):
-    env = {"GRIDCALL_ENV": "dev", "GRIDCALL_VAR_DIR": str(tmp_path / "var"), "GRIDCALL_RELAY_INTERVAL": "0.05"}
+    env = {
+        "GRIDCALL_ENV": "dev",
+        "GRIDCALL_VAR_DIR": str(tmp_path / "var"),
+        "GRIDCALL_RELAY_INTERVAL": "0.05",
+        "GRIDCALL_RATE_LIMIT": "1000000/minute",
+    }
     with embedded(env, tmp_path) as gridcall:
         async with httpx.AsyncClient(base_url=gridcall.url, timeout=10) as client:
             case = await file_report(

@@ -45,6 +45,7 @@ def cluster(pg_url, broker, tmp_path_factory):
         "GRIDCALL_KAFKA_PARTITIONS": "3",
         "GRIDCALL_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "GRIDCALL_KAFKA_REBALANCE_TIMEOUT_MS": "3000",
+        "GRIDCALL_RATE_LIMIT": "1000000/minute",
         "GRIDCALL_TOPIC_PREFIX": f"r{uuid.uuid4().hex[:8]}",
         "GRIDCALL_RELAY_INTERVAL": "0.05",
         "GRIDCALL_TIMER_INTERVAL": "0.1",

@@ -14,6 +14,7 @@ from intake.tables import case_views, reports
 from services.auth import Authenticator
 from services.clock import SystemClock
 from services.db import Database
+from services.settings import Settings
 from tests.support.journey import STREETLIGHT_G11, bearer, case_in_status, file_report, open_ticket
 from tests.support.waiting import eventually
 
@@ -205,3 +206,26 @@ async def test_health(client):
     r = await client.get("/healthz")
     assert r.status_code == 200
     assert set(r.json()["services"]) == {"intake", "dispatcher", "departments", "notifier"}
+
+
+async def test_a_client_over_its_rate_gets_429_with_retry_after(embedded_settings):
+    app = build_app(embedded_settings.model_copy(update={"rate_limit": "3/minute"}))
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c,
+    ):
+        for _ in range(3):
+            assert (await c.post("/v1/reports", json=STREETLIGHT_G11)).status_code == 202
+        r = await c.post("/v1/reports", json=STREETLIGHT_G11)
+        assert r.status_code == 429
+        assert 1 <= int(r.headers["Retry-After"]) <= 60
+        assert "at most 3 per 1 minute" in r.json()["detail"]
+        # another client (its own API key) has its own window
+        assert (
+            await c.post("/v1/reports", json=STREETLIGHT_G11, headers={"X-API-Key": "console-7"})
+        ).status_code == 202
+
+
+def test_a_rate_that_is_not_a_rate_is_refused_at_start_up():
+    with pytest.raises(ValueError, match="120/minute"):
+        Settings(rate_limit="lots")
