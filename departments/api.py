@@ -22,6 +22,7 @@ class Ticket(BaseModel):
     priority: str
     category: str
     description: str
+    details: dict[str, Any] = Field(description="address, category attributes and media the resident gave")
     grid_id: str
     status: TicketStatus
     claimed_by: str | None

@@ -46,6 +46,7 @@ async def on_case_assigned(tx: Tx, envelope: Envelope, event: CaseAssigned) -> N
             priority=event.priority.value,
             category=event.category,
             description=event.description,
+            details=event.details,
             grid_id=event.grid_id,
             status=TicketStatus.OPEN.value,
             response_due=event.response_due,

@@ -1,4 +1,4 @@
-from sqlalchemy import Column, Index, MetaData, String, Table, Text
+from sqlalchemy import JSON, Column, Index, MetaData, String, Table, Text
 
 from services.db import UtcDateTime
 from services.messaging import inbox_table, outbox_table
@@ -16,6 +16,7 @@ tickets = Table(
     Column("priority", String(16), nullable=False),
     Column("category", String(64), nullable=False),
     Column("description", Text, nullable=False),
+    Column("details", JSON, nullable=False),
     Column("grid_id", String(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("claimed_by", String(200)),

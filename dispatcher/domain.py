@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from services.events import (
     CaseAssigned,
@@ -132,6 +133,7 @@ class Case:
     closed: bool = False
     resolved_by: str | None = None
     resolved_at: datetime | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lead(self) -> Assignment:
@@ -258,6 +260,7 @@ class Router:
             category=case.category,
             description=case.description,
             grid_id=case.grid_id,
+            details=case.details,
             response_due=a.response_due,
             resolution_due=a.resolution_due,
         )
@@ -311,6 +314,7 @@ class Router:
             grid_id=event.grid_id,
             priority=priority,
             assignments=(),
+            details=event.details,
         )
         case, assigned = self._assign(case, unit, tier, Role.LEAD, now, new_id)
         return Decision(case, [assigned])

@@ -64,6 +64,7 @@ async def load_case(session: AsyncSession, case_id: str, *, lock: bool = True) -
         closed=row.closed,
         resolved_by=row.resolved_by,
         resolved_at=row.resolved_at,
+        details=row.details,
         assignments=tuple(_assignment(r) for r in rows),
     )
 
@@ -118,6 +119,7 @@ async def save(tx: Tx, router: Router, before: Case | None, decision: Decision) 
                 case_id=case.case_id,
                 category=case.category,
                 description=case.description,
+                details=case.details,
                 grid_id=case.grid_id,
                 community_id=community.id,
                 street_id=community.street_id,

@@ -23,6 +23,7 @@ cases = Table(
     Column("case_id", String(64), primary_key=True),
     Column("category", String(64), nullable=False),
     Column("description", Text, nullable=False),
+    Column("details", JSON, nullable=False),
     Column("grid_id", String(64), nullable=False),
     Column("community_id", String(64), nullable=False),
     Column("street_id", String(64), nullable=False),

@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 from sqlalchemy import select
 
 from intake.domain import CaseConflict, CaseStatus, IdempotencyConflict, ReportRejected, token_matches
@@ -23,6 +23,29 @@ class Contact(BaseModel):
     email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+class LocationIn(BaseModel):
+    """Where the problem is: coordinates, an address from the address table, or a grid id."""
+
+    model_config = ConfigDict(extra="forbid")
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    address: str | None = Field(None, min_length=1, max_length=200)
+    grid_id: str | None = Field(None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "LocationIn":
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("give both lat and lon")
+        forms = [self.lat is not None, self.address is not None, self.grid_id is not None]
+        if sum(forms) != 1:
+            raise ValueError("give exactly one of: lat and lon, address, grid_id")
+        return self
+
+    @property
+    def point(self) -> Location | None:
+        return Location(lat=self.lat, lon=self.lon) if self.lat is not None and self.lon is not None else None
+
+
 class ReportIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -38,10 +61,13 @@ class ReportIn(BaseModel):
     )
     category: str = Field(description="a code from GET /v1/categories")
     description: str = Field(min_length=1, max_length=4000)
-    location: Location
+    location: LocationIn
+    attributes: dict[str, Any] = Field({}, description="answers to the category's questions (GET /v1/categories)")
+    media_urls: list[HttpUrl] = Field([], max_length=5, description="photos or video, http(s) only")
     contact: Contact | None = None
+    anonymous: bool = Field(False, description="file without contact details")
     priority: Priority = Priority.NORMAL
-    channel: Literal["app", "patrol", "hotline", "one_key"] = "app"
+    channel: Literal["app", "patrol", "hotline", "one_key", "open311"] = "app"
     household_flag: Literal["red", "yellow", "blue"] | None = Field(
         None,
         description="the household's ledger colour; only a grid worker's staff token may set it, "
@@ -54,6 +80,12 @@ class ReportIn(BaseModel):
         if not text.strip():
             raise ValueError("description must say what the problem is; it cannot be blank")
         return text.strip()
+
+    @model_validator(mode="after")
+    def _anonymous_means_no_contact(self) -> "ReportIn":
+        if self.anonymous and self.contact is not None:
+            raise ValueError("an anonymous report cannot carry contact details: drop one of them")
+        return self
 
 
 class Accepted(BaseModel):
@@ -98,6 +130,7 @@ class CategoryOut(BaseModel):
     name: str
     name_zh: str | None
     start_tier: Tier
+    attributes: list[dict[str, Any]]
 
 
 class Point(BaseModel):
@@ -158,7 +191,9 @@ def router(
 
     @api.get("/categories", response_model=list[CategoryOut])
     async def categories() -> list[dict[str, Any]]:
-        return [c.model_dump(include={"code", "name", "name_zh", "start_tier"}) for c in policy.categories]
+        return [
+            c.model_dump(include={"code", "name", "name_zh", "start_tier", "attributes"}) for c in policy.categories
+        ]
 
     @api.get("/grids", response_model=list[GridOut])
     async def grids() -> list[dict[str, Any]]:
@@ -201,7 +236,12 @@ def router(
                 policy,
                 category=report.category,
                 description=report.description,
-                location=report.location,
+                point=report.location.point,
+                address=report.location.address,
+                grid_id=report.location.grid_id,
+                attributes=report.attributes,
+                media_urls=[str(u) for u in report.media_urls],
+                anonymous=report.anonymous,
                 priority=report.priority,
                 channel=report.channel,
                 household_flag=report.household_flag,

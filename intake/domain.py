@@ -49,24 +49,60 @@ class CaseConflict(Exception):
     """The case's state does not allow what was asked (e.g. answering before it is resolved)."""
 
 
-def check_report(j: Jurisdiction, policy: Policy, category: str, location: Location) -> tuple[CategoryPolicy, Grid]:
+@dataclass(frozen=True)
+class Place:
+    """Where a report is: its grid, a point for the map, and the address if one was given."""
+
+    grid: Grid
+    point: Location
+    address: str | None = None
+
+
+def locate(j: Jurisdiction, *, point: Location | None, address: str | None, grid_id: str | None) -> Place:
+    """A report's place from coordinates, an address in the address table, or a grid id."""
+    if point is not None:
+        grid = j.locate(point.lat, point.lon)
+        if grid is None:
+            raise ReportRejected(
+                "location",
+                f"location ({point.lat}, {point.lon}) is outside every grid of {j.district.name}; "
+                "check the coordinates (GET /v1/grids lists the covered grids)",
+                "outside_jurisdiction",
+            )
+        return Place(grid, point)
+    if address is not None:
+        grid = j.grid_at_address(address)
+        if grid is None:
+            raise ReportRejected(
+                "location",
+                f"address {address!r} is not in the address table; give coordinates (lat, lon) or a grid_id instead",
+                "unknown_address",
+            )
+        return Place(grid, _centre(grid), address.strip())
+    grid = j.find_grid(grid_id or "")
+    if grid is None:
+        raise ReportRejected("location", f"no grid {grid_id!r} (GET /v1/grids lists them)", "unknown_grid")
+    return Place(grid, _centre(grid))
+
+
+def _centre(grid: Grid) -> Location:
+    c = grid.shape.centroid
+    return Location(lat=round(c.y, 6), lon=round(c.x, 6))
+
+
+def check_category(policy: Policy, category: str, attributes: dict[str, Any]) -> tuple[CategoryPolicy, dict[str, Any]]:
     cat = policy.category(category)
     if cat is None:
         codes = ", ".join(c.code for c in policy.categories)
         raise ReportRejected(
-            "category",
-            f"unknown category {category!r}; use one of: {codes} (GET /v1/categories)",
-            "unknown_category",
+            "category", f"unknown category {category!r}; use one of: {codes} (GET /v1/categories)", "unknown_category"
         )
-    grid = j.locate(location.lat, location.lon)
-    if grid is None:
-        raise ReportRejected(
-            "location",
-            f"location ({location.lat}, {location.lon}) is outside every grid of {j.district.name}; "
-            "check the coordinates (GET /v1/grids lists the covered grids)",
-            "outside_jurisdiction",
-        )
-    return cat, grid
+    values, problems = cat.check_attributes(attributes)
+    if problems:
+        code, what = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ReportRejected(f"attributes.{code}", f"attribute {code!r}: {what}{more}", "invalid_attribute")
+    return cat, values
 
 
 def new_tracking_token() -> str:

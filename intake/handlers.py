@@ -9,7 +9,8 @@ from intake.domain import (
     CaseConflict,
     CaseStatus,
     IdempotencyConflict,
-    check_report,
+    check_category,
+    locate,
     new_tracking_token,
     token_hash,
     view_change,
@@ -44,7 +45,12 @@ async def file_report(
     *,
     category: str,
     description: str,
-    location: Location,
+    point: Location | None = None,
+    address: str | None = None,
+    grid_id: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    media_urls: list[str] | None = None,
+    anonymous: bool = False,
     priority: Priority,
     channel: str,
     household_flag: str | None,
@@ -53,7 +59,12 @@ async def file_report(
     request_hash: str,
 ) -> dict[str, Any]:
     """Accept a report: the case, its first view and `case.reported` in one transaction."""
-    cat, grid = check_report(j, policy, category, location)
+    cat, values = check_category(policy, category, attributes or {})
+    place = locate(j, point=point, address=address, grid_id=grid_id)
+    grid = place.grid
+    details: dict[str, Any] = {"attributes": values, "media_urls": media_urls or []}
+    if place.address:
+        details["address"] = place.address
     try:
         async with store.transaction() as tx:
             if idempotency_key and (earlier := await _earlier_answer(tx, idempotency_key, request_hash)):
@@ -71,8 +82,10 @@ async def file_report(
                     case_id=case_id,
                     category=cat.code,
                     description=description,
-                    lat=location.lat,
-                    lon=location.lon,
+                    lat=place.point.lat,
+                    lon=place.point.lon,
+                    details=details,
+                    anonymous=anonymous,
                     grid_id=grid.id,
                     priority=priority.value,
                     channel=channel,
@@ -108,8 +121,9 @@ async def file_report(
                     case_id=case_id,
                     category=cat.code,
                     description=description,
-                    location=location,
+                    location=place.point,
                     grid_id=grid.id,
+                    details=details,
                     priority=priority,
                     channel=channel,
                     household_flag=household_flag,

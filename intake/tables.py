@@ -1,4 +1,4 @@
-from sqlalchemy import JSON, BigInteger, Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Integer, MetaData, String, Table, Text
 
 from services.db import UtcDateTime
 from services.messaging import inbox_table, outbox_table
@@ -14,6 +14,8 @@ reports = Table(
     Column("lat", Float, nullable=False),
     Column("lon", Float, nullable=False),
     Column("grid_id", String(64), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("anonymous", Boolean, nullable=False),
     Column("priority", String(16), nullable=False),
     Column("channel", String(16), nullable=False),
     Column("household_flag", String(16)),

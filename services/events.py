@@ -83,6 +83,9 @@ class CaseReported(Event):
     priority: Priority = Priority.NORMAL
     channel: str = "app"
     household_flag: str | None = None
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="what the handler needs besides the description: address, attributes, media"
+    )
 
 
 class CaseSatisfactionAnswered(Event):
@@ -120,6 +123,7 @@ class CaseAssigned(Event):
     category: str
     description: str
     grid_id: str
+    details: dict[str, Any] = Field(default_factory=dict)
     response_due: datetime
     resolution_due: datetime
 

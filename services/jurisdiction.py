@@ -63,6 +63,15 @@ class Grid(_Frozen):
         return Polygon(self.polygon)
 
 
+class Address(_Frozen):
+    address: str = Field(min_length=1)
+    grid_id: str
+
+
+def normalise_address(text: str) -> str:
+    return " ".join(text.replace(",", " ").lower().split())
+
+
 class District(_Frozen):
     id: str
     name: str
@@ -79,6 +88,7 @@ class Jurisdiction(_Frozen):
     communities: list[Community]
     grids: list[Grid]
     units: list[Unit]
+    addresses: list[Address] = []
 
     @model_validator(mode="after")
     def _references_hold(self) -> Self:
@@ -114,6 +124,10 @@ class Jurisdiction(_Frozen):
             need(f"grids[{g.id}]", g.unit_id, UnitKind.GRID)
             if g.community_id not in communities:
                 problems.append(f"grids[{g.id}]: community {g.community_id!r} does not exist")
+        grids = {g.id for g in self.grids}
+        for a in self.addresses:
+            if a.grid_id not in grids:
+                problems.append(f"addresses[{a.address!r}]: grid {a.grid_id!r} does not exist")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -137,6 +151,18 @@ class Jurisdiction(_Frozen):
         point = Point(lon, lat)
         hits = [self.grids[i] for i in self._index.query(point, predicate="covered_by")]
         return min(hits, key=lambda g: g.id) if hits else None
+
+    @cached_property
+    def _addresses(self) -> dict[str, str]:
+        return {normalise_address(a.address): a.grid_id for a in self.addresses}
+
+    def grid_at_address(self, address: str) -> Grid | None:
+        """The grid of a building in the address table (case, commas and spacing ignored)."""
+        grid_id = self._addresses.get(normalise_address(address))
+        return self.grid(grid_id) if grid_id else None
+
+    def find_grid(self, grid_id: str) -> Grid | None:
+        return self._by_id["grid"].get(grid_id)  # type: ignore[return-value]
 
     def grid(self, grid_id: str) -> Grid:
         return self._by_id["grid"][grid_id]  # type: ignore[return-value]

@@ -6,7 +6,7 @@ import re
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -128,6 +128,55 @@ class TierSla(BaseModel):
 SlaTable = dict[Priority, dict[Tier, TierSla]]
 
 
+class AttributeValue(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    key: str
+    name: str
+
+
+class Attribute(BaseModel):
+    """A category-specific question, typed as Open311 service definitions type them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    datatype: Literal["string", "text", "number", "datetime", "singlevaluelist", "multivaluelist"]
+    required: bool = False
+    description: str
+    values: list[AttributeValue] = []
+
+    @model_validator(mode="after")
+    def _lists_have_values(self) -> Self:
+        if self.datatype.endswith("valuelist") and not self.values:
+            raise ValueError(f"attribute {self.code!r} is a {self.datatype} and needs values")
+        return self
+
+    def check(self, value: object) -> object:
+        """The value in canonical form, or ValueError saying what is expected."""
+        keys = [v.key for v in self.values]
+        match self.datatype:
+            case "string" | "text":
+                if not isinstance(value, str) or not value.strip():
+                    raise ValueError("must be non-empty text")
+                return value.strip()
+            case "number":
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError("must be a number")
+                return value
+            case "datetime":
+                try:
+                    return datetime.fromisoformat(str(value)).isoformat()
+                except ValueError:
+                    raise ValueError("must be an ISO 8601 date-time, e.g. 2026-11-02T09:30:00+08:00") from None
+            case "singlevaluelist":
+                if value not in keys:
+                    raise ValueError(f"must be one of {keys}")
+                return value
+            case _:
+                if not isinstance(value, list) or not value or any(v not in keys for v in value):
+                    raise ValueError(f"must be a non-empty list of {keys}")
+                return value
+
+
 class CategoryPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -137,6 +186,23 @@ class CategoryPolicy(BaseModel):
     emergency_start_tier: Tier | None = None
     departments: list[str] = Field(min_length=1, description="lead department first")
     sla: dict[Priority, dict[Tier, TierSla]] = {}
+    attributes: list[Attribute] = []
+
+    def check_attributes(self, given: dict[str, object]) -> tuple[dict[str, object], list[tuple[str, str]]]:
+        """Canonical values and the problems, as (attribute code, what is wrong)."""
+        known = {a.code: a for a in self.attributes}
+        problems = [(code, f"unknown attribute for category {self.code!r}") for code in given if code not in known]
+        values: dict[str, object] = {}
+        for code, attribute in known.items():
+            if code not in given or given[code] in (None, ""):
+                if attribute.required:
+                    problems.append((code, f"required: {attribute.description}"))
+                continue
+            try:
+                values[code] = attribute.check(given[code])
+            except ValueError as exc:
+                problems.append((code, str(exc)))
+        return values, problems
 
 
 class Policy(BaseModel):

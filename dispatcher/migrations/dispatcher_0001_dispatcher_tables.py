@@ -2,7 +2,7 @@
 
 Revision ID: dispatcher_0001
 Revises: 
-Create Date: 2026-11-22 03:24:47.687509
+Create Date: 2026-11-22 03:31:09.022345
 """
 from collections.abc import Sequence
 
@@ -50,6 +50,7 @@ def upgrade() -> None:
     sa.Column('case_id', sa.String(length=64), nullable=False),
     sa.Column('category', sa.String(length=64), nullable=False),
     sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('details', sa.JSON(), nullable=False),
     sa.Column('grid_id', sa.String(length=64), nullable=False),
     sa.Column('community_id', sa.String(length=64), nullable=False),
     sa.Column('street_id', sa.String(length=64), nullable=False),

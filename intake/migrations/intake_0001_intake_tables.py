@@ -2,7 +2,7 @@
 
 Revision ID: intake_0001
 Revises: 
-Create Date: 2026-11-22 03:24:47.657724
+Create Date: 2026-11-22 03:31:08.981210
 """
 from collections.abc import Sequence
 
@@ -61,6 +61,8 @@ def upgrade() -> None:
     sa.Column('lat', sa.Float(), nullable=False),
     sa.Column('lon', sa.Float(), nullable=False),
     sa.Column('grid_id', sa.String(length=64), nullable=False),
+    sa.Column('details', sa.JSON(), nullable=False),
+    sa.Column('anonymous', sa.Boolean(), nullable=False),
     sa.Column('priority', sa.String(length=16), nullable=False),
     sa.Column('channel', sa.String(length=16), nullable=False),
     sa.Column('household_flag', sa.String(length=16), nullable=True),

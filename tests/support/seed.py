@@ -38,6 +38,7 @@ async def seed_cases(db: Database, router: Router, n: int, at: datetime, *, grid
                 "case_id": case_id,
                 "category": case.category,
                 "description": case.description,
+                "details": {},
                 "grid_id": grid_id,
                 "community_id": community.id,
                 "street_id": community.street_id,

@@ -1,0 +1,89 @@
+"""The forms a report can take: where (coordinates, address, grid), what (category attributes,
+media), and who (contact or anonymous). Each bad form is a 422 that names what to fix."""
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from gridcall.app import build_app
+from services.auth import Authenticator
+from services.clock import SystemClock
+from tests.support.journey import case_in_status, open_ticket
+
+BASE = {"category": "elevator", "description": "The lift is stuck", "attributes": {"building": "3-2", "trapped": "no"}}
+
+
+@pytest.fixture
+async def client(embedded_settings):
+    app = build_app(embedded_settings)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c,
+    ):
+        auth = Authenticator(embedded_settings.secret_key.get_secret_value())
+        c.staff = lambda unit: auth.issue("staff", unit_id=unit, now=SystemClock().now(), ttl=timedelta(hours=1))  # type: ignore[attr-defined]
+        yield c
+
+
+async def filed(client, **body):
+    r = await client.post("/v1/reports", json={**BASE, **body})
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+@pytest.mark.parametrize(
+    ("location", "grid"),
+    [
+        ({"address": "8 maple lane"}, "G12"),
+        ({"address": " 9, Lotus Pond   Street "}, "G32"),
+        ({"grid_id": "G43"}, "G43"),
+    ],
+)
+async def test_an_address_or_a_grid_id_locates_the_report(client, location, grid):
+    case = await filed(client, location=location, category="garbage", attributes={})
+    view = await case_in_status(client, case, "assigned")
+    assert view["unit_id"] == f"U-{grid}"
+
+
+async def test_the_handler_sees_the_attributes_media_and_address(client):
+    case = await filed(
+        client, location={"address": "3 Maple Lane"}, media_urls=["https://img.example/lift.jpg"], anonymous=True
+    )
+    ticket = await open_ticket(client, "U-C1", client.staff("U-C1"), case["case_id"])
+    assert ticket["details"] == {
+        "address": "3 Maple Lane",
+        "attributes": {"building": "3-2", "trapped": "no"},
+        "media_urls": ["https://img.example/lift.jpg"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"location": {"address": "99 Nowhere Road"}}, "location", "not in the address table"),
+        ({"location": {"grid_id": "G99"}}, "location", "no grid 'G99'"),
+        ({"location": {"lat": 30.5, "lon": 114.3, "grid_id": "G11"}}, "location", "exactly one of"),
+        ({"location": {"lat": 30.5}}, "location", "both lat and lon"),
+        ({"attributes": {"building": "3-2"}}, "attributes.trapped", "required: Is anyone trapped"),
+        ({"attributes": {"building": "3-2", "trapped": "maybe"}}, "attributes.trapped", "one of ['yes', 'no']"),
+        ({"attributes": {**BASE["attributes"], "colour": "red"}}, "attributes.colour", "unknown attribute"),
+        ({"media_urls": ["ftp://files.example/a.jpg"]}, "media_urls", "URL scheme should be 'http' or 'https'"),
+        ({"media_urls": [f"https://img.example/{i}.jpg" for i in range(6)]}, "media_urls", "at most 5"),
+        ({"anonymous": True, "contact": {"name": "Li"}}, "body", "anonymous report cannot carry contact"),
+    ],
+)
+async def test_bad_forms_are_422_naming_what_to_fix(client, change, field, message):
+    body = {**BASE, "location": {"lat": 30.505, "lon": 114.305}, **change}
+    r = await client.post("/v1/reports", json=body)
+    assert r.status_code == 422, r.text
+    errors = r.json()["detail"]
+    assert any(field in ".".join(map(str, e["loc"])) and message in e["msg"] for e in errors), errors
+
+
+async def test_categories_publish_their_questions(client):
+    cats = {c["code"]: c for c in (await client.get("/v1/categories")).json()}
+    trapped = next(a for a in cats["elevator"]["attributes"] if a["code"] == "trapped")
+    assert trapped["required"] and [v["key"] for v in trapped["values"]] == ["yes", "no"]
+    assert cats["garbage"]["attributes"] == []
