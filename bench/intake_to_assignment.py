@@ -21,10 +21,12 @@ from services.events import CaseAssigned, Envelope, Stream
 from tests.support.cluster import distributed
 from tests.support.servers import admin_postgres, kafka_broker, kafka_is_tansu, scratch_database
 
+# `insist`: every report is its own case (the same body would otherwise join the first as a duplicate).
 BODY = {
     "category": "garbage",
     "description": "Bags piled in the stairwell",
     "location": {"lat": 30.505, "lon": 114.305},
+    "insist": True,
 }
 
 

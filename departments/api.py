@@ -23,6 +23,7 @@ class Ticket(BaseModel):
     category: str
     description: str
     details: dict[str, Any] = Field(description="address, category attributes and media the resident gave")
+    reporters: int = Field(description="how many residents reported this problem")
     grid_id: str
     status: TicketStatus
     claimed_by: str | None

@@ -1,7 +1,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from departments.domain import (
     InvalidRequest,
@@ -17,6 +17,7 @@ from departments.tables import tickets
 from services.auth import Principal
 from services.events import (
     CaseAssigned,
+    CaseDuplicateReported,
     CaseUnassigned,
     Envelope,
     Event,
@@ -36,6 +37,7 @@ from services.messaging import Handler, Store, Tx
 async def on_case_assigned(tx: Tx, envelope: Envelope, event: CaseAssigned) -> None:
     """Every assignment becomes a ticket in the assigned unit's queue; its id is the
     assignment id, so the dispatcher matches ticket events to assignments."""
+    reporters = await tx.session.scalar(select(func.max(tickets.c.reporters)).where(tickets.c.case_id == event.case_id))
     await tx.session.execute(
         tickets.insert().values(
             ticket_id=event.assignment_id,
@@ -47,6 +49,7 @@ async def on_case_assigned(tx: Tx, envelope: Envelope, event: CaseAssigned) -> N
             category=event.category,
             description=event.description,
             details=event.details,
+            reporters=reporters or 1,
             grid_id=event.grid_id,
             status=TicketStatus.OPEN.value,
             response_due=event.response_due,
@@ -68,7 +71,18 @@ async def on_case_unassigned(tx: Tx, envelope: Envelope, event: CaseUnassigned) 
     )
 
 
-HANDLERS: dict[type[Event], Handler] = {CaseAssigned: on_case_assigned, CaseUnassigned: on_case_unassigned}
+async def on_duplicate_reported(tx: Tx, envelope: Envelope, event: CaseDuplicateReported) -> None:
+    """The handler sees how many residents reported the problem."""
+    await tx.session.execute(
+        update(tickets).where(tickets.c.case_id == event.case_id).values(reporters=event.reporters)
+    )
+
+
+HANDLERS: dict[type[Event], Handler] = {
+    CaseAssigned: on_case_assigned,
+    CaseUnassigned: on_case_unassigned,
+    CaseDuplicateReported: on_duplicate_reported,
+}
 
 
 class Desk:

@@ -1,4 +1,4 @@
-from sqlalchemy import JSON, Column, Index, MetaData, String, Table, Text
+from sqlalchemy import JSON, Column, Index, Integer, MetaData, String, Table, Text
 
 from services.db import UtcDateTime
 from services.messaging import inbox_table, outbox_table
@@ -17,6 +17,7 @@ tickets = Table(
     Column("category", String(64), nullable=False),
     Column("description", Text, nullable=False),
     Column("details", JSON, nullable=False),
+    Column("reporters", Integer, nullable=False),
     Column("grid_id", String(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("claimed_by", String(200)),

@@ -216,16 +216,18 @@ def handlers(router: Router) -> dict[type[Event], Handler]:
 
 
 async def fire_timers(tx: Tx, router: Router, timer_ids: list[int], owner: str) -> tuple[int, dict[int, str]]:
-    """Fire leased timers in due order, in one transaction, each effect exactly once.
+    """Fire leased timers, in one transaction, each effect exactly once.
 
     Every case of the batch is locked first, in case-id order: replicas lock in the same
     order, so they never deadlock, and the case lock serialises timers with every other
-    change to the case. Each timer row is deleted in the same transaction as its effect; one
-    that a concurrent change already cancelled is skipped. A timer whose handling fails is
-    rolled back alone (a savepoint) and returned with its error."""
+    change to the case. Holding a case, we fire all of its due timers in due order, whoever
+    leased them, so one case's timers never fire out of order across replicas; a replica
+    that leased one of them finds the row gone and skips it. Each timer row is deleted in
+    the same transaction as its effect. A timer whose handling fails is rolled back alone
+    (a savepoint) and returned with its error."""
     leased = (
         await tx.session.execute(
-            select(timer_rows.c.id, timer_rows.c.case_id)
+            select(timer_rows.c.case_id, timer_rows.c.due_at)
             .where(timer_rows.c.id.in_(timer_ids), timer_rows.c.lease_owner == owner)
             .order_by(timer_rows.c.due_at, timer_rows.c.id)
         )
@@ -236,27 +238,38 @@ async def fire_timers(tx: Tx, router: Router, timer_ids: list[int], owner: str) 
         .order_by(cases.c.case_id)
         .with_for_update()
     )
-    fired, failed = 0, {}
-    for timer_id, case_id in leased:
-        emitted = len(tx.emitted)
-        try:
-            async with tx.session.begin_nested():
-                row = (
-                    await tx.session.execute(
-                        delete(timer_rows)
-                        .where(timer_rows.c.id == timer_id, timer_rows.c.lease_owner == owner)
-                        .returning(timer_rows.c.assignment_id, timer_rows.c.kind)
+    now = tx.store.clock.now()
+    fired = 0
+    failed: dict[int, str] = {}
+    for case_id, due_at in leased:
+        # this timer, and before it every earlier one of its case (some other replica's lease)
+        for _ in range(100):  # a case has a handful of timers; the bound only guards against a loop
+            row = (
+                await tx.session.execute(
+                    select(timer_rows.c.id, timer_rows.c.assignment_id, timer_rows.c.kind)
+                    .where(
+                        timer_rows.c.case_id == case_id,
+                        timer_rows.c.due_at <= min(due_at, now),
+                        timer_rows.c.id.not_in(list(failed)),
                     )
-                ).first()
-                case = await load_case(tx.session, case_id, lock=False)
-                if row is None or case is None:
-                    continue  # cancelled or moved by a change that held the case before us
-                decision = router.fire(case, row.assignment_id, TimerKind(row.kind), tx.store.clock.now(), new_id)
-                await save(tx, router, case, decision)
-                fired += 1
-        except TRANSIENT:
-            raise
-        except Exception as exc:
-            del tx.emitted[emitted:]
-            failed[timer_id] = f"{type(exc).__name__}: {exc}"
+                    .order_by(timer_rows.c.due_at, timer_rows.c.id)
+                    .limit(1)
+                )
+            ).first()
+            if row is None:
+                break
+            emitted = len(tx.emitted)
+            try:
+                async with tx.session.begin_nested():
+                    await tx.session.execute(delete(timer_rows).where(timer_rows.c.id == row.id))
+                    case = await load_case(tx.session, case_id, lock=False)
+                    if case is not None:
+                        decision = router.fire(case, row.assignment_id, TimerKind(row.kind), now, new_id)
+                        await save(tx, router, case, decision)
+                        fired += 1
+            except TRANSIENT:
+                raise
+            except Exception as exc:
+                del tx.emitted[emitted:]
+                failed[row.id] = f"{type(exc).__name__}: {exc}"
     return fired, failed

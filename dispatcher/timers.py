@@ -2,7 +2,7 @@
 
 Any replica may fire a due timer. A replica leases a batch of due rows (`SKIP LOCKED`, so
 replicas take different rows), then fires them a few dozen per transaction under the case
-locks (see `fire_timers`).
+locks, each case's due timers in due order (see `fire_timers`).
 A replica killed mid-batch leaves leases that expire; another replica then fires those.
 Due timers fire in due order, so a dispatcher that was down catches up in order.
 """

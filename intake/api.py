@@ -66,6 +66,9 @@ class ReportIn(BaseModel):
     media_urls: list[HttpUrl] = Field([], max_length=5, description="photos or video, http(s) only")
     contact: Contact | None = None
     anonymous: bool = Field(False, description="file without contact details")
+    insist: bool = Field(
+        False, description="file a new case even if an open case of this category is reported close by"
+    )
     priority: Priority = Priority.NORMAL
     channel: Literal["app", "patrol", "hotline", "one_key", "open311"] = "app"
     household_flag: Literal["red", "yellow", "blue"] | None = Field(
@@ -92,6 +95,9 @@ class Accepted(BaseModel):
     case_id: str
     tracking_token: str = Field(description="keep it: send it as X-Tracking-Token to follow the case")
     status: CaseStatus
+    linked_to_existing: bool = Field(
+        False, description="the same problem was already reported close by: follow that case with this token"
+    )
 
 
 class TimelineEntry(BaseModel):
@@ -107,6 +113,7 @@ class CaseView(BaseModel):
     tier: Tier | None
     unit_id: str | None
     unit_name: str | None
+    reporters: int = Field(description="how many residents reported this problem")
     response_due: datetime | None = Field(None, description="claim expected by (current tier)")
     resolution_due: datetime | None = Field(None, description="resolution expected by (current tier)")
     created_at: datetime
@@ -164,15 +171,12 @@ def router(
     limited = [Depends(rate_limit)]
 
     async def _tracked(case_id: str, token: str | None) -> Any:
+        """The case's view if `token` is the tracking token of one of its reports."""
         async with store.db.sessions() as s:
-            report = (
-                await s.execute(
-                    select(reports.c.tracking_hash, reports.c.created_at).where(reports.c.case_id == case_id)
-                )
-            ).first()
-        if report is None or not token_matches(token, report.tracking_hash):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, CASE_NOT_FOUND)
-        return report
+            hashes = (await s.scalars(select(reports.c.tracking_hash).where(reports.c.case_id == case_id))).all()
+            if not any(token_matches(token, h) for h in hashes):
+                raise HTTPException(status.HTTP_404_NOT_FOUND, CASE_NOT_FOUND)
+            return (await s.execute(select(case_views).where(case_views.c.case_id == case_id))).one()
 
     def _grid_worker(authorization: str | None) -> None:
         """Only a grid worker (a grid unit's staff token) may flag a household."""
@@ -242,6 +246,7 @@ def router(
                 attributes=report.attributes,
                 media_urls=[str(u) for u in report.media_urls],
                 anonymous=report.anonymous,
+                insist=report.insist,
                 priority=report.priority,
                 channel=report.channel,
                 household_flag=report.household_flag,
@@ -262,15 +267,10 @@ def router(
     )
     async def track_case(case_id: str, x_tracking_token: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         """The resident's view of a case. A wrong token looks exactly like a missing case."""
-        report = await _tracked(case_id, x_tracking_token)
+        view = await _tracked(case_id, x_tracking_token)
         async with store.db.sessions() as s:
-            view = (await s.execute(select(case_views).where(case_views.c.case_id == case_id))).one()
             entries = await s.execute(select(timeline).where(timeline.c.case_id == case_id).order_by(timeline.c.id))
-            return {
-                **view._mapping,
-                "created_at": report.created_at,
-                "timeline": [{"at": e.at, "type": e.type, **e.details} for e in entries],
-            }
+            return {**view._mapping, "timeline": [{"at": e.at, "type": e.type, **e.details} for e in entries]}
 
     @api.post(
         "/cases/{case_id}/satisfaction",

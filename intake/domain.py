@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import math
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -103,6 +104,23 @@ def check_category(policy: Policy, category: str, attributes: dict[str, Any]) ->
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ReportRejected(f"attributes.{code}", f"attribute {code!r}: {what}{more}", "invalid_attribute")
     return cat, values
+
+
+def distance_m(a: Location, b: Location) -> float:
+    """Great-circle distance in metres (haversine)."""
+    lat1, lat2 = math.radians(a.lat), math.radians(b.lat)
+    dlat, dlon = lat2 - lat1, math.radians(b.lon - a.lon)
+    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
+    return 2 * 6_371_000 * math.asin(math.sqrt(h))
+
+
+def degrees_around(point: Location, metres: float) -> tuple[float, float]:
+    """Half-widths (lat, lon) in degrees of a box that holds every point within `metres`."""
+    dlat = metres / 111_320
+    return dlat, dlat / max(math.cos(math.radians(point.lat)), 1e-6)
+
+
+OPEN_STATUSES = ("received", "assigned", "claimed")
 
 
 def new_tracking_token() -> str:

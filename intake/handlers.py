@@ -6,10 +6,13 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from intake.domain import (
+    OPEN_STATUSES,
     CaseConflict,
     CaseStatus,
     IdempotencyConflict,
     check_category,
+    degrees_around,
+    distance_m,
     locate,
     new_tracking_token,
     token_hash,
@@ -22,6 +25,7 @@ from services.events import (
     CaseCancelRequested,
     CaseClaimed,
     CaseClosed,
+    CaseDuplicateReported,
     CaseEscalated,
     CaseReopened,
     CaseReported,
@@ -51,6 +55,7 @@ async def file_report(
     attributes: dict[str, Any] | None = None,
     media_urls: list[str] | None = None,
     anonymous: bool = False,
+    insist: bool = False,
     priority: Priority,
     channel: str,
     household_flag: str | None,
@@ -69,17 +74,21 @@ async def file_report(
         async with store.transaction() as tx:
             if idempotency_key and (earlier := await _earlier_answer(tx, idempotency_key, request_hash)):
                 return earlier
-            case_id = str(uuid.uuid4())
             token = new_tracking_token()
             now = store.clock.now()
+            same = None if insist else await _open_case_nearby(tx, policy, cat.code, place.point, now)
+            case_id = same.case_id if same else str(uuid.uuid4())
             answer = {
                 "case_id": case_id,
                 "tracking_token": token,
-                "status": CaseStatus.RECEIVED.value,
+                "status": same.status if same else CaseStatus.RECEIVED.value,
+                "linked_to_existing": same is not None,
             }
             await tx.session.execute(
                 reports.insert().values(
+                    report_id=str(uuid.uuid4()),
                     case_id=case_id,
+                    linked=same is not None,
                     category=cat.code,
                     description=description,
                     lat=place.point.lat,
@@ -95,17 +104,6 @@ async def file_report(
                     created_at=now,
                 )
             )
-            await tx.session.execute(
-                case_views.insert().values(
-                    case_id=case_id,
-                    status=CaseStatus.RECEIVED.value,
-                    category=cat.code,
-                    updated_at=now,
-                )
-            )
-            await tx.session.execute(
-                timeline.insert().values(case_id=case_id, at=now, type="received", details={"grid_id": grid.id})
-            )
             if idempotency_key:
                 await tx.session.execute(
                     idempotency_keys.insert().values(
@@ -116,6 +114,34 @@ async def file_report(
                         created_at=now,
                     )
                 )
+            if same is not None:
+                # Another resident reported the same problem: they follow the open case.
+                reporters = same.reporters + 1
+                await tx.session.execute(
+                    update(case_views).where(case_views.c.case_id == case_id).values(reporters=reporters)
+                )
+                await tx.session.execute(
+                    timeline.insert().values(
+                        case_id=case_id, at=now, type="reported_again", details={"reporters": reporters}
+                    )
+                )
+                tx.emit(CaseDuplicateReported(case_id=case_id, reporters=reporters))
+                return answer
+            await tx.session.execute(
+                case_views.insert().values(
+                    case_id=case_id,
+                    status=CaseStatus.RECEIVED.value,
+                    category=cat.code,
+                    lat=place.point.lat,
+                    lon=place.point.lon,
+                    reporters=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            await tx.session.execute(
+                timeline.insert().values(case_id=case_id, at=now, type="received", details={"grid_id": grid.id})
+            )
             tx.emit(
                 CaseReported(
                     case_id=case_id,
@@ -139,6 +165,29 @@ async def file_report(
         if earlier is None:
             raise
         return earlier
+
+
+async def _open_case_nearby(tx: Tx, policy: Policy, category: str, point: Location, now: Any) -> Any:
+    """The nearest open case of this category within the policy's distance and time window."""
+    rule = policy.duplicates
+    dlat, dlon = degrees_around(point, rule.distance_m)
+    since = now - rule.window.duration
+    rows = (
+        await tx.session.execute(
+            select(case_views)
+            .where(
+                case_views.c.category == category,
+                case_views.c.status.in_(OPEN_STATUSES),
+                case_views.c.created_at >= since,
+                case_views.c.lat.between(point.lat - dlat, point.lat + dlat),
+                case_views.c.lon.between(point.lon - dlon, point.lon + dlon),
+            )
+            .with_for_update()
+        )
+    ).all()
+    near = [(distance_m(point, Location(lat=r.lat, lon=r.lon)), r) for r in rows]
+    near = [(d, r) for d, r in near if d <= rule.distance_m]
+    return min(near, key=lambda dr: dr[0])[1] if near else None
 
 
 async def _earlier_answer(tx: Tx, key: str, request_hash: str) -> dict[str, Any] | None:

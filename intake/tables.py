@@ -1,4 +1,4 @@
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 from services.db import UtcDateTime
 from services.messaging import inbox_table, outbox_table
@@ -8,7 +8,9 @@ metadata = MetaData()
 reports = Table(
     "intake_reports",
     metadata,
-    Column("case_id", String(64), primary_key=True),
+    Column("report_id", String(64), primary_key=True),
+    Column("case_id", String(64), nullable=False, index=True),
+    Column("linked", Boolean, nullable=False, doc="a duplicate linked to an open case"),
     Column("category", String(64), nullable=False),
     Column("description", Text, nullable=False),
     Column("lat", Float, nullable=False),
@@ -30,6 +32,10 @@ case_views = Table(
     Column("case_id", String(64), primary_key=True),
     Column("status", String(16), nullable=False),
     Column("category", String(64), nullable=False),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("reporters", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     Column("tier", String(16)),
     Column("unit_id", String(64)),
     Column("unit_name", String(200)),
@@ -37,6 +43,7 @@ case_views = Table(
     Column("resolution_due", UtcDateTime()),
     Column("satisfaction_answered_at", UtcDateTime()),
     Column("cancel_requested_at", UtcDateTime()),
+    Index("ix_intake_case_views_open_nearby", "category", "status", "created_at"),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 

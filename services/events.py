@@ -88,6 +88,14 @@ class CaseReported(Event):
     )
 
 
+class CaseDuplicateReported(Event):
+    """Another resident reported the same problem; their report joined this case."""
+
+    type = "gridcall.case.duplicate_reported"
+    stream = Stream.CASES
+    reporters: int
+
+
 class CaseSatisfactionAnswered(Event):
     """The resident's answer to the satisfaction visit (回访); unsatisfied reopens the case."""
 
@@ -278,6 +286,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         CaseReported,
         CaseSatisfactionAnswered,
+        CaseDuplicateReported,
         CaseCancelRequested,
         CaseCancelRefused,
         CaseAssigned,

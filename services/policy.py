@@ -205,6 +205,19 @@ class CategoryPolicy(BaseModel):
         return values, problems
 
 
+class DuplicatePolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    distance_m: float = Field(50, gt=0, description="reports this close to an open case of the same category")
+    window: LimitField = Field(description="...and this recent are linked to it")
+
+    @field_validator("window")
+    @classmethod
+    def _calendar_time(cls, window: Limit) -> Limit:
+        if window.working:
+            raise ValueError("the duplicate window counts calendar time: write e.g. '72h' or '3d'")
+        return window
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     calendar: Calendar = Calendar()
@@ -212,6 +225,7 @@ class Policy(BaseModel):
     max_returns: int = Field(2, ge=0, description="returns after which a case goes straight to the street tier")
     supervision_repeat: LimitField = Field(description="how often a supervised case alerts again")
     satisfaction_window: LimitField = Field(description="how long a resident may answer the satisfaction visit")
+    duplicates: DuplicatePolicy
     emergency_start_tier: Tier = Tier.COMMUNITY
     household_flags: dict[str, Priority] = Field(
         default={}, description="ledger colour → the priority a flagged household's report gets"

@@ -2,7 +2,7 @@
 
 Revision ID: departments_0001
 Revises: 
-Create Date: 2026-11-22 03:31:09.055995
+Create Date: 2026-11-22 03:34:38.960581
 """
 from collections.abc import Sequence
 
@@ -42,6 +42,7 @@ def upgrade() -> None:
     sa.Column('category', sa.String(length=64), nullable=False),
     sa.Column('description', sa.Text(), nullable=False),
     sa.Column('details', sa.JSON(), nullable=False),
+    sa.Column('reporters', sa.Integer(), nullable=False),
     sa.Column('grid_id', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('claimed_by', sa.String(length=200), nullable=True),

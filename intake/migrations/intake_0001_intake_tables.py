@@ -2,7 +2,7 @@
 
 Revision ID: intake_0001
 Revises: 
-Create Date: 2026-11-22 03:31:08.981210
+Create Date: 2026-11-22 03:34:38.918370
 """
 from collections.abc import Sequence
 
@@ -22,6 +22,10 @@ def upgrade() -> None:
     sa.Column('case_id', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('category', sa.String(length=64), nullable=False),
+    sa.Column('lat', sa.Float(), nullable=False),
+    sa.Column('lon', sa.Float(), nullable=False),
+    sa.Column('reporters', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('tier', sa.String(length=16), nullable=True),
     sa.Column('unit_id', sa.String(length=64), nullable=True),
     sa.Column('unit_name', sa.String(length=200), nullable=True),
@@ -32,6 +36,9 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('case_id')
     )
+    with op.batch_alter_table('intake_case_views', schema=None) as batch_op:
+        batch_op.create_index('ix_intake_case_views_open_nearby', ['category', 'status', 'created_at'], unique=False)
+
     op.create_table('intake_idempotency_keys',
     sa.Column('key', sa.String(length=200), nullable=False),
     sa.Column('request_hash', sa.String(length=64), nullable=False),
@@ -55,7 +62,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('intake_reports',
+    sa.Column('report_id', sa.String(length=64), nullable=False),
     sa.Column('case_id', sa.String(length=64), nullable=False),
+    sa.Column('linked', sa.Boolean(), nullable=False),
     sa.Column('category', sa.String(length=64), nullable=False),
     sa.Column('description', sa.Text(), nullable=False),
     sa.Column('lat', sa.Float(), nullable=False),
@@ -69,8 +78,11 @@ def upgrade() -> None:
     sa.Column('contact', sa.JSON(), nullable=True),
     sa.Column('tracking_hash', sa.String(length=64), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('case_id')
+    sa.PrimaryKeyConstraint('report_id')
     )
+    with op.batch_alter_table('intake_reports', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_intake_reports_case_id'), ['case_id'], unique=False)
+
     op.create_table('intake_timeline',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('case_id', sa.String(length=64), nullable=False),
@@ -91,9 +103,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_intake_timeline_case_id'))
 
     op.drop_table('intake_timeline')
+    with op.batch_alter_table('intake_reports', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_intake_reports_case_id'))
+
     op.drop_table('intake_reports')
     op.drop_table('intake_outbox')
     op.drop_table('intake_inbox')
     op.drop_table('intake_idempotency_keys')
+    with op.batch_alter_table('intake_case_views', schema=None) as batch_op:
+        batch_op.drop_index('ix_intake_case_views_open_nearby')
+
     op.drop_table('intake_case_views')
     # ### end Alembic commands ###

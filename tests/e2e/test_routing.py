@@ -20,6 +20,11 @@ SLOW = {"response": "1h", "resolution": "1h"}
 IN_G11 = {"lat": 30.505, "lon": 114.305}
 
 
+def report(category: str, description: str) -> dict:
+    """A report in G11; `insist` keeps each test's case its own, not a duplicate of another's."""
+    return {"category": category, "description": description, "location": IN_G11, "insist": True}
+
+
 def fast_policy(path: Path) -> Path:
     """The demo policy with limits of seconds for grid and community, an hour above them;
     'noise' keeps an hour everywhere so that tests can act on it at leisure."""
@@ -73,7 +78,7 @@ async def act(departments, ticket, token, action, body=None):
 
 async def test_missed_response_limits_escalate_grid_to_community_to_street(clients, tokens):
     intake, departments, dispatcher = clients
-    case = await file_report(intake, {"category": "garbage", "description": "Nobody came", "location": IN_G11})
+    case = await file_report(intake, report("garbage", "Nobody came"))
 
     async def at_street():
         r = await intake.get(f"/v1/cases/{case['case_id']}", headers={"X-Tracking-Token": case["tracking_token"]})
@@ -98,7 +103,7 @@ async def test_missed_response_limits_escalate_grid_to_community_to_street(clien
 
 async def test_a_returned_case_is_dispatched_again(clients, tokens):
     intake, departments, _ = clients
-    case = await file_report(intake, {"category": "noise", "description": "Bar music at 2am", "location": IN_G11})
+    case = await file_report(intake, report("noise", "Bar music at 2am"))
     g11 = tokens("U-G11")
     ticket = await open_ticket(departments, "U-G11", g11, case["case_id"])
     await act(
@@ -125,7 +130,8 @@ async def test_a_returned_case_is_dispatched_again(clients, tokens):
 async def test_a_whistle_summons_two_departments_and_the_case_resolves_when_both_reported(clients, tokens):
     intake, departments, _ = clients
     case = await file_report(
-        intake, {"category": "road_damage", "description": "Sinkhole by the bus stop", "location": IN_G11}
+        intake,
+        report("road_damage", "Sinkhole by the bus stop"),
     )
     street = tokens("U-S1")
     ticket = await open_ticket(departments, "U-S1", street, case["case_id"])
@@ -151,7 +157,7 @@ async def test_a_whistle_summons_two_departments_and_the_case_resolves_when_both
 
 async def test_an_unsatisfied_resident_reopens_the_case_with_the_unit_that_resolved_it(clients, tokens):
     intake, departments, _ = clients
-    case = await file_report(intake, {"category": "noise", "description": "Dog barking all night", "location": IN_G11})
+    case = await file_report(intake, report("noise", "Dog barking all night"))
     g11 = tokens("U-G11")
     ticket = await open_ticket(departments, "U-G11", g11, case["case_id"])
     await act(departments, ticket, g11, "claim")
