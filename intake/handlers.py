@@ -1,8 +1,9 @@
 import hashlib
 import uuid
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from intake.domain import (
@@ -190,8 +191,16 @@ async def _open_case_nearby(tx: Tx, policy: Policy, category: str, point: Locati
     return min(near, key=lambda dr: dr[0])[1] if near else None
 
 
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
 async def _earlier_answer(tx: Tx, key: str, request_hash: str) -> dict[str, Any] | None:
+    """The answer given to an earlier request with this key, for 24 hours; after that the key
+    is free again (its row is replaced)."""
     row = (await tx.session.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))).first()
+    if row is not None and row.created_at <= tx.store.clock.now() - IDEMPOTENCY_TTL:
+        await tx.session.execute(delete(idempotency_keys).where(idempotency_keys.c.key == key))
+        return None
     if row is None:
         return None
     if row.request_hash != request_hash:

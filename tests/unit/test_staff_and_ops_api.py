@@ -192,3 +192,16 @@ async def test_silence_after_resolution_closes_the_case_when_the_window_ends(sta
         json={"answer": "unsatisfied"},
     )
     assert r.status_code == 409  # too late to answer
+
+
+async def test_an_idempotency_key_is_remembered_for_24_hours(stack):
+    client, _, clock = stack
+    body = {"category": "noise", "description": "Karaoke", "location": IN_G11}
+    key = {"Idempotency-Key": "retry-1"}
+    first = (await client.post("/v1/reports", json=body, headers=key)).json()
+    clock.advance(timedelta(hours=23))
+    assert (await client.post("/v1/reports", json=body, headers=key)).json() == first
+    assert (await client.post("/v1/reports", json={**body, "description": "x"}, headers=key)).status_code == 409
+    clock.advance(timedelta(hours=2))  # past 24 hours: the key is free again
+    later = await client.post("/v1/reports", json={**body, "description": "Karaoke again", "insist": True}, headers=key)
+    assert later.status_code == 202 and later.json()["case_id"] != first["case_id"]
