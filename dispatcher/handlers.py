@@ -243,25 +243,22 @@ async def fire_timers(tx: Tx, router: Router, timer_ids: list[int], owner: str) 
     failed: dict[int, str] = {}
     for case_id, due_at in leased:
         # this timer, and before it every earlier one of its case (some other replica's lease)
-        for _ in range(100):  # a case has a handful of timers; the bound only guards against a loop
-            row = (
-                await tx.session.execute(
-                    select(timer_rows.c.id, timer_rows.c.assignment_id, timer_rows.c.kind)
-                    .where(
-                        timer_rows.c.case_id == case_id,
-                        timer_rows.c.due_at <= min(due_at, now),
-                        timer_rows.c.id.not_in(list(failed)),
-                    )
-                    .order_by(timer_rows.c.due_at, timer_rows.c.id)
-                    .limit(1)
-                )
-            ).first()
-            if row is None:
-                break
+        due = (
+            await tx.session.execute(
+                select(timer_rows.c.id, timer_rows.c.assignment_id, timer_rows.c.kind)
+                .where(timer_rows.c.case_id == case_id, timer_rows.c.due_at <= min(due_at, now))
+                .order_by(timer_rows.c.due_at, timer_rows.c.id)
+            )
+        ).all()
+        for row in due:
             emitted = len(tx.emitted)
             try:
                 async with tx.session.begin_nested():
-                    await tx.session.execute(delete(timer_rows).where(timer_rows.c.id == row.id))
+                    gone = await tx.session.execute(
+                        delete(timer_rows).where(timer_rows.c.id == row.id).returning(timer_rows.c.id)
+                    )
+                    if gone.first() is None:
+                        continue  # an earlier firing of this case cancelled it
                     case = await load_case(tx.session, case_id, lock=False)
                     if case is not None:
                         decision = router.fire(case, row.assignment_id, TimerKind(row.kind), now, new_id)
