@@ -189,20 +189,20 @@ async def test_an_event_that_cannot_be_handled_is_parked_on_the_dead_letter_topi
                 return bool(await s.scalar(select(func.count()).where(dispatcher_tables.cases.c.case_id == good)))
 
         await eventually(good_one_dispatched, timeout=40)
+        # the three records sit on different partitions: read the dead letters while the consumer runs
+        sub = ctx.bus.subscribe(f"dlq-{uuid.uuid4().hex[:6]}", [ctx.settings.topic(Stream.DEADLETTER)])
+        await sub.start()
+        try:
+            parked = []
+            for _ in range(60):
+                parked += await sub.fetch(timeout=0.5)
+                if len(parked) >= 2:
+                    break
+        finally:
+            await sub.stop()
     finally:
         stop.set()
         await running
-
-    sub = ctx.bus.subscribe(f"dlq-{uuid.uuid4().hex[:6]}", [ctx.settings.topic(Stream.DEADLETTER)])
-    await sub.start()
-    try:
-        parked = []
-        for _ in range(30):
-            parked += await sub.fetch(timeout=0.5)
-            if len(parked) >= 2:
-                break
-    finally:
-        await sub.stop()
     by_key = {r.key: r for r in parked}  # different keys, different partitions: no order between them
     assert set(by_key) == {"poison", unroutable.case_id}
     assert by_key["poison"].value == b"this is not an event"
