@@ -304,7 +304,7 @@ class Router:
         emergency tier for emergencies; a flagged household raises the priority."""
         if self.policy.category(event.category) is None:
             raise UnroutableCase(f"unknown category {event.category!r}")
-        priority = self.policy.effective_priority(event.priority, event.household_flag)
+        priority = self.policy.effective_priority(event.priority, event.household_flag, event.channel)
         tier = self.policy.start_tier(event.category, priority)
         unit = self.handling_unit(category=event.category, grid_id=event.grid_id, tier=tier)
         case = Case(

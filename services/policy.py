@@ -230,6 +230,9 @@ class Policy(BaseModel):
     household_flags: dict[str, Priority] = Field(
         default={}, description="ledger colour → the priority a flagged household's report gets"
     )
+    channel_priorities: dict[str, Priority] = Field(
+        default={}, description="channel → the least priority its reports get (e.g. one_key → emergency)"
+    )
     sla: dict[Priority, dict[Tier, TierSla]]
     categories: list[CategoryPolicy] = Field(min_length=1)
 
@@ -251,9 +254,10 @@ class Policy(BaseModel):
     def category(self, code: str) -> CategoryPolicy | None:
         return self._by_code.get(code)
 
-    def effective_priority(self, priority: Priority, household_flag: str | None) -> Priority:
-        raised = self.household_flags.get(household_flag or "", Priority.NORMAL)
-        return max(priority, raised, key=PRIORITY_RANK.__getitem__)
+    def effective_priority(self, priority: Priority, household_flag: str | None, channel: str = "") -> Priority:
+        flagged = self.household_flags.get(household_flag or "", Priority.NORMAL)
+        called = self.channel_priorities.get(channel, Priority.NORMAL)
+        return max(priority, flagged, called, key=PRIORITY_RANK.__getitem__)
 
     def start_tier(self, code: str, priority: Priority) -> Tier:
         cat = self._by_code[code]

@@ -134,6 +134,12 @@ def test_a_flagged_household_gets_the_higher_priority():
     assert assigned.response_due == MONDAY_10AM + timedelta(hours=1)
 
 
+def test_a_one_key_call_is_an_emergency_whatever_priority_it_carries():
+    case, [assigned] = new_case("one_key_help", channel="one_key")
+    assert case.priority is Priority.EMERGENCY
+    assert (assigned.tier, assigned.response_due) == (Tier.GRID, MONDAY_10AM + timedelta(minutes=10))
+
+
 def test_an_unknown_category_is_unroutable():
     with pytest.raises(UnroutableCase):
         ROUTER.report(reported().model_copy(update={"category": "ufo"}), MONDAY_10AM, ids())
