@@ -323,17 +323,15 @@ class Router:
         a = self._active(case, event.ticket_id)
         if a.status is not AssignmentStatus.OPEN:
             raise InvalidTransition(f"assignment {a.assignment_id} is {a.status}, cannot be claimed")
-        a = replace(a, status=AssignmentStatus.CLAIMED, claimed_at=now, next_alert_at=self._still_alerting(a, now))
+        # Claiming satisfies the response clock; supervision goes on only if resolution is late too.
+        alerting = a.next_alert_at if a.resolution_breached else None
+        a = replace(a, status=AssignmentStatus.CLAIMED, claimed_at=now, next_alert_at=alerting)
         case = case.with_assignment(a)
         if not any(x.next_alert_at for x in case.active):
             case = replace(case, supervised=False)
         return Decision(
             case, [CaseClaimed(case_id=case.case_id, assignment_id=a.assignment_id, unit_id=a.unit_id, role=a.role)]
         )
-
-    def _still_alerting(self, claimed: Assignment, now: datetime) -> datetime | None:
-        """Claiming satisfies the response clock; supervision goes on only if resolution is late."""
-        return claimed.next_alert_at if claimed.resolution_breached else None
 
     def resolve(self, case: Case, event: TicketResolved, now: datetime) -> Decision:
         a = self._active(case, event.ticket_id)
@@ -494,19 +492,10 @@ class Router:
         self, case: Case, a: Assignment, clock: SlaClock, due: datetime, now: datetime, new_id: NewId
     ) -> Decision:
         up = next_tier(a.tier) if a.role is Role.LEAD else None
-        breached = CaseSlaBreached(
-            case_id=case.case_id,
-            assignment_id=a.assignment_id,
-            unit_id=a.unit_id,
-            tier=a.tier,
-            clock=clock,
-            due_at=due,
-            late_seconds=(now - due).total_seconds(),
-            supervised=up is None,
-        )
+        breached = _breached(case, a, clock, due, now, supervised=up is None)
         if up is None:
             # 督办: nowhere higher to go; supervisors are alerted now and on a repeat interval.
-            a = replace(a, next_alert_at=self.policy.calendar.add(now, self.policy.supervision_repeat))
+            a = replace(a, next_alert_at=self._next_alert(now))
             return Decision(replace(case.with_assignment(a), supervised=True), [breached])
         unit = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up)
         why = (EscalationReason.BREACH, f"{clock.value} limit missed")
@@ -518,19 +507,13 @@ class Router:
         if clock is None:
             return Decision(case.with_assignment(replace(a, next_alert_at=None)))
         due = a.response_due if clock is SlaClock.RESPONSE else a.resolution_due
-        a = replace(a, alerts=a.alerts + 1, next_alert_at=self.policy.calendar.add(now, self.policy.supervision_repeat))
-        alert = CaseSlaBreached(
-            case_id=case.case_id,
-            assignment_id=a.assignment_id,
-            unit_id=a.unit_id,
-            tier=a.tier,
-            clock=clock,
-            due_at=due,
-            late_seconds=(now - due).total_seconds(),
-            supervised=True,
-            repeat=a.alerts,
+        a = replace(a, alerts=a.alerts + 1, next_alert_at=self._next_alert(now))
+        return Decision(
+            case.with_assignment(a), [_breached(case, a, clock, due, now, supervised=True, repeat=a.alerts)]
         )
-        return Decision(case.with_assignment(a), [alert])
+
+    def _next_alert(self, now: datetime) -> datetime:
+        return self.policy.calendar.add(now, self.policy.supervision_repeat)
 
     def _active(self, case: Case, assignment_id: str) -> Assignment:
         if case.resolved or case.closed:
@@ -539,6 +522,22 @@ class Router:
         if not a.status.active:
             raise InvalidTransition(f"assignment {assignment_id} of case {case.case_id} is {a.status}")
         return a
+
+
+def _breached(
+    case: Case, a: Assignment, clock: SlaClock, due: datetime, now: datetime, *, supervised: bool, repeat: int = 0
+) -> CaseSlaBreached:
+    return CaseSlaBreached(
+        case_id=case.case_id,
+        assignment_id=a.assignment_id,
+        unit_id=a.unit_id,
+        tier=a.tier,
+        clock=clock,
+        due_at=due,
+        late_seconds=(now - due).total_seconds(),
+        supervised=supervised,
+        repeat=repeat,
+    )
 
 
 def _tier_of(unit: Unit) -> Tier:
