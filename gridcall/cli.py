@@ -1,8 +1,10 @@
+import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
@@ -10,15 +12,20 @@ from pydantic import ValidationError
 
 from gridcall import migrate as migrations
 from gridcall.app import build_app
+from intake import open311
 from services.auth import Authenticator
 from services.clock import SystemClock
+from services.db import Database
 from services.jurisdiction import JurisdictionError, load_jurisdiction
 from services.policy import PolicyError
 from services.settings import Settings
 
+T = TypeVar("T")
 app = typer.Typer(help="gridcall: case routing for grid-governance service hotlines.", no_args_is_help=True)
 token_app = typer.Typer(help="Bearer tokens for staff and ops.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+open311_app = typer.Typer(help="API keys for Open311 clients (POST /open311/v2/requests).", no_args_is_help=True)
+app.add_typer(open311_app, name="open311-key")
 
 
 class ServiceName(StrEnum):
@@ -102,6 +109,41 @@ def token_issue(
     auth = Authenticator(settings.secret_key.get_secret_value())
     now = SystemClock().now()
     typer.echo(auth.issue("ops" if ops else "staff", unit_id=unit, name=name, now=now, ttl=timedelta(days=days)))
+
+
+@open311_app.command("create")
+def open311_key_create(name: Annotated[str, typer.Argument(help="who the key is for, e.g. the app's name")]) -> None:
+    """Issue an API key and print it (only its hash is stored: keep it now)."""
+    try:
+        key = _with_database(lambda db: open311.create_api_key(db, SystemClock(), name))
+    except ValueError as exc:
+        typer.echo(f"gridcall: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(key)
+
+
+@open311_app.command("revoke")
+def open311_key_revoke(name: str) -> None:
+    """Stop accepting the named key."""
+    if not _with_database(lambda db: open311.revoke_api_key(db, name)):
+        typer.echo(f"gridcall: no Open311 API key named {name!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"gridcall: revoked the Open311 API key {name!r}")
+
+
+def _with_database(work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `work` against the configured database, schema brought up to date first."""
+    settings = _settings()
+    migrations.upgrade(settings.db_url)
+
+    async def run() -> T:
+        db = Database(settings.db_url)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
 
 
 def _welcome(settings: Settings, port: int) -> None:

@@ -1,4 +1,6 @@
-from intake import api, tables
+from fastapi import APIRouter
+
+from intake import api, open311, tables
 from intake.handlers import HANDLERS
 from services.events import Stream
 from services.messaging import Consumer
@@ -11,9 +13,13 @@ NAME = "intake"
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox)
     consumer = Consumer(f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, HANDLERS, [Stream.CASES])
+    rate_limit = RateLimit(ctx.settings.rate_limit)
+    routes = APIRouter()
+    routes.include_router(api.router(store, ctx.jurisdiction, ctx.policy, ctx.authenticator, rate_limit))
+    routes.include_router(open311.router(store, ctx.jurisdiction, ctx.policy, rate_limit))
     return ServiceParts(
         NAME,
-        api.router(store, ctx.jurisdiction, ctx.policy, ctx.authenticator, RateLimit(ctx.settings.rate_limit)),
+        routes,
         store,
         consumers=[consumer],
     )

@@ -60,7 +60,8 @@ class Place:
 
 
 def locate(j: Jurisdiction, *, point: Location | None, address: str | None, grid_id: str | None) -> Place:
-    """A report's place from coordinates, an address in the address table, or a grid id."""
+    """A report's place from coordinates, an address in the address table, or a grid id.
+    An address sent along with coordinates only describes the place."""
     if point is not None:
         grid = j.locate(point.lat, point.lon)
         if grid is None:
@@ -70,7 +71,7 @@ def locate(j: Jurisdiction, *, point: Location | None, address: str | None, grid
                 "check the coordinates (GET /v1/grids lists the covered grids)",
                 "outside_jurisdiction",
             )
-        return Place(grid, point)
+        return Place(grid, point, address.strip() if address else None)
     if address is not None:
         grid = j.grid_at_address(address)
         if grid is None:

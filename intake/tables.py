@@ -44,6 +44,7 @@ case_views = Table(
     Column("satisfaction_answered_at", UtcDateTime()),
     Column("cancel_requested_at", UtcDateTime()),
     Index("ix_intake_case_views_open_nearby", "category", "status", "created_at"),
+    Index("ix_intake_case_views_created_at", "created_at"),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
@@ -64,6 +65,14 @@ idempotency_keys = Table(
     Column("request_hash", String(64), nullable=False),
     Column("case_id", String(64), nullable=False),
     Column("response", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+open311_keys = Table(
+    "intake_open311_keys",
+    metadata,
+    Column("key_hash", String(64), primary_key=True, doc="SHA-256 of the key; the key itself is shown once"),
+    Column("name", String(100), nullable=False, unique=True),
     Column("created_at", UtcDateTime(), nullable=False),
 )
 

@@ -26,7 +26,11 @@ class RateLimit:
 
     async def __call__(self, request: Request) -> None:
         """A FastAPI dependency: 429 with Retry-After once a client has spent its window."""
-        client = request.headers.get("x-api-key") or (request.client.host if request.client else "unknown")
+        await self.hit(request, request.headers.get("x-api-key"))
+
+    async def hit(self, request: Request, api_key: str | None = None) -> None:
+        """Count one request of the client with this API key (else of its IP address)."""
+        client = api_key or (request.client.host if request.client else "unknown")
         if await self.window.hit(self.item, client):
             return
         stats = await self.window.get_window_stats(self.item, client)

@@ -87,3 +87,17 @@ async def test_categories_publish_their_questions(client):
     trapped = next(a for a in cats["elevator"]["attributes"] if a["code"] == "trapped")
     assert trapped["required"] and [v["key"] for v in trapped["values"]] == ["yes", "no"]
     assert cats["garbage"]["attributes"] == []
+
+
+async def test_a_resident_sees_only_the_cases_whose_token_they_hold(client):
+    mine = await filed(client, location={"grid_id": "G11"}, contact={"phone": "+86 138 0000 0001"})
+    theirs = await filed(client, location={"grid_id": "G12"}, contact={"phone": "+86 138 0000 0001"})
+    # no listing by contact (or any other way) for residents
+    r = await client.get("/v1/cases", params={"contact": "+86 138 0000 0001"})
+    assert r.status_code in (404, 405) and theirs["case_id"] not in r.text
+    # a token opens its own case, and looks like "no such case" on any other
+    own = await client.get(f"/v1/cases/{mine['case_id']}", headers={"X-Tracking-Token": mine["tracking_token"]})
+    assert own.status_code == 200 and "contact" not in own.json()
+    other = await client.get(f"/v1/cases/{theirs['case_id']}", headers={"X-Tracking-Token": mine["tracking_token"]})
+    missing = await client.get("/v1/cases/no-such-case", headers={"X-Tracking-Token": mine["tracking_token"]})
+    assert other.status_code == missing.status_code == 404 and other.json() == missing.json()

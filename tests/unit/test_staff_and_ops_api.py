@@ -9,7 +9,7 @@ from asgi_lifespan import LifespanManager
 
 from gridcall.app import build_app
 from services.auth import Authenticator
-from services.clock import FrozenClock
+from services.clock import FrozenClock, SystemClock
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.waiting import eventually
 
@@ -28,7 +28,9 @@ async def stack(embedded_settings):
     ):
 
         def token(unit_id: str | None = None) -> str:
-            return auth.issue("staff" if unit_id else "ops", unit_id=unit_id, now=clock.now(), ttl=timedelta(days=30))
+            # checked against the wall clock, not the test's frozen one
+            now = SystemClock().now()
+            return auth.issue("staff" if unit_id else "ops", unit_id=unit_id, now=now, ttl=timedelta(hours=1))
 
         yield client, token, clock
 
