@@ -30,6 +30,20 @@ BODY = {
 }
 
 
+def service_env(db_url: str, bootstrap: str, prefix: str) -> dict[str, str]:
+    """Settings for the services under load: scratch database, broker, rate limit lifted."""
+    return {
+        "GRIDCALL_ENV": "test",
+        "GRIDCALL_DATABASE_URL": db_url,
+        "GRIDCALL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE": str(not kafka_is_tansu()).lower(),
+        "GRIDCALL_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "GRIDCALL_KAFKA_REBALANCE_TIMEOUT_MS": "3000",
+        "GRIDCALL_RATE_LIMIT": "1000000/minute",
+        "GRIDCALL_TOPIC_PREFIX": prefix,
+    }
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -98,17 +112,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as logs,
     ):
         upgrade(db_url)
-        env = {
-            "GRIDCALL_ENV": "test",
-            "GRIDCALL_DATABASE_URL": db_url,
-            "GRIDCALL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-            "GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE": str(not kafka_is_tansu()).lower(),
-            "GRIDCALL_KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "GRIDCALL_KAFKA_REBALANCE_TIMEOUT_MS": "3000",
-            "GRIDCALL_RATE_LIMIT": "1000000/minute",
-            "GRIDCALL_TOPIC_PREFIX": prefix,
-        }
-        with distributed(env, Path(logs)) as cluster:
+        with distributed(service_env(db_url, broker.bootstrap, prefix), Path(logs)) as cluster:
 
             async def run() -> None:
                 bus = KafkaBus(broker.bootstrap, enable_idempotence=not kafka_is_tansu())
