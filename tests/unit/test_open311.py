@@ -8,7 +8,10 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
+from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from gridcall.app import build_app
@@ -343,3 +346,66 @@ async def test_the_cli_issues_a_key_that_works_until_it_is_revoked(embedded_sett
         assert (await gridcall("open311-key", "revoke", "Lanxi app")).exit_code == 0
         assert "Invalid api_key" in spec_error(await c.post(f"{V2}/requests.json", data=form), 403)
     assert (await gridcall("open311-key", "revoke", "Lanxi app")).exit_code == 1
+
+
+FORM_KEYS = [
+    "api_key",
+    "service_code",
+    "lat",
+    "long",
+    "address_string",
+    "address_id",
+    "email",
+    "first_name",
+    "last_name",
+    "phone",
+    "description",
+    "media_url",
+    "account_id",
+    "device_id",
+    "jurisdiction_id",
+    "attribute[building]",
+    "attribute[trapped]",
+    "attribute[when][]",
+    "attribute[]",
+    "attribute[floor",
+]
+GOOD = {
+    "service_code": ["garbage", "elevator", "noise", "streetlight", ""],
+    "lat": ["30.505", "30.5", "-91", "nan", "1e309"],
+    "long": ["114.305", "114.3", "181", "inf"],
+    "address_string": ["3 Maple Lane", "  "],
+    "attribute[trapped]": ["yes", "no", "maybe"],
+    "attribute[when][]": ["night", "weekend", "noon"],
+    "media_url": ["https://img.example.cn/a.jpg", "javascript:alert(1)"],
+}
+
+
+def test_any_form_gets_an_answer_or_a_spec_error_never_a_500(embedded_settings):
+    """Random POST requests forms, valid key or not: 200 with a request, or 400/403/404 in the
+    spec's error format; nothing else."""
+    app = build_app(embedded_settings)
+    value = st.one_of(st.text(max_size=30), st.sampled_from(sorted({v for vs in GOOD.values() for v in vs})))
+    base = {"service_code": "garbage", "lat": "30.505", "long": "114.305"}
+    changes = st.dictionaries(st.sampled_from(FORM_KEYS), value, max_size=6)
+    dropped = st.sets(st.sampled_from(sorted(base)))
+    form = st.tuples(changes, dropped).map(lambda cd: {k: v for k, v in {**base, **cd[0]}.items() if k not in cd[1]})
+    seen: set[int] = set()
+    with TestClient(app) as client:
+        key = client.portal.call(create_api_key, app.state.ctx.db, SystemClock(), "fuzz")
+
+        @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        @given(form=form, keyed=st.booleans(), fmt=st.sampled_from(["json", "xml"]))
+        def post(form, keyed, fmt):
+            data = {**form, "api_key": key} if keyed else form
+            r = client.post(f"{V2}/requests.{fmt}", data=data)
+            seen.add(r.status_code)
+            if r.status_code == 200:
+                [answer] = as_json(r) if fmt == "json" else [{c.tag: c.text for c in xml(r).find("request")}]
+                assert set(answer) == {"service_request_id", "service_notice", "account_id"}
+            else:
+                assert r.status_code in (400, 403, 404), r.text
+                assert spec_error(r, r.status_code)
+
+        post()
+    assert {200, 400, 403} <= seen, seen  # the forms reached every branch, not only the first check
