@@ -154,6 +154,25 @@ class GridOut(BaseModel):
     centroid: Point
 
 
+class Problem(BaseModel):
+    """An error that is not about one field of the request (those are 422 with a list)."""
+
+    detail: str
+
+
+def _problem(description: str, **extra: Any) -> dict[str, Any]:
+    return {"model": Problem, "description": description, **extra}
+
+
+BAD_BODY: dict[int | str, dict[str, Any]] = {400: _problem("the body could not be read (e.g. it is not UTF-8)")}
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: _problem(
+        "too many requests from this client (per X-API-Key, else per IP address)",
+        headers={"Retry-After": {"description": "seconds until a request is accepted", "schema": {"type": "integer"}}},
+    )
+}
+
+
 def _unprocessable(exc: ReportRejected) -> HTTPException:
     return HTTPException(
         422,
@@ -221,7 +240,12 @@ def router(
         dependencies=limited,
         status_code=status.HTTP_202_ACCEPTED,
         response_model=Accepted,
-        responses={409: {"description": "Idempotency-Key reused with a different body"}},
+        responses={
+            **BAD_BODY,
+            403: _problem("household_flag sent without a grid worker's staff token"),
+            409: _problem("Idempotency-Key reused with a different body"),
+            **RATE_LIMITED,
+        },
     )
     async def submit_report(
         report: ReportIn,
@@ -263,7 +287,7 @@ def router(
         "/cases/{case_id}",
         dependencies=limited,
         response_model=CaseView,
-        responses={404: {"description": CASE_NOT_FOUND}},
+        responses={404: _problem(CASE_NOT_FOUND), **RATE_LIMITED},
     )
     async def track_case(case_id: str, x_tracking_token: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         """The resident's view of a case. A wrong token looks exactly like a missing case."""
@@ -276,7 +300,12 @@ def router(
         "/cases/{case_id}/satisfaction",
         dependencies=limited,
         status_code=status.HTTP_202_ACCEPTED,
-        responses={404: {"description": CASE_NOT_FOUND}, 409: {"description": "not resolved, or answered"}},
+        responses={
+            **BAD_BODY,
+            404: _problem(CASE_NOT_FOUND),
+            409: _problem("not resolved, or answered"),
+            **RATE_LIMITED,
+        },
     )
     async def satisfaction(
         case_id: str, answer: SatisfactionIn, x_tracking_token: Annotated[str | None, Header()] = None
@@ -293,7 +322,12 @@ def router(
         "/cases/{case_id}/cancel",
         dependencies=limited,
         status_code=status.HTTP_202_ACCEPTED,
-        responses={404: {"description": CASE_NOT_FOUND}, 409: {"description": "already claimed or closed"}},
+        responses={
+            **BAD_BODY,
+            404: _problem(CASE_NOT_FOUND),
+            409: _problem("already claimed or closed"),
+            **RATE_LIMITED,
+        },
     )
     async def cancel(
         case_id: str, x_tracking_token: Annotated[str | None, Header()] = None, body: CancelIn | None = None

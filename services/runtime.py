@@ -2,14 +2,17 @@
 runs a set of services (one in distributed mode, all four in embedded mode)."""
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Table, text
 
 from services.auth import Authenticator
@@ -134,6 +137,13 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
     app.state.ctx = ctx
     for p in parts:
         app.include_router(p.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def unprocessable(request: Request, exc: RequestValidationError) -> Response:
+        """FastAPI's 422, but safe for any input it echoes: a lone surrogate (JSON may carry
+        one as \\ud800) goes back escaped instead of failing to encode as a 500."""
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=False)
+        return Response(body.encode("utf-8", "backslashreplace"), 422, media_type="application/json")
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:
