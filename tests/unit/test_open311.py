@@ -11,7 +11,6 @@ from asgi_lifespan import LifespanManager
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
-from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from gridcall.app import build_app
@@ -381,31 +380,31 @@ GOOD = {
 }
 
 
-def test_any_form_gets_an_answer_or_a_spec_error_never_a_500(embedded_settings):
-    """Random POST requests forms, valid key or not: 200 with a request, or 400/403/404 in the
-    spec's error format; nothing else."""
-    app = build_app(embedded_settings)
-    value = st.one_of(st.text(max_size=30), st.sampled_from(sorted({v for vs in GOOD.values() for v in vs})))
-    base = {"service_code": "garbage", "lat": "30.505", "long": "114.305"}
-    changes = st.dictionaries(st.sampled_from(FORM_KEYS), value, max_size=6)
-    dropped = st.sets(st.sampled_from(sorted(base)))
-    form = st.tuples(changes, dropped).map(lambda cd: {k: v for k, v in {**base, **cd[0]}.items() if k not in cd[1]})
-    seen: set[int] = set()
-    with TestClient(app) as client:
-        key = client.portal.call(create_api_key, app.state.ctx.db, SystemClock(), "fuzz")
+VALUE = st.one_of(st.text(max_size=30), st.sampled_from(sorted({v for vs in GOOD.values() for v in vs})))
+BASE = {"service_code": "garbage", "lat": "30.505", "long": "114.305"}
+CHANGES = st.dictionaries(st.sampled_from(FORM_KEYS), VALUE, max_size=6)
+FORMS = st.tuples(CHANGES, st.sets(st.sampled_from(sorted(BASE)))).map(
+    lambda cd: {k: v for k, v in {**BASE, **cd[0]}.items() if k not in cd[1]}
+)
 
-        @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-        @given(form=form, keyed=st.booleans(), fmt=st.sampled_from(["json", "xml"]))
-        def post(form, keyed, fmt):
-            data = {**form, "api_key": key} if keyed else form
-            r = client.post(f"{V2}/requests.{fmt}", data=data)
-            seen.add(r.status_code)
-            if r.status_code == 200:
-                [answer] = as_json(r) if fmt == "json" else [{c.tag: c.text for c in xml(r).find("request")}]
-                assert set(answer) == {"service_request_id", "service_notice", "account_id"}
-            else:
-                assert r.status_code in (400, 403, 404), r.text
-                assert spec_error(r, r.status_code)
 
-        post()
+async def test_any_form_gets_an_answer_or_a_spec_error_never_a_500(open311):
+    """Random POST requests forms, with the valid key or not: 200 with a request, or 400/403/404
+    in the spec's error format; nothing else."""
+    loop, seen = asyncio.get_running_loop(), set()
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(form=FORMS, keyed=st.booleans(), fmt=st.sampled_from(["json", "xml"]))
+    def post(form, keyed, fmt):  # Hypothesis drives from a thread; the app runs on this loop
+        data = {**form, "api_key": open311.key} if keyed else form
+        r = asyncio.run_coroutine_threadsafe(open311.post(f"{V2}/requests.{fmt}", data=data), loop).result()
+        seen.add(r.status_code)
+        if r.status_code == 200:
+            [answer] = as_json(r) if fmt == "json" else [{c.tag: c.text for c in xml(r).find("request")}]
+            assert set(answer) == {"service_request_id", "service_notice", "account_id"}
+        else:
+            assert r.status_code in (400, 403, 404), r.text
+            assert spec_error(r, r.status_code)
+
+    await asyncio.to_thread(post)
     assert {200, 400, 403} <= seen, seen  # the forms reached every branch, not only the first check
