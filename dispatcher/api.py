@@ -1,14 +1,15 @@
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, case, func, or_, select
 
 from dispatcher.tables import assignments, cases, history
 from services.auth import OpsDep
 from services.clock import Clock
 from services.db import Database
+from services.jurisdiction import Jurisdiction
 
 ESCALATION_TYPES = ("case.sla_breached", "case.escalated", "case.returned", "case.whistled")
 
@@ -30,8 +31,89 @@ class Breach(BaseModel):
     escalations: list[dict[str, Any]]
 
 
-def router(db: Database, clock: Clock) -> APIRouter:
+class Visits(BaseModel):
+    """回访 outcomes. `rate` is satisfied / answered; silence is counted apart (`no_answer`),
+    since cities differ on whether an unanswered visit counts as satisfied."""
+
+    satisfied: int = 0
+    unsatisfied: int = 0
+    no_answer: int = 0
+    rate: float | None = None
+
+
+class UnitVisits(Visits):
+    unit_id: str
+    unit_name: str | None
+
+
+class Satisfaction(Visits):
+    since: datetime
+    until: datetime
+    units: list[UnitVisits]
+
+
+OUTCOMES = ("satisfied", "unsatisfied", "no_answer")
+Q = TypeVar("Q", bound=Select[Any])
+
+
+def _equal(query: Q, *filters: tuple[Any, str | None]) -> Q:
+    """The query narrowed to rows where each column equals its value, if one was given."""
+    for column, value in filters:
+        if value is not None:
+            query = query.where(column == value)
+    return query
+
+
+def _rated(counts: dict[str, int]) -> dict[str, Any]:
+    answered = counts.get("satisfied", 0) + counts.get("unsatisfied", 0)
+    return {**counts, "rate": round(counts.get("satisfied", 0) / answered, 4) if answered else None}
+
+
+def router(db: Database, clock: Clock, j: Jurisdiction) -> APIRouter:
     api = APIRouter(prefix="/v1/ops", tags=["ops"])
+
+    @api.get("/satisfaction", response_model=Satisfaction)
+    async def satisfaction(
+        _: OpsDep,
+        since: Annotated[datetime | None, Query(description="from (default: 30 days ago)")] = None,
+        until: Annotated[datetime | None, Query(description="to (default: now)")] = None,
+        street: Annotated[str | None, Query(description="street id, e.g. S1")] = None,
+        community: Annotated[str | None, Query(description="community id, e.g. C2")] = None,
+        unit: Annotated[str | None, Query(description="the unit that resolved the case")] = None,
+        category: Annotated[str | None, Query()] = None,
+    ) -> dict[str, Any]:
+        """The satisfaction rate (满意率): outcomes of satisfaction visits in the period, overall
+        and per unit that resolved the case. A case reopened and resolved again counts each visit."""
+        until = until or clock.now()
+        since = since or until - timedelta(days=30)
+        if since.tzinfo is None or until.tzinfo is None:
+            raise HTTPException(422, "since and until need a time zone, e.g. 2026-11-01T00:00:00+08:00")
+        reopened = history.c.type == "case.reopened"
+        outcome = case((reopened, "unsatisfied"), else_=history.c.details["reason"].as_string()).label("outcome")
+        by = case((reopened, history.c.details["unit_id"].as_string()), else_=cases.c.resolved_by).label("unit_id")
+        query = (
+            select(by, outcome, func.count().label("n"))
+            .join_from(history, cases, history.c.case_id == cases.c.case_id)
+            .where(
+                history.c.at >= since,
+                history.c.at <= until,
+                or_(reopened, and_(history.c.type == "case.closed", outcome.in_(["satisfied", "no_answer"]))),
+            )
+            .group_by(by, outcome)
+        )
+        query = _equal(query, (cases.c.street_id, street), (cases.c.community_id, community))
+        query = _equal(query, (cases.c.category, category), (by, unit))
+        async with db.sessions() as s:
+            rows = (await s.execute(query)).all()
+        per_unit: dict[str, dict[str, int]] = {}
+        for r in rows:
+            per_unit.setdefault(r.unit_id, dict.fromkeys(OUTCOMES, 0))[r.outcome] += r.n
+        total = {o: sum(c[o] for c in per_unit.values()) for o in OUTCOMES}
+        units = [
+            {"unit_id": u, "unit_name": (found.name if (found := j.unit(u)) else None), **_rated(c)}
+            for u, c in sorted(per_unit.items())
+        ]
+        return {"since": since, "until": until, **_rated(total), "units": units}
 
     @api.get("/breaches", response_model=list[Breach])
     async def breaches(
@@ -66,14 +148,8 @@ def router(db: Database, clock: Clock) -> APIRouter:
             .join(assignments, assignments.c.case_id == cases.c.case_id)
             .where(or_(response_late, resolution_late))
         )
-        for column, value in (
-            (cases.c.street_id, street),
-            (cases.c.community_id, community),
-            (assignments.c.unit_id, unit),
-            (cases.c.category, category),
-        ):
-            if value is not None:
-                query = query.where(column == value)
+        query = _equal(query, (cases.c.street_id, street), (cases.c.community_id, community))
+        query = _equal(query, (assignments.c.unit_id, unit), (cases.c.category, category))
         async with db.sessions() as s:
             rows = (await s.execute(query.order_by(assignments.c.response_due).limit(limit))).all()
             trail = (

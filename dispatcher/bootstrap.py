@@ -20,6 +20,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
     worker = TimerWorker(
         store, router, interval=ctx.settings.timer_interval, lease=timedelta(seconds=ctx.settings.timer_lease)
     )
-    parts = ServiceParts(NAME, api.router(ctx.db, ctx.clock), store, consumers=[consumer], workers=[worker.run])
+    ops = api.router(ctx.db, ctx.clock, ctx.jurisdiction)
+    parts = ServiceParts(NAME, ops, store, consumers=[consumer], workers=[worker.run])
     parts.extras["timers"] = worker
     return parts

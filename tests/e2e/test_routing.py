@@ -156,7 +156,7 @@ async def test_a_whistle_summons_two_departments_and_the_case_resolves_when_both
 
 
 async def test_an_unsatisfied_resident_reopens_the_case_with_the_unit_that_resolved_it(clients, tokens):
-    intake, departments, _ = clients
+    intake, departments, dispatcher = clients
     case = await file_report(intake, report("noise", "Dog barking all night"))
     g11 = tokens("U-G11")
     ticket = await open_ticket(departments, "U-G11", g11, case["case_id"])
@@ -189,3 +189,9 @@ async def test_an_unsatisfied_resident_reopens_the_case_with_the_unit_that_resol
     r = await intake.post(f"/v1/cases/{case['case_id']}/satisfaction", headers=track, json={"answer": "satisfied"})
     assert r.status_code == 202
     await case_in_status(intake, case, "closed")
+
+    # both visits count towards the unit's satisfaction rate
+    query = {"unit": "U-G11", "category": "noise"}
+    r = await dispatcher.get("/v1/ops/satisfaction", params=query, headers=bearer(tokens()))
+    assert r.status_code == 200, r.text
+    assert (r.json()["satisfied"], r.json()["unsatisfied"], r.json()["rate"]) == (1, 1, 0.5)

@@ -207,3 +207,60 @@ async def test_an_idempotency_key_is_remembered_for_24_hours(stack):
     clock.advance(timedelta(hours=2))  # past 24 hours: the key is free again
     later = await client.post("/v1/reports", json={**body, "description": "Karaoke again", "insist": True}, headers=key)
     assert later.status_code == 202 and later.json()["case_id"] != first["case_id"]
+
+
+async def test_ops_see_the_satisfaction_rate_per_unit_that_resolved(stack):
+    """满意率: satisfied / answered, per resolving unit; silence counts apart; a reopened case
+    resolved again is a second visit."""
+    client, token, clock = stack
+
+    async def resolved(grid_unit: str, lat: float):
+        case, ticket = await report_and_ticket_at(client, token, grid_unit, lat)
+        await post(client, token, grid_unit, ticket, "claim")
+        await post(client, token, grid_unit, ticket, "resolve", {"note": "done"})
+        await case_in_status(client, case, "resolved")
+        return case
+
+    async def answer(case, verdict):
+        r = await client.post(
+            f"/v1/cases/{case['case_id']}/satisfaction",
+            headers={"X-Tracking-Token": case["tracking_token"]},
+            json={"answer": verdict},
+        )
+        assert r.status_code == 202, r.text
+
+    happy, grumpy, silent = [await resolved("U-G11", lat) for lat in (30.501, 30.505, 30.509)]
+    other = await resolved("U-G12", 30.505 + 0.01)
+    await answer(happy, "satisfied")
+    await answer(grumpy, "unsatisfied")
+    await answer(other, "satisfied")
+    await case_in_status(client, happy, "closed")
+    await case_in_status(client, other, "closed")
+    clock.advance(timedelta(days=3, seconds=1))  # the satisfaction window: silence closes
+    await case_in_status(client, silent, "closed")
+
+    async def stats(**query):
+        r = await client.get("/v1/ops/satisfaction", params=query, headers=bearer(token()))
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def counted():
+        s = await stats()
+        return s if s["satisfied"] + s["unsatisfied"] + s["no_answer"] == 4 else None
+
+    total = await eventually(counted)
+    assert (total["satisfied"], total["unsatisfied"], total["no_answer"], total["rate"]) == (2, 1, 1, 0.6667)
+    g11 = next(u for u in total["units"] if u["unit_id"] == "U-G11")
+    assert (g11["satisfied"], g11["unsatisfied"], g11["no_answer"], g11["rate"]) == (1, 1, 1, 0.5)
+    only = await stats(unit="U-G12")
+    assert [u["unit_id"] for u in only["units"]] == ["U-G12"] and only["rate"] == 1.0
+    assert (await stats(category="noise"))["rate"] is None
+    assert (await stats(until="2026-01-01T00:00:00Z", since="2025-12-01T00:00:00Z"))["units"] == []
+    r = await client.get("/v1/ops/satisfaction", headers=bearer(token("U-G11")))
+    assert r.status_code == 403  # ops only
+
+
+async def report_and_ticket_at(client, token, unit: str, lat: float):
+    body = {"category": "garbage", "description": "a problem", "location": {"lat": lat, "lon": 114.305}}
+    case = await file_report(client, {**body, "insist": True})
+    return case, await open_ticket(client, unit, token(unit), case["case_id"])
