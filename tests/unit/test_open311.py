@@ -408,3 +408,18 @@ async def test_any_form_gets_an_answer_or_a_spec_error_never_a_500(open311):
 
     await asyncio.to_thread(post)
     assert {200, 400, 403} <= seen, seen  # the forms reached every branch, not only the first check
+
+
+async def test_an_open311_client_over_its_rate_gets_429_in_the_spec_format(embedded_settings):
+    app = build_app(embedded_settings.model_copy(update={"rate_limit": "3/minute"}))
+    transport = httpx.ASGITransport(app=app)
+    async with LifespanManager(app), httpx.AsyncClient(transport=transport, base_url="http://gridcall") as c:
+        key = await create_api_key(app.state.ctx.db, SystemClock(), "busy app")
+        for _ in range(3):
+            assert (await c.get(f"{V2}/services.xml")).status_code == 200
+        r = await c.get(f"{V2}/services.xml")
+        assert "at most 3 per 1 minute" in spec_error(r, 429)
+        assert 1 <= int(r.headers["Retry-After"]) <= 60
+        # a POST counts against its API key, not the address it comes from
+        form = {"api_key": key, "service_code": "garbage", "lat": "30.505", "long": "114.305"}
+        assert (await c.post(f"{V2}/requests.json", data=form)).status_code == 200
