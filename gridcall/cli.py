@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from gridcall import migrate as migrations
 from gridcall.app import build_app
-from intake import open311
+from intake import keys
 from services.auth import Authenticator
 from services.clock import SystemClock
 from services.db import Database
@@ -115,7 +115,7 @@ def token_issue(
 def open311_key_create(name: Annotated[str, typer.Argument(help="who the key is for, e.g. the app's name")]) -> None:
     """Issue an API key and print it (only its hash is stored: keep it now)."""
     try:
-        key = _with_database(lambda db: open311.create_api_key(db, SystemClock(), name))
+        key = _with_database(lambda db: keys.create_api_key(db, SystemClock(), name))
     except ValueError as exc:
         typer.echo(f"gridcall: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -125,7 +125,7 @@ def open311_key_create(name: Annotated[str, typer.Argument(help="who the key is 
 @open311_app.command("revoke")
 def open311_key_revoke(name: str) -> None:
     """Stop accepting the named key."""
-    if not _with_database(lambda db: open311.revoke_api_key(db, name)):
+    if not _with_database(lambda db: keys.revoke_api_key(db, name)):
         typer.echo(f"gridcall: no Open311 API key named {name!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"gridcall: revoked the Open311 API key {name!r}")

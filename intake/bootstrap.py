@@ -1,7 +1,10 @@
+from datetime import UTC, datetime
+
 from fastapi import APIRouter
 
 from intake import api, open311, tables
 from intake.handlers import HANDLERS
+from intake.keys import ApiKeys
 from services.events import Stream
 from services.messaging import Consumer
 from services.ratelimit import RateLimit
@@ -13,10 +16,14 @@ NAME = "intake"
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox)
     consumer = Consumer(f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, HANDLERS, [Stream.CASES])
-    rate_limit = RateLimit(ctx.settings.rate_limit)
+    keys = ApiKeys(ctx.db)
+    rate_limit = RateLimit(ctx.settings.rate_limit, known_key=keys.known)
+    services_changed = datetime.fromtimestamp(ctx.settings.policy_file.stat().st_mtime, UTC)
     routes = APIRouter()
     routes.include_router(api.router(store, ctx.jurisdiction, ctx.policy, ctx.authenticator, rate_limit))
-    routes.include_router(open311.router(store, ctx.jurisdiction, ctx.policy, rate_limit))
+    routes.include_router(
+        open311.router(store, ctx.jurisdiction, ctx.policy, keys, rate_limit, changeset=services_changed)
+    )
     return ServiceParts(
         NAME,
         routes,

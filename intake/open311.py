@@ -10,13 +10,20 @@ How gridcall maps onto it:
   public step; `agency_responsible` is the unit that leads the case at its current tier;
   `expected_datetime` is the resolution time limit of that tier;
 - requests are `realtime`: POST answers with the id, never with a token. `tokens/{token}`
-  resolves a gridcall tracking token (from the v1 API) to its case id.
+  resolves a gridcall tracking token (from the v1 API) to its case id;
+- this endpoint serves one jurisdiction, so `jurisdiction_id` is ignored, as the spec allows.
+
+What is public: GET requests needs no key, so the listing shows only cases of categories the
+policy marks `public` that no flagged household or one-key call raised. The resident's own
+words (description, typed address, exact point, media) are shown only for reports filed
+through Open311, whose apps tell their users that reports are public; other cases show the
+grid's address and centre. Contact details and staff notes are never shown. A case that is
+not listed can still be looked up by its (unguessable) id, without those details.
 """
 
-import hashlib
 import json
+import logging
 import re
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,26 +31,30 @@ from xml.etree import ElementTree
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import ValidationError
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, func, select
 
 from intake.api import Contact
 from intake.domain import ReportRejected, token_hash
 from intake.handlers import body_hash, file_report
-from intake.tables import case_views, open311_keys, reports, timeline
-from services.clock import Clock
-from services.db import Database
+from intake.keys import ApiKeys
+from intake.tables import case_views, reports, timeline
 from services.events import Location, Priority
 from services.jurisdiction import Jurisdiction
 from services.messaging import Store
 from services.policy import CategoryPolicy, Policy
 from services.ratelimit import RateLimit
 
+log = logging.getLogger(__name__)
+
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
-CHANGESET = "2026-11-22T00:00:00Z"  # when this endpoint's contract last changed
 FORMATS = {"xml": "text/xml; charset=utf-8", "json": "application/json; charset=utf-8"}
-ATTRIBUTE = re.compile(r"attribute\[([^\]]+)\]")
+XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")  # not allowed in XML 1.0
+ATTRIBUTE = re.compile(r"attribute\[([^\]]+)\](\[\])?")
 WINDOW = timedelta(days=90)  # the spec's longest and default span for GET requests
 MAX_REQUESTS = 1000  # the spec's default query limit
+PRIVATE_CHANNELS = ("one_key",)
+CLOSED = ("resolved", "closed")
 # XML element names of list items, by their list's name (the spec's Spark convention).
 ITEMS = {
     "services": "service",
@@ -78,55 +89,39 @@ def _element(tag: str, value: Any) -> ElementTree.Element:
     elif isinstance(value, bool):
         node.text = "true" if value else "false"
     elif value is not None:
-        node.text = str(value)
+        node.text = NOT_XML.sub("", str(value))
     return node
 
 
 def render(fmt: str, root: str, body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     if fmt == "json":
-        content = json.dumps(body, ensure_ascii=False).encode()
+        content = json.dumps(body, ensure_ascii=False).encode("utf-8", "backslashreplace")
     else:
-        content = ElementTree.tostring(_element(root, body), encoding="utf-8", xml_declaration=True)
+        content = XML_DECLARATION + ElementTree.tostring(_element(root, body), encoding="unicode").encode()
     return Response(content, status_code=status, headers=headers, media_type=FORMATS[fmt])
 
 
-def w3(moment: datetime | None, clock_zone: Any) -> str | None:
+def error(fmt: str, code: int, description: str, headers: Mapping[str, str] | None = None) -> Response:
+    return render(
+        fmt if fmt in FORMATS else "xml", "errors", [{"code": code, "description": description}], code, headers
+    )
+
+
+def w3(moment: datetime | None, zone: Any) -> str | None:
     """A W3C date-time with the district's offset, e.g. 2026-11-02T09:30:00+08:00."""
-    return moment.astimezone(clock_zone).isoformat(timespec="seconds") if moment else None
+    return moment.astimezone(zone).isoformat(timespec="seconds") if moment else None
 
 
 def parse_w3(name: str, text: str) -> datetime:
+    # An unencoded '+' in a query string arrives as a space: '...T00:00:00 08:00'.
+    text = re.sub(r" (\d\d:?\d\d)$", r"+\1", text.strip())
     try:
-        moment = datetime.fromisoformat(text.strip())
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise Open311Error(400, f"{name} must be a w3 date-time, e.g. 2026-11-01T00:00:00Z") from None
     if moment.tzinfo is None:
         raise Open311Error(400, f"{name} must include a time zone (Z or an offset such as +08:00)")
     return moment
-
-
-# --- API keys -----------------------------------------------------------------------------
-
-
-def key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-async def create_api_key(db: Database, clock: Clock, name: str) -> str:
-    """A new API key for an Open311 client; only its hash is stored, so print it once."""
-    key = secrets.token_urlsafe(24)
-    async with db.transaction() as s:
-        if await s.scalar(select(func.count()).where(open311_keys.c.name == name)):
-            raise ValueError(f"an API key named {name!r} exists already; pick another name, or revoke it first")
-        await s.execute(open311_keys.insert().values(key_hash=key_hash(key), name=name, created_at=clock.now()))
-    return key
-
-
-async def revoke_api_key(db: Database, name: str) -> bool:
-    """Stop accepting the named key and free its name; False if there is no such key."""
-    async with db.transaction() as s:
-        gone = await s.scalar(delete(open311_keys).where(open311_keys.c.name == name).returning(open311_keys.c.name))
-    return gone is not None
 
 
 # --- the mapping --------------------------------------------------------------------------
@@ -179,9 +174,6 @@ def service_notice(cat: CategoryPolicy, policy: Policy) -> str:
     )
 
 
-CLOSED = ("resolved", "closed")
-
-
 def status_of(case_status: str) -> str:
     """gridcall's statuses onto Open311's: resolved and closed cases are `closed`."""
     return "closed" if case_status in CLOSED else "open"
@@ -195,7 +187,7 @@ CLOSING = {
 
 
 def status_note(kind: str | None, details: Mapping[str, Any], view: Any) -> str | None:
-    """The last public step of the case, in words; no staff names, no internal notes."""
+    """The last public step of the case, in words: no staff names, no notes written by staff."""
     unit = details.get("unit_name") or view.unit_name or "the responsible unit"
     match kind:
         case "received":
@@ -213,7 +205,7 @@ def status_note(kind: str | None, details: Mapping[str, Any], view: Any) -> str 
         case "departments_summoned":
             return "Several departments were summoned to handle it jointly."
         case "resolved":
-            return f"Resolved: {details['result']}" if details.get("result") else "Resolved."
+            return f"Resolved by {view.unit_name}." if view.unit_name else "Resolved."
         case "closed":
             return CLOSING.get(details.get("reason", ""), "Closed.")
         case "reopened":
@@ -229,32 +221,42 @@ def status_note(kind: str | None, details: Mapping[str, Any], view: Any) -> str 
     return None
 
 
+def _listed(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _number(text: str) -> Any:
+    try:
+        value = float(text)
+    except ValueError:
+        return text  # the definition's check says what is expected
+    return int(value) if value.is_integer() else value  # nan and inf stay floats; the check refuses them
+
+
 # --- the router ---------------------------------------------------------------------------
 
 
-def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit) -> APIRouter:
+def router(
+    store: Store, j: Jurisdiction, policy: Policy, keys: ApiKeys, rate_limit: RateLimit, *, changeset: datetime
+) -> APIRouter:
+    """`changeset`: when the services last changed (the policy file's time), for discovery."""
     api = APIRouter(prefix="/open311/v2", tags=["open311"])
     zone = policy.calendar.zone
-    clock: Clock = store.clock
+    public_codes = [c.code for c in policy.categories if c.public]
 
-    async def respond(
-        request: Request, fmt: str, root: str, produce: Callable[[], Awaitable[Any]], *, limited: bool = True
-    ) -> Response:
+    async def respond(request: Request, fmt: str, root: str, produce: Callable[[], Awaitable[Any]]) -> Response:
+        """The answer in the asked format; any failure as the spec's error (never a 500)."""
         try:
             if fmt not in FORMATS:
                 raise Open311Error(404, f"format {fmt!r} is not served; use .xml or .json")
-            given = (request.query_params.get("jurisdiction_id") or "").strip()
-            if given and given != j.district.id:
-                raise Open311Error(404, f"jurisdiction_id {given!r} not found; this endpoint serves {j.district.id}")
-            if limited:
-                await rate_limit.hit(request, request.query_params.get("api_key"))
             body = await produce()
         except Open311Error as exc:
-            errors = [{"code": exc.code, "description": exc.description}]
-            return render(fmt if fmt in FORMATS else "xml", "errors", errors, exc.code, exc.headers)
+            return error(fmt, exc.code, exc.description, exc.headers)
         except HTTPException as exc:  # the rate limit
-            errors = [{"code": exc.status_code, "description": exc.detail}]
-            return render(fmt if fmt in FORMATS else "xml", "errors", errors, exc.status_code, exc.headers)
+            return error(fmt, exc.status_code, str(exc.detail), exc.headers)
+        except Exception:
+            log.exception("open311: %s %s failed", request.method, request.url.path)
+            return error(fmt, 400, "General service error: the request could not be processed; please tell us")
         return render(fmt, root, body)
 
     def category(code: str) -> CategoryPolicy:
@@ -263,60 +265,80 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
             raise Open311Error(404, f"service_code {code!r} was not found; GET services lists them")
         return cat
 
-    def address_of(row: Any) -> str:
-        """From most specific to most general, as the spec asks."""
-        grid = j.grid(row.grid_id)
-        community = j.community(grid.community_id)
-        parts = [row.details.get("address"), grid.name, community.name, j.street(community.street_id).name]
-        return ", ".join(p for p in [*parts, j.district.name] if p)
+    def published(r: Any) -> dict[str, Any]:
+        """One case as a service request, showing the resident's own words only where public."""
+        cat = policy.category(r.category)
+        grid = j.find_grid(r.grid_id)
+        own_words = bool(cat and cat.public) and r.channel == "open311" and r.household_flag is None
+        place = [r.details.get("address") if own_words else None]
+        if grid is not None:
+            community = j.community(grid.community_id)
+            place += [grid.name, community.name, j.street(community.street_id).name]
+            centre = grid.shape.centroid
+        media = r.details.get("media_urls") or []
+        return {
+            "service_request_id": r.case_id,
+            "status": status_of(r.status),
+            "status_notes": status_note(r.step_type, r.step_details or {}, r) if r.step_type else None,
+            "service_name": cat.name if cat else r.category,
+            "service_code": r.category,
+            "description": r.description if own_words else None,
+            "agency_responsible": r.unit_name,
+            "service_notice": None,  # expected_datetime says when, for this case's tier and priority
+            "requested_datetime": w3(r.created_at, zone),
+            # For closed requests: when it was closed (resolved), as the spec asks.
+            "updated_datetime": w3(r.resolved_at if r.status in CLOSED and r.resolved_at else r.changed_at, zone),
+            "expected_datetime": w3(r.resolution_due, zone),
+            "address": ", ".join(p for p in [*place, j.district.name] if p),
+            "address_id": None,
+            "zipcode": None,
+            "lat": r.lat if own_words or grid is None else round(centre.y, 6),
+            "long": r.lon if own_words or grid is None else round(centre.x, 6),
+            "media_url": media[0] if own_words and media else None,
+        }
 
-    async def requests_where(*conditions: Any, limit: int = MAX_REQUESTS) -> list[dict[str, Any]]:
-        first_report = and_(reports.c.case_id == case_views.c.case_id, reports.c.linked.is_(False))
+    async def requests_where(*conditions: Any, public: bool, limit: int = MAX_REQUESTS) -> list[dict[str, Any]]:
+        first = and_(reports.c.case_id == case_views.c.case_id, reports.c.linked.is_(False))
+        last_step = select(func.max(timeline.c.id)).where(timeline.c.case_id == case_views.c.case_id)
+        resolved = select(func.max(timeline.c.at)).where(
+            timeline.c.case_id == case_views.c.case_id, timeline.c.type == "resolved"
+        )
+        step = timeline.alias("step")
         query = (
-            select(case_views, reports.c.description, reports.c.grid_id, reports.c.details)
-            .join(reports, first_report)
+            select(
+                case_views,
+                reports.c.description,
+                reports.c.grid_id,
+                reports.c.details,
+                reports.c.channel,
+                reports.c.household_flag,
+                step.c.type.label("step_type"),
+                step.c.details.label("step_details"),
+                func.coalesce(step.c.at, case_views.c.updated_at).label("changed_at"),
+                resolved.scalar_subquery().label("resolved_at"),
+            )
+            .join(reports, first)
+            .outerjoin(step, step.c.id == last_step.scalar_subquery())
             .where(*conditions)
             .order_by(case_views.c.created_at.desc())
             .limit(limit)
         )
-        async with store.db.sessions() as s:
-            rows = (await s.execute(query)).all()
-            ids = [r.case_id for r in rows]
-            last_ids = select(func.max(timeline.c.id)).where(timeline.c.case_id.in_(ids)).group_by(timeline.c.case_id)
-            last = {e.case_id: e for e in await s.execute(select(timeline).where(timeline.c.id.in_(last_ids)))}
-        out = []
-        for r in rows:
-            cat = policy.category(r.category)
-            step = last.get(r.case_id)
-            media = r.details.get("media_urls") or []
-            out.append(
-                {
-                    "service_request_id": r.case_id,
-                    "status": status_of(r.status),
-                    "status_notes": status_note(step.type, step.details, r) if step else None,
-                    "service_name": cat.name if cat else r.category,
-                    "service_code": r.category,
-                    "description": r.description,
-                    "agency_responsible": r.unit_name,
-                    "service_notice": service_notice(cat, policy) if cat else None,
-                    "requested_datetime": w3(r.created_at, zone),
-                    "updated_datetime": w3(r.updated_at, zone),
-                    "expected_datetime": w3(r.resolution_due, zone),
-                    "address": address_of(r),
-                    "address_id": None,
-                    "zipcode": None,
-                    "lat": r.lat,
-                    "long": r.lon,
-                    "media_url": media[0] if media else None,
-                }
+        if public:  # what anyone may list: see the module's docstring
+            query = query.where(
+                case_views.c.category.in_(public_codes),
+                reports.c.channel.not_in(PRIVATE_CHANNELS),
+                reports.c.household_flag.is_(None),
             )
-        return out
+        async with store.db.sessions() as s:
+            return [published(r) for r in await s.execute(query)]
 
     @api.get("/discovery.{fmt}", summary="Service discovery")
     async def discovery(request: Request, fmt: str) -> Response:
         async def produce() -> dict[str, Any]:
+            await rate_limit.hit(request)
+            stamp = w3(changeset, zone)
             return {
-                "changeset": CHANGESET,
+                "changeset": stamp,
                 "contact": f"{j.district.name}: the district's service hotline centre",
                 "key_service": "API keys for POST requests are issued by the hotline centre "
                 "(on the server: gridcall open311-key create NAME)",
@@ -324,7 +346,7 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
                     {
                         "specification": SPECIFICATION,
                         "url": str(request.url_for("discovery", fmt=fmt)).rsplit("/", 1)[0],
-                        "changeset": CHANGESET,
+                        "changeset": stamp,
                         "type": "production",
                         "formats": ["text/xml", "application/json"],
                     }
@@ -336,6 +358,7 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
     @api.get("/services.{fmt}", summary="GET Service List")
     async def services(request: Request, fmt: str) -> Response:
         async def produce() -> list[dict[str, Any]]:
+            await rate_limit.hit(request)
             return [service_of(c, j) for c in policy.categories]
 
         return await respond(request, fmt, "services", produce)
@@ -343,6 +366,7 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
     @api.get("/services/{service_code}.{fmt}", summary="GET Service Definition")
     async def service_definition(request: Request, service_code: str, fmt: str) -> Response:
         async def produce() -> dict[str, Any]:
+            await rate_limit.hit(request)
             return definition_of(category(service_code))
 
         return await respond(request, fmt, "service_definition", produce)
@@ -351,29 +375,22 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
     async def create_request(request: Request, fmt: str) -> Response:
         async def produce() -> list[dict[str, Any]]:
             try:
-                form = await request.form()
+                form = [(k, v) for k, v in (await request.form()).multi_items() if isinstance(v, str)]
             except Exception:
                 raise Open311Error(400, "send the request as application/x-www-form-urlencoded") from None
-            fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-            lists: dict[str, list[str]] = {}
-            for k, v in form.multi_items():
-                if isinstance(v, str) and k.endswith("[]"):
-                    lists.setdefault(k[:-2], []).append(v)
-            await authorise(fields.get("api_key"))
-            await rate_limit.hit(request, fields.get("api_key"))  # per key: many residents behind one app
-            return [await submit(fields, lists)]
+            fields = dict(form)
+            key = fields.get("api_key") or request.query_params.get("api_key")
+            valid = await keys.valid(key)
+            await rate_limit.hit(request, key if valid else None)  # per key: many residents behind one app
+            if not key:
+                raise Open311Error(403, "api_key was not provided -- can't proceed with create_request")
+            if not valid:
+                raise Open311Error(403, "Invalid api_key received -- can't proceed with create_request")
+            return [await submit(fields, form)]
 
-        return await respond(request, fmt, "service_requests", produce, limited=False)
+        return await respond(request, fmt, "service_requests", produce)
 
-    async def authorise(key: str | None) -> None:
-        if not key:
-            raise Open311Error(403, "api_key was not provided -- can't proceed with create_request")
-        async with store.db.sessions() as s:
-            found = await s.scalar(select(func.count()).where(open311_keys.c.key_hash == key_hash(key)))
-        if not found:
-            raise Open311Error(403, "Invalid api_key received -- can't proceed with create_request")
-
-    async def submit(fields: dict[str, str], lists: dict[str, list[str]]) -> dict[str, Any]:
+    async def submit(fields: dict[str, str], form: list[tuple[str, str]]) -> dict[str, Any]:
         code = fields.get("service_code", "").strip()
         if not code:
             raise Open311Error(400, "service_code was not provided; GET services lists them")
@@ -391,7 +408,6 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
         if media and not media.lower().startswith(("http://", "https://")):
             raise Open311Error(400, "media_url must be an http or https URL")
         try:
-            contact = person(fields)
             answer = await file_report(
                 store,
                 j,
@@ -400,14 +416,14 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
                 description=description,
                 point=point,
                 address=address,
-                attributes=attributes(cat, fields, lists),
+                attributes=attributes(cat, form),
                 media_urls=[media] if media else [],
                 priority=Priority.NORMAL,
                 channel="open311",
                 household_flag=None,
-                contact=contact,
+                contact=person(fields),
                 idempotency_key=None,
-                request_hash=body_hash(repr(sorted(fields.items()))),
+                request_hash=body_hash(repr(form)),
             )
         except ReportRejected as exc:
             raise Open311Error(400, str(exc).replace("GET /v1/categories", "GET services")) from None
@@ -438,26 +454,35 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
             contact = Contact(**{k: v for k, v in given.items() if v}).model_dump(exclude_none=True)
         except ValidationError as exc:
             problem = exc.errors()[0]
-            raise Open311Error(400, f"{problem['loc'][0]} is not valid: {problem['msg']}") from None
+            field = {"name": "first_name and last_name"}.get(str(problem["loc"][0]), problem["loc"][0])
+            raise Open311Error(400, f"{field} is not valid: {problem['msg']}") from None
         if account := fields.get("account_id", "").strip():
             contact["account_id"] = account
         return contact or None
 
-    def attributes(cat: CategoryPolicy, fields: dict[str, str], lists: dict[str, list[str]]) -> dict[str, Any]:
-        """attribute[code]=value and attribute[code][]=value, typed as the definition says."""
+    def attributes(cat: CategoryPolicy, form: list[tuple[str, str]]) -> dict[str, Any]:
+        """attribute[code]=value, and for a multivaluelist attribute[code][]=value repeated (or
+        attribute[code] repeated); empty values count as not sent."""
         types = {a.code: a.datatype for a in cat.attributes}
+        sent: dict[str, list[str]] = {}
+        for key, value in form:
+            if (m := ATTRIBUTE.fullmatch(key)) and value.strip():
+                sent.setdefault(m[1], []).append(value.strip())
         given: dict[str, Any] = {}
-        for key, value in fields.items():
-            if m := ATTRIBUTE.fullmatch(key):
-                given[m[1]] = number(value) if types.get(m[1]) == "number" else value
-        for key, values in lists.items():
-            if m := ATTRIBUTE.fullmatch(key):
-                given[m[1]] = values
+        for code, values in sent.items():
+            match types.get(code):
+                case "multivaluelist":
+                    given[code] = values
+                case "number":
+                    given[code] = _number(values[-1])
+                case _:
+                    given[code] = values[-1]
         return given
 
     @api.get("/tokens/{token}.{fmt}", summary="GET service_request_id from a token")
     async def token(request: Request, token: str, fmt: str) -> Response:
         async def produce() -> list[dict[str, Any]]:
+            await rate_limit.hit(request)
             async with store.db.sessions() as s:
                 case_id = await s.scalar(select(reports.c.case_id).where(reports.c.tracking_hash == token_hash(token)))
             if case_id is None:
@@ -469,61 +494,56 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
     @api.get("/requests.{fmt}", summary="GET Service Requests (90 days / 1,000 requests by default)")
     async def list_requests(request: Request, fmt: str) -> Response:
         async def produce() -> list[dict[str, Any]]:
+            await rate_limit.hit(request)
             q = request.query_params
-            if ids := _listed(q.get("service_request_id")):
-                return await requests_where(case_views.c.case_id.in_(ids))  # overrides all other arguments
+            if ids := _listed(q.get("service_request_id")):  # overrides all other arguments
+                return await requests_where(case_views.c.case_id.in_(ids), public=True)
             start = parse_w3("start_date", q["start_date"]) if q.get("start_date") else None
             end = parse_w3("end_date", q["end_date"]) if q.get("end_date") else None
             if start and end and start > end:
                 raise Open311Error(400, "start_date is after end_date")
             if start and end and end - start > WINDOW:
                 raise Open311Error(400, "start_date and end_date may not span more than 90 days")
-            if start is None:
-                end = end or clock.now()
-                start = end - WINDOW
-            elif end is None:
-                end = start + WINDOW
+            try:
+                if start is None:
+                    end = end or store.clock.now()
+                    start = end - WINDOW
+                elif end is None:
+                    end = start + WINDOW
+            except OverflowError:
+                raise Open311Error(400, "start_date or end_date is out of range") from None
             conditions = [case_views.c.created_at >= start, case_views.c.created_at <= end]
             if codes := _listed(q.get("service_code")):
                 conditions.append(case_views.c.category.in_(codes))
-            if statuses := _listed(q.get("status")):
-                if unknown := set(statuses) - {"open", "closed"}:
-                    raise Open311Error(400, f"status {sorted(unknown)[0]!r} is not one of: open, closed")
-                if set(statuses) == {"closed"}:
-                    conditions.append(case_views.c.status.in_(CLOSED))
-                elif set(statuses) == {"open"}:
-                    conditions.append(case_views.c.status.not_in(CLOSED))
-            return await requests_where(*conditions)
+            statuses = set(_listed(q.get("status")))
+            if unknown := statuses - {"open", "closed"}:
+                raise Open311Error(400, f"status {sorted(unknown)[0]!r} is not one of: open, closed")
+            if statuses == {"closed"}:
+                conditions.append(case_views.c.status.in_(CLOSED))
+            elif statuses == {"open"}:
+                conditions.append(case_views.c.status.not_in(CLOSED))
+            return await requests_where(*conditions, public=True)
 
         return await respond(request, fmt, "service_requests", produce)
 
     @api.get("/requests/{service_request_id}.{fmt}", summary="GET Service Request")
     async def one_request(request: Request, service_request_id: str, fmt: str) -> Response:
         async def produce() -> list[dict[str, Any]]:
-            found = await requests_where(case_views.c.case_id == service_request_id, limit=1)
+            await rate_limit.hit(request)
+            found = await requests_where(case_views.c.case_id == service_request_id, public=False, limit=1)
             if not found:
                 raise Open311Error(404, f"service_request_id {service_request_id!r} was not found")
             return found
 
         return await respond(request, fmt, "service_requests", produce)
 
-    @api.api_route("/{anything:path}", methods=["GET", "POST"], include_in_schema=False)
+    @api.api_route(
+        "/{anything:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"], include_in_schema=False
+    )
     async def unknown(request: Request, anything: str) -> Response:
-        async def produce() -> None:
-            raise Open311Error(404, f"no such resource: {anything!r}; see discovery.xml")
-
-        return await respond(request, "xml", "errors", produce)
+        fmt = anything.rsplit(".", 1)[-1] if "." in anything else "xml"
+        if request.method not in ("GET", "POST"):
+            return error(fmt, 405, f"{request.method} is not part of GeoReport v2; use GET, or POST for requests")
+        return error(fmt, 404, f"no such resource: {anything!r}; see discovery.xml")
 
     return api
-
-
-def _listed(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
-def number(text: str) -> Any:
-    try:
-        value = float(text)
-    except ValueError:
-        return text  # the definition's check says what is expected
-    return int(value) if value.is_integer() else value

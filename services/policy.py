@@ -2,6 +2,7 @@
 SLA limits per priority and tier, and the working-hours calendar. Loaded from a data file
 and validated at start-up, with errors that name the bad key."""
 
+import math
 import re
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
@@ -159,7 +160,7 @@ class Attribute(BaseModel):
                     raise ValueError("must be non-empty text")
                 return value.strip()
             case "number":
-                if isinstance(value, bool) or not isinstance(value, int | float):
+                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                     raise ValueError("must be a number")
                 return value
             case "datetime":
@@ -187,6 +188,11 @@ class CategoryPolicy(BaseModel):
     departments: list[str] = Field(min_length=1, description="lead department first")
     sla: dict[Priority, dict[Tier, TierSla]] = {}
     attributes: list[Attribute] = []
+    public: bool = Field(
+        True,
+        description="whether its cases may appear in the public Open311 listing; false for problems "
+        "inside homes or between neighbours",
+    )
 
     def check_attributes(self, given: dict[str, object]) -> tuple[dict[str, object], list[tuple[str, str]]]:
         """Canonical values and the problems, as (attribute code, what is wrong)."""
