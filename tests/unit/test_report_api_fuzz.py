@@ -183,7 +183,7 @@ def test_generated_reports_are_filed_or_refused_as_documented(resident_api, http
     seen: Counter[int] = Counter()
     filed: list[dict[str, Any]] = []
 
-    @fuzzing(max_examples=100)
+    @fuzzing(max_examples=200)
     @given(
         case=operation.as_strategy(POSITIVE) | operation.as_strategy(NEGATIVE),
         real=st.none() | real_report_parts(categories, grids),
@@ -202,7 +202,7 @@ def test_generated_reports_are_filed_or_refused_as_documented(resident_api, http
             filed.append(response.json())
 
     fuzz()
-    assert seen[202] >= 10, f"too few generated reports were accepted to mean much: {seen}"
+    assert seen[202] >= 10, f"too few generated reports were accepted to mean much: {seen}"  # ~1 in 10
     assert seen[422] and seen[403], seen
     # The reports are really in: the relay and the dispatcher route the first one to a unit.
     view = eventually(
