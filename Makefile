@@ -30,9 +30,10 @@ e2e: $(STAMP)
 fault: $(STAMP)               ## 10,000 due SLA timers, two dispatcher processes, one killed with -9
 	GRIDCALL_FAULT_CASES=10000 $(BIN)/pytest -q -s tests/e2e/test_timer_failover.py
 
-bench: $(STAMP)               ## intake alone vs bare FastAPI; distributed intake->assignment; SLA timer lateness
+bench: $(STAMP)               ## intake vs bare FastAPI; intake->assignment; dispatcher backlog; SLA timer lateness
 	$(BIN)/python -m bench.intake_only
 	$(BIN)/python -m bench.intake_to_assignment
+	$(BIN)/python -m bench.dispatcher_backlog
 	$(BIN)/python -m bench.timers
 
 lint: $(STAMP)

@@ -1,7 +1,6 @@
 from departments import api, tables
 from departments.handlers import HANDLERS, Desk
 from services.events import Stream
-from services.messaging import Consumer
 from services.runtime import Context, ServiceParts
 
 NAME = "departments"
@@ -9,5 +8,5 @@ NAME = "departments"
 
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox)
-    consumer = Consumer(f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, HANDLERS, [Stream.CASES])
+    consumer = ctx.consumer(NAME, store, HANDLERS, [Stream.CASES])
     return ServiceParts(NAME, api.router(Desk(store, ctx.jurisdiction)), store, consumers=[consumer])

@@ -2,10 +2,9 @@ from datetime import timedelta
 
 from dispatcher import api, tables
 from dispatcher.domain import Router
-from dispatcher.handlers import handlers
+from dispatcher.handlers import handlers, lock_cases
 from dispatcher.timers import TimerWorker
 from services.events import Stream
-from services.messaging import Consumer
 from services.runtime import Context, ServiceParts
 
 NAME = "dispatcher"
@@ -14,9 +13,7 @@ NAME = "dispatcher"
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox)
     router = Router(ctx.jurisdiction, ctx.policy)
-    consumer = Consumer(
-        f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, handlers(router), [Stream.CASES, Stream.TICKETS]
-    )
+    consumer = ctx.consumer(NAME, store, handlers(router), [Stream.CASES, Stream.TICKETS], lock=lock_cases)
     worker = TimerWorker(
         store, router, interval=ctx.settings.timer_interval, lease=timedelta(seconds=ctx.settings.timer_lease)
     )

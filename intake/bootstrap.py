@@ -3,10 +3,9 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 
 from intake import api, open311, tables
-from intake.handlers import HANDLERS
+from intake.handlers import HANDLERS, lock_views
 from intake.keys import ApiKeys
 from services.events import Stream
-from services.messaging import Consumer
 from services.ratelimit import RateLimit
 from services.runtime import Context, ServiceParts
 
@@ -15,7 +14,7 @@ NAME = "intake"
 
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox)
-    consumer = Consumer(f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, HANDLERS, [Stream.CASES])
+    consumer = ctx.consumer(NAME, store, HANDLERS, [Stream.CASES], lock=lock_views)
     keys = ApiKeys(ctx.db)
     rate_limit = RateLimit(ctx.settings.rate_limit, known_key=keys.known)
     services_changed = datetime.fromtimestamp(ctx.settings.policy_file.stat().st_mtime, UTC)

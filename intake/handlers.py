@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.domain import (
     OPEN_STATUSES,
@@ -183,6 +184,7 @@ async def _open_case_nearby(tx: Tx, policy: Policy, category: str, point: Locati
                 case_views.c.lat.between(point.lat - dlat, point.lat + dlat),
                 case_views.c.lon.between(point.lon - dlon, point.lon + dlon),
             )
+            .order_by(case_views.c.case_id)  # locks taken in case order, as the consumer takes them
             .with_for_update()
         )
     ).all()
@@ -251,6 +253,16 @@ async def request_cancel(store: Store, case_id: str, reason: str) -> None:
         )
         await tx.session.execute(timeline.insert().values(case_id=case_id, at=now, type="cancel_requested", details={}))
         tx.emit(CaseCancelRequested(case_id=case_id, reason=reason))
+
+
+async def lock_views(session: AsyncSession, case_ids: list[str]) -> None:
+    """The consumer's lock: a batch's case views, in case order."""
+    await session.execute(
+        select(case_views.c.case_id)
+        .where(case_views.c.case_id.in_(case_ids))
+        .order_by(case_views.c.case_id)
+        .with_for_update()
+    )
 
 
 async def on_lifecycle(tx: Tx, envelope: Envelope, event: Event) -> None:

@@ -5,7 +5,6 @@ from notifier.channels import Channel, LogChannel, WebhookChannel
 from notifier.handlers import delivery_loop, handlers
 from services.events import Stream
 from services.lifecycle import Stop
-from services.messaging import Consumer
 from services.runtime import Context, ServiceParts
 
 NAME = "notifier"
@@ -16,7 +15,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
     channels: list[Channel] = [LogChannel()]
     if ctx.settings.notifier_webhook_url:
         channels.append(WebhookChannel(ctx.settings.notifier_webhook_url))
-    consumer = Consumer(f"{ctx.settings.topic_prefix}.{NAME}", store, ctx.bus, handlers(channels), [Stream.CASES])
+    consumer = ctx.consumer(NAME, store, handlers(channels), [Stream.CASES])
 
     def worker(stop: Stop) -> Awaitable[None]:
         return delivery_loop(stop, store, channels, interval=ctx.settings.relay_interval)

@@ -3,9 +3,10 @@
 - A service changes its tables and records the events it emits in ONE transaction
   (`Store.transaction()` + `Tx.emit`); the `Relay` later publishes outbox rows to the bus
   and deletes them. Nothing is published inside the transaction, nothing after commit.
-- A `Consumer` handles each record in one transaction that also inserts
-  `(consumer, event id)` into the inbox, so a redelivered event changes nothing; the bus
-  offset is committed only after that transaction commits.
+- A `Consumer` handles a batch of records in one transaction; each record's effect and its
+  `(consumer, event id)` inbox row share a savepoint, so a redelivered event changes nothing
+  and one bad record does not hold up the rest; bus offsets are committed only after the
+  transaction commits.
 - A record that cannot be handled (bad payload, a bug) is parked on the dead-letter topic
   with the error; a transient failure (database or broker away) is retried until it passes.
 """
@@ -182,11 +183,26 @@ class Relay:
 
 
 Handler = Callable[[Tx, Envelope, Any], Awaitable[None]]
+# Locks, in one order, the rows a batch of events (by subject) will change: see Consumer.
+Lock = Callable[[AsyncSession, list[str]], Awaitable[None]]
+
+
+@dataclass
+class _Work:
+    record: Record
+    envelope: Envelope
+    event: Event
+    handler: Handler
 
 
 class Consumer:
-    """Consumes records for one service: one transaction per event, inbox included,
-    offsets committed after the effect is durable."""
+    """Consumes records for one service: a batch of records per transaction with their inbox
+    rows, offsets committed after the transaction. If a record fails, the batch is taken
+    again with a savepoint per record, and only the failing records are dead-lettered.
+
+    `lock` takes the row locks of a batch's subjects (e.g. its cases) in sorted order before
+    any handler runs, so a batch never deadlocks with another transaction that locks the
+    same rows in that order (the timer worker does)."""
 
     def __init__(
         self,
@@ -195,56 +211,95 @@ class Consumer:
         bus: Bus,
         handlers: Mapping[type[Event], Handler],
         streams: Sequence[Stream],
+        *,
+        lock: Lock | None = None,
+        batch: int = 100,
     ) -> None:
         self.name = name
         self.store = store
         self.bus = bus
         self.handlers = handlers
         self.topics = [store.topic(s) for s in streams]
+        self.lock = lock
+        self.batch = batch
         self.after_effect: Callable[[Record], None] | None = None  # a test's crash point
 
     async def handle(self, record: Record, stop: Stop | None = None) -> bool:
         """Handle one record; False if asked to stop before its effect could be made durable."""
-        try:
-            envelope = Envelope.decode(record.value)
-            event = envelope.event()
-        except (UnknownEvent, ValueError) as exc:
-            await self.dead_letter(record, exc)
-            return True
-        handler = self.handlers.get(type(event))
-        if handler is None:
-            return True
-        backoff = 0.1
-        while True:
+        return await self.handle_batch([record], stop)
+
+    async def handle_batch(self, records: Sequence[Record], stop: Stop | None = None) -> bool:
+        """Handle records in one transaction; False if asked to stop before it could commit.
+        A record that cannot be handled (bad payload, a bug) goes to the dead-letter topic
+        without holding up the others; a transient failure retries the whole batch."""
+        work: list[_Work] = []
+        failed: list[tuple[Record, BaseException]] = []
+        for record in records:
             try:
-                await self._apply(envelope, event, handler)
-                return True
-            except IntegrityError as exc:
-                if await self.store.seen(self.name, envelope.id):
-                    return True  # a concurrent delivery of the same event won
-                await self.dead_letter(record, exc)
-                return True
-            except TRANSIENT as exc:
-                log.warning("%s: transient failure on %s: %s; retrying", self.name, envelope.id, exc)
+                envelope = Envelope.decode(record.value)
+                event = envelope.event()
+            except (UnknownEvent, ValueError) as exc:
+                failed.append((record, exc))
+                continue
+            if (handler := self.handlers.get(type(event))) is not None:
+                work.append(_Work(record, envelope, event, handler))
+        backoff, isolated = 0.1, False
+        while work:
+            try:
+                failed += await self._apply(work, isolated=isolated)
+                break
+            except TRANSIENT as trouble:
+                log.warning("%s: transient failure on a batch of %d: %s; retrying", self.name, len(work), trouble)
                 if stop:
                     return False
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-            except Exception as exc:
-                log.exception("%s: cannot handle %s %s", self.name, envelope.type, envelope.id)
-                await self.dead_letter(record, exc)
-                return True
+            except Exception:
+                isolated = True  # a record failed and took the batch down: again, each record on its own
+        for record, error in failed:
+            await self.dead_letter(record, error)
+        return True
 
-    async def _apply(self, envelope: Envelope, event: Event, handler: Handler) -> None:
+    async def _apply(self, work: list[_Work], *, isolated: bool) -> list[tuple[Record, BaseException]]:
+        """Handle the batch in one transaction. Not `isolated`, any failure rolls back the
+        whole batch (the fast path: no savepoints); `isolated`, each record has a savepoint,
+        and the records that fail are returned instead."""
         inbox = self.store.inbox
+        failed: list[tuple[Record, BaseException]] = []
         async with self.store.transaction() as tx:
-            seen = await tx.session.execute(
-                select(inbox.c.event_id).where(inbox.c.consumer == self.name, inbox.c.event_id == envelope.id)
+            seen = set(
+                (
+                    await tx.session.scalars(
+                        select(inbox.c.event_id).where(
+                            inbox.c.consumer == self.name, inbox.c.event_id.in_([w.envelope.id for w in work])
+                        )
+                    )
+                ).all()
             )
-            if seen.first() is not None:
-                return
-            await tx.session.execute(inbox.insert().values(consumer=self.name, event_id=envelope.id))
-            await handler(tx, envelope, event)
+            if self.lock:
+                await self.lock(tx.session, sorted({w.envelope.subject for w in work if w.envelope.id not in seen}))
+            for w in work:
+                if w.envelope.id in seen:
+                    continue  # handled before: a redelivery changes nothing
+                seen.add(w.envelope.id)
+                if not isolated:
+                    await tx.session.execute(inbox.insert().values(consumer=self.name, event_id=w.envelope.id))
+                    await w.handler(tx, w.envelope, w.event)
+                    continue
+                emitted = len(tx.emitted)
+                try:
+                    async with tx.session.begin_nested():
+                        await tx.session.execute(inbox.insert().values(consumer=self.name, event_id=w.envelope.id))
+                        await w.handler(tx, w.envelope, w.event)
+                except TRANSIENT:
+                    raise
+                except Exception as exc:
+                    del tx.emitted[emitted:]  # the savepoint took back its effect; its events go too
+                    if isinstance(exc, IntegrityError) and await self.store.seen(self.name, w.envelope.id):
+                        continue  # a concurrent delivery of the same event won
+                    log.exception("%s: cannot handle %s %s", self.name, w.envelope.type, w.envelope.id)
+                    failed.append((w.record, exc))
+        return failed
 
     async def dead_letter(self, record: Record, error: BaseException) -> None:
         await self.bus.publish(
@@ -269,14 +324,14 @@ class Consumer:
         await sub.start()
         try:
             while not stop:
-                done: list[Record] = []
-                for record in await sub.fetch(timeout=0.25):
-                    if stop or not await self.handle(record, stop):
+                records = await sub.fetch(timeout=0.25)
+                for start in range(0, len(records), self.batch):
+                    batch = records[start : start + self.batch]
+                    if stop or not await self.handle_batch(batch, stop):
                         break
-                    done.append(record)
-                    if self.after_effect:
-                        self.after_effect(record)
-                if done:
-                    await sub.commit(done)
+                    for record in batch:
+                        if self.after_effect:
+                            self.after_effect(record)
+                    await sub.commit(batch)
         finally:
             await sub.stop()

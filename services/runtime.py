@@ -4,7 +4,7 @@ runs a set of services (one in distributed mode, all four in embedded mode)."""
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,10 +21,10 @@ from services.bus.kafka import KafkaBus
 from services.bus.local import LocalBus
 from services.clock import Clock, SystemClock
 from services.db import Database
-from services.events import Stream
+from services.events import Event, Stream
 from services.jurisdiction import Jurisdiction, load_jurisdiction
 from services.lifecycle import Stop
-from services.messaging import Consumer, Relay, Store
+from services.messaging import Consumer, Handler, Lock, Relay, Store
 from services.policy import Policy, load_policy
 from services.settings import Settings
 
@@ -42,6 +42,19 @@ class Context:
     jurisdiction: Jurisdiction
     policy: Policy
     authenticator: Authenticator
+
+    def consumer(
+        self,
+        service: str,
+        store: Store,
+        handlers: Mapping[type[Event], Handler],
+        streams: Sequence[Stream],
+        *,
+        lock: Lock | None = None,
+    ) -> Consumer:
+        """The service's consumer group on these streams."""
+        name = f"{self.settings.topic_prefix}.{service}"
+        return Consumer(name, store, self.bus, handlers, streams, lock=lock, batch=self.settings.consumer_batch)
 
     def store(self, source: str, *, outbox: Table, inbox: Table) -> Store:
         return Store(

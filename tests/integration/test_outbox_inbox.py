@@ -8,10 +8,10 @@ from sqlalchemy import func, select
 
 from dispatcher import tables as dispatcher_tables
 from dispatcher.bootstrap import bootstrap as dispatcher_bootstrap
-from services.bus import Message
-from services.events import CaseReported, Envelope, Location, Stream
+from services.bus import Message, Record
+from services.events import CaseClosed, CaseReported, Envelope, Location, Stream
 from services.lifecycle import Stop
-from services.messaging import Relay
+from services.messaging import Consumer, Relay
 from services.runtime import build_context
 from tests.support.waiting import eventually
 
@@ -209,3 +209,44 @@ async def test_an_event_that_cannot_be_handled_is_parked_on_the_dead_letter_topi
     assert "UnknownEvent" in by_key["poison"].headers["error"]
     assert "unknown category 'ufo'" in by_key[unroutable.case_id].headers["error"]
     assert {r.headers["consumer"] for r in parked} == {consumer.name}
+
+
+async def test_one_bad_record_in_a_batch_is_parked_and_takes_back_only_its_own_effects(ctx):
+    """A batch is one transaction, but each record's effect, events and inbox row stand or fall alone."""
+    store = dispatcher_bootstrap(ctx).store
+    history = dispatcher_tables.history
+
+    async def handler(tx, envelope, event):  # writes, emits, and then (for "bad-") fails like a bug
+        await tx.session.execute(
+            history.insert().values(case_id=event.case_id, at=ctx.clock.now(), type="test", details={})
+        )
+        tx.emit(CaseClosed(case_id=event.case_id, reason="test"))
+        if event.case_id.startswith("bad-"):
+            raise RuntimeError("a bug in the handler")
+
+    consumer = Consumer(f"batch-{uuid.uuid4().hex[:6]}", store, ctx.bus, {CaseReported: handler}, [Stream.CASES])
+    run = uuid.uuid4().hex[:8]
+    keys = [f"good-{run}-1", f"bad-{run}", f"good-{run}-2"]
+    topic = ctx.settings.topic(Stream.CASES)
+    records = [
+        Record(topic, 0, n, k, Envelope.wrap(reported(k), source="/intake", time=ctx.clock.now()).encode())
+        for n, k in enumerate(keys)
+    ]
+    for _ in range(2):  # and a redelivery of the whole batch changes nothing more
+        assert await consumer.handle_batch(records)
+
+    async with ctx.db.sessions() as s:
+        written = (await s.scalars(select(history.c.case_id).where(history.c.case_id.in_(keys)))).all()
+        emitted = (await s.scalars(select(store.outbox.c.key).where(store.outbox.c.key.in_(keys)))).all()
+    assert sorted(written) == sorted(emitted) == [keys[0], keys[2]]
+    sub = ctx.bus.subscribe(f"dlq-{uuid.uuid4().hex[:6]}", [ctx.settings.topic(Stream.DEADLETTER)])
+    await sub.start()
+    try:
+        parked = []
+        for _ in range(60):
+            parked += [r for r in await sub.fetch(timeout=0.5) if r.key == keys[1]]
+            if len(parked) >= 2:
+                break
+    finally:
+        await sub.stop()
+    assert len(parked) == 2 and "a bug in the handler" in parked[0].headers["error"]  # parked on each delivery
