@@ -39,7 +39,7 @@ bench: $(STAMP)               ## intake vs bare FastAPI; intake->assignment; dis
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy services intake dispatcher departments notifier gridcall
+	$(BIN)/mypy services intake dispatcher departments notifier gridcall bench
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -14,10 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import create_async_engine
-
-from bench.intake_to_assignment import service_env
+from bench.common import count_rows, service_env
 from dispatcher.tables import assignments
 from gridcall.migrate import upgrade
 from services.bus import Message
@@ -53,15 +50,6 @@ async def publish_backlog(bootstrap: str, prefix: str, n: int) -> None:
     await bus.stop()
 
 
-async def routed(db_url: str) -> int:
-    engine = create_async_engine(db_url)
-    try:
-        async with engine.connect() as conn:
-            return int(await conn.scalar(select(func.count()).select_from(assignments)) or 0)
-    finally:
-        await engine.dispose()
-
-
 def drain(admin: str, bootstrap: str, n: int, batch: int) -> float:
     """Events routed per second by one dispatcher with this batch size."""
     with scratch_database(admin) as db_url, tempfile.TemporaryDirectory() as logs:
@@ -70,10 +58,10 @@ def drain(admin: str, bootstrap: str, n: int, batch: int) -> float:
         asyncio.run(publish_backlog(bootstrap, prefix, n))
         env = {**service_env(db_url, bootstrap, prefix), "GRIDCALL_CONSUMER_BATCH": str(batch)}
         with distributed(env, Path(logs), services=("dispatcher",)):
-            while (first := asyncio.run(routed(db_url))) == 0:  # the consumer joins its group
+            while (first := asyncio.run(count_rows(db_url, assignments))) == 0:  # the consumer joins its group
                 time.sleep(0.05)
             start = time.perf_counter()
-            while (done := asyncio.run(routed(db_url))) < n:
+            while (done := asyncio.run(count_rows(db_url, assignments))) < n:
                 time.sleep(0.05)
             return (done - first) / (time.perf_counter() - start)
 

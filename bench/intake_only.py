@@ -17,10 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.intake_to_assignment import BODY, pct, service_env
+from bench.common import BODY, count_rows, pct, service_env
 from gridcall.migrate import upgrade
 from intake.tables import reports
 from tests.support.cluster import Process, base_env, distributed
@@ -80,15 +78,6 @@ def report(name: str, rate: float, latency: list[float], client_cpu: float) -> N
     )
 
 
-async def rows(db_url: str) -> int:
-    engine = create_async_engine(db_url)
-    try:
-        async with engine.connect() as conn:
-            return int(await conn.scalar(select(func.count()).select_from(reports)) or 0)
-    finally:
-        await engine.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", "--requests", type=int, default=2000)
@@ -108,7 +97,7 @@ def main() -> None:
             report("bare FastAPI (no I/O):", bare_rate, bare_lat, cpu)
             intake_rate, intake_lat, cpu = asyncio.run(load(cluster["intake"].url, args.requests, args.concurrency))
             report("intake (202, durable):", intake_rate, intake_lat, cpu)
-            stored, accepted = asyncio.run(rows(db_url)), args.requests + WARMUP
+            stored, accepted = asyncio.run(count_rows(db_url, reports)), args.requests + WARMUP
             print(f"durable: {stored} rows in {reports.name} for {accepted} accepted (202) reports")
             print(
                 f"ratio: bare/intake throughput {bare_rate / intake_rate:.1f}x   "

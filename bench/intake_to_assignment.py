@@ -15,38 +15,12 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import BODY, pct, service_env
 from gridcall.migrate import upgrade
 from services.bus.kafka import KafkaBus
 from services.events import CaseAssigned, Envelope, Stream
 from tests.support.cluster import distributed
 from tests.support.servers import admin_postgres, kafka_broker, kafka_is_tansu, scratch_database
-
-# `insist`: every report is its own case (the same body would otherwise join the first as a duplicate).
-BODY = {
-    "category": "garbage",
-    "description": "Bags piled in the stairwell",
-    "location": {"lat": 30.505, "lon": 114.305},
-    "insist": True,
-}
-
-
-def service_env(db_url: str, bootstrap: str, prefix: str) -> dict[str, str]:
-    """Settings for the services under load: scratch database, broker, rate limit lifted."""
-    return {
-        "GRIDCALL_ENV": "test",
-        "GRIDCALL_DATABASE_URL": db_url,
-        "GRIDCALL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE": str(not kafka_is_tansu()).lower(),
-        "GRIDCALL_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "GRIDCALL_KAFKA_REBALANCE_TIMEOUT_MS": "3000",
-        "GRIDCALL_RATE_LIMIT": "1000000/minute",
-        "GRIDCALL_TOPIC_PREFIX": prefix,
-    }
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 async def drive(intake_url: str, bus: KafkaBus, topic: str, n: int, concurrency: int) -> None:

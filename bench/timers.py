@@ -132,7 +132,7 @@ def main() -> None:
                         n = await s.scalar(
                             select(func.count()).where(history.c.case_id.in_(ids), history.c.type == "case.escalated")
                         )
-                    if n >= len(ids):
+                    if (n or 0) >= len(ids):
                         break
                     await asyncio.sleep(0.5)
                 await ctx.db.dispose()
