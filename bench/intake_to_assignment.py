@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 from bench.common import BODY, pct, service_env
 from gridcall.migrate import upgrade
@@ -44,17 +44,19 @@ async def drive(intake_url: str, bus: KafkaBus, topic: str, n: int, concurrency:
         queue.put_nowait(i)
     post_latency: list[float] = []
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
+    async def client_loop(client: aiohttp.ClientSession) -> None:
         while not queue.empty():
             queue.get_nowait()
             t0 = time.perf_counter()
-            r = await client.post("/v1/reports", json=BODY)
-            r.raise_for_status()
+            async with client.post("/v1/reports", json=BODY) as r:
+                r.raise_for_status()
+                answer = await r.json()
             post_latency.append(time.perf_counter() - t0)
-            sent_at[r.json()["case_id"]] = t0
+            sent_at[answer["case_id"]] = t0
 
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=intake_url, timeout=30, limits=limits) as client:
+    # aiohttp, as in bench.intake_only: httpx's pool would measure the client here
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(intake_url, connector=connector) as client:
         start = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
         accepted = time.perf_counter()
