@@ -69,7 +69,7 @@ def drain(admin: str, bootstrap: str, n: int, batch: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", "--events", type=int, default=3000)
-    parser.add_argument("-b", "--batch", type=int, default=Settings().consumer_batch)
+    parser.add_argument("-b", "--batch", type=int, default=50, help="the batch to compare (default: PostgreSQL's)")
     args = parser.parse_args()
     with admin_postgres() as admin, kafka_broker() as broker:
         print(f"backlog: {args.events} case.reported events, one dispatcher process")

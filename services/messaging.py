@@ -3,10 +3,10 @@
 - A service changes its tables and records the events it emits in ONE transaction
   (`Store.transaction()` + `Tx.emit`); the `Relay` later publishes outbox rows to the bus
   and deletes them. Nothing is published inside the transaction, nothing after commit.
-- A `Consumer` handles a batch of records in one transaction; each record's effect and its
-  `(consumer, event id)` inbox row share a savepoint, so a redelivered event changes nothing
-  and one bad record does not hold up the rest; bus offsets are committed only after the
-  transaction commits.
+- A `Consumer` handles a batch of records in one transaction that also inserts each one's
+  `(consumer, event id)` into the inbox, so a redelivered event changes nothing; if one
+  record fails, the batch is taken again one record per transaction. Bus offsets are
+  committed only after the effects are.
 - A record that cannot be handled (bad payload, a bug) is parked on the dead-letter topic
   with the error; a transient failure (database or broker away) is retried until it passes.
 """
@@ -31,7 +31,7 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.bus import Bus, Message, Record
@@ -49,6 +49,15 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
 )
+# PostgreSQL's "try again" states: deadlock, serialization failure, lock and statement timeouts.
+RETRY_STATES = {"40P01", "40001", "55P03", "57014"}
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure that says nothing about the work itself: doing it again later can succeed."""
+    if isinstance(exc, TRANSIENT):
+        return True
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RETRY_STATES
 
 
 def outbox_table(metadata: MetaData, prefix: str) -> Table:
@@ -197,12 +206,13 @@ class _Work:
 
 class Consumer:
     """Consumes records for one service: a batch of records per transaction with their inbox
-    rows, offsets committed after the transaction. If a record fails, the batch is taken
-    again with a savepoint per record, and only the failing records are dead-lettered.
+    rows, offsets committed after the transaction. If a record of a batch fails, the batch is
+    rolled back and taken again one record per transaction, so only the failing record is
+    dead-lettered.
 
-    `lock` takes the row locks of a batch's subjects (e.g. its cases) in sorted order before
-    any handler runs, so a batch never deadlocks with another transaction that locks the
-    same rows in that order (the timer worker does)."""
+    `lock` takes the row locks of a batch's cases in case-id order before anything else, the
+    order every other multi-row locker uses (the dispatcher's timer worker), so batches do
+    not deadlock with them."""
 
     def __init__(
         self,
@@ -229,12 +239,13 @@ class Consumer:
         return await self.handle_batch([record], stop)
 
     async def handle_batch(self, records: Sequence[Record], stop: Stop | None = None) -> bool:
-        """Handle records in one transaction; False if asked to stop before it could commit.
-        A record that cannot be handled (bad payload, a bug) goes to the dead-letter topic
-        without holding up the others; a transient failure retries the whole batch."""
+        """Handle records, in one transaction if they all succeed; False if asked to stop before
+        their effects could be made durable. A record that cannot be handled (bad payload, a
+        bug) goes to the dead-letter topic without holding up the others; a transient failure
+        (database or broker away, a deadlock) is retried until it passes."""
         work: list[_Work] = []
         failed: list[tuple[Record, BaseException]] = []
-        for record in records:
+        for record in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):  # one order everywhere
             try:
                 envelope = Envelope.decode(record.value)
                 event = envelope.event()
@@ -243,30 +254,47 @@ class Consumer:
                 continue
             if (handler := self.handlers.get(type(event))) is not None:
                 work.append(_Work(record, envelope, event, handler))
-        backoff, isolated = 0.1, False
-        while work:
-            try:
-                failed += await self._apply(work, isolated=isolated)
-                break
-            except TRANSIENT as trouble:
-                log.warning("%s: transient failure on a batch of %d: %s; retrying", self.name, len(work), trouble)
-                if stop:
+        outcome = await self._attempt(work, stop) if len(work) > 1 else None
+        if outcome is False:
+            return False
+        if isinstance(outcome, Exception):
+            log.info("%s: a record failed in a batch of %d (%r); taking them one by one", self.name, len(work), outcome)
+        if outcome is not True:
+            for w in work:  # one transaction per record: find the ones that fail
+                alone = await self._attempt([w], stop)
+                if alone is False:
                     return False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            except Exception:
-                isolated = True  # a record failed and took the batch down: again, each record on its own
+                if isinstance(alone, IntegrityError) and await self.store.seen(self.name, w.envelope.id):
+                    continue  # a concurrent delivery of the same event won
+                if isinstance(alone, Exception):
+                    log.error("%s: cannot handle %s %s: %r", self.name, w.envelope.type, w.envelope.id, alone)
+                    failed.append((w.record, alone))
         for record, error in failed:
             await self.dead_letter(record, error)
         return True
 
-    async def _apply(self, work: list[_Work], *, isolated: bool) -> list[tuple[Record, BaseException]]:
-        """Handle the batch in one transaction. Not `isolated`, any failure rolls back the
-        whole batch (the fast path: no savepoints); `isolated`, each record has a savepoint,
-        and the records that fail are returned instead."""
+    async def _attempt(self, work: list[_Work], stop: Stop | None) -> bool | Exception:
+        """Apply the work in one transaction, retrying transient failures: True once committed,
+        False if asked to stop meanwhile, or the error that rolled it back."""
+        backoff = 0.1
+        while True:
+            try:
+                await self._apply(work)
+                return True
+            except Exception as exc:
+                if not transient(exc):
+                    return exc
+                log.warning("%s: transient failure on %d record(s): %s; retrying", self.name, len(work), exc)
+            if stop:
+                return False
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _apply(self, work: list[_Work]) -> None:
         inbox = self.store.inbox
-        failed: list[tuple[Record, BaseException]] = []
         async with self.store.transaction() as tx:
+            if self.lock:
+                await self.lock(tx.session, sorted({w.event.case_id for w in work}))
             seen = set(
                 (
                     await tx.session.scalars(
@@ -276,30 +304,12 @@ class Consumer:
                     )
                 ).all()
             )
-            if self.lock:
-                await self.lock(tx.session, sorted({w.envelope.subject for w in work if w.envelope.id not in seen}))
             for w in work:
                 if w.envelope.id in seen:
                     continue  # handled before: a redelivery changes nothing
                 seen.add(w.envelope.id)
-                if not isolated:
-                    await tx.session.execute(inbox.insert().values(consumer=self.name, event_id=w.envelope.id))
-                    await w.handler(tx, w.envelope, w.event)
-                    continue
-                emitted = len(tx.emitted)
-                try:
-                    async with tx.session.begin_nested():
-                        await tx.session.execute(inbox.insert().values(consumer=self.name, event_id=w.envelope.id))
-                        await w.handler(tx, w.envelope, w.event)
-                except TRANSIENT:
-                    raise
-                except Exception as exc:
-                    del tx.emitted[emitted:]  # the savepoint took back its effect; its events go too
-                    if isinstance(exc, IntegrityError) and await self.store.seen(self.name, w.envelope.id):
-                        continue  # a concurrent delivery of the same event won
-                    log.exception("%s: cannot handle %s %s", self.name, w.envelope.type, w.envelope.id)
-                    failed.append((w.record, exc))
-        return failed
+                await tx.session.execute(inbox.insert().values(consumer=self.name, event_id=w.envelope.id))
+                await w.handler(tx, w.envelope, w.event)
 
     async def dead_letter(self, record: Record, error: BaseException) -> None:
         await self.bus.publish(
@@ -324,14 +334,12 @@ class Consumer:
         await sub.start()
         try:
             while not stop:
-                records = await sub.fetch(timeout=0.25)
-                for start in range(0, len(records), self.batch):
-                    batch = records[start : start + self.batch]
-                    if stop or not await self.handle_batch(batch, stop):
-                        break
-                    for record in batch:
-                        if self.after_effect:
-                            self.after_effect(record)
-                    await sub.commit(batch)
+                batch = await sub.fetch(timeout=0.25, max_records=self.batch)
+                if not batch or not await self.handle_batch(batch, stop):
+                    continue
+                for record in batch:
+                    if self.after_effect:
+                        self.after_effect(record)
+                await sub.commit(batch)
         finally:
             await sub.stop()

@@ -54,7 +54,8 @@ class Context:
     ) -> Consumer:
         """The service's consumer group on these streams."""
         name = f"{self.settings.topic_prefix}.{service}"
-        return Consumer(name, store, self.bus, handlers, streams, lock=lock, batch=self.settings.consumer_batch)
+        batch = self.settings.consumer_batch or (50 if self.db.is_postgres else 10)
+        return Consumer(name, store, self.bus, handlers, streams, lock=lock, batch=batch)
 
     def store(self, source: str, *, outbox: Table, inbox: Table) -> Store:
         return Store(

@@ -32,7 +32,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     relay_interval: float = Field(0.2, gt=0, description="seconds between outbox polls")
-    consumer_batch: int = Field(100, ge=1, le=1000, description="records a consumer handles per transaction")
+    consumer_batch: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="records a consumer handles per transaction; default 50 on PostgreSQL, 10 on SQLite "
+        "(one writer at a time: a batch holds up every other write while it runs)",
+    )
     notifier_webhook_url: str | None = None
     rate_limit: str = Field("120/minute", description="per client (API key or IP) on residents' endpoints")
     shutdown_grace: float = Field(20, gt=0, description="seconds background loops get to finish on shutdown")
