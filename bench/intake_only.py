@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import BODY, count_rows, pct, service_env
+from bench.common import count_rows, pct, post_reports, service_env
 from gridcall.migrate import upgrade
 from intake.tables import reports
 from tests.support.cluster import Process, base_env, distributed
@@ -40,35 +40,14 @@ def bare_app(log_dir: Path) -> Iterator[Process]:
 
 
 async def load(url: str, n: int, concurrency: int) -> tuple[float, list[float], float]:
-    """POST BODY n times over `concurrency` keep-alive connections after WARMUP uncounted posts:
-    (requests/s, latencies, share of one core the load generator used).
-
-    aiohttp, not httpx: httpx's pool tops out near 400 requests/s at 16 connections on this
-    machine (a busy core, p99 over 200 ms), which would measure the client, not the server.
-    """
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(url, connector=connector) as session:
-
-        async def burst(count: int) -> list[float]:
-            todo, latency = iter(range(count)), []
-
-            async def worker() -> None:
-                for _ in todo:  # one iterator shared by every connection
-                    t0 = time.perf_counter()
-                    async with session.post("/v1/reports", json=BODY) as r:
-                        answer = await r.read()
-                        if r.status != 202:
-                            raise RuntimeError(f"{url}: {r.status} {answer.decode()[:500]}")
-                    latency.append(time.perf_counter() - t0)
-
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return latency
-
-        await burst(WARMUP)
+    """POST BODY n times after WARMUP uncounted posts: (requests/s, latencies, share of one
+    core the load generator used)."""
+    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        await post_reports(session, WARMUP, concurrency)
         start, cpu = time.perf_counter(), time.process_time()
-        latency = await burst(n)
+        done = await post_reports(session, n, concurrency)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return n / wall, latency, cpu / wall
+    return n / wall, [latency for _, latency, _ in done], cpu / wall
 
 
 def report(name: str, rate: float, latency: list[float], client_cpu: float) -> None:

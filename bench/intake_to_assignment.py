@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import BODY, pct, service_env
+from bench.common import pct, post_reports, service_env
 from gridcall.migrate import upgrade
 from services.bus.kafka import KafkaBus
 from services.events import CaseAssigned, Envelope, Stream
@@ -39,28 +39,14 @@ async def drive(intake_url: str, bus: KafkaBus, topic: str, n: int, concurrency:
     watcher = asyncio.create_task(watch())
     # Let the bench consumer join its group before the clock starts.
     await asyncio.sleep(4)
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(n):
-        queue.put_nowait(i)
-    post_latency: list[float] = []
-
-    async def client_loop(client: aiohttp.ClientSession) -> None:
-        while not queue.empty():
-            queue.get_nowait()
-            t0 = time.perf_counter()
-            async with client.post("/v1/reports", json=BODY) as r:
-                r.raise_for_status()
-                answer = await r.json()
-            post_latency.append(time.perf_counter() - t0)
-            sent_at[answer["case_id"]] = t0
-
-    # aiohttp, as in bench.intake_only: httpx's pool would measure the client here
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(intake_url, connector=connector) as client:
         start = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        done = await post_reports(client, n, concurrency)
         accepted = time.perf_counter()
         await asyncio.wait_for(watcher, timeout=300)
+    sent_at.update({answer["case_id"]: t0 for t0, _, answer in done})
+    post_latency = [latency for _, latency, _ in done]
     end = max(assigned_at.values())
     await sub.stop()
     lat = [assigned_at[c] - sent_at[c] for c in sent_at]
