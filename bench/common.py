@@ -1,6 +1,7 @@
 """What the benchmarks share: the services' settings under load, percentiles, row counts."""
 
 import asyncio
+import statistics
 import time
 from typing import Any
 
@@ -36,6 +37,14 @@ def service_env(db_url: str, bootstrap: str, prefix: str) -> dict[str, str]:
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def figures(rate: float, latencies: list[float]) -> str:
+    """Throughput and latency percentiles, as every benchmark prints them."""
+    return (
+        f"{rate:8.1f} per s   p50 {1000 * statistics.median(latencies):7.1f} ms   "
+        f"p99 {1000 * pct(latencies, 99):7.1f} ms"
+    )
 
 
 async def count_rows(db_url: str, table: Table) -> int:

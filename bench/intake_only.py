@@ -7,7 +7,6 @@ load generator. Run: make bench  (or python -m bench.intake_only -n 2000 -c 16)
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import count_rows, pct, post_reports, service_env
+from bench.common import count_rows, figures, pct, post_reports, service_env
 from gridcall.migrate import upgrade
 from intake.tables import reports
 from tests.support.cluster import Process, base_env, distributed
@@ -51,10 +50,7 @@ async def load(url: str, n: int, concurrency: int) -> tuple[float, list[float], 
 
 
 def report(name: str, rate: float, latency: list[float], client_cpu: float) -> None:
-    print(
-        f"{name:<24}{rate:8.1f} requests/s   p50 {1000 * statistics.median(latency):6.1f} ms   "
-        f"p99 {1000 * pct(latency, 99):6.1f} ms   (load generator: {client_cpu:.0%} of a core)"
-    )
+    print(f"{name:<24}{figures(rate, latency)}   (load generator: {client_cpu:.0%} of a core)")
 
 
 def main() -> None:

@@ -7,7 +7,6 @@ adds no load to the services. Run: make bench  (or python -m bench.intake_to_ass
 
 import argparse
 import asyncio
-import statistics
 import tempfile
 import time
 import uuid
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import pct, post_reports, service_env
+from bench.common import figures, post_reports, service_env
 from gridcall.migrate import upgrade
 from services.bus.kafka import KafkaBus
 from services.events import CaseAssigned, Envelope, Stream
@@ -24,7 +23,6 @@ from tests.support.servers import admin_postgres, kafka_broker, kafka_is_tansu, 
 
 
 async def drive(intake_url: str, bus: KafkaBus, topic: str, n: int, concurrency: int) -> None:
-    sent_at: dict[str, float] = {}
     assigned_at: dict[str, float] = {}
     sub = bus.subscribe(f"bench-{uuid.uuid4().hex[:6]}", [topic])
     await sub.start()
@@ -45,20 +43,14 @@ async def drive(intake_url: str, bus: KafkaBus, topic: str, n: int, concurrency:
         done = await post_reports(client, n, concurrency)
         accepted = time.perf_counter()
         await asyncio.wait_for(watcher, timeout=300)
-    sent_at.update({answer["case_id"]: t0 for t0, _, answer in done})
+    sent_at = {answer["case_id"]: t0 for t0, _, answer in done}
     post_latency = [latency for _, latency, _ in done]
     end = max(assigned_at.values())
     await sub.stop()
     lat = [assigned_at[c] - sent_at[c] for c in sent_at]
     print(f"reports: {n}, concurrency: {concurrency}")
-    print(
-        f"accept (POST 202):      {n / (accepted - start):8.1f} reports/s   "
-        f"p50 {1000 * statistics.median(post_latency):7.1f} ms   p99 {1000 * pct(post_latency, 99):7.1f} ms"
-    )
-    print(
-        f"POST -> case.assigned:  {n / (end - start):8.1f} reports/s   "
-        f"p50 {1000 * statistics.median(lat):7.1f} ms   p99 {1000 * pct(lat, 99):7.1f} ms"
-    )
+    print(f"accept (POST 202):      {figures(n / (accepted - start), post_latency)}")
+    print(f"POST -> case.assigned:  {figures(n / (end - start), lat)}")
 
 
 def main() -> None:

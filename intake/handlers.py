@@ -62,8 +62,8 @@ async def file_report(
     channel: str,
     household_flag: str | None,
     contact: dict[str, Any] | None,
-    idempotency_key: str | None,
-    request_hash: str,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
 ) -> dict[str, Any]:
     """Accept a report: the case, its first view and `case.reported` in one transaction."""
     cat, values = check_category(policy, category, attributes or {})

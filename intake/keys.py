@@ -46,10 +46,11 @@ class ApiKeys:
     async def valid(self, key: str | None) -> bool:
         if not key:
             return False
+        hashed = key_hash(key)
         async with self.db.sessions() as s:
-            found = await s.scalar(select(func.count()).where(open311_keys.c.key_hash == key_hash(key)))
+            found = await s.scalar(select(func.count()).where(open311_keys.c.key_hash == hashed))
         if found:
-            self._known[key_hash(key)] = time.monotonic() + self.remember
+            self._known[hashed] = time.monotonic() + self.remember
         return bool(found)
 
     async def known(self, key: str) -> bool:

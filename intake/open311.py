@@ -35,7 +35,7 @@ from sqlalchemy import and_, func, select
 
 from intake.api import Contact
 from intake.domain import ReportRejected, token_hash
-from intake.handlers import body_hash, file_report
+from intake.handlers import file_report
 from intake.keys import ApiKeys
 from intake.tables import case_views, reports, timeline
 from services.events import Location, Priority
@@ -422,8 +422,6 @@ def router(
                 channel="open311",
                 household_flag=None,
                 contact=person(fields),
-                idempotency_key=None,
-                request_hash=body_hash(repr(form)),
             )
         except ReportRejected as exc:
             raise Open311Error(400, str(exc).replace("GET /v1/categories", "GET services")) from None

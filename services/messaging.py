@@ -192,7 +192,7 @@ class Relay:
 
 
 Handler = Callable[[Tx, Envelope, Any], Awaitable[None]]
-# Locks, in one order, the rows a batch of events (by subject) will change: see Consumer.
+# Locks, in case-id order, the rows of the cases a batch of events will change: see Consumer.
 Lock = Callable[[AsyncSession, list[str]], Awaitable[None]]
 
 
