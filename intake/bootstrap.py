@@ -13,7 +13,7 @@ NAME = "intake"
 
 
 def bootstrap(ctx: Context) -> ServiceParts:
-    store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox)
+    store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox, deadletters=tables.deadletters)
     consumer = ctx.consumer(NAME, store, HANDLERS, [Stream.CASES], lock=lock_views)
     keys = ApiKeys(ctx.db)
     rate_limit = RateLimit(ctx.settings.rate_limit, known_key=keys.known)

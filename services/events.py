@@ -16,7 +16,6 @@ SCHEMA_VERSION = 1
 class Stream(StrEnum):
     CASES = "cases"
     TICKETS = "tickets"
-    DEADLETTER = "deadletter"
 
 
 class Tier(StrEnum):
@@ -311,7 +310,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 
 class UnknownEvent(ValueError):
-    """A record that is not a gridcall event this code knows: it goes to the dead-letter topic."""
+    """A record that is not a gridcall event this code knows: its consumer parks it as a dead letter."""
 
 
 class Envelope(BaseModel):

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Table, text
 
+from services import deadletters
 from services.auth import Authenticator
 from services.bus import Bus
 from services.bus.kafka import KafkaBus
@@ -22,10 +24,12 @@ from services.bus.local import LocalBus
 from services.clock import Clock, SystemClock
 from services.db import Database
 from services.events import Event, Stream
+from services.http_retry import RetryBrokenConnection
 from services.jurisdiction import Jurisdiction, load_jurisdiction
 from services.lifecycle import Stop
 from services.messaging import Consumer, Handler, Lock, Relay, Store
 from services.policy import Policy, load_policy
+from services.retry import Backoff, Stopped, always, retry
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,18 +61,22 @@ class Context:
         batch = self.settings.consumer_batch or (50 if self.db.is_postgres else 10)
         return Consumer(name, store, self.bus, handlers, streams, lock=lock, batch=batch)
 
-    def store(self, source: str, *, outbox: Table, inbox: Table) -> Store:
+    def store(self, source: str, *, outbox: Table, inbox: Table, deadletters: Table) -> Store:
         return Store(
             self.db,
             source=source,
             outbox=outbox,
             inbox=inbox,
+            deadletters=deadletters,
             clock=self.clock,
             topic=lambda stream: self.settings.topic(stream),
         )
 
 
-def build_context(settings: Settings, *, clock: Clock | None = None) -> Context:
+def build_context(settings: Settings, *, clock: Clock | None = None, name: str = "gridcall") -> Context:
+    """`name` is how this process shows itself to PostgreSQL (`application_name`) and to the
+    broker (`client_id`): `gridcall-<service>` in distributed mode, so operators can tell the
+    services' connections apart."""
     bus: Bus
     if settings.embedded:
         bus = LocalBus(settings.var_dir / "bus.db")
@@ -80,13 +88,14 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> Context:
             partitions=settings.kafka_partitions,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
+            client_id=name,
         )
     if settings.db_url.startswith("sqlite"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
     jurisdiction = load_jurisdiction(settings.jurisdiction_file)
     return Context(
         settings=settings,
-        db=Database(settings.db_url),
+        db=Database(settings.db_url, application_name=name),
         bus=bus,
         clock=clock or SystemClock(),
         jurisdiction=jurisdiction,
@@ -108,17 +117,12 @@ class ServiceParts:
 
 
 async def supervise(name: str, loop: Callable[[Stop], Awaitable[None]], stop: Stop) -> None:
-    """Keep a background loop alive until asked to stop: log a crash and start it again."""
-    backoff = 0.5
-    while not stop:
-        try:
-            await loop(stop)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s stopped; restarting in %.1fs", name, backoff)
-            await stop.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+    """Keep a background loop alive until asked to stop: a crash is logged and the loop
+    started again after a pause."""
+    try:
+        await retry(partial(loop, stop), what=name, stop=stop, retry_on=always, backoff=Backoff(0.5, 10.0))
+    except Stopped:
+        pass
 
 
 def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> FastAPI:
@@ -149,8 +153,12 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
     app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
     app.state.authenticator = ctx.authenticator
     app.state.ctx = ctx
+    app.state.parts = parts
+    consumers = [c for p in parts for c in p.consumers]
     for p in parts:
         app.include_router(p.router)
+    app.include_router(deadletters.router(consumers))
+    app.add_middleware(RetryBrokenConnection)
 
     @app.exception_handler(RequestValidationError)
     async def unprocessable(request: Request, exc: RequestValidationError) -> Response:
@@ -166,6 +174,7 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
                 await s.execute(text("SELECT 1"))
         except Exception as exc:
             return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok", "services": [p.name for p in parts]})
+        parked = await deadletters.counts(consumers)
+        return JSONResponse({"status": "ok", "services": [p.name for p in parts], "deadletters": sum(parked.values())})
 
     return app
