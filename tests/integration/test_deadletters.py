@@ -125,7 +125,8 @@ async def test_a_record_that_fails_again_stays_parked_with_the_new_error(dispatc
         return (await ops.get("/v1/ops/deadletters")).json()["count"] == 1
 
     await eventually(parked, timeout=30)
-    r = (await ops.post("/v1/ops/deadletters/redrive", params={"consumer": app.state.parts[0].consumers[0].name})).json()
+    by_name = {"consumer": app.state.parts[0].consumers[0].name}
+    r = (await ops.post("/v1/ops/deadletters/redrive", params=by_name)).json()
     assert (r["handled"], r["failed"], r["remaining"]) == (0, 1, 1)
     assert "unknown category 'ufo'" in r["results"][0]["error"]
     [letter] = (await ops.get("/v1/ops/deadletters")).json()["deadletters"]
