@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import asyncpg
+from aiokafka.errors import KafkaTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from services.lifecycle import Stop
@@ -25,6 +26,17 @@ T = TypeVar("T")
 RETRY_STATES = {"40P01", "40001", "55P03", "57014", "57P01", "57P02", "57P03", "53300"}
 # Connection exceptions (SQLSTATE class 08): the connection, not the statement, failed.
 CONNECTION_CLASS = "08"
+TRANSIENT_TYPES = (
+    OperationalError,  # SQLAlchemy's: SQLite's "database is locked", a server gone away
+    InterfaceError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+    KafkaTimeoutError,
+    asyncpg.InterfaceError,  # "connection is closed"
+    asyncpg.PostgresConnectionError,  # "connection was closed in the middle of operation"
+    asyncpg.InternalClientError,  # a statement sent on a connection the server is closing
+)
 
 
 def transient(exc: BaseException) -> bool:
@@ -32,8 +44,8 @@ def transient(exc: BaseException) -> bool:
 
     SQLAlchemy wraps the driver's exception (`exc.orig`), and the asyncpg dialect wraps
     asyncpg's own exception once more (its `__cause__`), so the whole chain is looked at: a
-    dropped connection arrives as a plain `DBAPIError` whose cause has SQLSTATE 08003.
-    SQLite's "database is locked" is an `OperationalError`."""
+    dropped connection arrives as a plain `DBAPIError` whose cause has SQLSTATE 08003, or
+    as asyncpg's "cannot switch to state" when the statement raced the closing connection."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return any(_transient_alone(e) for e in _chain(exc))
@@ -52,10 +64,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def _transient_alone(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError | OSError):
-        return True
-    if isinstance(exc, asyncpg.InterfaceError | asyncpg.PostgresConnectionError):
-        return True  # asyncpg's "connection is closed", "closed in the middle of operation"
+    if isinstance(exc, TRANSIENT_TYPES) or getattr(exc, "retriable", False) is True:
+        return True  # aiokafka marks the broker's "try again" errors `retriable`
     state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
     return isinstance(state, str) and (state in RETRY_STATES or state.startswith(CONNECTION_CLASS))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -44,10 +45,14 @@ def wrapped(cause: BaseException, sqlstate: str | None = None, invalidated: bool
         wrapped(asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already")),
         wrapped(Exception("SSL SYSCALL error"), sqlstate="08006"),
         wrapped(Exception("anything"), invalidated=True),
+        # a statement sent while the connection is being closed under it, as seen under pg_terminate_backend
+        wrapped(asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")),
         OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked")),
         InterfaceError("SELECT 1", {}, Exception("connection is closed")),
         asyncpg.InterfaceError("cannot call Connection.execute(): connection is closed"),
         ConnectionRefusedError(111, "Connect call failed"),
+        KafkaConnectionError("broker unreachable"),
+        KafkaTimeoutError(),
         TimeoutError(),
     ],
     ids=lambda e: f"{type(e).__name__}:{str(e)[:40]}",
@@ -62,6 +67,7 @@ def test_failures_of_the_moment_are_transient(exc):
         IntegrityError("INSERT", {}, Adapted("duplicate key", "23505")),
         wrapped(asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00")),
         wrapped(asyncpg.exceptions.UndefinedTableError("relation does not exist")),
+        MessageSizeTooLargeError(),
         ValueError("a bug"),
         KeyError("ufo"),
     ],
