@@ -154,8 +154,7 @@ def deadletter_redrive(
     consumer: ConsumerOption = None,
     event_id: Annotated[str | None, typer.Option(help="only this event's parked record")] = None,
 ) -> None:
-    """Put parked records back through their consumer (once the fault is fixed): handled ones
-    are removed, the others stay with their new error. Exits 1 if any is still failing."""
+    """Put parked records back through their consumer once the fault is fixed (exits 1 if one still fails)."""
     result = _with_consumers(lambda consumers: deadletters.redrive(consumers, consumer, event_id))
     typer.echo(result.model_dump_json(indent=2))
     if result.failed:
@@ -166,6 +165,7 @@ def _with_consumers(work: Callable[[list[Consumer]], Awaitable[T]]) -> T:
     """Run `work` with every service's consumer, built as the services build them, against
     the configured database (the bus is not needed: handling only writes to the outbox)."""
     settings = _settings()
+    migrations.upgrade(settings.db_url)
 
     async def run() -> T:
         ctx = build_context(settings, name="gridcall-cli")

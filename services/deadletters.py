@@ -60,7 +60,7 @@ def choose(consumers: Sequence[Consumer], name: str | None) -> list[Consumer]:
     chosen = [c for c in consumers if name in (c.name, c.name.rpartition(".")[2])]
     if not chosen:
         known = ", ".join(c.name for c in consumers) or "none"
-        raise UnknownConsumer(f"no consumer {name!r} here; consumers: {known}")
+        raise UnknownConsumer(f"no consumer {name!r}; consumers: {known}")
     return chosen
 
 
