@@ -3,6 +3,7 @@ the services running as separate processes on PostgreSQL and the broker. Nothing
 lost, nothing is doubled, nothing good is dead-lettered, and nobody gets a 500."""
 
 import asyncio
+import itertools
 import time
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,15 +39,16 @@ async def stream_reports(client: httpx.AsyncClient, per_second: float, seconds: 
 @asynccontextmanager
 async def terminating(pg_url: str, every: float, where: str, aim: str = "true"):
     """Terminate the backends of the test database that match `where`, every `every` seconds,
-    each time as soon as one matching `aim` is seen (within half a period); yields the list of
-    how many each round terminated."""
+    each round as soon as one matching `aim` is seen (waiting at most half a period); yields
+    the list of how many each round terminated."""
     admin = await asyncpg.connect(pg_url.replace("postgresql+asyncpg", "postgresql"))
     ours = f"datname = current_database() AND pid <> pg_backend_pid() AND {where}"
     rounds: list[int] = []
 
     async def loop() -> None:
-        while True:
-            await asyncio.sleep(every / 2)
+        start = time.monotonic()
+        for n in itertools.count(1):
+            await asyncio.sleep(max(0.0, start + n * every - time.monotonic()))
             deadline = time.monotonic() + every / 2
             while time.monotonic() < deadline:
                 if await admin.fetchval(f"SELECT count(*) FROM pg_stat_activity WHERE {ours} AND {aim}"):
