@@ -91,7 +91,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> Context:
         clock=clock or SystemClock(),
         jurisdiction=jurisdiction,
         policy=load_policy(settings.policy_file, jurisdiction),
-        authenticator=Authenticator(settings.secret_key.get_secret_value()),
+        authenticator=Authenticator(settings.signing_key(), units=[u.id for u in jurisdiction.units]),
     )
 
 

@@ -1,3 +1,4 @@
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,8 @@ from tests.support.servers import Broker, admin_postgres, kafka_broker, kafka_is
 
 # Tests poll case views many times a second; the rate limit has a test of its own.
 TESTS_POLL_FREELY = "1000000/minute"
+# Tests that issue tokens sign them with this run's own secret, set explicitly on every process.
+TEST_SECRET = secrets.token_urlsafe(32)
 
 
 @pytest.fixture(scope="session")
@@ -52,12 +55,19 @@ def pg_settings(pg_url: str, broker: Broker, topic_prefix: str) -> Settings:
         topic_prefix=topic_prefix,
         relay_interval=0.05,
         rate_limit=TESTS_POLL_FREELY,
+        secret_key=TEST_SECRET,
     )
 
 
 @pytest.fixture
 def embedded_settings(tmp_path: Path) -> Settings:
     """Embedded mode on a fresh SQLite file and local bus."""
-    settings = Settings(env="test", var_dir=tmp_path / "var", relay_interval=0.05, rate_limit=TESTS_POLL_FREELY)
+    settings = Settings(
+        env="test",
+        var_dir=tmp_path / "var",
+        relay_interval=0.05,
+        rate_limit=TESTS_POLL_FREELY,
+        secret_key=TEST_SECRET,
+    )
     upgrade(settings.db_url)
     return settings
