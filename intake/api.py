@@ -25,10 +25,13 @@ class Contact(BaseModel):
     email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+LOCATION_TYPES = {"lat": "number", "lon": "number", "address": "string", "grid_id": "string"}
+
+
 def _only(*given: str) -> dict[str, Any]:
     """The JSON schema of one form of LocationIn: these fields given, the others absent or null."""
-    others = {f: {"type": "null"} for f in ("lat", "lon", "address", "grid_id") if f not in given}
-    return {"required": list(given), "properties": {**{f: {"not": {"type": "null"}} for f in given}, **others}}
+    types = {f: t if f in given else "null" for f, t in LOCATION_TYPES.items()}
+    return {"required": list(given), "properties": {f: {"type": t} for f, t in types.items()}}
 
 
 class LocationIn(BaseModel):
