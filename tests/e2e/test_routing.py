@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from services.settings import DATA_DIR
+from tests.conftest import TEST_SECRET
 from tests.support.cluster import distributed
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.servers import kafka_is_tansu
@@ -44,6 +45,7 @@ def cluster(pg_url, broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("routing")
     env = {
         "GRIDCALL_ENV": "test",
+        "GRIDCALL_SECRET_KEY": TEST_SECRET,
         "GRIDCALL_DATABASE_URL": pg_url,
         "GRIDCALL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
         "GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE": str(not kafka_is_tansu()).lower(),
