@@ -1,4 +1,3 @@
-import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -7,12 +6,11 @@ import pytest
 
 from gridcall.migrate import upgrade
 from services.settings import Settings
+from tests.support.journey import TEST_SECRET
 from tests.support.servers import Broker, admin_postgres, kafka_broker, kafka_is_tansu, scratch_database
 
 # Tests poll case views many times a second; the rate limit has a test of its own.
 TESTS_POLL_FREELY = "1000000/minute"
-# Tests that issue tokens sign them with this run's own secret, set explicitly on every process.
-TEST_SECRET = secrets.token_urlsafe(32)
 
 
 @pytest.fixture(scope="session")

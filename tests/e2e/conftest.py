@@ -4,7 +4,7 @@ import pytest
 
 from services.auth import Authenticator
 from services.clock import SystemClock
-from tests.conftest import TEST_SECRET
+from tests.support.journey import TEST_SECRET
 from tests.support.servers import kafka_is_tansu
 
 

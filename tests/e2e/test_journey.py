@@ -3,9 +3,8 @@
 import httpx
 import pytest
 
-from tests.conftest import TEST_SECRET
 from tests.support.cluster import distributed, embedded
-from tests.support.journey import bearer, case_in_status, file_report, open_ticket
+from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report, open_ticket
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e

@@ -8,9 +8,8 @@ import pytest
 import yaml
 
 from services.settings import DATA_DIR
-from tests.conftest import TEST_SECRET
 from tests.support.cluster import distributed
-from tests.support.journey import bearer, case_in_status, file_report, open_ticket
+from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report, open_ticket
 from tests.support.servers import kafka_is_tansu
 from tests.support.waiting import eventually
 

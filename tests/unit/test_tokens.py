@@ -18,8 +18,7 @@ from services.auth import Authenticator
 from services.clock import SystemClock
 from services.runtime import build_context
 from services.settings import Settings
-from tests.conftest import TEST_SECRET
-from tests.support.journey import bearer
+from tests.support.journey import TEST_SECRET, bearer
 
 SECRET_FILE = "secret_key"  # in the data directory (GRIDCALL_VAR_DIR)
 OLD_DEV_SECRET = "dev-only-insecure-secret-change-me"  # what the source used to sign with
