@@ -11,6 +11,7 @@ from departments.handlers import Desk
 from departments.tables import tickets
 from services.auth import Principal, PrincipalDep
 from services.events import ReturnReason
+from services.openapi import problem
 
 
 class Ticket(BaseModel):
@@ -85,8 +86,15 @@ async def _answer(action: Awaitable[dict[str, Any]]) -> dict[str, Any]:
         raise HTTPException(status, str(exc)) from None
 
 
+TICKET_ANSWERS: dict[int | str, dict[str, Any]] = {
+    404: problem("no ticket with this id"),
+    409: problem("the ticket's state does not allow this (e.g. already claimed, or no tier above)"),
+}
+
+
 def router(desk: Desk) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["staff"])
+    ticket = APIRouter(prefix="/tickets/{ticket_id}", responses=TICKET_ANSWERS)
     db = desk.store.db
 
     @api.get("/units/{unit_id}/tickets", response_model=list[Ticket])
@@ -105,28 +113,29 @@ def router(desk: Desk) -> APIRouter:
             rows = await s.execute(query.order_by(tickets.c.created_at).limit(limit))
             return [dict(r._mapping) for r in rows]
 
-    @api.post("/tickets/{ticket_id}/claim", response_model=Ticket)
+    @ticket.post("/claim", response_model=Ticket)
     async def claim(ticket_id: str, principal: PrincipalDep) -> dict[str, Any]:
         return await _answer(desk.claim(ticket_id, _staff_only(principal)))
 
-    @api.post("/tickets/{ticket_id}/resolve", response_model=Ticket)
+    @ticket.post("/resolve", response_model=Ticket)
     async def resolve(ticket_id: str, body: Resolution, principal: PrincipalDep) -> dict[str, Any]:
         return await _answer(desk.resolve(ticket_id, body.note, _staff_only(principal)))
 
-    @api.post("/tickets/{ticket_id}/escalate", response_model=Ticket)
+    @ticket.post("/escalate", response_model=Ticket)
     async def escalate(ticket_id: str, body: Escalation, principal: PrincipalDep) -> dict[str, Any]:
         """上报: send the case one tier up, with the reason."""
         return await _answer(desk.escalate(ticket_id, body.reason, _staff_only(principal)))
 
-    @api.post("/tickets/{ticket_id}/return", response_model=Ticket)
+    @ticket.post("/return", response_model=Ticket)
     async def return_ticket(ticket_id: str, body: Return, principal: PrincipalDep) -> dict[str, Any]:
         """退单: give back a case that is not this unit's; it is dispatched again."""
         staff = _staff_only(principal)
         return await _answer(desk.return_(ticket_id, body.reason_code, body.reason, body.suggested_unit_id, staff))
 
-    @api.post("/tickets/{ticket_id}/whistle", response_model=Ticket)
+    @ticket.post("/whistle", response_model=Ticket)
     async def whistle(ticket_id: str, body: Whistle, principal: PrincipalDep) -> dict[str, Any]:
         """吹哨: a street office summons departments: one lead, any co-handlers."""
         return await _answer(desk.whistle(ticket_id, body.lead, body.co, body.reason, _staff_only(principal)))
 
+    api.include_router(ticket)
     return api

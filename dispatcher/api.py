@@ -2,14 +2,17 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, and_, case, func, or_, select
 
+from dispatcher.domain import AssignmentStatus, CaseStatus
 from dispatcher.tables import assignments, cases, history
 from services.auth import OpsDep
 from services.clock import Clock
 from services.db import Database
+from services.events import Priority, Role, Tier
 from services.jurisdiction import Jurisdiction
+from services.openapi import problem
 
 ESCALATION_TYPES = ("case.sla_breached", "case.escalated", "case.returned", "case.whistled")
 
@@ -50,6 +53,68 @@ class Satisfaction(Visits):
     since: datetime
     until: datetime
     units: list[UnitVisits]
+
+
+class Assignment(BaseModel):
+    """One unit's turn at the case, with its two clocks (response: until claimed; resolution:
+    until resolved), their warnings and breaches."""
+
+    assignment_id: str = Field(description="also the ticket id on the departments side")
+    case_id: str
+    seq: int = Field(description="1 for the first assignment of the case, then 2, 3…")
+    unit_id: str
+    tier: Tier
+    role: Role
+    status: AssignmentStatus
+    assigned_at: datetime
+    response_due: datetime
+    resolution_due: datetime
+    response_warn_at: datetime
+    resolution_warn_at: datetime
+    response_warned: bool
+    resolution_warned: bool
+    response_breached: bool
+    resolution_breached: bool
+    next_alert_at: datetime | None = Field(description="the next supervision alert (督办), if under supervision")
+    alerts: int
+    claimed_at: datetime | None
+    resolved_at: datetime | None
+    end_reason: str | None = Field(description="why an ended assignment ended: escalated, returned, whistled…")
+    note: str | None = Field(description="the handler's resolution note")
+
+
+class HistoryEntry(BaseModel):
+    """One event the dispatcher recorded, with its details (they differ per type)."""
+
+    model_config = ConfigDict(extra="allow")
+    at: datetime
+    type: str = Field(description="the event type, e.g. case.assigned, case.sla_breached, case.returned")
+
+
+class OpsCase(BaseModel):
+    """A case as the dispatcher routes it: where it is now, every assignment, every event."""
+
+    case_id: str
+    category: str
+    description: str
+    details: dict[str, Any] = Field(description="address, category attributes and media the resident gave")
+    grid_id: str
+    community_id: str
+    street_id: str
+    priority: Priority
+    status: CaseStatus
+    tier: Tier
+    unit_id: str = Field(description="the unit leading the case now")
+    returns: int = Field(description="how many times units returned it (退单)")
+    supervised: bool = Field(description="under supervision (督办) after a breach at the top tier")
+    resolved: bool
+    closed: bool
+    resolved_by: str | None
+    resolved_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    assignments: list[Assignment]
+    history: list[HistoryEntry]
 
 
 OUTCOMES = ("satisfied", "unsatisfied", "no_answer")
@@ -174,7 +239,7 @@ def router(db: Database, clock: Clock, j: Jurisdiction) -> APIRouter:
             )
         return sorted(out, key=lambda b: -b["late_seconds"])
 
-    @api.get("/cases/{case_id}")
+    @api.get("/cases/{case_id}", response_model=OpsCase, responses={404: problem("no case with this id")})
     async def case_history(case_id: str, _: OpsDep) -> dict[str, Any]:
         """The full routing history: every assignment, clock, warning, breach, escalation,
         return and whistle."""

@@ -12,6 +12,8 @@ from services.auth import Authenticator
 from services.events import Location, Priority, Tier
 from services.jurisdiction import Jurisdiction, UnitKind
 from services.messaging import Store
+from services.openapi import RATE_LIMITED
+from services.openapi import problem as _problem
 from services.policy import Policy
 from services.ratelimit import RateLimit
 
@@ -23,10 +25,22 @@ class Contact(BaseModel):
     email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-class LocationIn(BaseModel):
-    """Where the problem is: coordinates, an address from the address table, or a grid id."""
+LOCATION_TYPES = {"lat": "number", "lon": "number", "address": "string", "grid_id": "string"}
 
-    model_config = ConfigDict(extra="forbid")
+
+def _only(*given: str) -> dict[str, Any]:
+    """The JSON schema of one form of LocationIn: these fields given, the others absent or null."""
+    types = {f: t if f in given else "null" for f, t in LOCATION_TYPES.items()}
+    return {"required": list(given), "properties": {f: {"type": t} for f, t in types.items()}}
+
+
+class LocationIn(BaseModel):
+    """Where the problem is, in exactly one of three forms: coordinates (lat and lon), an
+    address from the district's address table, or a grid id (GET /v1/grids)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [_only("lat", "lon"), _only("address"), _only("grid_id")]}
+    )
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
     address: str | None = Field(None, min_length=1, max_length=200)
@@ -154,23 +168,7 @@ class GridOut(BaseModel):
     centroid: Point
 
 
-class Problem(BaseModel):
-    """An error that is not about one field of the request (those are 422 with a list)."""
-
-    detail: str
-
-
-def _problem(description: str, **extra: Any) -> dict[str, Any]:
-    return {"model": Problem, "description": description, **extra}
-
-
 BAD_BODY: dict[int | str, dict[str, Any]] = {400: _problem("the body could not be read (e.g. it is not UTF-8)")}
-RATE_LIMITED: dict[int | str, dict[str, Any]] = {
-    429: _problem(
-        "too many requests from this client (per X-API-Key, else per IP address)",
-        headers={"Retry-After": {"description": "seconds until a request is accepted", "schema": {"type": "integer"}}},
-    )
-}
 
 
 def _unprocessable(exc: ReportRejected) -> HTTPException:

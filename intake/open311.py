@@ -26,10 +26,10 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from xml.etree import ElementTree
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import and_, func, select
 
@@ -37,6 +37,20 @@ from intake.api import Contact
 from intake.domain import ReportRejected, token_hash
 from intake.handlers import file_report
 from intake.keys import ApiKeys
+from intake.open311_schema import (
+    BAD_ARGUMENT,
+    BAD_KEY,
+    ERRORS,
+    FORMAT,
+    REQUEST_BODY,
+    CreatedRequest,
+    Discovery,
+    RequestToken,
+    Service,
+    ServiceDefinition,
+    ServiceRequest,
+    answer,
+)
 from intake.tables import case_views, reports, timeline
 from services.events import Location, Priority
 from services.jurisdiction import Jurisdiction
@@ -240,7 +254,8 @@ def router(
     store: Store, j: Jurisdiction, policy: Policy, keys: ApiKeys, rate_limit: RateLimit, *, changeset: datetime
 ) -> APIRouter:
     """`changeset`: when the services last changed (the policy file's time), for discovery."""
-    api = APIRouter(prefix="/open311/v2", tags=["open311"])
+    api = APIRouter(prefix="/open311/v2", tags=["open311"], responses=ERRORS)
+    Format = Annotated[str, Path(**FORMAT)]  # checked by respond(), which answers 404 in the spec's format
     zone = policy.calendar.zone
     public_codes = [c.code for c in policy.categories if c.public]
 
@@ -332,8 +347,12 @@ def router(
         async with store.db.sessions() as s:
             return [published(r) for r in await s.execute(query)]
 
-    @api.get("/discovery.{fmt}", summary="Service discovery")
-    async def discovery(request: Request, fmt: str) -> Response:
+    @api.get(
+        "/discovery.{fmt}",
+        summary="Service discovery",
+        responses={200: answer(Discovery, "where the endpoints are and what they speak")},
+    )
+    async def discovery(request: Request, fmt: Format) -> Response:
         async def produce() -> dict[str, Any]:
             await rate_limit.hit(request)
             stamp = w3(changeset, zone)
@@ -355,24 +374,41 @@ def router(
 
         return await respond(request, fmt, "discovery", produce)
 
-    @api.get("/services.{fmt}", summary="GET Service List")
-    async def services(request: Request, fmt: str) -> Response:
+    @api.get(
+        "/services.{fmt}",
+        summary="GET Service List",
+        responses={200: answer(list[Service], "every service (a gridcall category)")},
+    )
+    async def services(request: Request, fmt: Format) -> Response:
         async def produce() -> list[dict[str, Any]]:
             await rate_limit.hit(request)
             return [service_of(c, j) for c in policy.categories]
 
         return await respond(request, fmt, "services", produce)
 
-    @api.get("/services/{service_code}.{fmt}", summary="GET Service Definition")
-    async def service_definition(request: Request, service_code: str, fmt: str) -> Response:
+    @api.get(
+        "/services/{service_code}.{fmt}",
+        summary="GET Service Definition",
+        responses={200: answer(ServiceDefinition, "the service's attributes (questions)")},
+    )
+    async def service_definition(request: Request, service_code: str, fmt: Format) -> Response:
         async def produce() -> dict[str, Any]:
             await rate_limit.hit(request)
             return definition_of(category(service_code))
 
         return await respond(request, fmt, "service_definition", produce)
 
-    @api.post("/requests.{fmt}", summary="POST Service Request (form-encoded, api_key required)")
-    async def create_request(request: Request, fmt: str) -> Response:
+    @api.post(
+        "/requests.{fmt}",
+        summary="POST Service Request (form-encoded, api_key required)",
+        responses={
+            200: answer(list[CreatedRequest], "filed (or joined to an open case reported close by)"),
+            **BAD_ARGUMENT,
+            **BAD_KEY,
+        },
+        openapi_extra=REQUEST_BODY,  # read as a form by the route: attribute[code] keys repeat
+    )
+    async def create_request(request: Request, fmt: Format) -> Response:
         async def produce() -> list[dict[str, Any]]:
             try:
                 form = [(k, v) for k, v in (await request.form()).multi_items() if isinstance(v, str)]
@@ -477,8 +513,12 @@ def router(
                     given[code] = values[-1]
         return given
 
-    @api.get("/tokens/{token}.{fmt}", summary="GET service_request_id from a token")
-    async def token(request: Request, token: str, fmt: str) -> Response:
+    @api.get(
+        "/tokens/{token}.{fmt}",
+        summary="GET service_request_id from a token",
+        responses={200: answer(list[RequestToken], "the case a tracking token (from POST /v1/reports) follows")},
+    )
+    async def token(request: Request, token: str, fmt: Format) -> Response:
         async def produce() -> list[dict[str, Any]]:
             await rate_limit.hit(request)
             async with store.db.sessions() as s:
@@ -489,15 +529,31 @@ def router(
 
         return await respond(request, fmt, "service_requests", produce)
 
-    @api.get("/requests.{fmt}", summary="GET Service Requests (90 days / 1,000 requests by default)")
-    async def list_requests(request: Request, fmt: str) -> Response:
+    @api.get(
+        "/requests.{fmt}",
+        summary="GET Service Requests (90 days / 1,000 requests by default)",
+        responses={200: answer(list[ServiceRequest], "public requests, newest first"), **BAD_ARGUMENT},
+    )
+    async def list_requests(
+        request: Request,
+        fmt: Format,
+        service_request_id: Annotated[
+            str | None, Query(description="comma-separated ids; when given, every other argument is ignored")
+        ] = None,
+        service_code: Annotated[str | None, Query(description="comma-separated service codes")] = None,
+        start_date: Annotated[
+            str | None, Query(description="w3 date-time with a zone, e.g. 2026-11-01T00:00:00+08:00")
+        ] = None,
+        end_date: Annotated[str | None, Query(description="w3 date-time; at most 90 days after start_date")] = None,
+        status: Annotated[str | None, Query(description="open, closed, or both comma-separated")] = None,
+        jurisdiction_id: Annotated[str | None, Query(description="ignored: one jurisdiction is served")] = None,
+    ) -> Response:
         async def produce() -> list[dict[str, Any]]:
             await rate_limit.hit(request)
-            q = request.query_params
-            if ids := _listed(q.get("service_request_id")):  # overrides all other arguments
+            if ids := _listed(service_request_id):  # overrides all other arguments
                 return await requests_where(case_views.c.case_id.in_(ids), public=True)
-            start = parse_w3("start_date", q["start_date"]) if q.get("start_date") else None
-            end = parse_w3("end_date", q["end_date"]) if q.get("end_date") else None
+            start = parse_w3("start_date", start_date) if start_date else None
+            end = parse_w3("end_date", end_date) if end_date else None
             if start and end and start > end:
                 raise Open311Error(400, "start_date is after end_date")
             if start and end and end - start > WINDOW:
@@ -511,9 +567,9 @@ def router(
             except OverflowError:
                 raise Open311Error(400, "start_date or end_date is out of range") from None
             conditions = [case_views.c.created_at >= start, case_views.c.created_at <= end]
-            if codes := _listed(q.get("service_code")):
+            if codes := _listed(service_code):
                 conditions.append(case_views.c.category.in_(codes))
-            statuses = set(_listed(q.get("status")))
+            statuses = set(_listed(status))
             if unknown := statuses - {"open", "closed"}:
                 raise Open311Error(400, f"status {sorted(unknown)[0]!r} is not one of: open, closed")
             if statuses == {"closed"}:
@@ -524,8 +580,12 @@ def router(
 
         return await respond(request, fmt, "service_requests", produce)
 
-    @api.get("/requests/{service_request_id}.{fmt}", summary="GET Service Request")
-    async def one_request(request: Request, service_request_id: str, fmt: str) -> Response:
+    @api.get(
+        "/requests/{service_request_id}.{fmt}",
+        summary="GET Service Request",
+        responses={200: answer(list[ServiceRequest], "the request, listed or not (without private details)")},
+    )
+    async def one_request(request: Request, service_request_id: str, fmt: Format) -> Response:
         async def produce() -> list[dict[str, Any]]:
             await rate_limit.hit(request)
             found = await requests_where(case_views.c.case_id == service_request_id, public=False, limit=1)

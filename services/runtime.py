@@ -21,10 +21,12 @@ from services.bus.kafka import KafkaBus
 from services.bus.local import LocalBus
 from services.clock import Clock, SystemClock
 from services.db import Database
+from services.directory import Health, Unhealthy, directory
 from services.events import Event, Stream
 from services.jurisdiction import Jurisdiction, load_jurisdiction
 from services.lifecycle import Stop
 from services.messaging import Consumer, Handler, Lock, Relay, Store
+from services.openapi import describe_answers
 from services.policy import Policy, load_policy
 from services.settings import Settings
 
@@ -91,7 +93,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> Context:
         clock=clock or SystemClock(),
         jurisdiction=jurisdiction,
         policy=load_policy(settings.policy_file, jurisdiction),
-        authenticator=Authenticator(settings.secret_key.get_secret_value()),
+        authenticator=Authenticator(settings.signing_key(), units=[u.id for u in jurisdiction.units]),
     )
 
 
@@ -149,8 +151,10 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
     app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
     app.state.authenticator = ctx.authenticator
     app.state.ctx = ctx
+    app.include_router(directory(ctx.jurisdiction, title))
     for p in parts:
         app.include_router(p.router)
+    describe_answers(app)
 
     @app.exception_handler(RequestValidationError)
     async def unprocessable(request: Request, exc: RequestValidationError) -> Response:
@@ -159,7 +163,12 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
         body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=False)
         return Response(body.encode("utf-8", "backslashreplace"), 422, media_type="application/json")
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get(
+        "/healthz",
+        tags=["ops"],
+        response_model=Health,
+        responses={503: {"model": Unhealthy, "description": "the database cannot be reached"}},
+    )
     async def healthz() -> JSONResponse:
         try:
             async with ctx.db.sessions() as s:
