@@ -171,10 +171,10 @@ async def test_a_nul_in_a_note_is_a_422_on_every_staff_and_resident_action(stack
         assert "U+0000" in problem(r, ["body", field]), action
     r = await c.post(f"/v1/cases/{claimed['case_id']}/cancel", headers=track, json={"reason": f"a{NUL}"})
     problem(r, ["body", "reason"])
-    r = await c.post(f"/v1/cases/{claimed['case_id']}/satisfaction", headers=track, json={"answer": "unsatisfied",
-                                                                                        "comment": f"no{NUL}"})  # fmt: skip
+    answer = {"answer": "unsatisfied", "comment": f"no{NUL}"}
+    r = await c.post(f"/v1/cases/{claimed['case_id']}/satisfaction", headers=track, json=answer)
     problem(r, ["body", "comment"])
-    r = await c.get(f"/v1/units/U-G11/tickets", headers=staff)
+    r = await c.get("/v1/units/U-G11/tickets", headers=staff)
     assert next(t for t in r.json() if t["ticket_id"] == ticket)["status"] == "claimed"  # nothing changed
 
 
@@ -212,8 +212,8 @@ async def test_every_422_is_a_list_naming_the_field(stack, claimed):
     c, ops = stack.client, stack.token()
     r = await c.get("/v1/ops/satisfaction?since=2026-01-01T00:00:00", headers=ops)
     assert "time zone" in problem(r, ["query", "since"])
-    r = await c.post(f"/v1/tickets/{claimed['ticket_id']}/return", headers=stack.token("U-G11"),
-                     json={"reason_code": "other", "reason": "x", "suggested_unit_id": "U-NOPE"})  # fmt: skip
+    body = {"reason_code": "other", "reason": "x", "suggested_unit_id": "U-NOPE"}
+    r = await c.post(f"/v1/tickets/{claimed['ticket_id']}/return", headers=stack.token("U-G11"), json=body)
     assert "U-NOPE" in problem(r, ["body", "suggested_unit_id"])
     r = await c.post("/v1/reports", json={**STREETLIGHT_G11, "category": "ufo"})
     assert "unknown category" in problem(r, ["body", "category"])
