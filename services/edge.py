@@ -25,8 +25,6 @@ from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
-from fastapi.utils import create_model_field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
@@ -126,10 +124,10 @@ async def guard(request: Request) -> None:
             raise NotFound(_not_found(request))
     for key, value in request.query_params.multi_items():
         if problem := unstorable(key) or unstorable(value):
-            raise Invalid(f"query parameter {excerpt(key, 40)!r} {problem}", loc=("query", key))
+            raise _refused(("query", key), f"query parameter {excerpt(key, 40)!r} {problem}", value)
     for key, value in request.headers.items():
         if "\x00" in value:
-            raise Invalid(f"header {key} contains U+0000 (NUL)", loc=("header", key))
+            raise _refused(("header", key), f"header {key} contains U+0000 (NUL)", value)
     if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
         return
     body = await request.body()
@@ -151,7 +149,21 @@ async def guard(request: Request) -> None:
             return  # not JSON: the route's own parsing says so
     if found := first_unstorable(parsed, ("body",)):
         where, problem = found
-        raise Invalid(f"{problem}", loc=where)
+        raise _refused(where, problem, _at(parsed, where[1:]))
+
+
+def _refused(loc: tuple[str | int, ...], problem: str, given: Any) -> Invalid:
+    error = {"loc": list(loc), "msg": problem, "type": "value_error", "input": excerpt(given, EXCERPT)}
+    return Invalid(problem, errors=[error])
+
+
+def _at(value: Any, path: tuple[str | int, ...]) -> Any:
+    for step in path:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
 
 
 def _not_found(request: Request) -> str:
@@ -271,22 +283,41 @@ def install(app: FastAPI, renderers: Mapping[str, ErrorRenderer]) -> None:
 
 
 def _document(app: FastAPI, renderers: Renderers) -> None:
-    """The answers the edge may give, on every operation that does not document its own:
-    routes under a prefix with its own renderer document theirs."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or renderers.owner(route.path_format):
-            continue
-        responses: dict[int | str, Any] = {
-            422: {"model": FieldProblems, "description": "the request is not valid: what to fix, field by field"}
+    """The answers the edge may give, in the OpenAPI description of every operation that does
+    not document its own: a 422 (the guard may refuse a query parameter or a header of any
+    route) and, for operations with a body, a 413. Operations under a prefix with a renderer of
+    its own (Open311) document theirs."""
+    generate = app.openapi
+    done: list[dict[str, Any]] = []
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        if any(schema is d for d in done):
+            return schema
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (FieldProblems, Problem):
+            defs = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(defs.pop("$defs", {}))
+            components.setdefault(model.__name__, defs)
+        answers = {
+            "422": ("the request is not valid: what to fix, field by field", "FieldProblems"),
+            "413": ("the body is over its size limit", "Problem"),
         }
-        if route.body_field is not None:
-            responses[413] = {"model": Problem, "description": "the body is over its size limit"}
-        for status, response in responses.items():
-            if status not in route.responses:
-                route.responses[status] = response
-                route.response_fields[status] = create_model_field(
-                    name=f"Response_{status}_{route.unique_id}", type_=response["model"], mode="serialization"
-                )
+        for path, operations in schema.get("paths", {}).items():
+            if renderers.owner(path):
+                continue
+            for operation in operations.values():
+                for status, (description, name) in answers.items():
+                    if status == "413" and "requestBody" not in operation:
+                        continue
+                    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+                    operation.setdefault("responses", {}).setdefault(
+                        status, {"description": description, "content": content}
+                    )
+        done[:] = [schema]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 DEPENDENCIES: list[Callable[..., Awaitable[None]]] = [guard]
