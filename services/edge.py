@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
+from fastapi._compat import field_annotation_is_sequence
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -122,6 +123,11 @@ async def guard(request: Request) -> None:
     for value in request.path_params.values():
         if isinstance(value, str) and unstorable(value):
             raise NotFound(_not_found(request))
+    for name in _scalar_query_params(request.scope.get("route")):
+        if len(given := request.query_params.getlist(name)) > 1:
+            raise _refused(
+                ("query", name), f"query parameter {name!r} takes one value; it was given {len(given)}", given
+            )
     for key, value in request.query_params.multi_items():
         if problem := unstorable(key) or unstorable(value):
             raise _refused(("query", key), f"query parameter {excerpt(key, 40)!r} {problem}", value)
@@ -164,6 +170,23 @@ def _at(value: Any, path: tuple[str | int, ...]) -> Any:
         except (KeyError, IndexError, TypeError):
             return None
     return value
+
+
+_SCALARS: dict[int, list[str]] = {}
+
+
+def _scalar_query_params(route: Any) -> list[str]:
+    """The route's query parameters that take one value (FastAPI would keep the last of several)."""
+    if (dependant := getattr(route, "dependant", None)) is None:
+        return []
+    if (found := _SCALARS.get(id(dependant))) is None:
+        found, todo = [], [dependant]
+        while todo:
+            d = todo.pop()
+            todo += d.dependencies
+            found += [f.alias for f in d.query_params if not field_annotation_is_sequence(f.field_info.annotation)]
+        _SCALARS[id(dependant)] = found
+    return found
 
 
 def _not_found(request: Request) -> str:
@@ -302,13 +325,14 @@ def _document(app: FastAPI, renderers: Renderers) -> None:
         answers = {
             "422": ("the request is not valid: what to fix, field by field", "FieldProblems"),
             "413": ("the body is over its size limit", "Problem"),
+            "400": ("the body could not be read (e.g. it is not UTF-8)", "Problem"),
         }
         for path, operations in schema.get("paths", {}).items():
             if renderers.owner(path):
                 continue
             for operation in operations.values():
                 for status, (description, name) in answers.items():
-                    if status == "413" and "requestBody" not in operation:
+                    if status in ("400", "413") and "requestBody" not in operation:
                         continue
                     content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
                     operation.setdefault("responses", {}).setdefault(

@@ -109,7 +109,7 @@ WORDS = FreeText()
 REMARK = FreeText(blank=True)
 # An id or a code: letters, digits and . _ : - (a 422 otherwise).
 Identifier = Annotated[
-    str, BeforeValidator(_storable_any), Field(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)
+    str, Field(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN), BeforeValidator(_storable_any)
 ]
 
 
