@@ -120,7 +120,10 @@ def first_unstorable(value: Any, loc: tuple[str | int, ...] = ()) -> tuple[tuple
         if isinstance(item, str) and (problem := unstorable(item)):
             return where, problem
         if isinstance(item, float) and not math.isfinite(item):
-            return where, f"{item} is not a number JSON allows: NaN and Infinity are refused; send a finite number"
+            return (
+                where,
+                f"{json_spelling(item)} is not a number JSON allows (NaN and Infinity are refused); send a finite number",
+            )
     return None
 
 
@@ -144,7 +147,7 @@ def excerpt(value: Any, limit: int = 80) -> Any:
     if isinstance(value, bytes):
         return excerpt(value.decode("utf-8", "backslashreplace"), limit)
     if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+        return json_spelling(value)
     if isinstance(value, dict):
         items = list(value.items())
         cut = {excerpt(str(k), 40): excerpt(v, limit) for k, v in items[:5]}
@@ -166,9 +169,14 @@ def strict_json(value: Any) -> bytes:
     return text.encode("utf-8", "backslashreplace")
 
 
+def json_spelling(number: float) -> str:
+    """How a non-finite number is written in the JSON that Python reads: NaN, Infinity, -Infinity."""
+    return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+
+
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+        return json_spelling(value)
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -78,8 +78,8 @@ def test_free_text_is_stripped_and_keeps_its_lines():
 def test_strict_json_never_writes_nan():
     body = strict_json({"input": math.nan, "more": [math.inf, -math.inf], "text": "\ud800"})
     assert json.loads(body, parse_constant=lambda c: pytest.fail(f"bare {c}")) == {
-        "input": "nan",
-        "more": ["inf", "-inf"],
+        "input": "NaN",
+        "more": ["Infinity", "-Infinity"],
         "text": "\ud800",  # escaped as JSON escapes it, read back as sent
     }
 
@@ -218,6 +218,7 @@ async def test_nan_and_infinity_are_refused_by_name_in_strict_json(client, numbe
     [problem] = detail
     assert problem["loc"] == ["body", "location", "lat"]
     assert "NaN and Infinity" in problem["msg"] and "less than" not in problem["msg"]
+    assert problem["input"] == number.decode() and number.decode() in problem["msg"]
 
 
 # --- one error mapping --------------------------------------------------------------------
