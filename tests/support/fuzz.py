@@ -43,6 +43,10 @@ DATA_DEPENDENT = {
     ("POST", "/v1/tickets/{ticket_id}/whistle"),
     ("GET", "/v1/ops/satisfaction"),
 }
+# Text a database or a log line may choke on: aimed requests carry one now and then, in a real id,
+# a query value or a body field, where generated data would take long to put it.
+HOSTILE = ["\x00", "\x07\x08\x1b", "\u200b\u200b", "\n2026-01-01 00:00:00 INFO forged", "\x1b[31m", "x" * 5000]
+REAL_REPORT = {"category": "garbage", "location": {"lat": 30.505, "lon": 114.305}, "insist": True}
 EXAMPLES = int(os.environ.get("GRIDCALL_FUZZ_EXAMPLES", "40"))  # per operation; `make fuzz` asks for more
 
 
@@ -108,9 +112,10 @@ class Run:
         return sorted((f for f in self.findings if f.status >= 500), key=str)
 
 
-def _aim(case: Any, world: World, draw: Callable[[st.SearchStrategy[Any]], Any]) -> None:
+def _aim(case: Any, world: World, draw: Callable[[st.SearchStrategy[Any]], Any]) -> bool:
     """Replace some generated values with real ones (the rest stay generated), as one person
-    would send them: ops, or the staff of one unit with that unit's tickets."""
+    would send them: ops, or the staff of one unit with that unit's tickets; now and then spoil
+    one of them with hostile text. True if it did (the request is then no longer schema-valid)."""
     persona = draw(st.sampled_from(list(world.authorizations)))
     params = case.path_parameters or {}
     for name in list(params):
@@ -128,6 +133,18 @@ def _aim(case: Any, world: World, draw: Callable[[st.SearchStrategy[Any]], Any])
     if draw(st.integers(0, 3)):  # mostly a real token: generated ones only ever reach the 401
         headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
         case.headers = {**headers, "Authorization": world.authorizations[persona]}
+    if case.operation.path == "/v1/reports" and isinstance(case.body, dict) and draw(st.booleans()):
+        case.body.update(REAL_REPORT)  # a report that gets filed, when the rest of it is valid
+    if draw(st.integers(0, 3)):
+        return False
+    places = [(params, k) for k in params] + [(query, k) for k in (query or {})]
+    if isinstance(case.body, dict):
+        places += [(case.body, k) for k, v in case.body.items() if isinstance(v, str)]
+    if not places:
+        return False
+    where, name = draw(st.sampled_from(places))
+    where[name] = f"{where[name]}{draw(st.sampled_from(HOSTILE))}"
+    return True
 
 
 def fuzz_operation(operation: Any, world: World, run: Run, *, max_examples: int = EXAMPLES, **call: Any) -> None:
@@ -135,20 +152,21 @@ def fuzz_operation(operation: Any, world: World, run: Run, *, max_examples: int 
     every answer checked, every finding recorded (not only the first)."""
     key = (operation.method.upper(), operation.path)
     checks = [c for c in CHECKS if not (key in DATA_DEPENDENT and c is positive_data_acceptance)]
+    # A spoiled request was generated valid or invalid, and is now neither: check the answer alone.
+    spoiled_checks = [c for c in checks if c not in (positive_data_acceptance, negative_data_rejection)]
 
     @fuzzing(max_examples)
     @given(case=operation.as_strategy(POSITIVE) | operation.as_strategy(NEGATIVE), data=st.data())
     def fuzz(case: Any, data: Any) -> None:
-        if data.draw(st.integers(0, 3)):  # three in four aimed at real things
-            _aim(case, world, data.draw)
+        spoiled = bool(data.draw(st.integers(0, 3))) and _aim(case, world, data.draw)  # three in four aimed
         response = case.call(**call)
         run.seen[(operation.label, response.status_code)] += 1
         try:
-            case.validate_response(response, checks=checks)
+            case.validate_response(response, checks=spoiled_checks if spoiled else checks)
         except (AssertionError, BaseExceptionGroup) as exc:  # one Failure, or a group of them
             for failure in getattr(exc, "exceptions", [exc]):
                 title = getattr(failure, "title", type(failure).__name__)
-                message = str(getattr(failure, "message", failure)).splitlines()[0][:200]
+                message = (str(getattr(failure, "message", failure)).splitlines() or [""])[0][:200]
                 finding = Finding(operation.label, title, response.status_code, message)
                 run.findings.add(finding)
                 run.examples.setdefault(finding, f"{case.as_curl_command()}\n  -> {response.text[:300]}")
