@@ -120,10 +120,7 @@ def first_unstorable(value: Any, loc: tuple[str | int, ...] = ()) -> tuple[tuple
         if isinstance(item, str) and (problem := unstorable(item)):
             return where, problem
         if isinstance(item, float) and not math.isfinite(item):
-            return (
-                where,
-                f"{json_spelling(item)} is not a number JSON allows (NaN and Infinity are refused); send a finite number",
-            )
+            return where, f"{json_spelling(item)} is not a number JSON allows (NaN and Infinity are refused)"
     return None
 
 
