@@ -20,6 +20,7 @@ from dispatcher.handlers import fire_timers
 from dispatcher.tables import timers
 from services.lifecycle import Stop
 from services.messaging import Store
+from services.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class TimerWorker:
         if failed:
             # The failed timers keep their lease and fire again once it expires.
             for timer_id, error in failed.items():
-                log.error("timer %s failed: %s", timer_id, error)
+                log.error("timer %s failed: %s", timer_id, printable(error))
             async with self.store.db.transaction() as s:
                 for timer_id, error in failed.items():
                     await s.execute(

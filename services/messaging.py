@@ -39,6 +39,7 @@ from services.clock import Clock
 from services.db import Database, UtcDateTime
 from services.events import EVENT_TYPES, Envelope, Event, Stream, UnknownEvent
 from services.lifecycle import Stop
+from services.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,7 @@ class Consumer:
             except Exception as exc:
                 if not transient(exc):
                     return exc
-                log.warning("%s: transient failure on %d record(s): %s; retrying", self.name, len(work), exc)
+                log.warning("%s: transient failure on %d record(s): %s; retrying", self.name, len(work), printable(exc))
             if stop:
                 return False
             await asyncio.sleep(backoff)

@@ -2,19 +2,17 @@
 runs a set of services (one in distributed mode, all four in embedded mode)."""
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import JSONResponse
 from sqlalchemy import Table, text
 
+from services import edge
 from services.auth import Authenticator
 from services.bus import Bus
 from services.bus.kafka import KafkaBus
@@ -22,6 +20,7 @@ from services.bus.local import LocalBus
 from services.clock import Clock, SystemClock
 from services.db import Database
 from services.directory import Health, Unhealthy, directory
+from services.edge import ErrorRenderer
 from services.events import Event, Stream
 from services.jurisdiction import Jurisdiction, load_jurisdiction
 from services.lifecycle import Stop
@@ -107,6 +106,8 @@ class ServiceParts:
     consumers: list[Consumer] = field(default_factory=list)
     workers: list[Callable[[Stop], Awaitable[None]]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Error renderers for path prefixes that answer in a format of their own (Open311).
+    error_renderers: dict[str, ErrorRenderer] = field(default_factory=dict)
 
 
 async def supervise(name: str, loop: Callable[[Stop], Awaitable[None]], stop: Stop) -> None:
@@ -148,20 +149,13 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
             await ctx.bus.stop()
             await ctx.db.dispose()
 
-    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
+    # The edge's guard is a dependency of the app, so every route has it, present and future.
+    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan, dependencies=[Depends(edge.guard)])
     app.state.authenticator = ctx.authenticator
     app.state.ctx = ctx
     app.include_router(directory(ctx.jurisdiction, title))
     for p in parts:
         app.include_router(p.router)
-    describe_answers(app)
-
-    @app.exception_handler(RequestValidationError)
-    async def unprocessable(request: Request, exc: RequestValidationError) -> Response:
-        """FastAPI's 422, but safe for any input it echoes: a lone surrogate (JSON may carry
-        one as \\ud800) goes back escaped instead of failing to encode as a 500."""
-        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=False)
-        return Response(body.encode("utf-8", "backslashreplace"), 422, media_type="application/json")
 
     @app.get(
         "/healthz",
@@ -177,4 +171,7 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
             return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok", "services": [p.name for p in parts]})
 
+    renderers = {prefix: r for p in parts for prefix, r in p.error_renderers.items()}
+    edge.install(app, renderers)
+    describe_answers(app, own=list(renderers))
     return app
