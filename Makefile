@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test unit integration e2e fault bench lint fmt migrate up down clean
+.PHONY: run test unit integration e2e fault fuzz bench bench-quick bench-backlog wrk lint fmt migrate up down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,11 +30,20 @@ e2e: $(STAMP)
 fault: $(STAMP)               ## 10,000 due SLA timers, two dispatcher processes, one killed with -9
 	GRIDCALL_FAULT_CASES=10000 $(BIN)/pytest -q -s tests/e2e/test_timer_failover.py
 
-bench: $(STAMP)               ## intake vs bare FastAPI; intake->assignment; dispatcher backlog; SLA timer lateness
-	$(BIN)/python -m bench.intake_only
-	$(BIN)/python -m bench.intake_to_assignment
+fuzz: $(STAMP)                ## schemathesis over every operation, embedded and distributed, 500 examples each
+	GRIDCALL_FUZZ_EXAMPLES=500 $(BIN)/pytest -q tests/unit/test_whole_api_fuzz.py tests/e2e/test_fuzz_distributed.py
+
+bench: $(STAMP) wrk           ## one table: intake vs bare, end to end, CPU per case, RSS, SLA timers, embedded
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP) wrk     ## the same, smaller: under two minutes, for checking a change
+	$(BIN)/python -m bench.run --quick
+
+bench-backlog: $(STAMP)       ## how fast one dispatcher drains a backlog of case.reported
 	$(BIN)/python -m bench.dispatcher_backlog
-	$(BIN)/python -m bench.timers
+
+wrk:                          ## the HTTP load generator, from Debian's packages
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

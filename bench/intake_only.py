@@ -1,29 +1,23 @@
-"""Intake-only benchmark: POST /v1/reports on the intake service alone (accepted and durable:
-report, case view, timeline and outbox row committed to PostgreSQL before the 202), beside a
-bare FastAPI endpoint (bench/bare_app.py) on the same machine in the same run, so the ratio
-shows what intake's own work costs. Both are one uvicorn process each, driven by the same
-load generator. Run: make bench  (or python -m bench.intake_only -n 2000 -c 16)
-"""
+"""Intake alone beside a bare FastAPI endpoint (bench/bare_app.py), one uvicorn process each,
+driven by wrk in the same run, alternating: POST /v1/reports answered 202 means the report,
+its case view, timeline and outbox row are committed to PostgreSQL. The ratio shows what
+intake's own work costs. A paced run at `rate` per second gives the latency under a steady
+load. Checked while measuring: every 202 has its row."""
 
-import argparse
 import asyncio
 import sys
-import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-import aiohttp
-
-from bench.common import count_rows, figures, pct, post_reports, service_env
-from gridcall.migrate import upgrade
+from bench.common import count_rows
+from bench.loadgen import Load, wrk
 from intake.tables import reports
 from tests.support.cluster import Process, base_env, distributed
-from tests.support.servers import admin_postgres, free_port, kafka_broker, scratch_database
+from tests.support.servers import free_port
 
-WARMUP = 50
+CONNECTIONS = 32
 
 
 @contextmanager
@@ -38,49 +32,34 @@ def bare_app(log_dir: Path) -> Iterator[Process]:
         p.stop()
 
 
-async def load(url: str, n: int, concurrency: int) -> tuple[float, list[float], float]:
-    """POST BODY n times after WARMUP uncounted posts: (requests/s, latencies, share of one
-    core the load generator used)."""
-    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        await post_reports(session, WARMUP, concurrency)
-        start, cpu = time.perf_counter(), time.process_time()
-        done = await post_reports(session, n, concurrency)
-        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return n / wall, [latency for _, latency, _ in done], cpu / wall
+def _best(loads: list[Load]) -> Load:
+    return max(loads, key=lambda load: load.rate)
 
 
-def report(name: str, rate: float, latency: list[float], client_cpu: float) -> None:
-    print(f"{name:<24}{figures(rate, latency)}   (load generator: {client_cpu:.0%} of a core)")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("-n", "--requests", type=int, default=2000)
-    parser.add_argument("-c", "--concurrency", type=int, default=16)
-    args = parser.parse_args()
-    with (
-        admin_postgres() as admin,
-        scratch_database(admin) as db_url,
-        kafka_broker() as broker,
-        tempfile.TemporaryDirectory() as logs,
-    ):
-        upgrade(db_url)
-        env = service_env(db_url, broker.bootstrap, f"bench{uuid.uuid4().hex[:6]}")
-        with distributed(env, Path(logs), services=("intake",)) as cluster, bare_app(Path(logs)) as bare:
-            print(f"requests: {args.requests} (+{WARMUP} warm-up), concurrency: {args.concurrency}")
-            bare_rate, bare_lat, cpu = asyncio.run(load(bare.url, args.requests, args.concurrency))
-            report("bare FastAPI (no I/O):", bare_rate, bare_lat, cpu)
-            intake_rate, intake_lat, cpu = asyncio.run(load(cluster["intake"].url, args.requests, args.concurrency))
-            report("intake (202, durable):", intake_rate, intake_lat, cpu)
-            stored, accepted = asyncio.run(count_rows(db_url, reports)), args.requests + WARMUP
-            print(f"durable: {stored} rows in {reports.name} for {accepted} accepted (202) reports")
-            print(
-                f"ratio: bare/intake throughput {bare_rate / intake_rate:.1f}x   "
-                f"intake/bare p99 {pct(intake_lat, 99) / pct(bare_lat, 99):.1f}x"
-            )
-            if stored != accepted:
-                raise SystemExit(f"not durable: {accepted - stored} accepted reports missing from {reports.name}")
-
-
-if __name__ == "__main__":
-    main()
+def measure(
+    db_url: str, env: dict[str, str], logs: Path, *, seconds: float, rounds: int, rate: float
+) -> dict[str, Any]:
+    with distributed(env, logs, services=("intake",)) as cluster, bare_app(logs) as bare_process:
+        intake_url = f"{cluster['intake'].url}/v1/reports"
+        wrk(f"{bare_process.url}/v1/reports", connections=CONNECTIONS, seconds=2)  # warm-up
+        answered = wrk(intake_url, connections=CONNECTIONS, seconds=2).accepted
+        bare_runs, intake_runs = [], []
+        for _ in range(rounds):
+            bare_runs.append(wrk(f"{bare_process.url}/v1/reports", connections=CONNECTIONS, seconds=seconds))
+            intake_runs.append(wrk(intake_url, connections=CONNECTIONS, seconds=seconds))
+        paced = wrk(intake_url, connections=int(rate // 5), seconds=seconds, rate=rate)  # 200 ms between requests
+        answered += sum(r.accepted for r in intake_runs) + paced.accepted
+        stored = asyncio.run(count_rows(db_url, reports))
+    # wrk stops with requests in flight: those may be stored without their 202 being counted.
+    if stored < answered:
+        raise SystemExit(f"not durable: {answered} reports answered 202, {stored} rows in {reports.name}")
+    if any(r.refused or r.socket_errors for r in [*intake_runs, paced]):
+        raise SystemExit(f"intake refused reports or dropped connections: {intake_runs} {paced}")
+    bare, intake = _best(bare_runs), _best(intake_runs)
+    return {
+        "bare": {"rate": bare.rate, "p50_ms": bare.p50_ms, "p99_ms": bare.p99_ms},
+        "intake": {"rate": intake.rate, "p50_ms": intake.p50_ms, "p99_ms": intake.p99_ms},
+        "ratio": intake.rate / bare.rate,
+        "paced": {"target": rate, "rate": paced.rate, "p50_ms": paced.p50_ms, "p99_ms": paced.p99_ms},
+        "durable": {"answered_202": answered, "rows": stored},
+    }

@@ -1,34 +1,35 @@
-"""Timer benchmark: 100,000 pending SLA timers, 10,000 cases' response limits falling due
-together, two dispatcher processes on PostgreSQL. Prints how late breaches fire (p50/p99)
-and how long the 10,000 escalations take.
+"""SLA timers falling due together: `pending` timers in the dispatcher's table, the response
+limits of `due` cases falling due at one moment, `dispatchers` processes on PostgreSQL. How
+late each breach was recorded (p50/p99), and how long until all of them escalated. Checked:
+every case breached and escalated exactly once."""
 
-Run: make bench  (or python -m bench.timers --due 10000 --pending 100000)
-"""
-
-import argparse
 import asyncio
-import statistics
-import tempfile
 import time
 import uuid
+from collections import Counter
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench.common import pct
 from dispatcher.domain import Router
 from dispatcher.tables import history
 from dispatcher.tables import timers as timer_rows
-from gridcall.migrate import upgrade
 from services.clock import SystemClock
 from services.runtime import build_context
 from services.settings import DATA_DIR, Settings
 from tests.support.cluster import distributed
 from tests.support.seed import seed_cases
-from tests.support.servers import admin_postgres, kafka_broker, kafka_is_tansu, scratch_database
+from tests.support.servers import kafka_is_tansu
 
 LIMIT = 60  # seconds: the bench policy's grid response limit
+SEED_BATCH = 5000
+STARTUP = 20  # seconds the dispatchers get to start before the wave falls due
 
 
 def bench_policy(path: Path) -> Path:
@@ -41,12 +42,10 @@ def bench_policy(path: Path) -> Path:
     return path
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-async def seed(env: dict[str, str], due: int, pending: int, lead: float) -> tuple[list[str], datetime]:
+async def seed(env: dict[str, str], due: int, pending: int) -> tuple[list[str], datetime, int]:
+    """Seed the background (cases assigned a day from now: none of their timers falls due
+    during the run), then the wave; returns the wave's case ids, when it falls due, and how
+    many timers are pending in all."""
     settings = Settings(
         database_url=env["GRIDCALL_DATABASE_URL"],
         kafka_bootstrap_servers=env["GRIDCALL_KAFKA_BOOTSTRAP_SERVERS"],
@@ -54,95 +53,86 @@ async def seed(env: dict[str, str], due: int, pending: int, lead: float) -> tupl
     )
     ctx = build_context(settings)
     router = Router(ctx.jurisdiction, ctx.policy)
-    now = SystemClock().now()
-    # Background: cases assigned a day from now, so none of their timers falls due during the run.
-    for start in range(0, pending // 4, 5000):
-        await seed_cases(ctx.db, router, min(5000, pending // 4 - start), now + timedelta(days=1))
-    # The wave: response limits of `due` cases all fall due at one moment, `lead` seconds from now.
-    moment = now + timedelta(seconds=lead)
+    later = SystemClock().now() + timedelta(days=1)
+    timers_per_case = 4  # response and resolution limits, each with its warning
+    for start in range(0, pending // timers_per_case, SEED_BATCH):
+        await seed_cases(ctx.db, router, min(SEED_BATCH, pending // timers_per_case - start), later)
+    moment = SystemClock().now() + timedelta(seconds=STARTUP + due / 2000)
     ids: list[str] = []
-    for start in range(0, due, 5000):
-        ids += await seed_cases(ctx.db, router, min(5000, due - start), moment - timedelta(seconds=LIMIT))
+    for start in range(0, due, SEED_BATCH):
+        ids += await seed_cases(ctx.db, router, min(SEED_BATCH, due - start), moment - timedelta(seconds=LIMIT))
     async with ctx.db.sessions() as s:
-        total = await s.scalar(select(func.count()).select_from(timer_rows))
-    print(f"pending timers: {total:,}; {due:,} response limits fall due at {moment:%H:%M:%S}")
+        total = int(await s.scalar(select(func.count()).select_from(timer_rows)) or 0)
     await ctx.db.dispose()
-    return ids, moment
+    return ids, moment, total
 
 
-async def measure(env: dict[str, str], ids: list[str], moment: datetime) -> None:
-    ctx = build_context(Settings(database_url=env["GRIDCALL_DATABASE_URL"], kafka_bootstrap_servers="unused:9"))
-    async with ctx.db.sessions() as s:
-        rows = (
-            await s.execute(
-                select(history.c.at, history.c.details).where(
-                    history.c.case_id.in_(ids), history.c.type == "case.sla_breached"
+async def lateness(db_url: str, ids: list[str], moment: datetime) -> dict[str, Any]:
+    """How late each breach was recorded, and whether each case escalated exactly once."""
+    engine = create_async_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(history.c.case_id, history.c.type, history.c.at, history.c.details).where(
+                        history.c.case_id.in_(ids), history.c.type.in_(["case.sla_breached", "case.escalated"])
+                    )
                 )
-            )
-        ).all()
-    await ctx.db.dispose()
-    late = [(r.at - datetime.fromisoformat(r.details["due_at"])).total_seconds() for r in rows]
-    last = max(r.at for r in rows)
-    print(f"breaches fired: {len(rows):,} (each escalated once)")
-    print(f"lateness:  p50 {statistics.median(late):7.2f} s   p99 {pct(late, 99):7.2f} s   max {max(late):7.2f} s")
-    print(
-        f"all {len(rows):,} escalations done {(last - moment).total_seconds():.1f} s after they fell due "
-        f"({len(rows) / max((last - moment).total_seconds(), 1e-9):.0f} escalations/s)"
-    )
+            ).all()
+    finally:
+        await engine.dispose()
+    breaches = [r for r in rows if r.type == "case.sla_breached"]
+    per_case = Counter((r.case_id, r.type) for r in rows)
+    if len(per_case) != 2 * len(ids) or set(per_case.values()) != {1}:
+        raise SystemExit("timers: a breach was not escalated exactly once")
+    late = [(r.at - datetime.fromisoformat(r.details["due_at"])).total_seconds() for r in breaches]
+    last = max(r.at for r in breaches)
+    return {
+        "due_together": len(ids),
+        "lateness_p50_s": pct(late, 50),
+        "lateness_p99_s": pct(late, 99),
+        "all_escalated_after_s": (last - moment).total_seconds(),
+        "escalated_exactly_once": True,
+    }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--due", type=int, default=10_000)
-    parser.add_argument("--pending", type=int, default=100_000)
-    parser.add_argument("--dispatchers", type=int, default=2)
-    args = parser.parse_args()
-    with (
-        admin_postgres() as admin,
-        scratch_database(admin) as db_url,
-        kafka_broker() as broker,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        upgrade(db_url)
-        env = {
-            "GRIDCALL_ENV": "test",
-            "GRIDCALL_DATABASE_URL": db_url,
-            "GRIDCALL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-            "GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE": str(not kafka_is_tansu()).lower(),
-            "GRIDCALL_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}",
-            "GRIDCALL_POLICY_FILE": str(bench_policy(Path(tmp) / "policy.yaml")),
-            "GRIDCALL_TIMER_INTERVAL": "0.2",
-        }
-        t0 = time.monotonic()
-        ids, moment = asyncio.run(seed(env, args.due, args.pending, lead=45))
-        print(f"seeded in {time.monotonic() - t0:.0f} s")
-        logs = Path(tmp)
-        clusters = []
-        try:
-            for i in range(args.dispatchers):
-                (logs / str(i)).mkdir()
-                c = distributed(env, logs / str(i), services=("dispatcher",))
-                c.__enter__()
-                clusters.append(c)
-
-            async def wait_done() -> None:
-                ctx = build_context(Settings(database_url=db_url, kafka_bootstrap_servers="unused:9"))
-                while True:
-                    async with ctx.db.sessions() as s:
-                        n = await s.scalar(
-                            select(func.count()).where(history.c.case_id.in_(ids), history.c.type == "case.escalated")
-                        )
-                    if (n or 0) >= len(ids):
-                        break
-                    await asyncio.sleep(0.5)
-                await ctx.db.dispose()
-
-            asyncio.run(asyncio.wait_for(wait_done(), timeout=1800))
-        finally:
-            for c in reversed(clusters):
-                c.__exit__(None, None, None)
-        asyncio.run(measure(env, ids, moment))
+async def _escalated(db_url: str, ids: list[str]) -> int:
+    engine = create_async_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            query = select(func.count()).where(history.c.case_id.in_(ids), history.c.type == "case.escalated")
+            return int(await conn.scalar(query) or 0)
+    finally:
+        await engine.dispose()
 
 
-if __name__ == "__main__":
-    main()
+def measure(db_url: str, bootstrap: str, tmp: Path, *, due: int, pending: int, dispatchers: int = 2) -> dict[str, Any]:
+    """Seed `pending` timers, `due` of them falling due together, start the dispatchers and
+    wait until every one of those cases escalated."""
+    env = {
+        "GRIDCALL_ENV": "test",
+        "GRIDCALL_DATABASE_URL": db_url,
+        "GRIDCALL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE": str(not kafka_is_tansu()).lower(),
+        "GRIDCALL_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}",
+        "GRIDCALL_POLICY_FILE": str(bench_policy(tmp / "policy.yaml")),
+        "GRIDCALL_TIMER_INTERVAL": "0.2",
+    }
+    t0 = time.monotonic()
+    ids, moment, total = asyncio.run(seed(env, due, pending))
+    seeded = time.monotonic() - t0
+    with ExitStack() as stack:
+        for i in range(dispatchers):
+            (tmp / f"dispatcher{i}").mkdir()
+            stack.enter_context(distributed(env, tmp / f"dispatcher{i}", services=("dispatcher",)))
+        deadline = time.monotonic() + 1800
+        while asyncio.run(_escalated(db_url, ids)) < len(ids):
+            if time.monotonic() > deadline:
+                raise SystemExit("timers: not every breach escalated within 30 minutes")
+            time.sleep(0.5)
+    return {
+        "pending": total,
+        "seeded_in_s": seeded,
+        "dispatchers": dispatchers,
+        **asyncio.run(lateness(db_url, ids, moment)),
+    }

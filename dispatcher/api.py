@@ -1,15 +1,20 @@
 from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, and_, case, func, or_, select
 
+from dispatcher.domain import AssignmentStatus, CaseStatus
 from dispatcher.tables import assignments, cases, history
 from services.auth import OpsDep
 from services.clock import Clock
 from services.db import Database
+from services.errors import Invalid, NotFound
+from services.events import Priority, Role, Tier
 from services.jurisdiction import Jurisdiction
+from services.openapi import problem
+from services.text import Identifier
 
 ESCALATION_TYPES = ("case.sla_breached", "case.escalated", "case.returned", "case.whistled")
 
@@ -52,6 +57,68 @@ class Satisfaction(Visits):
     units: list[UnitVisits]
 
 
+class Assignment(BaseModel):
+    """One unit's turn at the case, with its two clocks (response: until claimed; resolution:
+    until resolved), their warnings and breaches."""
+
+    assignment_id: str = Field(description="also the ticket id on the departments side")
+    case_id: str
+    seq: int = Field(description="1 for the first assignment of the case, then 2, 3…")
+    unit_id: str
+    tier: Tier
+    role: Role
+    status: AssignmentStatus
+    assigned_at: datetime
+    response_due: datetime
+    resolution_due: datetime
+    response_warn_at: datetime
+    resolution_warn_at: datetime
+    response_warned: bool
+    resolution_warned: bool
+    response_breached: bool
+    resolution_breached: bool
+    next_alert_at: datetime | None = Field(description="the next supervision alert (督办), if under supervision")
+    alerts: int
+    claimed_at: datetime | None
+    resolved_at: datetime | None
+    end_reason: str | None = Field(description="why an ended assignment ended: escalated, returned, whistled…")
+    note: str | None = Field(description="the handler's resolution note")
+
+
+class HistoryEntry(BaseModel):
+    """One event the dispatcher recorded, with its details (they differ per type)."""
+
+    model_config = ConfigDict(extra="allow")
+    at: datetime
+    type: str = Field(description="the event type, e.g. case.assigned, case.sla_breached, case.returned")
+
+
+class OpsCase(BaseModel):
+    """A case as the dispatcher routes it: where it is now, every assignment, every event."""
+
+    case_id: str
+    category: str
+    description: str
+    details: dict[str, Any] = Field(description="address, category attributes and media the resident gave")
+    grid_id: str
+    community_id: str
+    street_id: str
+    priority: Priority
+    status: CaseStatus
+    tier: Tier
+    unit_id: str = Field(description="the unit leading the case now")
+    returns: int = Field(description="how many times units returned it (退单)")
+    supervised: bool = Field(description="under supervision (督办) after a breach at the top tier")
+    resolved: bool
+    closed: bool
+    resolved_by: str | None
+    resolved_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    assignments: list[Assignment]
+    history: list[HistoryEntry]
+
+
 OUTCOMES = ("satisfied", "unsatisfied", "no_answer")
 Q = TypeVar("Q", bound=Select[Any])
 
@@ -77,17 +144,18 @@ def router(db: Database, clock: Clock, j: Jurisdiction) -> APIRouter:
         _: OpsDep,
         since: Annotated[datetime | None, Query(description="from (default: 30 days ago)")] = None,
         until: Annotated[datetime | None, Query(description="to (default: now)")] = None,
-        street: Annotated[str | None, Query(description="street id, e.g. S1")] = None,
-        community: Annotated[str | None, Query(description="community id, e.g. C2")] = None,
-        unit: Annotated[str | None, Query(description="the unit that resolved the case")] = None,
-        category: Annotated[str | None, Query()] = None,
+        street: Annotated[Identifier | None, Query(description="street id, e.g. S1")] = None,
+        community: Annotated[Identifier | None, Query(description="community id, e.g. C2")] = None,
+        unit: Annotated[Identifier | None, Query(description="the unit that resolved the case")] = None,
+        category: Annotated[Identifier | None, Query()] = None,
     ) -> dict[str, Any]:
         """The satisfaction rate (满意率): outcomes of satisfaction visits in the period, overall
         and per unit that resolved the case. A case reopened and resolved again counts each visit."""
         until = until or clock.now()
         since = since or until - timedelta(days=30)
-        if since.tzinfo is None or until.tzinfo is None:
-            raise HTTPException(422, "since and until need a time zone, e.g. 2026-11-01T00:00:00+08:00")
+        for name, moment in (("since", since), ("until", until)):
+            if moment.tzinfo is None:
+                raise Invalid(f"{name} needs a time zone, e.g. 2026-11-01T00:00:00+08:00", loc=("query", name))
         reopened = history.c.type == "case.reopened"
         outcome = case((reopened, "unsatisfied"), else_=history.c.details["reason"].as_string()).label("outcome")
         by = case((reopened, history.c.details["unit_id"].as_string()), else_=cases.c.resolved_by).label("unit_id")
@@ -118,10 +186,10 @@ def router(db: Database, clock: Clock, j: Jurisdiction) -> APIRouter:
     @api.get("/breaches", response_model=list[Breach])
     async def breaches(
         _: OpsDep,
-        street: Annotated[str | None, Query(description="street id, e.g. S1")] = None,
-        community: Annotated[str | None, Query(description="community id, e.g. C2")] = None,
-        unit: Annotated[str | None, Query(description="the unit now holding the case")] = None,
-        category: Annotated[str | None, Query()] = None,
+        street: Annotated[Identifier | None, Query(description="street id, e.g. S1")] = None,
+        community: Annotated[Identifier | None, Query(description="community id, e.g. C2")] = None,
+        unit: Annotated[Identifier | None, Query(description="the unit now holding the case")] = None,
+        category: Annotated[Identifier | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> list[dict[str, Any]]:
         """Cases past a limit right now: an open assignment past its response or resolution
@@ -174,14 +242,14 @@ def router(db: Database, clock: Clock, j: Jurisdiction) -> APIRouter:
             )
         return sorted(out, key=lambda b: -b["late_seconds"])
 
-    @api.get("/cases/{case_id}")
+    @api.get("/cases/{case_id}", response_model=OpsCase, responses={404: problem("no case with this id")})
     async def case_history(case_id: str, _: OpsDep) -> dict[str, Any]:
         """The full routing history: every assignment, clock, warning, breach, escalation,
         return and whistle."""
         async with db.sessions() as s:
             case = (await s.execute(select(cases).where(cases.c.case_id == case_id))).first()
             if case is None:
-                raise HTTPException(404, f"no case {case_id} in the dispatcher")
+                raise NotFound(f"no case {case_id!r} in the dispatcher")
             given = await s.execute(
                 select(assignments).where(assignments.c.case_id == case_id).order_by(assignments.c.seq)
             )

@@ -22,6 +22,7 @@ from dispatcher.tables import timers
 from services.lifecycle import Stop
 from services.messaging import Store
 from services.retry import retry
+from services.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class TimerWorker:
         if failed:
             # The failed timers keep their lease and fire again once it expires.
             for timer_id, error in failed.items():
-                log.error("timer %s failed: %s", timer_id, error)
+                log.error("timer %s failed: %s", timer_id, printable(error))
             await retry(partial(self._record_failures, failed), what="timers: record failures", stop=stop)
         return fired
 

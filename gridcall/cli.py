@@ -18,11 +18,11 @@ from services import deadletters
 from services.auth import Authenticator
 from services.clock import SystemClock
 from services.db import Database
-from services.jurisdiction import JurisdictionError, load_jurisdiction
+from services.jurisdiction import Jurisdiction, JurisdictionError, load_jurisdiction
 from services.messaging import Consumer
 from services.policy import PolicyError
 from services.runtime import build_context
-from services.settings import Settings
+from services.settings import SECRET_FILE, SecretFileError, Settings
 
 T = TypeVar("T")
 app = typer.Typer(help="gridcall: case routing for grid-governance service hotlines.", no_args_is_help=True)
@@ -54,12 +54,14 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _serve(settings: Settings, names: list[str] | None, port: int) -> None:
+def _serve(settings: Settings, names: list[str] | None, port: int, *, welcome: bool = False) -> None:
     try:
         api = build_app(settings, names)
-    except (JurisdictionError, PolicyError) as exc:
+    except (JurisdictionError, PolicyError, SecretFileError) as exc:
         typer.echo(f"gridcall: {exc}", err=True)
         raise typer.Exit(2) from None
+    if welcome:
+        _welcome(settings, port)
     uvicorn.run(api, host=settings.host, port=port, log_level="info", access_log=False)
 
 
@@ -71,9 +73,7 @@ def run(
     _logging()
     settings = _settings()
     migrations.upgrade(settings.db_url)
-    port = port or settings.port
-    _welcome(settings, port)
-    _serve(settings, None, port)
+    _serve(settings, None, port or settings.port, welcome=True)
 
 
 @app.command()
@@ -102,19 +102,29 @@ def token_issue(
     unit: Annotated[str | None, typer.Option(help="the unit the staff token acts for")] = None,
     ops: Annotated[bool, typer.Option("--ops", help="issue an ops token instead")] = False,
     name: Annotated[str | None, typer.Option(help="who holds it (shown as claimed_by)")] = None,
-    days: Annotated[int, typer.Option(help="days until it expires")] = 365,
+    days: Annotated[int, typer.Option(min=1, help="days until it expires (at least 1)")] = 365,
 ) -> None:
-    """Print a bearer token for a unit's staff (--unit) or for ops (--ops)."""
+    """Print a bearer token for a unit's staff (--unit) or for ops (--ops), signed with
+    GRIDCALL_SECRET_KEY or, where that is unset, the key `gridcall run` keeps in its data directory."""
     settings = _settings()
     if ops == (unit is not None):
         typer.echo("gridcall: give exactly one of --unit UNIT_ID or --ops", err=True)
         raise typer.Exit(2)
-    if unit is not None and load_jurisdiction(settings.jurisdiction_file).unit(unit) is None:
-        typer.echo(f"gridcall: no unit {unit!r} in {settings.jurisdiction_file}", err=True)
+    try:
+        j = load_jurisdiction(settings.jurisdiction_file)
+        auth = _authenticator(settings, j)
+    except (JurisdictionError, SecretFileError) as exc:
+        typer.echo(f"gridcall: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if unit is not None and j.unit(unit) is None:
+        typer.echo(f"gridcall: no unit {unit!r} in {settings.jurisdiction_file} (GET /v1/units lists them)", err=True)
         raise typer.Exit(2)
-    auth = Authenticator(settings.secret_key.get_secret_value())
     now = SystemClock().now()
     typer.echo(auth.issue("ops" if ops else "staff", unit_id=unit, name=name, now=now, ttl=timedelta(days=days)))
+
+
+def _authenticator(settings: Settings, j: Jurisdiction) -> Authenticator:
+    return Authenticator(settings.signing_key(), units=[u.id for u in j.units])
 
 
 @open311_app.command("create")
@@ -198,7 +208,7 @@ def _with_database(work: Callable[[Database], Awaitable[T]]) -> T:
 
 def _welcome(settings: Settings, port: int) -> None:
     j = load_jurisdiction(settings.jurisdiction_file)
-    auth = Authenticator(settings.secret_key.get_secret_value())
+    auth = _authenticator(settings, j)
     now = SystemClock().now()
     grid = j.grids[0]
     c = grid.shape.centroid
@@ -221,9 +231,16 @@ Demo staff token for {grid.unit_id} (the unit of grid {grid.id}):
   curl -s {url}/v1/units/{grid.unit_id}/tickets -H 'Authorization: Bearer TOKEN'
 Ops token:
   {auth.issue("ops", now=now, ttl=timedelta(days=30))}
-More tokens: .venv/bin/gridcall token issue --unit UNIT_ID   (units: GET {url}/v1/grids)
+More tokens: .venv/bin/gridcall token issue --unit UNIT_ID   (units: GET {url}/v1/units)
+Tokens are signed with {_secret_source(settings)}.
 """
     )
+
+
+def _secret_source(settings: Settings) -> str:
+    if settings.secret_key is not None:
+        return "GRIDCALL_SECRET_KEY"
+    return f"the key in {(settings.var_dir / SECRET_FILE).resolve()} (made on first run; delete it to revoke them all)"
 
 
 if __name__ == "__main__":

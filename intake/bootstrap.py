@@ -28,4 +28,5 @@ def bootstrap(ctx: Context) -> ServiceParts:
         routes,
         store,
         consumers=[consumer],
+        error_renderers={open311.PREFIX: open311.render_error},
     )

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from services.lifecycle import Stop
+from services.text import printable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -120,4 +121,4 @@ async def retry(
 def describe(exc: BaseException) -> str:
     """One line for a log or an error column: the type and the first line of the message."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first}"[:500]
+    return printable(f"{type(exc).__name__}: {first}", 500)  # a message may quote user text

@@ -2,7 +2,6 @@
 runs a set of services (one in distributed mode, all four in embedded mode)."""
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -10,26 +9,26 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import JSONResponse
 from sqlalchemy import Table, text
 
-from services import deadletters
+from services import deadletters, edge
 from services.auth import Authenticator
 from services.bus import Bus
 from services.bus.kafka import KafkaBus
 from services.bus.local import LocalBus
 from services.clock import Clock, SystemClock
 from services.db import Database
+from services.directory import Health, Unhealthy, directory
+from services.edge import ErrorRenderer
 from services.events import Event, Stream
-from services.http_retry import RetryBrokenConnection
 from services.jurisdiction import Jurisdiction, load_jurisdiction
 from services.lifecycle import Stop
 from services.messaging import Consumer, Handler, Lock, Relay, Store
+from services.openapi import describe_answers
 from services.policy import Policy, load_policy
-from services.retry import Backoff, Stopped, always, retry
+from services.retry import Backoff, Stopped, always, describe, retry
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,7 +99,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None, name: str =
         clock=clock or SystemClock(),
         jurisdiction=jurisdiction,
         policy=load_policy(settings.policy_file, jurisdiction),
-        authenticator=Authenticator(settings.secret_key.get_secret_value()),
+        authenticator=Authenticator(settings.signing_key(), units=[u.id for u in jurisdiction.units]),
     )
 
 
@@ -114,6 +113,8 @@ class ServiceParts:
     consumers: list[Consumer] = field(default_factory=list)
     workers: list[Callable[[Stop], Awaitable[None]]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Error renderers for path prefixes that answer in a format of their own (Open311).
+    error_renderers: dict[str, ErrorRenderer] = field(default_factory=dict)
 
 
 async def supervise(name: str, loop: Callable[[Stop], Awaitable[None]], stop: Stop) -> None:
@@ -150,31 +151,33 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
             await ctx.bus.stop()
             await ctx.db.dispose()
 
-    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
+    # The edge's guard is a dependency of the app, so every route has it, present and future.
+    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan, dependencies=[Depends(edge.guard)])
     app.state.authenticator = ctx.authenticator
     app.state.ctx = ctx
-    app.state.parts = parts
     consumers = [c for p in parts for c in p.consumers]
+    app.include_router(directory(ctx.jurisdiction, title))
     for p in parts:
         app.include_router(p.router)
     app.include_router(deadletters.router(consumers))
-    app.add_middleware(RetryBrokenConnection)
 
-    @app.exception_handler(RequestValidationError)
-    async def unprocessable(request: Request, exc: RequestValidationError) -> Response:
-        """FastAPI's 422, but safe for any input it echoes: a lone surrogate (JSON may carry
-        one as \\ud800) goes back escaped instead of failing to encode as a 500."""
-        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=False)
-        return Response(body.encode("utf-8", "backslashreplace"), 422, media_type="application/json")
-
-    @app.get("/healthz", tags=["ops"])
+    @app.get(
+        "/healthz",
+        tags=["ops"],
+        response_model=Health,
+        responses={503: {"model": Unhealthy, "description": "the database cannot be reached"}},
+    )
     async def healthz() -> JSONResponse:
         try:
             async with ctx.db.sessions() as s:
                 await s.execute(text("SELECT 1"))
         except Exception as exc:
-            return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
+            log.warning("healthz: the database is not answering: %s", describe(exc))
+            return JSONResponse({"status": "unavailable", "database": "not answering"}, status_code=503)
         parked = await deadletters.counts(consumers)
         return JSONResponse({"status": "ok", "services": [p.name for p in parts], "deadletters": sum(parked.values())})
 
+    renderers = {prefix: r for p in parts for prefix, r in p.error_renderers.items()}
+    edge.install(app, renderers)
+    describe_answers(app, own=list(renderers))
     return app

@@ -1,5 +1,14 @@
-"""One typed settings object for every gridcall process; it fails fast on a bad value."""
+"""One typed settings object for every gridcall process; it fails fast on a bad value.
 
+The secret that signs staff and ops tokens: `GRIDCALL_SECRET_KEY` when it is set, and it must
+be set, to 32 or more characters, when `GRIDCALL_ENV=prod`. Otherwise (dev and test) the key
+is the one kept in `<var_dir>/secret_key`: generated at random (mode 0600) by the first process
+that needs it and reused from then on, so `make run` keeps its tokens valid across restarts,
+`gridcall token issue` run beside it signs with the same key, and no key ships in the source.
+Tests that issue tokens set the secret explicitly."""
+
+import os
+import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -8,7 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.ratelimit import parse_rule
 
-DEV_SECRET = "dev-only-insecure-secret-change-me"
+SECRET_FILE = "secret_key"
+# Once shipped in the source as the development default: known to anyone, so never a real secret.
+PUBLISHED_SECRETS = frozenset({"dev-only-insecure-secret-change-me"})
 DATA_DIR = Path(__file__).parent / "data"
 
 
@@ -28,7 +39,9 @@ class Settings(BaseSettings):
     policy_file: Path = DATA_DIR / "policy.yaml"
     timer_interval: float = Field(0.5, gt=0, description="seconds between polls for due SLA timers")
     timer_lease: float = Field(30, gt=0, description="seconds a replica holds due timers before others may fire them")
-    secret_key: SecretStr = SecretStr(DEV_SECRET)
+    secret_key: SecretStr | None = Field(
+        None, description=f"signs tokens; unset outside prod: the key in <var_dir>/{SECRET_FILE}, generated once"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     relay_interval: float = Field(0.2, gt=0, description="seconds between outbox polls")
@@ -66,13 +79,28 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return url or None
 
+    @field_validator("secret_key")
+    @classmethod
+    def _blank_is_unset(cls, secret: SecretStr | None) -> SecretStr | None:
+        return secret if secret is not None and secret.get_secret_value().strip() else None
+
     @model_validator(mode="after")
-    def _no_placeholder_secret_in_prod(self) -> "Settings":
-        if self.env == "prod" and self.secret_key.get_secret_value() == DEV_SECRET:
+    def _real_secret_in_prod(self) -> "Settings":
+        if self.env != "prod":
+            return self
+        secret = self.secret_key.get_secret_value() if self.secret_key else None
+        if secret is None or secret in PUBLISHED_SECRETS:
             raise ValueError("GRIDCALL_SECRET_KEY must be set to a real secret when GRIDCALL_ENV=prod")
-        if self.env == "prod" and len(self.secret_key.get_secret_value()) < 32:
+        if len(secret) < 32:
             raise ValueError("GRIDCALL_SECRET_KEY must be at least 32 characters when GRIDCALL_ENV=prod")
         return self
+
+    def signing_key(self) -> str:
+        """The secret that signs and checks tokens (see the module's docstring). Outside prod,
+        without GRIDCALL_SECRET_KEY, this creates `<var_dir>/secret_key` on first use."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        return _local_secret(self.var_dir / SECRET_FILE)
 
     @property
     def db_url(self) -> str:
@@ -85,3 +113,35 @@ class Settings(BaseSettings):
 
     def topic(self, stream: str) -> str:
         return f"{self.topic_prefix}.{stream}"
+
+
+class SecretFileError(ValueError):
+    pass
+
+
+def _read_secret(path: Path) -> str:
+    secret = path.read_text(encoding="utf-8").strip()
+    if len(secret) < 32:
+        raise SecretFileError(f"{path} holds no usable secret (under 32 characters): delete it to have one generated")
+    return secret
+
+
+def _local_secret(path: Path) -> str:
+    """The key in `path`, generated at random the first time. It is written to a private
+    temporary file and linked into place, so processes starting together agree on one key and
+    none reads a half-written file."""
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            spare = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+            with os.fdopen(os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+                out.write(secrets.token_urlsafe(48) + "\n")
+            try:
+                os.link(spare, path)
+            except FileExistsError:
+                pass  # another process was first: use its key
+            finally:
+                spare.unlink()
+        return _read_secret(path)
+    except OSError as exc:
+        raise SecretFileError(f"cannot keep the signing key in {path}: {exc}; or set GRIDCALL_SECRET_KEY") from None

@@ -6,6 +6,7 @@ import pytest
 
 from gridcall.migrate import upgrade
 from services.settings import Settings
+from tests.support.journey import TEST_SECRET
 from tests.support.servers import Broker, admin_postgres, kafka_broker, kafka_is_tansu, scratch_database
 
 # Tests poll case views many times a second; the rate limit has a test of its own.
@@ -52,12 +53,19 @@ def pg_settings(pg_url: str, broker: Broker, topic_prefix: str) -> Settings:
         topic_prefix=topic_prefix,
         relay_interval=0.05,
         rate_limit=TESTS_POLL_FREELY,
+        secret_key=TEST_SECRET,
     )
 
 
 @pytest.fixture
 def embedded_settings(tmp_path: Path) -> Settings:
     """Embedded mode on a fresh SQLite file and local bus."""
-    settings = Settings(env="test", var_dir=tmp_path / "var", relay_interval=0.05, rate_limit=TESTS_POLL_FREELY)
+    settings = Settings(
+        env="test",
+        var_dir=tmp_path / "var",
+        relay_interval=0.05,
+        rate_limit=TESTS_POLL_FREELY,
+        secret_key=TEST_SECRET,
+    )
     upgrade(settings.db_url)
     return settings

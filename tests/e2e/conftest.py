@@ -4,13 +4,13 @@ import pytest
 
 from services.auth import Authenticator
 from services.clock import SystemClock
-from services.settings import DEV_SECRET
+from tests.support.journey import TEST_SECRET
 from tests.support.servers import kafka_is_tansu
 
 
 @pytest.fixture
 def tokens():
-    auth = Authenticator(DEV_SECRET)
+    auth = Authenticator(TEST_SECRET)
 
     def issue(unit_id: str | None = None) -> str:
         role = "staff" if unit_id else "ops"
@@ -23,6 +23,7 @@ def tokens():
 def distributed_env(pg_url, broker, topic_prefix) -> dict[str, str]:
     return {
         "GRIDCALL_ENV": "test",
+        "GRIDCALL_SECRET_KEY": TEST_SECRET,
         "GRIDCALL_DATABASE_URL": pg_url,
         "GRIDCALL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
         "GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE": str(not kafka_is_tansu()).lower(),

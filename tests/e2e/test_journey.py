@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from tests.support.cluster import distributed, embedded
-from tests.support.journey import bearer, case_in_status, file_report, open_ticket
+from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report, open_ticket
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -68,6 +68,7 @@ async def test_distributed_loop_on_postgres_and_the_broker(distributed_env, tmp_
 async def test_embedded_loop_survives_kill_9(tmp_path, tokens):
     env = {
         "GRIDCALL_ENV": "dev",
+        "GRIDCALL_SECRET_KEY": TEST_SECRET,
         "GRIDCALL_VAR_DIR": str(tmp_path / "var"),
         "GRIDCALL_RELAY_INTERVAL": "0.05",
         "GRIDCALL_RATE_LIMIT": "1000000/minute",

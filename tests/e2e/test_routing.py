@@ -9,7 +9,7 @@ import yaml
 
 from services.settings import DATA_DIR
 from tests.support.cluster import distributed
-from tests.support.journey import bearer, case_in_status, file_report, open_ticket
+from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report, open_ticket
 from tests.support.servers import kafka_is_tansu
 from tests.support.waiting import eventually
 
@@ -44,6 +44,7 @@ def cluster(pg_url, broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("routing")
     env = {
         "GRIDCALL_ENV": "test",
+        "GRIDCALL_SECRET_KEY": TEST_SECRET,
         "GRIDCALL_DATABASE_URL": pg_url,
         "GRIDCALL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
         "GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE": str(not kafka_is_tansu()).lower(),

@@ -1,10 +1,14 @@
 """A resident's and a grid worker's journey, over HTTP, against any running gridcall."""
 
+import secrets
 from typing import Any
 
 import httpx
 
 from tests.support.waiting import eventually
+
+# Tests that issue tokens sign them with this run's own secret, set explicitly on every process.
+TEST_SECRET = secrets.token_urlsafe(32)
 
 STREETLIGHT_G11 = {
     "category": "garbage",

@@ -7,11 +7,11 @@ from fastapi import FastAPI, Request
 from sqlalchemy.exc import DBAPIError
 
 from gridcall.app import build_app
+from services import edge
 from services.auth import Authenticator
 from services.clock import SystemClock
-from services.http_retry import RetryBrokenConnection
 from services.settings import Settings
-from tests.support.journey import STREETLIGHT_G11, bearer
+from tests.support.journey import STREETLIGHT_G11, TEST_SECRET, bearer
 from tests.support.servers import free_port
 
 
@@ -23,7 +23,6 @@ class Dropped(Exception):
 
 def flaky_app(failures: int) -> tuple[FastAPI, list[bytes]]:
     app = FastAPI()
-    app.add_middleware(RetryBrokenConnection)
     bodies: list[bytes] = []
 
     @app.post("/echo")
@@ -37,6 +36,7 @@ def flaky_app(failures: int) -> tuple[FastAPI, list[bytes]]:
     async def bug() -> None:
         raise ValueError("a bug is no reason to try again")
 
+    edge.install(app, {})
     return app, bodies
 
 
@@ -58,7 +58,7 @@ async def test_a_database_still_away_on_the_second_try_is_a_503_with_retry_after
     async with client(app) as c:
         r = await c.post("/echo", json={"report": "bags"})
     assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
-    assert "database is unavailable" in r.json()["detail"]
+    assert "database is not answering" in r.json()["detail"]
     assert len(bodies) == 2
 
 
@@ -76,6 +76,7 @@ def nowhere(tmp_path) -> Settings:
         var_dir=tmp_path / "var",
         database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/gone",
         rate_limit="1000/minute",
+        secret_key=TEST_SECRET,
     )
 
 
@@ -92,7 +93,7 @@ def nowhere(tmp_path) -> Settings:
     ],
 )
 async def test_every_service_answers_503_when_the_database_is_away(nowhere, method, path, body, unit):
-    auth = Authenticator(nowhere.secret_key.get_secret_value())
+    auth = Authenticator(TEST_SECRET)
     now = SystemClock().now()
     headers = {"X-Tracking-Token": "t"}
     if unit:

@@ -1,0 +1,156 @@
+"""Staff and ops tokens: they expire, name a real unit, and are signed with a secret nobody
+reads in the source (the embedded default is a random key kept in the data directory)."""
+
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import httpx
+import jwt
+import pytest
+from asgi_lifespan import LifespanManager
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from gridcall.app import build_app
+from gridcall.cli import app as cli
+from services.auth import Authenticator
+from services.clock import SystemClock
+from services.runtime import build_context
+from services.settings import Settings
+from tests.support.journey import TEST_SECRET, bearer
+
+SECRET_FILE = "secret_key"  # in the data directory (GRIDCALL_VAR_DIR)
+OLD_DEV_SECRET = "dev-only-insecure-secret-change-me"  # what the source used to sign with
+
+
+@pytest.fixture
+async def client(embedded_settings):
+    app = build_app(embedded_settings)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c,
+    ):
+        yield c
+
+
+def signed(claims: dict, secret: str = TEST_SECRET) -> str:
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+async def test_a_token_that_never_expires_is_refused_and_the_answer_says_so(client):
+    now = SystemClock().now()
+    forever = signed({"iss": "gridcall", "role": "staff", "sub": "U-G11", "iat": now})
+    r = await client.get("/v1/units/U-G11/tickets", headers=bearer(forever))
+    assert r.status_code == 401, r.text
+    assert "never expires" in r.json()["detail"] and "gridcall token issue" in r.json()["detail"]
+    assert r.headers["WWW-Authenticate"] == "Bearer"
+    ops = signed({"iss": "gridcall", "role": "ops", "sub": "ops", "iat": now})
+    r = await client.get("/v1/notifications", params={"case_id": "x"}, headers=bearer(ops))
+    assert r.status_code == 401 and "never expires" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("missing", ["iss", "iat", "sub"])
+async def test_a_token_without_its_issuer_issue_time_or_subject_is_refused(client, missing):
+    now = SystemClock().now()
+    claims = {"iss": "gridcall", "role": "staff", "sub": "U-G11", "iat": now, "exp": now + timedelta(hours=1)}
+    del claims[missing]
+    r = await client.get("/v1/units/U-G11/tickets", headers=bearer(signed(claims)))
+    assert r.status_code == 401 and repr(missing) in r.json()["detail"]
+
+
+async def test_an_expired_token_is_refused_and_the_answer_says_so(client):
+    now = SystemClock().now()
+    old = signed({"iss": "gridcall", "role": "ops", "sub": "ops", "iat": now - timedelta(days=2), "exp": now})
+    r = await client.get("/v1/notifications", params={"case_id": "x"}, headers=bearer(old))
+    assert r.status_code == 401 and "expired" in r.json()["detail"]
+
+
+async def test_a_staff_token_for_a_unit_that_does_not_exist_is_refused(client):
+    nope = Authenticator(TEST_SECRET).issue("staff", unit_id="U-NOPE", now=SystemClock().now())
+    r = await client.get("/v1/units/U-NOPE/tickets", headers=bearer(nope))
+    assert r.status_code == 401, r.text
+    assert "'U-NOPE' does not exist in this jurisdiction" in r.json()["detail"]
+    r = await client.post("/v1/tickets/whatever/claim", headers=bearer(nope))
+    assert r.status_code == 401
+
+
+def test_the_authenticator_refuses_to_issue_a_token_that_is_born_expired_or_for_no_unit():
+    auth = Authenticator(TEST_SECRET, units=["U-G11"])
+    now = SystemClock().now()
+    for ttl in (timedelta(0), timedelta(days=-5)):
+        with pytest.raises(ValueError, match="lifetime must be positive"):
+            auth.issue("ops", now=now, ttl=ttl)
+    with pytest.raises(ValueError, match="U-NOPE"):
+        auth.issue("staff", unit_id="U-NOPE", now=now)
+    assert auth.verify(auth.issue("staff", unit_id="U-G11", now=now)).unit_id == "U-G11"
+
+
+@pytest.fixture
+def dev_env(tmp_path, monkeypatch):
+    """`make run`'s setting: dev, no GRIDCALL_SECRET_KEY, a data directory of its own."""
+    for name in ("GRIDCALL_SECRET_KEY", "GRIDCALL_DATABASE_URL", "GRIDCALL_KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GRIDCALL_ENV", "dev")
+    monkeypatch.setenv("GRIDCALL_VAR_DIR", str(tmp_path / "var"))
+    return tmp_path / "var"
+
+
+@pytest.mark.parametrize("days", ["-5", "0"])
+def test_token_issue_refuses_a_lifetime_that_is_not_positive(dev_env, days):
+    result = CliRunner().invoke(cli, ["token", "issue", "--ops", "--days", days])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.replace("│", " ").split())
+    assert "Invalid value for '--days': Input should be greater than or equal to 1" in said
+
+
+def test_token_issue_refuses_a_unit_that_does_not_exist(dev_env):
+    result = CliRunner().invoke(cli, ["token", "issue", "--unit", "U-NOPE"])
+    assert result.exit_code == 2 and "no unit 'U-NOPE'" in result.output
+
+
+def test_without_a_configured_secret_a_random_key_is_kept_in_the_data_directory(dev_env):
+    issued = CliRunner().invoke(cli, ["token", "issue", "--unit", "U-G11", "--days", "1"])
+    assert issued.exit_code == 0, issued.output
+    token = issued.stdout.strip()
+    key = dev_env / SECRET_FILE
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert len(key.read_text().strip()) >= 32
+    # what `make run` builds in the same setting accepts the CLI's token, and so does it after a restart
+    for _ in range(2):
+        assert build_context(Settings()).authenticator.verify(token).unit_id == "U-G11"
+    again = CliRunner().invoke(cli, ["token", "issue", "--ops"])
+    assert Authenticator(key.read_text().strip()).verify(again.stdout.strip()).role == "ops"
+    # the key that used to ship in the source signs nothing here
+    with pytest.raises(ValueError, match="invalid token"):
+        Authenticator(OLD_DEV_SECRET).verify(token)
+    forged = Authenticator(OLD_DEV_SECRET).issue("ops", now=SystemClock().now())
+    with pytest.raises(ValueError, match="invalid token"):
+        build_context(Settings()).authenticator.verify(forged)
+
+
+def test_each_data_directory_gets_its_own_key_and_processes_starting_together_agree(tmp_path):
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: Settings(var_dir=tmp_path / "a").signing_key(), range(16)))
+    assert len(keys) == 1
+    assert Settings(var_dir=tmp_path / "b").signing_key() not in keys
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [SECRET_FILE]  # no spare files left
+
+
+def test_a_configured_secret_wins_and_a_blank_one_counts_as_unset(tmp_path):
+    assert Settings(var_dir=tmp_path, secret_key="s" * 40).signing_key() == "s" * 40
+    assert not (tmp_path / SECRET_FILE).exists()
+    assert Settings(var_dir=tmp_path, secret_key=" ").signing_key() == (tmp_path / SECRET_FILE).read_text().strip()
+
+
+def test_a_damaged_key_file_is_reported_with_what_to_do(tmp_path):
+    (tmp_path / SECRET_FILE).write_text("short\n")
+    with pytest.raises(ValueError, match="delete it to have one generated"):
+        Settings(var_dir=tmp_path).signing_key()
+
+
+def test_prod_needs_a_real_secret_of_its_own():
+    for secret in (None, OLD_DEV_SECRET, "x" * 31):
+        with pytest.raises(ValidationError, match="GRIDCALL_SECRET_KEY"):
+            Settings(env="prod", secret_key=secret)
+    assert Settings(env="prod", secret_key="x" * 40).signing_key() == "x" * 40
