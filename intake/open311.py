@@ -583,7 +583,10 @@ def router(
         ] = None,
         status: Annotated[
             str | None,
-            Query(description="open, closed, or both comma-separated", pattern=r"^(open|closed)(,(open|closed))*$"),
+            Query(
+                description="open, closed, or both comma-separated",
+                json_schema_extra={"pattern": r"^(open|closed)(,(open|closed))*$"},  # the handler says what is wrong
+            ),
         ] = None,
         jurisdiction_id: Annotated[
             str | None, Query(description="ignored: one jurisdiction is served", pattern=STORABLE_PATTERN)
