@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from services.auth import OpsDep
 from services.messaging import Consumer
+from services.openapi import problem
 
 
 class UnknownConsumer(LookupError):
@@ -98,7 +99,7 @@ EventQuery = Annotated[str | None, Query(pattern=r"^[^\x00-\x1f\x7f]{1,200}$", d
 
 def router(consumers: Sequence[Consumer]) -> APIRouter:
     api = APIRouter(prefix="/v1/ops/deadletters", tags=["ops"])
-    no_such: dict[int | str, dict[str, Any]] = {404: {"description": "no consumer of that name in this process"}}
+    no_such: dict[int | str, dict[str, Any]] = {404: problem("no consumer of that name in this process")}
 
     @api.get("", response_model=DeadLetters, responses=no_such)
     async def parked(_: OpsDep, consumer: ConsumerQuery = None) -> DeadLetters:

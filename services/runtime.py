@@ -155,6 +155,7 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
     app = FastAPI(title=title, version="0.1.0", lifespan=lifespan, dependencies=[Depends(edge.guard)])
     app.state.authenticator = ctx.authenticator
     app.state.ctx = ctx
+    app.state.parts = parts
     consumers = [c for p in parts for c in p.consumers]
     app.include_router(directory(ctx.jurisdiction, title))
     for p in parts:

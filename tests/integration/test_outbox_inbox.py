@@ -242,25 +242,25 @@ async def test_one_bad_record_in_a_batch_is_parked_and_takes_back_only_its_own_e
 
 
 async def test_a_record_the_database_refuses_outright_is_parked_not_retried_forever(ctx):
-    """An event id PostgreSQL cannot store (a NUL character) fails the inbox itself: the record
-    is dead-lettered and the rest of its batch goes on."""
+    """A write PostgreSQL refuses for good (a value longer than its column) is no transient
+    failure: the record is dead-lettered and the rest of its batch goes on."""
     store = dispatcher_bootstrap(ctx).store
     history = dispatcher_tables.history
 
     async def handler(tx, envelope, event):
-        row = {"case_id": event.case_id, "at": ctx.clock.now(), "type": "t", "details": {}}
+        kind = "t" * 100 if event.case_id.startswith("long-") else "t"  # the column holds 64
+        row = {"case_id": event.case_id, "at": ctx.clock.now(), "type": kind, "details": {}}
         await tx.session.execute(history.insert().values(**row))
 
-    consumer = Consumer(f"nul-{uuid.uuid4().hex[:6]}", store, ctx.bus, {CaseReported: handler}, [Stream.CASES])
+    consumer = Consumer(f"long-{uuid.uuid4().hex[:6]}", store, ctx.bus, {CaseReported: handler}, [Stream.CASES])
     run = uuid.uuid4().hex[:8]
-    keys = [f"fine-{run}", f"nul-{run}"]
+    keys = [f"fine-{run}", f"long-{run}"]
     topic = ctx.settings.topic(Stream.CASES)
     envelopes = [Envelope.wrap(reported(k), source="/intake", time=ctx.clock.now()) for k in keys]
-    envelopes[1] = envelopes[1].model_copy(update={"id": "id-with-\x00-inside"})
     records = [Record(topic, 0, n, k, e.encode()) for n, (k, e) in enumerate(zip(keys, envelopes, strict=True))]
     assert await asyncio.wait_for(consumer.handle_batch(records), timeout=30)
     async with ctx.db.sessions() as s:
         written = (await s.scalars(select(history.c.case_id).where(history.c.case_id.in_(keys)))).all()
     assert written == [keys[0]]
     [parked] = await store.parked(consumer.name)
-    assert parked.event_id == "id-with-\\x00-inside"  # kept, in a form the column can hold
+    assert parked.event_id == envelopes[1].id and "too long" in parked.error
