@@ -83,22 +83,9 @@ def topic_prefix() -> str:
 
 @pytest.fixture(scope="module")
 def distributed_env(pg_url, broker, topic_prefix) -> dict[str, str]:
-    from tests.support.journey import TEST_SECRET
-    from tests.support.servers import kafka_is_tansu
+    from tests.support.cluster import distributed_settings
 
-    return {
-        "GRIDCALL_ENV": "test",
-        "GRIDCALL_SECRET_KEY": TEST_SECRET,
-        "GRIDCALL_DATABASE_URL": pg_url,
-        "GRIDCALL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE": str(not kafka_is_tansu()).lower(),
-        "GRIDCALL_KAFKA_PARTITIONS": "3",
-        "GRIDCALL_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "GRIDCALL_KAFKA_REBALANCE_TIMEOUT_MS": "3000",
-        "GRIDCALL_RATE_LIMIT": "1000000/minute",
-        "GRIDCALL_TOPIC_PREFIX": topic_prefix,
-        "GRIDCALL_RELAY_INTERVAL": "0.05",
-    }
+    return distributed_settings(pg_url, broker.bootstrap, topic_prefix)
 
 
 def test_no_operation_of_any_service_answers_a_5xx(distributed_run):

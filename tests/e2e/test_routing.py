@@ -8,9 +8,8 @@ import pytest
 import yaml
 
 from services.settings import DATA_DIR
-from tests.support.cluster import distributed
-from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report, open_ticket
-from tests.support.servers import kafka_is_tansu
+from tests.support.cluster import distributed, distributed_settings
+from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -42,21 +41,13 @@ def fast_policy(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def cluster(pg_url, broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("routing")
-    env = {
-        "GRIDCALL_ENV": "test",
-        "GRIDCALL_SECRET_KEY": TEST_SECRET,
-        "GRIDCALL_DATABASE_URL": pg_url,
-        "GRIDCALL_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE": str(not kafka_is_tansu()).lower(),
-        "GRIDCALL_KAFKA_PARTITIONS": "3",
-        "GRIDCALL_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "GRIDCALL_KAFKA_REBALANCE_TIMEOUT_MS": "3000",
-        "GRIDCALL_RATE_LIMIT": "1000000/minute",
-        "GRIDCALL_TOPIC_PREFIX": f"r{uuid.uuid4().hex[:8]}",
-        "GRIDCALL_RELAY_INTERVAL": "0.05",
-        "GRIDCALL_TIMER_INTERVAL": "0.1",
-        "GRIDCALL_POLICY_FILE": str(fast_policy(tmp / "policy.yaml")),
-    }
+    env = distributed_settings(
+        pg_url,
+        broker.bootstrap,
+        f"r{uuid.uuid4().hex[:8]}",
+        GRIDCALL_TIMER_INTERVAL="0.1",
+        GRIDCALL_POLICY_FILE=str(fast_policy(tmp / "policy.yaml")),
+    )
     with distributed(env, tmp) as c:
         yield c
 

@@ -64,6 +64,29 @@ def gridcall_args(*args: str) -> list[str]:
     return [sys.executable, "-m", "gridcall", *args]
 
 
+def distributed_settings(db_url: str, bootstrap: str, topic_prefix: str, **more: str) -> dict[str, str]:
+    """The services' settings in tests: their own database and topics, the test secret, short
+    broker timeouts (Tansu rejoins after the session timeout), a relay that polls often and a
+    rate limit out of the way; `more` adds or overrides (GRIDCALL_ names)."""
+    from tests.support.journey import TEST_SECRET
+    from tests.support.servers import kafka_is_tansu
+
+    return {
+        "GRIDCALL_ENV": "test",
+        "GRIDCALL_SECRET_KEY": TEST_SECRET,
+        "GRIDCALL_DATABASE_URL": db_url,
+        "GRIDCALL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE": str(not kafka_is_tansu()).lower(),
+        "GRIDCALL_KAFKA_PARTITIONS": "3",
+        "GRIDCALL_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "GRIDCALL_KAFKA_REBALANCE_TIMEOUT_MS": "3000",
+        "GRIDCALL_RATE_LIMIT": "1000000/minute",
+        "GRIDCALL_TOPIC_PREFIX": topic_prefix,
+        "GRIDCALL_RELAY_INTERVAL": "0.05",
+        **more,
+    }
+
+
 def base_env(settings: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDCALL_")}
     env.update(settings)
