@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Table, text
 
 from services.auth import Authenticator
+from services.batching import GroupCommit
 from services.bus import Bus
 from services.bus.kafka import KafkaBus
 from services.bus.local import LocalBus
@@ -106,6 +107,7 @@ class ServiceParts:
     store: Store
     consumers: list[Consumer] = field(default_factory=list)
     workers: list[Callable[[Stop], Awaitable[None]]] = field(default_factory=list)
+    group_commits: list[GroupCommit[Any, Any]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -139,6 +141,8 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
         try:
             yield
         finally:
+            # The server has finished its requests; the writers finish what those requests submitted.
+            await asyncio.gather(*(g.close() for p in parts for g in p.group_commits))
             stop.set()  # let every loop finish its step; cancel only what does not end in time
             _, late = await asyncio.wait(tasks, timeout=ctx.settings.shutdown_grace)
             for t in late:
