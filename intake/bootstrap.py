@@ -31,4 +31,6 @@ def bootstrap(ctx: Context) -> ServiceParts:
     routes.include_router(
         open311.router(store, writer, ctx.jurisdiction, ctx.policy, keys, rate_limit, changeset=services_changed)
     )
-    return ServiceParts(NAME, routes, store, consumers=[consumer], group_commits=[writer.commits])
+    parts = ServiceParts(NAME, routes, store, consumers=[consumer], group_commits=[writer.commits])
+    parts.extras["reports"] = writer
+    return parts
