@@ -1,4 +1,5 @@
 import asyncio
+import importlib.util
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -56,7 +57,16 @@ def _serve(settings: Settings, names: list[str] | None, port: int, *, welcome: b
         raise typer.Exit(2) from None
     if welcome:
         _welcome(settings, port)
-    uvicorn.run(api, host=settings.host, port=port, log_level="info", access_log=False)
+    loop, http = _server_parts()
+    logging.getLogger("gridcall").info("serving with the %s event loop and the %s HTTP parser", loop, http)
+    uvicorn.run(api, host=settings.host, port=port, log_level="info", access_log=False, loop=loop, http=http)
+
+
+def _server_parts() -> tuple[str, str]:
+    """uvloop and httptools (what uvicorn[standard] installs), named rather than left to
+    uvicorn's "auto", so the log says which ones run; asyncio and h11 where they are missing."""
+    found = importlib.util.find_spec
+    return ("uvloop" if found("uvloop") else "asyncio"), ("httptools" if found("httptools") else "h11")
 
 
 @app.command()
