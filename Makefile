@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test unit integration e2e fault bench bench-quick bench-backlog wrk lint fmt migrate up down clean
+.PHONY: run test unit integration e2e fault fuzz bench bench-quick bench-backlog wrk lint fmt migrate up down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,9 @@ e2e: $(STAMP)
 
 fault: $(STAMP)               ## 10,000 due SLA timers, two dispatcher processes, one killed with -9
 	GRIDCALL_FAULT_CASES=10000 $(BIN)/pytest -q -s tests/e2e/test_timer_failover.py
+
+fuzz: $(STAMP)                ## schemathesis over every operation, embedded and distributed, 500 examples each
+	GRIDCALL_FUZZ_EXAMPLES=500 $(BIN)/pytest -q tests/unit/test_whole_api_fuzz.py tests/e2e/test_fuzz_distributed.py
 
 bench: $(STAMP) wrk           ## one table: intake vs bare, end to end, CPU per case, RSS, SLA timers, embedded
 	$(BIN)/python -m bench.run

@@ -1,17 +1,18 @@
-from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
-from pydantic import AfterValidator, BaseModel, Field
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from departments.domain import InvalidRequest, NotYourTicket, TicketConflict, TicketError, TicketNotFound, TicketStatus
+from departments.domain import TicketStatus
 from departments.handlers import Desk
 from departments.tables import tickets
 from services.auth import Principal, PrincipalDep
+from services.errors import Forbidden
 from services.events import ReturnReason
 from services.openapi import problem
+from services.text import WORDS, Identifier
 
 
 class Ticket(BaseModel):
@@ -37,53 +38,42 @@ class Ticket(BaseModel):
     resolved_at: datetime | None
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("cannot be blank: say it in words")
-    return value.strip()
-
-
-Text = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_not_blank)]
+Text = Annotated[str, Field(min_length=1, max_length=4000), WORDS]
 
 
 class Resolution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     note: Text = Field(description="what was done, for the resident")
 
 
 class Escalation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     reason: Text = Field(description="why the case needs the tier above")
 
 
 class Return(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     reason_code: ReturnReason
     reason: Text
-    suggested_unit_id: str | None = Field(None, description="the unit that should handle it, if known")
+    suggested_unit_id: Identifier | None = Field(None, description="the unit that should handle it, if known")
 
 
 class Whistle(BaseModel):
-    lead: str = Field(description="the department that leads")
-    co: list[str] = Field(default=[], max_length=10, description="departments that co-handle")
+    model_config = ConfigDict(extra="forbid")
+    lead: Identifier = Field(description="the department that leads")
+    co: list[Identifier] = Field(default=[], max_length=10, description="departments that co-handle")
     reason: Text
 
 
 def _may_see(principal: Principal, unit_id: str) -> None:
     if principal.role != "ops" and principal.unit_id != unit_id:
-        raise HTTPException(403, f"this token is for unit {principal.unit_id}, not {unit_id}")
+        raise Forbidden(f"this token is for unit {principal.unit_id}, not {unit_id}")
 
 
 def _staff_only(principal: Principal) -> Principal:
     if principal.role != "staff":
-        raise HTTPException(403, "only a unit's staff token can act on its tickets")
+        raise Forbidden("only a unit's staff token can act on its tickets")
     return principal
-
-
-async def _answer(action: Awaitable[dict[str, Any]]) -> dict[str, Any]:
-    """Run a desk action, translating ticket errors to the HTTP status that says what to fix."""
-    try:
-        return await action
-    except TicketError as exc:
-        status = {TicketNotFound: 404, NotYourTicket: 403, TicketConflict: 409, InvalidRequest: 422}[type(exc)]
-        raise HTTPException(status, str(exc)) from None
 
 
 TICKET_ANSWERS: dict[int | str, dict[str, Any]] = {
@@ -115,27 +105,27 @@ def router(desk: Desk) -> APIRouter:
 
     @ticket.post("/claim", response_model=Ticket)
     async def claim(ticket_id: str, principal: PrincipalDep) -> dict[str, Any]:
-        return await _answer(desk.claim(ticket_id, _staff_only(principal)))
+        return await desk.claim(ticket_id, _staff_only(principal))
 
     @ticket.post("/resolve", response_model=Ticket)
     async def resolve(ticket_id: str, body: Resolution, principal: PrincipalDep) -> dict[str, Any]:
-        return await _answer(desk.resolve(ticket_id, body.note, _staff_only(principal)))
+        return await desk.resolve(ticket_id, body.note, _staff_only(principal))
 
     @ticket.post("/escalate", response_model=Ticket)
     async def escalate(ticket_id: str, body: Escalation, principal: PrincipalDep) -> dict[str, Any]:
         """上报: send the case one tier up, with the reason."""
-        return await _answer(desk.escalate(ticket_id, body.reason, _staff_only(principal)))
+        return await desk.escalate(ticket_id, body.reason, _staff_only(principal))
 
     @ticket.post("/return", response_model=Ticket)
     async def return_ticket(ticket_id: str, body: Return, principal: PrincipalDep) -> dict[str, Any]:
         """退单: give back a case that is not this unit's; it is dispatched again."""
         staff = _staff_only(principal)
-        return await _answer(desk.return_(ticket_id, body.reason_code, body.reason, body.suggested_unit_id, staff))
+        return await desk.return_(ticket_id, body.reason_code, body.reason, body.suggested_unit_id, staff)
 
     @ticket.post("/whistle", response_model=Ticket)
     async def whistle(ticket_id: str, body: Whistle, principal: PrincipalDep) -> dict[str, Any]:
         """吹哨: a street office summons departments: one lead, any co-handlers."""
-        return await _answer(desk.whistle(ticket_id, body.lead, body.co, body.reason, _staff_only(principal)))
+        return await desk.whistle(ticket_id, body.lead, body.co, body.reason, _staff_only(principal))
 
     api.include_router(ticket)
     return api

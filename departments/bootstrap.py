@@ -7,6 +7,6 @@ NAME = "departments"
 
 
 def bootstrap(ctx: Context) -> ServiceParts:
-    store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox)
+    store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox, deadletters=tables.deadletters)
     consumer = ctx.consumer(NAME, store, HANDLERS, [Stream.CASES])
     return ServiceParts(NAME, api.router(Desk(store, ctx.jurisdiction)), store, consumers=[consumer])

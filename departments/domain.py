@@ -2,6 +2,8 @@
 
 from enum import StrEnum
 
+from services.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+
 
 class TicketStatus(StrEnum):
     OPEN = "open"
@@ -17,24 +19,25 @@ class TicketStatus(StrEnum):
         return self in (TicketStatus.OPEN, TicketStatus.CLAIMED)
 
 
-class TicketError(Exception):
+class TicketError(DomainError):
+    """Anything a desk action refuses; each kind is also the kernel error that says its status."""
+
+
+class TicketNotFound(TicketError, NotFound):
     pass
 
 
-class TicketNotFound(TicketError):
+class NotYourTicket(TicketError, Forbidden):
     pass
 
 
-class NotYourTicket(TicketError):
-    pass
-
-
-class TicketConflict(TicketError):
+class TicketConflict(TicketError, Conflict):
     """The ticket's state does not allow this action (already claimed, not claimed, closed)."""
 
 
-class InvalidRequest(TicketError):
-    """The action names something that does not exist or is not allowed (a unit, a reason)."""
+class InvalidRequest(TicketError, Invalid):
+    """The action names something that does not exist or is not allowed (a unit, a reason);
+    `loc` says which field."""
 
 
 def check_claim(status: TicketStatus) -> None:

@@ -157,7 +157,10 @@ class Desk:
         self, ticket_id: str, code: ReturnReason, reason: str, suggested_unit_id: str | None, staff: Principal
     ) -> dict[str, Any]:
         if suggested_unit_id is not None and self.j.unit(suggested_unit_id) is None:
-            raise InvalidRequest(f"suggested_unit_id {suggested_unit_id!r} is not a unit of {self.j.district.name}")
+            raise InvalidRequest(
+                f"suggested_unit_id {suggested_unit_id!r} is not a unit of {self.j.district.name}",
+                loc=("body", "suggested_unit_id"),
+            )
         return await self._act(
             ticket_id,
             staff,
@@ -175,12 +178,13 @@ class Desk:
 
     async def whistle(self, ticket_id: str, lead: str, co: list[str], reason: str, staff: Principal) -> dict[str, Any]:
         summoned = [lead, *co]
-        for unit_id in summoned:
+        places: list[tuple[str | int, ...]] = [("body", "lead"), *(("body", "co", i) for i in range(len(co)))]
+        for unit_id, loc in zip(summoned, places, strict=True):
             unit = self.j.unit(unit_id)
             if unit is None or unit.kind is not UnitKind.DEPARTMENT:
-                raise InvalidRequest(f"{unit_id!r} is not a department of {self.j.district.name}")
+                raise InvalidRequest(f"{unit_id!r} is not a department of {self.j.district.name}", loc=loc)
         if len(set(summoned)) != len(summoned):
-            raise InvalidRequest("name each department once: the lead is not also a co-handler")
+            raise InvalidRequest("name each department once: the lead is not also a co-handler", loc=("body", "co"))
 
         def check(row: Any) -> None:
             check_hand_over(TicketStatus(row.status), "whistled")

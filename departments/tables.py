@@ -1,7 +1,7 @@
 from sqlalchemy import JSON, Column, Index, Integer, MetaData, String, Table, Text
 
 from services.db import UtcDateTime
-from services.messaging import inbox_table, outbox_table
+from services.messaging import deadletter_table, inbox_table, outbox_table
 
 metadata = MetaData()
 
@@ -34,3 +34,4 @@ tickets = Table(
 
 outbox = outbox_table(metadata, "departments")
 inbox = inbox_table(metadata, "departments")
+deadletters = deadletter_table(metadata, "departments")

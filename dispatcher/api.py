@@ -1,7 +1,7 @@
 from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, and_, case, func, or_, select
 
@@ -10,9 +10,11 @@ from dispatcher.tables import assignments, cases, history
 from services.auth import OpsDep
 from services.clock import Clock
 from services.db import Database
+from services.errors import Invalid, NotFound
 from services.events import Priority, Role, Tier
 from services.jurisdiction import Jurisdiction
 from services.openapi import problem
+from services.text import Identifier
 
 ESCALATION_TYPES = ("case.sla_breached", "case.escalated", "case.returned", "case.whistled")
 
@@ -142,17 +144,18 @@ def router(db: Database, clock: Clock, j: Jurisdiction) -> APIRouter:
         _: OpsDep,
         since: Annotated[datetime | None, Query(description="from (default: 30 days ago)")] = None,
         until: Annotated[datetime | None, Query(description="to (default: now)")] = None,
-        street: Annotated[str | None, Query(description="street id, e.g. S1")] = None,
-        community: Annotated[str | None, Query(description="community id, e.g. C2")] = None,
-        unit: Annotated[str | None, Query(description="the unit that resolved the case")] = None,
-        category: Annotated[str | None, Query()] = None,
+        street: Annotated[Identifier | None, Query(description="street id, e.g. S1")] = None,
+        community: Annotated[Identifier | None, Query(description="community id, e.g. C2")] = None,
+        unit: Annotated[Identifier | None, Query(description="the unit that resolved the case")] = None,
+        category: Annotated[Identifier | None, Query()] = None,
     ) -> dict[str, Any]:
         """The satisfaction rate (满意率): outcomes of satisfaction visits in the period, overall
         and per unit that resolved the case. A case reopened and resolved again counts each visit."""
         until = until or clock.now()
         since = since or until - timedelta(days=30)
-        if since.tzinfo is None or until.tzinfo is None:
-            raise HTTPException(422, "since and until need a time zone, e.g. 2026-11-01T00:00:00+08:00")
+        for name, moment in (("since", since), ("until", until)):
+            if moment.tzinfo is None:
+                raise Invalid(f"{name} needs a time zone, e.g. 2026-11-01T00:00:00+08:00", loc=("query", name))
         reopened = history.c.type == "case.reopened"
         outcome = case((reopened, "unsatisfied"), else_=history.c.details["reason"].as_string()).label("outcome")
         by = case((reopened, history.c.details["unit_id"].as_string()), else_=cases.c.resolved_by).label("unit_id")
@@ -183,10 +186,10 @@ def router(db: Database, clock: Clock, j: Jurisdiction) -> APIRouter:
     @api.get("/breaches", response_model=list[Breach])
     async def breaches(
         _: OpsDep,
-        street: Annotated[str | None, Query(description="street id, e.g. S1")] = None,
-        community: Annotated[str | None, Query(description="community id, e.g. C2")] = None,
-        unit: Annotated[str | None, Query(description="the unit now holding the case")] = None,
-        category: Annotated[str | None, Query()] = None,
+        street: Annotated[Identifier | None, Query(description="street id, e.g. S1")] = None,
+        community: Annotated[Identifier | None, Query(description="community id, e.g. C2")] = None,
+        unit: Annotated[Identifier | None, Query(description="the unit now holding the case")] = None,
+        category: Annotated[Identifier | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> list[dict[str, Any]]:
         """Cases past a limit right now: an open assignment past its response or resolution
@@ -246,7 +249,7 @@ def router(db: Database, clock: Clock, j: Jurisdiction) -> APIRouter:
         async with db.sessions() as s:
             case = (await s.execute(select(cases).where(cases.c.case_id == case_id))).first()
             if case is None:
-                raise HTTPException(404, f"no case {case_id} in the dispatcher")
+                raise NotFound(f"no case {case_id!r} in the dispatcher")
             given = await s.execute(
                 select(assignments).where(assignments.c.case_id == case_id).order_by(assignments.c.seq)
             )

@@ -35,7 +35,8 @@ from services.events import (
     TicketWhistled,
     Tier,
 )
-from services.messaging import TRANSIENT, Handler, Tx
+from services.messaging import Handler, Tx, error_text
+from services.retry import transient
 
 
 def new_id() -> str:
@@ -231,7 +232,9 @@ async def fire_timers(tx: Tx, router: Router, timer_ids: list[int], owner: str) 
     leased them, so one case's timers never fire out of order across replicas; a replica
     that leased one of them finds the row gone and skips it. Each timer row is deleted in
     the same transaction as its effect. A timer whose handling fails is rolled back alone
-    (a savepoint) and returned with its error."""
+    (a savepoint) and returned with its error; a transient failure (a deadlock, a lock
+    timeout, a dropped connection) is no failure of the timer and rolls back the batch, which
+    the worker takes again at once."""
     leased = (
         await tx.session.execute(
             select(timer_rows.c.case_id, timer_rows.c.due_at)
@@ -271,9 +274,9 @@ async def fire_timers(tx: Tx, router: Router, timer_ids: list[int], owner: str) 
                         decision = router.fire(case, row.assignment_id, TimerKind(row.kind), now, new_id)
                         await save(tx, router, case, decision)
                         fired += 1
-            except TRANSIENT:
-                raise
             except Exception as exc:
+                if transient(exc):
+                    raise  # a deadlock or a dropped connection: the whole batch is tried again
                 del tx.emitted[emitted:]
-                failed[row.id] = f"{type(exc).__name__}: {exc}"
+                failed[row.id] = error_text(exc)
     return fired, failed

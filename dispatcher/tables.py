@@ -13,7 +13,7 @@ from sqlalchemy import (
 )
 
 from services.db import UtcDateTime
-from services.messaging import inbox_table, outbox_table
+from services.messaging import deadletter_table, inbox_table, outbox_table
 
 metadata = MetaData()
 
@@ -96,3 +96,4 @@ history = Table(
 
 outbox = outbox_table(metadata, "dispatcher")
 inbox = inbox_table(metadata, "dispatcher")
+deadletters = deadletter_table(metadata, "dispatcher")

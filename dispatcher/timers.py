@@ -12,6 +12,7 @@ import os
 import socket
 import uuid
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import or_, select, update
 
@@ -20,6 +21,8 @@ from dispatcher.handlers import fire_timers
 from dispatcher.tables import timers
 from services.lifecycle import Stop
 from services.messaging import Store
+from services.retry import retry
+from services.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -63,31 +66,39 @@ class TimerWorker:
                 )
         return list(ids)
 
-    async def fire_due(self) -> int:
+    async def fire_due(self, stop: Stop | None = None) -> int:
         """Fire every timer due now, in due order; returns how many fired."""
         fired = 0
         while ids := await self.lease_due():
             for start in range(0, len(ids), self.per_transaction):
-                fired += await self._fire(ids[start : start + self.per_transaction])
+                fired += await self._fire(ids[start : start + self.per_transaction], stop)
         return fired
 
-    async def _fire(self, ids: list[int]) -> int:
-        async with self.store.transaction() as tx:
-            fired, failed = await fire_timers(tx, self.router, ids, self.owner)
+    async def _fire(self, ids: list[int], stop: Stop | None) -> int:
+        """Fire leased timers; a transient failure is retried at once, while the lease holds,
+        instead of waiting the lease out."""
+        fired, failed = await retry(partial(self._fire_once, ids), what="timers", stop=stop)
         if failed:
             # The failed timers keep their lease and fire again once it expires.
             for timer_id, error in failed.items():
-                log.error("timer %s failed: %s", timer_id, error)
-            async with self.store.db.transaction() as s:
-                for timer_id, error in failed.items():
-                    await s.execute(
-                        update(timers)
-                        .where(timers.c.id == timer_id)
-                        .values(failures=timers.c.failures + 1, last_error=error[:2000])
-                    )
+                log.error("timer %s failed: %s", timer_id, printable(error))
+            await retry(partial(self._record_failures, failed), what="timers: record failures", stop=stop)
         return fired
+
+    async def _fire_once(self, ids: list[int]) -> tuple[int, dict[int, str]]:
+        async with self.store.transaction() as tx:
+            return await fire_timers(tx, self.router, ids, self.owner)
+
+    async def _record_failures(self, failed: dict[int, str]) -> None:
+        async with self.store.db.transaction() as s:
+            for timer_id, error in failed.items():
+                await s.execute(
+                    update(timers)
+                    .where(timers.c.id == timer_id)
+                    .values(failures=timers.c.failures + 1, last_error=error)
+                )
 
     async def run(self, stop: Stop) -> None:
         while not stop:
-            if await self.fire_due() == 0:
+            if await self.fire_due(stop) == 0:
                 await stop.sleep(self.interval)

@@ -12,7 +12,8 @@ from services.settings import Settings
 
 def build_app(settings: Settings, names: Sequence[str] | None = None, *, clock: Clock | None = None) -> FastAPI:
     names = list(names or BOOTSTRAP)
-    ctx = build_context(settings, clock=clock)
+    one = names[0] if len(names) == 1 else None
+    ctx = build_context(settings, clock=clock, name=f"gridcall-{one}" if one else "gridcall")
     parts = [BOOTSTRAP[n](ctx) for n in names]
-    title = "gridcall" if len(names) > 1 else f"gridcall {names[0]}"
+    title = f"gridcall {one}" if one else "gridcall"
     return create_app(ctx, parts, title=title)

@@ -14,12 +14,16 @@ from pydantic import ValidationError
 
 from gridcall import migrate as migrations
 from gridcall.app import build_app
+from gridcall.services import BOOTSTRAP
 from intake import keys
+from services import deadletters
 from services.auth import Authenticator
 from services.clock import SystemClock
 from services.db import Database
 from services.jurisdiction import Jurisdiction, JurisdictionError, load_jurisdiction
+from services.messaging import Consumer
 from services.policy import PolicyError
+from services.runtime import build_context
 from services.settings import SECRET_FILE, SecretFileError, Settings
 
 T = TypeVar("T")
@@ -28,6 +32,8 @@ token_app = typer.Typer(help="Bearer tokens for staff and ops.", no_args_is_help
 app.add_typer(token_app, name="token")
 open311_app = typer.Typer(help="API keys for Open311 clients (POST /open311/v2/requests).", no_args_is_help=True)
 app.add_typer(open311_app, name="open311-key")
+deadletter_app = typer.Typer(help="Records consumers could not handle: list them, re-drive them.", no_args_is_help=True)
+app.add_typer(deadletter_app, name="deadletter")
 
 
 class ServiceName(StrEnum):
@@ -160,6 +166,50 @@ def open311_key_revoke(name: str) -> None:
         typer.echo(f"gridcall: no Open311 API key named {name!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"gridcall: revoked the Open311 API key {name!r}")
+
+
+ConsumerOption = Annotated[
+    str | None, typer.Option(help="one consumer: its name (e.g. gridcall.dispatcher) or its service's")
+]
+
+
+@deadletter_app.command("list")
+def deadletter_list(consumer: ConsumerOption = None) -> None:
+    """Print the parked records as JSON, oldest first, with their errors and the count."""
+    parked = _with_consumers(lambda consumers: deadletters.list_parked(consumers, consumer))
+    typer.echo(parked.model_dump_json(indent=2))
+
+
+@deadletter_app.command("redrive")
+def deadletter_redrive(
+    consumer: ConsumerOption = None,
+    event_id: Annotated[str | None, typer.Option(help="only this event's parked record")] = None,
+) -> None:
+    """Put parked records back through their consumer once the fault is fixed (exits 1 if one still fails)."""
+    result = _with_consumers(lambda consumers: deadletters.redrive(consumers, consumer, event_id))
+    typer.echo(result.model_dump_json(indent=2))
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _with_consumers(work: Callable[[list[Consumer]], Awaitable[T]]) -> T:
+    """Run `work` with every service's consumer, built as the services build them, against
+    the configured database (the bus is not needed: handling only writes to the outbox)."""
+    settings = _settings()
+    migrations.upgrade(settings.db_url)
+
+    async def run() -> T:
+        ctx = build_context(settings, name="gridcall-cli")
+        try:
+            return await work([c for build in BOOTSTRAP.values() for c in build(ctx).consumers])
+        finally:
+            await ctx.db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except deadletters.UnknownConsumer as exc:
+        typer.echo(f"gridcall: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _with_database(work: Callable[[Database], Awaitable[T]]) -> T:

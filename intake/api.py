@@ -1,15 +1,16 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, status
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from fastapi import APIRouter, Depends, Header, status
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from sqlalchemy import select
 
-from intake.domain import CaseConflict, CaseStatus, IdempotencyConflict, Report, ReportRejected, token_matches
+from intake.domain import CaseStatus, Report, token_matches
 from intake.filing import ReportWriter
 from intake.handlers import answer_satisfaction, body_hash, request_cancel
 from intake.tables import case_views, reports, timeline
 from services.auth import Authenticator
+from services.errors import Forbidden, NotFound
 from services.events import Location, Priority, Tier
 from services.jurisdiction import Jurisdiction, UnitKind
 from services.messaging import Store
@@ -17,13 +18,21 @@ from services.openapi import RATE_LIMITED
 from services.openapi import problem as _problem
 from services.policy import Policy
 from services.ratelimit import RateLimit
+from services.text import REMARK, WORDS, Identifier
+
+Name = Annotated[str, Field(min_length=1, max_length=100), WORDS]
+Address = Annotated[str, Field(min_length=1, max_length=200), WORDS]
+Description = Annotated[str, Field(min_length=1, max_length=4000), WORDS]
+Comment = Annotated[str, Field(max_length=2000), REMARK]
 
 
 class Contact(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, max_length=100)
+    name: Name | None = None
     phone: str | None = Field(None, pattern=r"^\+?[0-9][0-9 -]{5,19}$")
-    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: str | None = Field(
+        None, max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
+    )
 
 
 LOCATION_TYPES = {"lat": "number", "lon": "number", "address": "string", "grid_id": "string"}
@@ -40,12 +49,14 @@ class LocationIn(BaseModel):
     address from the district's address table, or a grid id (GET /v1/grids)."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"oneOf": [_only("lat", "lon"), _only("address"), _only("grid_id")]}
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={"oneOf": [_only("lat", "lon"), _only("address"), _only("grid_id")]},
     )
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
-    address: str | None = Field(None, min_length=1, max_length=200)
-    grid_id: str | None = Field(None, min_length=1, max_length=64)
+    address: Address | None = None
+    grid_id: Identifier | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> "LocationIn":
@@ -74,8 +85,8 @@ class ReportIn(BaseModel):
             ]
         },
     )
-    category: str = Field(description="a code from GET /v1/categories")
-    description: str = Field(min_length=1, max_length=4000)
+    category: Identifier = Field(description="a code from GET /v1/categories")
+    description: Description
     location: LocationIn
     attributes: dict[str, Any] = Field({}, description="answers to the category's questions (GET /v1/categories)")
     media_urls: list[HttpUrl] = Field([], max_length=5, description="photos or video, http(s) only")
@@ -91,13 +102,6 @@ class ReportIn(BaseModel):
         description="the household's ledger colour; only a grid worker's staff token may set it, "
         "and the routing policy may raise the priority for it",
     )
-
-    @field_validator("description")
-    @classmethod
-    def _not_blank(cls, text: str) -> str:
-        if not text.strip():
-            raise ValueError("description must say what the problem is; it cannot be blank")
-        return text.strip()
 
     @model_validator(mode="after")
     def _anonymous_means_no_contact(self) -> "ReportIn":
@@ -139,12 +143,12 @@ class CaseView(BaseModel):
 class SatisfactionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     answer: Literal["satisfied", "unsatisfied"]
-    comment: str = Field("", max_length=2000)
+    comment: Comment = ""
 
 
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field("", max_length=2000)
+    reason: Comment = ""
 
 
 class CategoryOut(BaseModel):
@@ -172,13 +176,6 @@ class GridOut(BaseModel):
 BAD_BODY: dict[int | str, dict[str, Any]] = {400: _problem("the body could not be read (e.g. it is not UTF-8)")}
 
 
-def _unprocessable(exc: ReportRejected) -> HTTPException:
-    return HTTPException(
-        422,
-        [{"loc": ["body", exc.field], "msg": str(exc), "type": exc.kind}],
-    )
-
-
 CASE_NOT_FOUND = "no case with this id and tracking token"
 
 
@@ -198,7 +195,7 @@ def router(
         async with store.db.sessions() as s:
             hashes = (await s.scalars(select(reports.c.tracking_hash).where(reports.c.case_id == case_id))).all()
             if not any(token_matches(token, h) for h in hashes):
-                raise HTTPException(status.HTTP_404_NOT_FOUND, CASE_NOT_FOUND)
+                raise NotFound(CASE_NOT_FOUND)
             return (await s.execute(select(case_views).where(case_views.c.case_id == case_id))).one()
 
     def _grid_worker(authorization: str | None) -> None:
@@ -210,8 +207,7 @@ def router(
             principal = None
         unit = j.unit(principal.unit_id) if principal and principal.unit_id else None
         if unit is None or unit.kind is not UnitKind.GRID:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
+            raise Forbidden(
                 "household_flag can only be set by a grid worker: send a grid unit's staff token "
                 "as 'Authorization: Bearer <token>'",
             )
@@ -256,35 +252,32 @@ def router(
         idempotency_key: Annotated[
             str | None, Header(max_length=200, description="retry safely with the same key")
         ] = None,
-        authorization: Annotated[str | None, Header(description="a grid worker's token, for household_flag")] = None,
+        authorization: Annotated[
+            str | None, Header(max_length=4096, description="a grid worker's token, for household_flag")
+        ] = None,
     ) -> dict[str, Any]:
         """File a report. It is durable once this answers 202; follow it with the token."""
         if report.household_flag is not None:
             _grid_worker(authorization)
-        try:
-            return await writer.file(
-                Report(
-                    category=report.category,
-                    description=report.description,
-                    point=report.location.point,
-                    address=report.location.address,
-                    grid_id=report.location.grid_id,
-                    attributes=report.attributes,
-                    media_urls=[str(u) for u in report.media_urls],
-                    anonymous=report.anonymous,
-                    insist=report.insist,
-                    priority=report.priority,
-                    channel=report.channel,
-                    household_flag=report.household_flag,
-                    contact=report.contact.model_dump(exclude_none=True) if report.contact else None,
-                    idempotency_key=idempotency_key,
-                    request_hash=body_hash(report.model_dump_json()),
-                )
+        return await writer.file(
+            Report(
+                category=report.category,
+                description=report.description,
+                point=report.location.point,
+                address=report.location.address,
+                grid_id=report.location.grid_id,
+                attributes=report.attributes,
+                media_urls=[str(u) for u in report.media_urls],
+                anonymous=report.anonymous,
+                insist=report.insist,
+                priority=report.priority,
+                channel=report.channel,
+                household_flag=report.household_flag,
+                contact=report.contact.model_dump(exclude_none=True) if report.contact else None,
+                idempotency_key=idempotency_key,
+                request_hash=body_hash(report.model_dump_json()),
             )
-        except ReportRejected as exc:
-            raise _unprocessable(exc) from None
-        except IdempotencyConflict as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        )
 
     @api.get(
         "/cases/{case_id}",
@@ -292,7 +285,9 @@ def router(
         response_model=CaseView,
         responses={404: _problem(CASE_NOT_FOUND), **RATE_LIMITED},
     )
-    async def track_case(case_id: str, x_tracking_token: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    async def track_case(
+        case_id: str, x_tracking_token: Annotated[str | None, Header(max_length=200)] = None
+    ) -> dict[str, Any]:
         """The resident's view of a case. A wrong token looks exactly like a missing case."""
         view = await _tracked(case_id, x_tracking_token)
         async with store.db.sessions() as s:
@@ -311,14 +306,11 @@ def router(
         },
     )
     async def satisfaction(
-        case_id: str, answer: SatisfactionIn, x_tracking_token: Annotated[str | None, Header()] = None
+        case_id: str, answer: SatisfactionIn, x_tracking_token: Annotated[str | None, Header(max_length=200)] = None
     ) -> dict[str, str]:
         """回访: tell whether the resolution satisfied you; unsatisfied reopens the case."""
         await _tracked(case_id, x_tracking_token)
-        try:
-            await answer_satisfaction(store, case_id, answer.answer == "satisfied", answer.comment)
-        except CaseConflict as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        await answer_satisfaction(store, case_id, answer.answer == "satisfied", answer.comment)
         return {"case_id": case_id, "answer": answer.answer}
 
     @api.post(
@@ -333,14 +325,13 @@ def router(
         },
     )
     async def cancel(
-        case_id: str, x_tracking_token: Annotated[str | None, Header()] = None, body: CancelIn | None = None
+        case_id: str,
+        x_tracking_token: Annotated[str | None, Header(max_length=200)] = None,
+        body: CancelIn | None = None,
     ) -> dict[str, str]:
         """Withdraw a case that nobody has claimed yet."""
         await _tracked(case_id, x_tracking_token)
-        try:
-            await request_cancel(store, case_id, body.reason if body else "")
-        except CaseConflict as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        await request_cancel(store, case_id, body.reason if body else "")
         return {"case_id": case_id, "status": "cancel_requested"}
 
     return api

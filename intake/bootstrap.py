@@ -14,7 +14,7 @@ NAME = "intake"
 
 
 def bootstrap(ctx: Context) -> ServiceParts:
-    store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox)
+    store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox, deadletters=tables.deadletters)
     consumer = ctx.consumer(NAME, store, HANDLERS, [Stream.CASES], lock=lock_views)
     writer = ReportWriter(
         store,
@@ -31,6 +31,13 @@ def bootstrap(ctx: Context) -> ServiceParts:
     routes.include_router(
         open311.router(store, writer, ctx.jurisdiction, ctx.policy, keys, rate_limit, changeset=services_changed)
     )
-    parts = ServiceParts(NAME, routes, store, consumers=[consumer], group_commits=[writer.commits])
+    parts = ServiceParts(
+        NAME,
+        routes,
+        store,
+        consumers=[consumer],
+        group_commits=[writer.commits],
+        error_renderers={open311.PREFIX: open311.render_error},
+    )
     parts.extras["reports"] = writer
     return parts

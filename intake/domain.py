@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from services.errors import Conflict, Invalid
 from services.events import (
     CaseAssigned,
     CaseCancelRefused,
@@ -34,20 +35,20 @@ class CaseStatus(StrEnum):
     CLOSED = "closed"
 
 
-class ReportRejected(ValueError):
+class ReportRejected(Invalid):
     """A report that cannot be accepted as sent; `field` names what to fix."""
 
     def __init__(self, field: str, message: str, kind: str) -> None:
-        super().__init__(message)
+        super().__init__(message, loc=("body", field), kind=kind)
         self.field = field
         self.kind = kind
 
 
-class IdempotencyConflict(Exception):
+class IdempotencyConflict(Conflict):
     pass
 
 
-class CaseConflict(Exception):
+class CaseConflict(Conflict):
     """The case's state does not allow what was asked (e.g. answering before it is resolved)."""
 
 

@@ -22,16 +22,16 @@ not listed can still be looked up by its (unguessable) id, without those details
 """
 
 import json
-import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from xml.etree import ElementTree
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import and_, func, select
+from starlette.formparsers import MultiPartException
 
 from intake.api import Contact
 from intake.domain import Report, ReportRejected, token_hash
@@ -52,14 +52,16 @@ from intake.open311_schema import (
     answer,
 )
 from intake.tables import case_views, reports, timeline
+from services.edge import MAX_FORM_BODY
+from services.errors import BadRequest, DomainError, Forbidden, Invalid, NotFound
 from services.events import Location, Priority
 from services.jurisdiction import Jurisdiction
 from services.messaging import Store
 from services.policy import CategoryPolicy, Policy
 from services.ratelimit import RateLimit
+from services.text import STORABLE_PATTERN, words
 
-log = logging.getLogger(__name__)
-
+PREFIX = "/open311/"
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 FORMATS = {"xml": "text/xml; charset=utf-8", "json": "application/json; charset=utf-8"}
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -67,6 +69,7 @@ NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")  
 ATTRIBUTE = re.compile(r"attribute\[([^\]]+)\](\[\])?")
 WINDOW = timedelta(days=90)  # the spec's longest and default span for GET requests
 MAX_REQUESTS = 1000  # the spec's default query limit
+MAX_FIELDS = 200  # a form with more fields than this is not a service request
 PRIVATE_CHANNELS = ("one_key",)
 CLOSED = ("resolved", "closed")
 # XML element names of list items, by their list's name (the spec's Spark convention).
@@ -79,16 +82,6 @@ ITEMS = {
     "formats": "format",
     "errors": "error",
 }
-
-
-class Open311Error(Exception):
-    """An error in the spec's format: HTTP status and `[{code, description}]`."""
-
-    def __init__(self, code: int, description: str, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(description)
-        self.code = code
-        self.description = description
-        self.headers = headers
 
 
 # --- rendering: one structure, two formats ------------------------------------------------
@@ -121,6 +114,25 @@ def error(fmt: str, code: int, description: str, headers: Mapping[str, str] | No
     )
 
 
+def fmt_of(path: str) -> str:
+    """The format a path asks for (`….json`), XML if it names none the spec knows."""
+    fmt = path.rsplit(".", 1)[-1] if "." in path.rsplit("/", 1)[-1] else "xml"
+    return fmt if fmt in FORMATS else "xml"
+
+
+def render_error(request: Request, err: DomainError) -> Response:
+    """The kernel's error renderer for /open311/: every error in the spec's format. A request the
+    kernel finds invalid (a 422 elsewhere) is the spec's 400, naming the field."""
+    if isinstance(err, Invalid):
+        where = [
+            ".".join(str(part) for part in e["loc"][1:]) or str(e["loc"][0]) if e.get("loc") else "request"
+            for e in err.errors
+        ]
+        text = "; ".join(f"{w}: {e['msg']}" for w, e in zip(where, err.errors, strict=True))
+        return error(fmt_of(request.url.path), 400, text, err.headers)
+    return error(fmt_of(request.url.path), err.status, err.message, err.headers)
+
+
 def w3(moment: datetime | None, zone: Any) -> str | None:
     """A W3C date-time with the district's offset, e.g. 2026-11-02T09:30:00+08:00."""
     return moment.astimezone(zone).isoformat(timespec="seconds") if moment else None
@@ -128,13 +140,13 @@ def w3(moment: datetime | None, zone: Any) -> str | None:
 
 def parse_w3(name: str, text: str) -> datetime:
     # An unencoded '+' in a query string arrives as a space: '...T00:00:00 08:00'.
-    text = re.sub(r" (\d\d:?\d\d)$", r"+\1", text.strip())
+    text = re.sub(r" (\d\d:?\d\d)$", r"+\1", text.strip()).upper()  # RFC 3339 allows a lowercase t and z
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise Open311Error(400, f"{name} must be a w3 date-time, e.g. 2026-11-01T00:00:00Z") from None
+        raise BadRequest(f"{name} must be a w3 date-time, e.g. 2026-11-01T00:00:00Z") from None
     if moment.tzinfo is None:
-        raise Open311Error(400, f"{name} must include a time zone (Z or an offset such as +08:00)")
+        raise BadRequest(f"{name} must include a time zone (Z or an offset such as +08:00)")
     return moment
 
 
@@ -235,6 +247,14 @@ def status_note(kind: str | None, details: Mapping[str, Any], view: Any) -> str 
     return None
 
 
+def text(fields: Mapping[str, str], name: str) -> str:
+    """A free-text form field, checked as every free text is (services/text.py)."""
+    try:
+        return words(fields.get(name) or "")
+    except ValueError as exc:
+        raise BadRequest(f"{name} {exc}") from None
+
+
 def _listed(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
@@ -267,24 +287,17 @@ def router(
     public_codes = [c.code for c in policy.categories if c.public]
 
     async def respond(request: Request, fmt: str, root: str, produce: Callable[[], Awaitable[Any]]) -> Response:
-        """The answer in the asked format; any failure as the spec's error (never a 500)."""
-        try:
-            if fmt not in FORMATS:
-                raise Open311Error(404, f"format {fmt!r} is not served; use .xml or .json")
-            body = await produce()
-        except Open311Error as exc:
-            return error(fmt, exc.code, exc.description, exc.headers)
-        except HTTPException as exc:  # the rate limit
-            return error(fmt, exc.status_code, str(exc.detail), exc.headers)
-        except Exception:
-            log.exception("open311: %s %s failed", request.method, request.url.path)
-            return error(fmt, 400, "General service error: the request could not be processed; please tell us")
-        return render(fmt, root, body)
+        """The answer in the asked format. Errors go to the kernel's handler, which renders them
+        with `render_error`: the client's faults as 4xx, a database outage as 503, in the
+        spec's format."""
+        if fmt not in FORMATS:
+            raise NotFound(f"format {fmt!r} is not served; use .xml or .json")
+        return render(fmt, root, await produce())
 
     def category(code: str) -> CategoryPolicy:
         cat = policy.category(code)
         if cat is None:
-            raise Open311Error(404, f"service_code {code!r} was not found; GET services lists them")
+            raise NotFound(f"service_code {code!r} was not found; GET services lists them")
         return cat
 
     def published(r: Any) -> dict[str, Any]:
@@ -418,17 +431,24 @@ def router(
     async def create_request(request: Request, fmt: Format) -> Response:
         async def produce() -> list[dict[str, Any]]:
             try:
-                form = [(k, v) for k, v in (await request.form()).multi_items() if isinstance(v, str)]
+                # The kernel caps the body (413); no field of a body within the cap is refused here,
+                # so that an over-long field is named below, with its limit.
+                sent = await request.form(max_fields=MAX_FIELDS, max_part_size=MAX_FORM_BODY)
+            except MultiPartException as exc:
+                raise BadRequest(f"the form is over a limit: {exc.message}") from None
             except Exception:
-                raise Open311Error(400, "send the request as application/x-www-form-urlencoded") from None
+                raise BadRequest(
+                    "the body could not be read as a form: send application/x-www-form-urlencoded"
+                ) from None
+            form = [(k, v) for k, v in sent.multi_items() if isinstance(v, str)]
             fields = dict(form)
             key = fields.get("api_key") or request.query_params.get("api_key")
             valid = await keys.valid(key)
             await rate_limit.hit(request, key if valid else None)  # per key: many residents behind one app
             if not key:
-                raise Open311Error(403, "api_key was not provided -- can't proceed with create_request")
+                raise Forbidden("api_key was not provided -- can't proceed with create_request")
             if not valid:
-                raise Open311Error(403, "Invalid api_key received -- can't proceed with create_request")
+                raise Forbidden("Invalid api_key received -- can't proceed with create_request")
             return [await submit(fields, form)]
 
         return await respond(request, fmt, "service_requests", produce)
@@ -436,20 +456,20 @@ def router(
     async def submit(fields: dict[str, str], form: list[tuple[str, str]]) -> dict[str, Any]:
         code = fields.get("service_code", "").strip()
         if not code:
-            raise Open311Error(400, "service_code was not provided; GET services lists them")
+            raise BadRequest("service_code was not provided; GET services lists them")
         cat = category(code)
         point = location(fields)
-        address = (fields.get("address_string") or "").strip() or None
+        address = text(fields, "address_string") or None
         if point is None and address is None:
             if fields.get("address_id"):
-                raise Open311Error(400, "address_id is not known here; send lat and long, or address_string")
-            raise Open311Error(400, "a location is required: lat and long, or address_string")
-        description = (fields.get("description") or "").strip() or cat.name
+                raise BadRequest("address_id is not known here; send lat and long, or address_string")
+            raise BadRequest("a location is required: lat and long, or address_string")
+        description = text(fields, "description") or cat.name
         if len(description) > 4000:
-            raise Open311Error(400, "description is limited to 4,000 characters")
+            raise BadRequest(f"description is limited to 4,000 characters; this one has {len(description):,}")
         media = (fields.get("media_url") or "").strip()
         if media and not media.lower().startswith(("http://", "https://")):
-            raise Open311Error(400, "media_url must be an http or https URL")
+            raise BadRequest("media_url must be an http or https URL")
         try:
             answer = await writer.file(
                 Report(
@@ -465,14 +485,14 @@ def router(
                 )
             )
         except ReportRejected as exc:
-            raise Open311Error(400, str(exc).replace("GET /v1/categories", "GET services")) from None
+            raise BadRequest(str(exc).replace("GET /v1/categories", "GET services")) from None
         notice = service_notice(cat, policy)
         if answer["linked_to_existing"]:
             notice = "This problem was already reported close by; your report joins that request. " + notice
         return {
             "service_request_id": answer["case_id"],
             "service_notice": notice,
-            "account_id": fields.get("account_id") or None,
+            "account_id": text(fields, "account_id") or None,
         }
 
     def location(fields: dict[str, str]) -> Location | None:
@@ -480,11 +500,11 @@ def router(
         if not lat and not lon:
             return None
         if not lat or not lon:
-            raise Open311Error(400, "lat and long must both be sent")
+            raise BadRequest("lat and long must both be sent")
         try:
             return Location(lat=float(lat), lon=float(lon))
         except (ValueError, ValidationError):
-            raise Open311Error(400, "lat and long must be WGS84 degrees, e.g. lat=30.505&long=114.305") from None
+            raise BadRequest("lat and long must be WGS84 degrees, e.g. lat=30.505&long=114.305") from None
 
     def person(fields: dict[str, str]) -> dict[str, Any] | None:
         name = " ".join(n for n in (fields.get("first_name", "").strip(), fields.get("last_name", "").strip()) if n)
@@ -494,8 +514,10 @@ def router(
         except ValidationError as exc:
             problem = exc.errors()[0]
             field = {"name": "first_name and last_name"}.get(str(problem["loc"][0]), problem["loc"][0])
-            raise Open311Error(400, f"{field} is not valid: {problem['msg']}") from None
-        if account := fields.get("account_id", "").strip():
+            raise BadRequest(f"{field} is not valid: {problem['msg']}") from None
+        if account := text(fields, "account_id"):
+            if len(account) > 100:
+                raise BadRequest("account_id is limited to 100 characters")
             contact["account_id"] = account
         return contact or None
 
@@ -529,7 +551,7 @@ def router(
             async with store.db.sessions() as s:
                 case_id = await s.scalar(select(reports.c.case_id).where(reports.c.tracking_hash == token_hash(token)))
             if case_id is None:
-                raise Open311Error(404, "token was not found")
+                raise NotFound("token was not found")
             return [{"service_request_id": case_id, "token": token}]
 
         return await respond(request, fmt, "service_requests", produce)
@@ -543,26 +565,49 @@ def router(
         request: Request,
         fmt: Format,
         service_request_id: Annotated[
-            str | None, Query(description="comma-separated ids; when given, every other argument is ignored")
+            str | None,
+            Query(
+                description="comma-separated ids; when given, every other argument is ignored", pattern=STORABLE_PATTERN
+            ),
         ] = None,
-        service_code: Annotated[str | None, Query(description="comma-separated service codes")] = None,
+        service_code: Annotated[
+            str | None, Query(description="comma-separated service codes", pattern=STORABLE_PATTERN)
+        ] = None,
         start_date: Annotated[
-            str | None, Query(description="w3 date-time with a zone, e.g. 2026-11-01T00:00:00+08:00")
+            str | None,
+            Query(
+                description="w3 date-time with a zone, e.g. 2026-11-01T00:00:00+08:00",
+                json_schema_extra={"format": "date-time"},
+            ),
         ] = None,
-        end_date: Annotated[str | None, Query(description="w3 date-time; at most 90 days after start_date")] = None,
-        status: Annotated[str | None, Query(description="open, closed, or both comma-separated")] = None,
-        jurisdiction_id: Annotated[str | None, Query(description="ignored: one jurisdiction is served")] = None,
+        end_date: Annotated[
+            str | None,
+            Query(
+                description="w3 date-time; at most 90 days after start_date", json_schema_extra={"format": "date-time"}
+            ),
+        ] = None,
+        status: Annotated[
+            str | None,
+            Query(
+                description="open, closed, or both comma-separated",
+                json_schema_extra={"pattern": r"^(open|closed)(,(open|closed))*$"},  # the handler says what is wrong
+            ),
+        ] = None,
+        jurisdiction_id: Annotated[
+            str | None, Query(description="ignored: one jurisdiction is served", pattern=STORABLE_PATTERN)
+        ] = None,
     ) -> Response:
         async def produce() -> list[dict[str, Any]]:
             await rate_limit.hit(request)
+            # Malformed dates are refused even where service_request_id makes them irrelevant.
+            start = parse_w3("start_date", start_date) if start_date is not None else None
+            end = parse_w3("end_date", end_date) if end_date is not None else None
             if ids := _listed(service_request_id):  # overrides all other arguments
                 return await requests_where(case_views.c.case_id.in_(ids), public=True)
-            start = parse_w3("start_date", start_date) if start_date else None
-            end = parse_w3("end_date", end_date) if end_date else None
             if start and end and start > end:
-                raise Open311Error(400, "start_date is after end_date")
+                raise BadRequest("start_date is after end_date")
             if start and end and end - start > WINDOW:
-                raise Open311Error(400, "start_date and end_date may not span more than 90 days")
+                raise BadRequest("start_date and end_date may not span more than 90 days")
             try:
                 if start is None:
                     end = end or store.clock.now()
@@ -570,13 +615,13 @@ def router(
                 elif end is None:
                     end = start + WINDOW
             except OverflowError:
-                raise Open311Error(400, "start_date or end_date is out of range") from None
+                raise BadRequest("start_date or end_date is out of range") from None
             conditions = [case_views.c.created_at >= start, case_views.c.created_at <= end]
             if codes := _listed(service_code):
                 conditions.append(case_views.c.category.in_(codes))
             statuses = set(_listed(status))
             if unknown := statuses - {"open", "closed"}:
-                raise Open311Error(400, f"status {sorted(unknown)[0]!r} is not one of: open, closed")
+                raise BadRequest(f"status {sorted(unknown)[0]!r} is not one of: open, closed")
             if statuses == {"closed"}:
                 conditions.append(case_views.c.status.in_(CLOSED))
             elif statuses == {"open"}:
@@ -595,7 +640,7 @@ def router(
             await rate_limit.hit(request)
             found = await requests_where(case_views.c.case_id == service_request_id, public=False, limit=1)
             if not found:
-                raise Open311Error(404, f"service_request_id {service_request_id!r} was not found")
+                raise NotFound(f"service_request_id {service_request_id!r} was not found")
             return found
 
         return await respond(request, fmt, "service_requests", produce)

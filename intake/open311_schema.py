@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.openapi import retry_after
+from services.text import CONTROL, FREE_TEXT_PATTERN
 
 FORMAT = {
     "description": "the answer's format: json, or xml (the spec's default)",
@@ -130,7 +131,7 @@ BAD_ARGUMENT: dict[int | str, dict[str, Any]] = {
 }
 BAD_KEY: dict[int | str, dict[str, Any]] = {403: spec_error("api_key is missing or not one this service issued")}
 
-_text = {"type": "string"}
+_text = {"type": "string", "pattern": FREE_TEXT_PATTERN}  # what free text may hold (services/text.py)
 REQUEST_FORM: dict[str, Any] = {
     "type": "object",
     "required": ["api_key", "service_code"],
@@ -152,7 +153,7 @@ REQUEST_FORM: dict[str, Any] = {
         "jurisdiction_id": {**_text, "description": "ignored: one jurisdiction is served"},
     },
     "patternProperties": {
-        r"^attribute\[[^\]]+\](\[\])?$": {
+        rf"^attribute\[[^\]{CONTROL}]+\](\[\])?$": {
             **_text,
             "description": "attribute[code]=value for the service's attributes (GET services/{service_code}); "
             "attribute[code][]=key, repeated, for a multivaluelist",

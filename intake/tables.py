@@ -1,7 +1,7 @@
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 from services.db import UtcDateTime
-from services.messaging import inbox_table, outbox_table
+from services.messaging import deadletter_table, inbox_table, outbox_table
 
 metadata = MetaData()
 
@@ -78,3 +78,4 @@ open311_keys = Table(
 
 outbox = outbox_table(metadata, "intake")
 inbox = inbox_table(metadata, "intake")
+deadletters = deadletter_table(metadata, "intake")

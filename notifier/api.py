@@ -9,6 +9,7 @@ from notifier.domain import Audience
 from notifier.tables import deliveries, notifications
 from services.auth import OpsDep
 from services.db import Database
+from services.text import Identifier
 
 
 class Delivery(BaseModel):
@@ -34,7 +35,7 @@ def router(db: Database) -> APIRouter:
     @api.get("/notifications", response_model=list[Notification])
     async def list_notifications(
         _: OpsDep,
-        case_id: Annotated[str, Query(description="the case whose notifications to list")],
+        case_id: Annotated[Identifier, Query(description="the case whose notifications to list")],
     ) -> list[dict[str, Any]]:
         """Every notification recorded for a case, with each channel's delivery state."""
         async with db.sessions() as s:

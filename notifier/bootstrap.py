@@ -11,7 +11,7 @@ NAME = "notifier"
 
 
 def bootstrap(ctx: Context) -> ServiceParts:
-    store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox)
+    store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox, deadletters=tables.deadletters)
     channels: list[Channel] = [LogChannel()]
     if ctx.settings.notifier_webhook_url:
         channels.append(WebhookChannel(ctx.settings.notifier_webhook_url))

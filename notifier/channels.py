@@ -5,6 +5,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from services.text import printable
+
 log = logging.getLogger("gridcall.notifications")
 
 
@@ -18,12 +20,11 @@ class LogChannel:
     name = "log"
 
     async def send(self, notification: dict[str, Any]) -> None:
+        # The message carries staff notes and residents' words: escaped, so that a newline or an
+        # ANSI escape in them cannot forge a log line or colour a terminal.
         log.info(
             "notify %s %s [%s] %s",
-            notification["audience"],
-            notification["recipient"],
-            notification["kind"],
-            notification["message"],
+            *(printable(notification[k]) for k in ("audience", "recipient", "kind", "message")),
         )
 
 

@@ -19,6 +19,7 @@ from services.events import (
 )
 from services.lifecycle import Stop
 from services.messaging import Handler, Store, Tx
+from services.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ async def deliver_due(store: Store, channels: Sequence[Channel], *, batch: int =
                     "delivered_at": now,
                 }
             except Exception as exc:
-                log.warning("delivery %s over %s failed: %s", row.id, row.channel, exc)
+                log.warning("delivery %s over %s failed: %s", row.id, row.channel, printable(exc))
                 values = {
                     "status": "failed" if attempts >= MAX_ATTEMPTS else "pending",
                     "attempts": attempts,

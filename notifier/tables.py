@@ -1,7 +1,7 @@
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 from services.db import UtcDateTime
-from services.messaging import inbox_table, outbox_table
+from services.messaging import deadletter_table, inbox_table, outbox_table
 
 metadata = MetaData()
 
@@ -35,3 +35,4 @@ deliveries = Table(
 
 outbox = outbox_table(metadata, "notifier")
 inbox = inbox_table(metadata, "notifier")
+deadletters = deadletter_table(metadata, "notifier")

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, application_name: str | None = None, **kwargs: Any) -> AsyncEngine:
+    """`application_name` names the connections in PostgreSQL's `pg_stat_activity`."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         _sqlite_serialised_writes(engine)
@@ -22,6 +23,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
+    if application_name:
+        kwargs.setdefault("connect_args", {}).setdefault("server_settings", {})["application_name"] = application_name
     return create_async_engine(url, **kwargs)
 
 
@@ -44,9 +47,9 @@ def _sqlite_serialised_writes(engine: AsyncEngine) -> None:
 
 
 class Database:
-    def __init__(self, url: str, **kwargs: Any) -> None:
+    def __init__(self, url: str, *, application_name: str | None = None, **kwargs: Any) -> None:
         self.url = url
-        self.engine = create_engine(url, **kwargs)
+        self.engine = create_engine(url, application_name=application_name, **kwargs)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property

@@ -54,6 +54,9 @@ class Welcome(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     services: list[str]
+    deadletters: int = Field(
+        description="records parked because a consumer could not handle them (GET /v1/ops/deadletters)"
+    )
 
 
 class Unhealthy(BaseModel):

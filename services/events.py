@@ -8,7 +8,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from services.text import first_unstorable
 
 SCHEMA_VERSION = 1
 
@@ -16,7 +18,6 @@ SCHEMA_VERSION = 1
 class Stream(StrEnum):
     CASES = "cases"
     TICKETS = "tickets"
-    DEADLETTER = "deadletter"
 
 
 class Tier(StrEnum):
@@ -58,8 +59,18 @@ class ReturnReason(StrEnum):
     OTHER = "other"
 
 
+def _storable(data: Any) -> Any:
+    """Refuse an event or envelope holding text no database column can hold (NUL, a lone
+    surrogate) or a number that is not finite: the consumer dead-letters it, instead of its
+    handler failing on the database."""
+    if found := first_unstorable(data):
+        where, problem = found
+        raise ValueError(f"{'.'.join(map(str, where)) or 'value'}: {problem}")
+    return data
+
+
 class Location(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
 
@@ -67,10 +78,12 @@ class Location(BaseModel):
 class Event(BaseModel):
     """The data of one event. Subclasses name their CloudEvents type and their stream."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     type: ClassVar[str]
     stream: ClassVar[Stream]
     case_id: str
+
+    _storable = model_validator(mode="before")(staticmethod(_storable))
 
 
 class CaseReported(Event):
@@ -311,7 +324,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 
 class UnknownEvent(ValueError):
-    """A record that is not a gridcall event this code knows: it goes to the dead-letter topic."""
+    """A record that is not a gridcall event this code knows: its consumer parks it as a dead letter."""
 
 
 class Envelope(BaseModel):
@@ -327,6 +340,8 @@ class Envelope(BaseModel):
     schemaversion: int = SCHEMA_VERSION
     datacontenttype: Literal["application/json"] = "application/json"
     data: dict[str, Any]
+
+    _storable = model_validator(mode="before")(staticmethod(_storable))
 
     @classmethod
     def wrap(cls, event: Event, *, source: str, time: datetime) -> "Envelope":

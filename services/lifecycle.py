@@ -8,6 +8,13 @@ class Stop:
     def __init__(self) -> None:
         self._event = asyncio.Event()
 
+    @classmethod
+    def after(cls, seconds: float) -> "Stop":
+        """A stop that sets itself: a deadline for work that must not wait forever."""
+        stop = cls()
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+        return stop
+
     def set(self) -> None:
         self._event.set()
 

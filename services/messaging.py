@@ -7,8 +7,9 @@
   `(consumer, event id)` into the inbox, so a redelivered event changes nothing; if one
   record fails, the batch is taken again one record per transaction. Bus offsets are
   committed only after the effects are.
-- A record that cannot be handled (bad payload, a bug) is parked on the dead-letter topic
-  with the error; a transient failure (database or broker away) is retried until it passes.
+- A record that cannot be handled (bad payload, a bug) is parked in the service's dead-letter
+  table with the error, until ops re-drive it; a transient failure (database or broker away)
+  is retried until it passes.
 """
 
 import asyncio
@@ -17,21 +18,28 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
+    Text,
+    UniqueConstraint,
     delete,
     func,
     select,
+    update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.bus import Bus, Message, Record
@@ -39,25 +47,9 @@ from services.clock import Clock
 from services.db import Database, UtcDateTime
 from services.events import EVENT_TYPES, Envelope, Event, Stream, UnknownEvent
 from services.lifecycle import Stop
+from services.retry import Stopped, always, retry
 
 log = logging.getLogger(__name__)
-
-TRANSIENT: tuple[type[BaseException], ...] = (
-    OperationalError,
-    InterfaceError,
-    ConnectionError,
-    TimeoutError,
-    OSError,
-)
-# PostgreSQL's "try again" states: deadlock, serialization failure, lock and statement timeouts.
-RETRY_STATES = {"40P01", "40001", "55P03", "57014"}
-
-
-def transient(exc: BaseException) -> bool:
-    """A failure that says nothing about the work itself: doing it again later can succeed."""
-    if isinstance(exc, TRANSIENT):
-        return True
-    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RETRY_STATES
 
 
 def outbox_table(metadata: MetaData, prefix: str) -> Table:
@@ -80,6 +72,43 @@ def inbox_table(metadata: MetaData, prefix: str) -> Table:
         Column("event_id", String(64), primary_key=True),
         Column("handled_at", UtcDateTime(), nullable=False, server_default=func.now()),
     )
+
+
+def deadletter_table(metadata: MetaData, prefix: str) -> Table:
+    """Records a consumer could not handle, kept until ops re-drive them; one row per source
+    record, so a redelivered poison record counts another attempt instead of another row."""
+    return Table(
+        f"{prefix}_deadletters",
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("consumer", String(100), nullable=False),
+        Column("event_id", String(200), doc="absent when the payload is not a gridcall event"),
+        Column("event_type", String(200)),
+        Column("case_id", String(200), nullable=False, doc="the event's subject, else the record's key"),
+        Column("payload", LargeBinary, nullable=False),
+        Column("source_topic", String(200), nullable=False),
+        Column("source_partition", Integer, nullable=False),
+        Column("source_offset", BigInteger, nullable=False),
+        Column("error", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("parked_at", UtcDateTime(), nullable=False),
+        UniqueConstraint(
+            "consumer", "source_topic", "source_partition", "source_offset", name=f"uq_{prefix}_deadletters_source"
+        ),
+        Index(f"ix_{prefix}_deadletters_consumer_event", "consumer", "event_id"),
+    )
+
+
+ERROR_LIMIT = 2000
+
+
+def error_text(error: BaseException) -> str:
+    """The error as a column can hold it on any database: NUL-free, truncated."""
+    return f"{type(error).__name__}: {error}".replace("\x00", "\\x00")[:ERROR_LIMIT]
+
+
+def _column_text(text: str) -> str:
+    return text.replace("\x00", "\\x00")[:200]
 
 
 @dataclass
@@ -106,6 +135,7 @@ class Store:
         source: str,
         outbox: Table,
         inbox: Table,
+        deadletters: Table,
         clock: Clock,
         topic: Callable[[Stream], str],
     ) -> None:
@@ -113,6 +143,7 @@ class Store:
         self.source = source
         self.outbox = outbox
         self.inbox = inbox
+        self.deadletters = deadletters
         self.clock = clock
         self.topic = topic
         self.outbox_written = asyncio.Event()
@@ -147,6 +178,66 @@ class Store:
             )
             return row.first() is not None
 
+    async def park(self, consumer: str, record: Record, error: BaseException) -> None:
+        """Keep a record the consumer could not handle, with the error; parking the same
+        record again counts one more attempt."""
+        table = self.deadletters
+        try:
+            envelope = Envelope.decode(record.value)
+            about: dict[str, str | None] = {
+                "event_id": envelope.id,
+                "event_type": envelope.type,
+                "case_id": envelope.subject,
+            }
+        except ValueError:
+            about = {"event_id": None, "event_type": None, "case_id": record.key}
+        now = self.clock.now()
+        insert = (postgresql.insert if self.db.is_postgres else sqlite.insert)(table).values(
+            consumer=consumer,
+            **{k: _column_text(v) if v is not None else None for k, v in about.items()},
+            payload=record.value,
+            source_topic=_column_text(record.topic),
+            source_partition=record.partition,
+            source_offset=record.offset,
+            error=error_text(error),
+            attempts=1,
+            parked_at=now,
+        )
+        upsert = insert.on_conflict_do_update(
+            index_elements=["consumer", "source_topic", "source_partition", "source_offset"],
+            set_={"error": insert.excluded.error, "attempts": table.c.attempts + 1, "parked_at": now},
+        )
+        async with self.db.transaction() as s:
+            await s.execute(upsert)
+
+    async def parked(self, consumer: str, event_id: str | None = None) -> Sequence[Row[Any]]:
+        """The consumer's parked records, oldest first (all of them, or one event's)."""
+        table = self.deadletters
+        query = select(table).where(table.c.consumer == consumer).order_by(table.c.id)
+        if event_id is not None:
+            query = query.where(table.c.event_id == event_id)
+        async with self.db.sessions() as s:
+            return (await s.execute(query)).all()
+
+    async def count_parked(self, consumer: str) -> int:
+        table = self.deadletters
+        async with self.db.sessions() as s:
+            return await s.scalar(select(func.count()).where(table.c.consumer == consumer)) or 0
+
+    async def unpark(self, parked_id: int) -> None:
+        async with self.db.transaction() as s:
+            await s.execute(delete(self.deadletters).where(self.deadletters.c.id == parked_id))
+
+    async def repark(self, parked_id: int, error: BaseException) -> None:
+        """A re-drive failed again: keep the record, with the new error."""
+        table = self.deadletters
+        async with self.db.transaction() as s:
+            await s.execute(
+                update(table)
+                .where(table.c.id == parked_id)
+                .values(error=error_text(error), attempts=table.c.attempts + 1, parked_at=self.clock.now())
+            )
+
 
 class Relay:
     """Publishes a service's committed outbox rows, in order, then deletes them."""
@@ -173,17 +264,13 @@ class Relay:
         return len(rows)
 
     async def run(self, stop: Stop) -> None:
-        backoff = self.interval
+        what = f"outbox relay {self.store.outbox.name}"
         while not stop:
             self.store.outbox_written.clear()
-            try:
-                sent = await self.relay_once()
-                backoff = self.interval
-            except Exception as exc:  # database or broker away: keep the rows, try again
-                log.warning("outbox relay %s: %r; retrying in %.1fs", self.store.outbox.name, exc, backoff)
-                await stop.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
+            try:  # database or broker away, or a record the broker refuses: keep the rows, try again
+                sent = await retry(self.relay_once, what=what, stop=stop, retry_on=always)
+            except Stopped:
+                return
             if sent < self.batch:
                 try:
                     await asyncio.wait_for(self.store.outbox_written.wait(), self.interval)
@@ -204,11 +291,21 @@ class _Work:
     handler: Handler
 
 
+@dataclass(frozen=True)
+class Redriven:
+    """What a re-drive did with one parked record: handled (and removed), or kept with `error`."""
+
+    parked_id: int
+    event_id: str | None
+    handled: bool
+    error: str | None = None
+
+
 class Consumer:
     """Consumes records for one service: a batch of records per transaction with their inbox
     rows, offsets committed after the transaction. If a record of a batch fails, the batch is
     rolled back and taken again one record per transaction, so only the failing record is
-    dead-lettered.
+    parked.
 
     `lock` takes the row locks of a batch's cases in case-id order before anything else, the
     order every other multi-row locker uses (the dispatcher's timer worker), so batches do
@@ -232,7 +329,6 @@ class Consumer:
         self.topics = [store.topic(s) for s in streams]
         self.lock = lock
         self.batch = batch
-        self.after_effect: Callable[[Record], None] | None = None  # a test's crash point
 
     async def handle(self, record: Record, stop: Stop | None = None) -> bool:
         """Handle one record; False if asked to stop before its effect could be made durable."""
@@ -241,19 +337,16 @@ class Consumer:
     async def handle_batch(self, records: Sequence[Record], stop: Stop | None = None) -> bool:
         """Handle records, in one transaction if they all succeed; False if asked to stop before
         their effects could be made durable. A record that cannot be handled (bad payload, a
-        bug) goes to the dead-letter topic without holding up the others; a transient failure
-        (database or broker away, a deadlock) is retried until it passes."""
+        bug) is parked without holding up the others; a transient failure (database or broker
+        away, a deadlock) is retried until it passes."""
         work: list[_Work] = []
         failed: list[tuple[Record, BaseException]] = []
         for record in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):  # one order everywhere
-            try:
-                envelope = Envelope.decode(record.value)
-                event = envelope.event()
-            except (UnknownEvent, ValueError) as exc:
-                failed.append((record, exc))
-                continue
-            if (handler := self.handlers.get(type(event))) is not None:
-                work.append(_Work(record, envelope, event, handler))
+            prepared = self._prepare(record)
+            if isinstance(prepared, _Work):
+                work.append(prepared)
+            elif prepared is not None:
+                failed.append((record, prepared))
         outcome = await self._attempt(work, stop) if len(work) > 1 else None
         if outcome is False:
             return False
@@ -261,34 +354,47 @@ class Consumer:
             log.info("%s: a record failed in a batch of %d (%r); taking them one by one", self.name, len(work), outcome)
         if outcome is not True:
             for w in work:  # one transaction per record: find the ones that fail
-                alone = await self._attempt([w], stop)
+                alone = await self._alone(w, stop)
                 if alone is False:
                     return False
-                if isinstance(alone, IntegrityError) and await self.store.seen(self.name, w.envelope.id):
-                    continue  # a concurrent delivery of the same event won
                 if isinstance(alone, Exception):
                     log.error("%s: cannot handle %s %s: %r", self.name, w.envelope.type, w.envelope.id, alone)
                     failed.append((w.record, alone))
         for record, error in failed:
-            await self.dead_letter(record, error)
+            try:
+                await retry(partial(self.store.park, self.name, record, error), what=f"{self.name}: park", stop=stop)
+            except Stopped:
+                return False
         return True
+
+    def _prepare(self, record: Record) -> _Work | Exception | None:
+        """The record's work; the error if it is not a gridcall event; None if this consumer
+        has no handler for it."""
+        try:
+            envelope = Envelope.decode(record.value)
+            event = envelope.event()
+        except (UnknownEvent, ValueError) as exc:
+            return exc
+        handler = self.handlers.get(type(event))
+        return _Work(record, envelope, event, handler) if handler is not None else None
+
+    async def _alone(self, w: _Work, stop: Stop | None) -> bool | Exception:
+        """Apply one record's work in a transaction of its own; as `_attempt`."""
+        outcome = await self._attempt([w], stop)
+        if isinstance(outcome, IntegrityError) and await self.store.seen(self.name, w.envelope.id):
+            return True  # a concurrent delivery of the same event won
+        return outcome
 
     async def _attempt(self, work: list[_Work], stop: Stop | None) -> bool | Exception:
         """Apply the work in one transaction, retrying transient failures: True once committed,
         False if asked to stop meanwhile, or the error that rolled it back."""
-        backoff = 0.1
-        while True:
-            try:
-                await self._apply(work)
-                return True
-            except Exception as exc:
-                if not transient(exc):
-                    return exc
-                log.warning("%s: transient failure on %d record(s): %s; retrying", self.name, len(work), exc)
-            if stop:
-                return False
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+        try:
+            await retry(partial(self._apply, work), what=f"{self.name}: {len(work)} record(s)", stop=stop)
+        except Stopped:
+            return False
+        except Exception as exc:
+            return exc
+        return True
 
     async def _apply(self, work: list[_Work]) -> None:
         inbox = self.store.inbox
@@ -311,23 +417,27 @@ class Consumer:
                 await tx.session.execute(inbox.insert().values(consumer=self.name, event_id=w.envelope.id))
                 await w.handler(tx, w.envelope, w.event)
 
-    async def dead_letter(self, record: Record, error: BaseException) -> None:
-        await self.bus.publish(
-            [
-                Message(
-                    self.store.topic(Stream.DEADLETTER),
-                    record.key,
-                    record.value,
-                    {
-                        "consumer": self.name,
-                        "error": f"{type(error).__name__}: {error}"[:2000],
-                        "source_topic": record.topic,
-                        "source_partition": str(record.partition),
-                        "source_offset": str(record.offset),
-                    },
-                )
-            ]
-        )
+    async def redrive(self, event_id: str | None = None, *, patience: float = 10.0) -> list[Redriven]:
+        """Put this consumer's parked records (all, or one event's) back through its handling,
+        oldest first. A handled record is removed (the inbox keeps a record handled before
+        from changing anything twice); one that fails again stays, with the new error. A
+        database that stays away for `patience` seconds leaves the rest as they were."""
+        done: list[Redriven] = []
+        stop = Stop.after(patience)
+        for row in await self.store.parked(self.name, event_id):
+            record = Record(row.source_topic, row.source_partition, row.source_offset, row.case_id, row.payload)
+            prepared = self._prepare(record)
+            outcome = await self._alone(prepared, stop) if isinstance(prepared, _Work) else (prepared or True)
+            if outcome is False:
+                done.append(Redriven(row.id, row.event_id, False, "the database is unavailable; try again"))
+                break
+            if outcome is True:
+                await self.store.unpark(row.id)
+                done.append(Redriven(row.id, row.event_id, True))
+            else:
+                await self.store.repark(row.id, outcome)
+                done.append(Redriven(row.id, row.event_id, False, error_text(outcome)))
+        return done
 
     async def run(self, stop: Stop) -> None:
         sub = self.bus.subscribe(self.name, self.topics)
@@ -335,11 +445,7 @@ class Consumer:
         try:
             while not stop:
                 batch = await sub.fetch(timeout=0.25, max_records=self.batch)
-                if not batch or not await self.handle_batch(batch, stop):
-                    continue
-                for record in batch:
-                    if self.after_effect:
-                        self.after_effect(record)
-                await sub.commit(batch)
+                if batch and await self.handle_batch(batch, stop):
+                    await sub.commit(batch)
         finally:
             await sub.stop()

@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from services.events import Priority, Tier
 from services.jurisdiction import Jurisdiction, UnitKind
+from services.text import words
 
 TIERS: tuple[Tier, ...] = (Tier.GRID, Tier.COMMUNITY, Tier.STREET, Tier.BUREAU)
 PRIORITY_RANK = {Priority.NORMAL: 0, Priority.URGENT: 1, Priority.EMERGENCY: 2}
@@ -156,9 +157,9 @@ class Attribute(BaseModel):
         keys = [v.key for v in self.values]
         match self.datatype:
             case "string" | "text":
-                if not isinstance(value, str) or not value.strip():
+                if not isinstance(value, str) or not (text := words(value)):
                     raise ValueError("must be non-empty text")
-                return value.strip()
+                return text
             case "number":
                 if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                     raise ValueError("must be a number")

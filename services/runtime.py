@@ -2,19 +2,18 @@
 runs a set of services (one in distributed mode, all four in embedded mode)."""
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import JSONResponse
 from sqlalchemy import Table, text
 
+from services import deadletters, edge
 from services.auth import Authenticator
 from services.batching import GroupCommit
 from services.bus import Bus
@@ -23,12 +22,14 @@ from services.bus.local import LocalBus
 from services.clock import Clock, SystemClock
 from services.db import Database
 from services.directory import Health, Unhealthy, directory
+from services.edge import ErrorRenderer
 from services.events import Event, Stream
 from services.jurisdiction import Jurisdiction, load_jurisdiction
 from services.lifecycle import Stop
 from services.messaging import Consumer, Handler, Lock, Relay, Store
 from services.openapi import describe_answers
 from services.policy import Policy, load_policy
+from services.retry import Backoff, Stopped, always, describe, retry
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,18 +61,22 @@ class Context:
         batch = self.settings.consumer_batch or (50 if self.db.is_postgres else 10)
         return Consumer(name, store, self.bus, handlers, streams, lock=lock, batch=batch)
 
-    def store(self, source: str, *, outbox: Table, inbox: Table) -> Store:
+    def store(self, source: str, *, outbox: Table, inbox: Table, deadletters: Table) -> Store:
         return Store(
             self.db,
             source=source,
             outbox=outbox,
             inbox=inbox,
+            deadletters=deadletters,
             clock=self.clock,
             topic=lambda stream: self.settings.topic(stream),
         )
 
 
-def build_context(settings: Settings, *, clock: Clock | None = None) -> Context:
+def build_context(settings: Settings, *, clock: Clock | None = None, name: str = "gridcall") -> Context:
+    """`name` is how this process shows itself to PostgreSQL (`application_name`) and to the
+    broker (`client_id`): `gridcall-<service>` in distributed mode, so operators can tell the
+    services' connections apart."""
     bus: Bus
     if settings.embedded:
         bus = LocalBus(settings.var_dir / "bus.db")
@@ -83,13 +88,14 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> Context:
             partitions=settings.kafka_partitions,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
+            client_id=name,
         )
     if settings.db_url.startswith("sqlite"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
     jurisdiction = load_jurisdiction(settings.jurisdiction_file)
     return Context(
         settings=settings,
-        db=Database(settings.db_url),
+        db=Database(settings.db_url, application_name=name),
         bus=bus,
         clock=clock or SystemClock(),
         jurisdiction=jurisdiction,
@@ -109,20 +115,17 @@ class ServiceParts:
     workers: list[Callable[[Stop], Awaitable[None]]] = field(default_factory=list)
     group_commits: list[GroupCommit[Any, Any]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Error renderers for path prefixes that answer in a format of their own (Open311).
+    error_renderers: dict[str, ErrorRenderer] = field(default_factory=dict)
 
 
 async def supervise(name: str, loop: Callable[[Stop], Awaitable[None]], stop: Stop) -> None:
-    """Keep a background loop alive until asked to stop: log a crash and start it again."""
-    backoff = 0.5
-    while not stop:
-        try:
-            await loop(stop)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s stopped; restarting in %.1fs", name, backoff)
-            await stop.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+    """Keep a background loop alive until asked to stop: a crash is logged and the loop
+    started again after a pause."""
+    try:
+        await retry(partial(loop, stop), what=name, stop=stop, retry_on=always, backoff=Backoff(0.5, 10.0))
+    except Stopped:
+        pass
 
 
 def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> FastAPI:
@@ -152,20 +155,16 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
             await ctx.bus.stop()
             await ctx.db.dispose()
 
-    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
+    # The edge's guard is a dependency of the app, so every route has it, present and future.
+    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan, dependencies=[Depends(edge.guard)])
     app.state.authenticator = ctx.authenticator
     app.state.ctx = ctx
+    app.state.parts = parts
+    consumers = [c for p in parts for c in p.consumers]
     app.include_router(directory(ctx.jurisdiction, title))
     for p in parts:
         app.include_router(p.router)
-    describe_answers(app)
-
-    @app.exception_handler(RequestValidationError)
-    async def unprocessable(request: Request, exc: RequestValidationError) -> Response:
-        """FastAPI's 422, but safe for any input it echoes: a lone surrogate (JSON may carry
-        one as \\ud800) goes back escaped instead of failing to encode as a 500."""
-        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=False)
-        return Response(body.encode("utf-8", "backslashreplace"), 422, media_type="application/json")
+    app.include_router(deadletters.router(consumers))
 
     @app.get(
         "/healthz",
@@ -178,7 +177,12 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
             async with ctx.db.sessions() as s:
                 await s.execute(text("SELECT 1"))
         except Exception as exc:
-            return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok", "services": [p.name for p in parts]})
+            log.warning("healthz: the database is not answering: %s", describe(exc))
+            return JSONResponse({"status": "unavailable", "database": "not answering"}, status_code=503)
+        parked = await deadletters.counts(consumers)
+        return JSONResponse({"status": "ok", "services": [p.name for p in parts], "deadletters": sum(parked.values())})
 
+    renderers = {prefix: r for p in parts for prefix, r in p.error_renderers.items()}
+    edge.install(app, renderers)
+    describe_answers(app, own=list(renderers))
     return app

@@ -20,8 +20,10 @@ class KafkaBus:
         partitions: int = 6,
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int = 5_000,
+        client_id: str = "gridcall",
     ) -> None:
         self.bootstrap = bootstrap
+        self.client_id = client_id
         self.enable_idempotence = enable_idempotence
         self.partitions = partitions
         self.group_timeouts = {
@@ -34,6 +36,7 @@ class KafkaBus:
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
+            client_id=self.client_id,
             acks="all",
             enable_idempotence=self.enable_idempotence,
             linger_ms=2,
@@ -46,7 +49,7 @@ class KafkaBus:
             self._producer = None
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -75,14 +78,15 @@ class KafkaBus:
         await asyncio.gather(*futures)
 
     def subscribe(self, group: str, topics: Sequence[str]) -> "KafkaSubscription":
-        return KafkaSubscription(self.bootstrap, group, list(topics), **self.group_timeouts)
+        return KafkaSubscription(self.bootstrap, group, list(topics), client_id=self.client_id, **self.group_timeouts)
 
 
 class KafkaSubscription:
-    def __init__(self, bootstrap: str, group: str, topics: list[str], **group_timeouts: int) -> None:
+    def __init__(self, bootstrap: str, group: str, topics: list[str], *, client_id: str, **group_timeouts: int) -> None:
         self._consumer = AIOKafkaConsumer(
             *topics,
             bootstrap_servers=bootstrap,
+            client_id=client_id,
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -12,6 +12,8 @@ from dispatcher.tables import assignments, history
 from dispatcher.tables import timers as timer_rows
 from dispatcher.timers import TimerWorker
 from services.clock import FrozenClock
+from services.db import Database
+from services.messaging import Store
 from services.runtime import build_context
 from tests.support.seed import seed_cases
 
@@ -95,3 +97,33 @@ async def test_a_lease_held_by_a_dead_replica_is_taken_over_after_it_expires(ctx
     clock.advance(timedelta(seconds=31))
     assert await alive.fire_due() == 40
     assert await count(ctx, history, history.c.case_id.in_(ids), history.c.type == "case.escalated") == 20
+
+
+async def test_a_lock_timeout_while_firing_is_retried_at_once_and_is_no_timer_failure(ctx):
+    """PostgreSQL reports a lock timeout (or a deadlock) as a plain DBAPIError with a sqlstate:
+    the batch is taken again at once, not left to wait out its lease as a failed timer."""
+    clock: FrozenClock = ctx.clock
+    router = Router(ctx.jurisdiction, ctx.policy)
+    [case_id] = await seed_cases(ctx.db, router, 1, clock.now())
+    clock.advance(timedelta(days=1))
+    impatient = Database(ctx.settings.db_url, connect_args={"server_settings": {"lock_timeout": "100"}})
+    parts = bootstrap(ctx)
+    store = Store(
+        impatient,
+        source="/dispatcher",
+        outbox=parts.store.outbox,
+        inbox=parts.store.inbox,
+        deadletters=parts.store.deadletters,
+        clock=clock,
+        topic=ctx.settings.topic,
+    )
+    try:
+        async with ctx.db.transaction() as s:  # someone else holds the case's assignment for a moment
+            await s.execute(select(assignments.c.seq).where(assignments.c.case_id == case_id).with_for_update())
+            firing = asyncio.create_task(TimerWorker(store, router, lease=timedelta(seconds=30)).fire_due())
+            await asyncio.sleep(0.6)
+        assert await asyncio.wait_for(firing, 10) == 2  # the response warning and the breach
+    finally:
+        await impatient.dispose()
+    assert await count(ctx, timer_rows, timer_rows.c.case_id == case_id, timer_rows.c.failures > 0) == 0
+    assert await count(ctx, history, history.c.case_id == case_id, history.c.type == "case.escalated") == 1

@@ -39,11 +39,8 @@ async def test_a_constraint_failure_in_a_batch_parks_that_record_only(embedded_s
         async with ctx.db.sessions() as s:
             written = (await s.scalars(select(tables.history.c.case_id))).all()
         assert written == [keys[0]]
-        sub = ctx.bus.subscribe("dlq-reader", [ctx.settings.topic(Stream.DEADLETTER)])
-        await sub.start()
-        [parked] = await sub.fetch(timeout=1)
-        await sub.stop()
-        assert parked.key == keys[1] and "IntegrityError" in parked.headers["error"]
+        [parked] = await store.parked("batch-test")
+        assert parked.case_id == keys[1] and "IntegrityError" in parked.error
     finally:
         await ctx.bus.stop()
         await ctx.db.dispose()

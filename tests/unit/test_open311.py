@@ -454,9 +454,18 @@ async def test_the_public_listing_shows_a_residents_words_only_where_they_are_pu
 
 
 async def test_text_that_xml_cannot_carry_does_not_break_the_xml_listing(open311):
-    assert (await post_request(open311, description="bell\x07 and\x01 NUL-ish \x1b[31m")).status_code == 200
+    # control characters are refused in free text (see below); noncharacters are not, and XML cannot carry them
+    assert (await post_request(open311, description="bell\uffff and\ufffe not-XML")).status_code == 200
     [request] = xml(await open311.get(f"{V2}/requests.xml")).findall("request")
-    assert request.findtext("description") == "bell and NUL-ish [31m"
+    assert request.findtext("description") == "bell and not-XML"
+
+
+async def test_control_characters_in_free_text_are_a_400_naming_the_field(open311):
+    r = await post_request(open311, description="bell\x07 and\x01 \x1b[31m")
+    assert "description contains U+0007" in spec_error(r, 400)
+    r = await post_request(open311, description="x", address_string="Maple\x1b[31m Lane")
+    assert "address_string contains U+001B" in spec_error(r, 400)
+    assert await cases(open311) == 0
 
 
 async def test_out_of_range_input_is_a_400_not_a_500(open311):

@@ -77,7 +77,9 @@ async def test_return_validates_its_reason_and_suggested_unit(stack):
     r = await post(
         client, token, "U-G11", ticket, "return", {"reason_code": "other", "reason": "x", "suggested_unit_id": "U-MARS"}
     )
-    assert r.status_code == 422 and "U-MARS" in r.json()["detail"]
+    assert r.status_code == 422  # one 422 shape everywhere: a list naming the field
+    [problem] = r.json()["detail"]
+    assert problem["loc"] == ["body", "suggested_unit_id"] and "U-MARS" in problem["msg"]
     r = await post(
         client, token, "U-G11", ticket, "return", {"reason_code": "not_our_jurisdiction", "reason": "next grid"}
     )
@@ -91,9 +93,13 @@ async def test_whistle_is_for_the_street_office_and_names_departments(stack):
     assert (await post(client, token, "U-G11", grid_ticket, "whistle", body)).status_code == 409
     _, street_ticket = await report_and_ticket(client, token, "road_damage", "U-S1")
     r = await post(client, token, "U-S1", street_ticket, "whistle", {**body, "co": ["U-G12"]})
-    assert r.status_code == 422 and "not a department" in r.json()["detail"]
+    assert r.status_code == 422
+    [problem] = r.json()["detail"]
+    assert problem["loc"] == ["body", "co", 0] and "not a department" in problem["msg"]
+    r = await post(client, token, "U-S1", street_ticket, "whistle", {**body, "lead": "U-NOPE"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "lead"]
     r = await post(client, token, "U-S1", street_ticket, "whistle", {**body, "co": ["D-URBAN"]})
-    assert r.status_code == 422 and "once" in r.json()["detail"]
+    assert r.status_code == 422 and "once" in r.json()["detail"][0]["msg"]
     assert (await post(client, token, "U-S1", street_ticket, "whistle", body)).status_code == 200
 
 
