@@ -1,7 +1,6 @@
 import hashlib
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.domain import (
     CaseConflict,
@@ -69,9 +68,9 @@ async def request_cancel(store: Store, case_id: str, reason: str) -> None:
         tx.emit(CaseCancelRequested(case_id=case_id, reason=reason))
 
 
-async def lock_views(session: AsyncSession, case_ids: list[str]) -> None:
+async def lock_views(tx: Tx, case_ids: list[str]) -> None:
     """The consumer's lock: a batch's case views, in case order."""
-    await session.execute(
+    await tx.session.execute(
         select(case_views.c.case_id)
         .where(case_views.c.case_id.in_(case_ids))
         .order_by(case_views.c.case_id)
