@@ -70,9 +70,9 @@ async def load_case(session: AsyncSession, case_id: str, *, lock: bool = True) -
     )
 
 
-async def lock_cases(session: AsyncSession, case_ids: list[str]) -> None:
+async def lock_cases(tx: Tx, case_ids: list[str]) -> None:
     """The consumer's lock: a batch's cases, in case order, as the timer worker locks them."""
-    await session.execute(
+    await tx.session.execute(
         select(cases.c.case_id).where(cases.c.case_id.in_(case_ids)).order_by(cases.c.case_id).with_for_update()
     )
 

@@ -1,4 +1,6 @@
 import asyncio
+import gc
+import importlib.util
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -62,7 +64,26 @@ def _serve(settings: Settings, names: list[str] | None, port: int, *, welcome: b
         raise typer.Exit(2) from None
     if welcome:
         _welcome(settings, port)
-    uvicorn.run(api, host=settings.host, port=port, log_level="info", access_log=False)
+    _freeze_start_up_objects()
+    loop, http = _server_parts()
+    logging.getLogger("gridcall").info("serving with the %s event loop and the %s HTTP parser", loop, http)
+    uvicorn.run(api, host=settings.host, port=port, log_level="info", access_log=False, loop=loop, http=http)
+
+
+def _freeze_start_up_objects() -> None:
+    """Keep what start-up built (modules, the app, its schemas and compiled statements: some
+    150,000 objects that live as long as the process) out of the collector's way. Otherwise
+    every full collection under load walks them all again: in intake that was a pause of about
+    100 ms every half second, most of its p99."""
+    gc.collect()
+    gc.freeze()
+
+
+def _server_parts() -> tuple[str, str]:
+    """uvloop and httptools (what uvicorn[standard] installs), named rather than left to
+    uvicorn's "auto", so the log says which ones run; asyncio and h11 where they are missing."""
+    found = importlib.util.find_spec
+    return ("uvloop" if found("uvloop") else "asyncio"), ("httptools" if found("httptools") else "h11")
 
 
 @app.command()

@@ -5,8 +5,9 @@ from fastapi import APIRouter, Depends, Header, status
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from sqlalchemy import select
 
-from intake.domain import CaseStatus, token_matches
-from intake.handlers import answer_satisfaction, body_hash, file_report, request_cancel
+from intake.domain import CaseStatus, Report, token_matches
+from intake.filing import ReportWriter
+from intake.handlers import answer_satisfaction, body_hash, request_cancel
 from intake.tables import case_views, reports, timeline
 from services.auth import Authenticator
 from services.errors import Forbidden, NotFound
@@ -179,7 +180,12 @@ CASE_NOT_FOUND = "no case with this id and tracking token"
 
 
 def router(
-    store: Store, j: Jurisdiction, policy: Policy, authenticator: Authenticator, rate_limit: RateLimit
+    store: Store,
+    writer: ReportWriter,
+    j: Jurisdiction,
+    policy: Policy,
+    authenticator: Authenticator,
+    rate_limit: RateLimit,
 ) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["residents"])
     limited = [Depends(rate_limit)]
@@ -253,25 +259,24 @@ def router(
         """File a report. It is durable once this answers 202; follow it with the token."""
         if report.household_flag is not None:
             _grid_worker(authorization)
-        return await file_report(
-            store,
-            j,
-            policy,
-            category=report.category,
-            description=report.description,
-            point=report.location.point,
-            address=report.location.address,
-            grid_id=report.location.grid_id,
-            attributes=report.attributes,
-            media_urls=[str(u) for u in report.media_urls],
-            anonymous=report.anonymous,
-            insist=report.insist,
-            priority=report.priority,
-            channel=report.channel,
-            household_flag=report.household_flag,
-            contact=report.contact.model_dump(exclude_none=True) if report.contact else None,
-            idempotency_key=idempotency_key,
-            request_hash=body_hash(report.model_dump_json()),
+        return await writer.file(
+            Report(
+                category=report.category,
+                description=report.description,
+                point=report.location.point,
+                address=report.location.address,
+                grid_id=report.location.grid_id,
+                attributes=report.attributes,
+                media_urls=[str(u) for u in report.media_urls],
+                anonymous=report.anonymous,
+                insist=report.insist,
+                priority=report.priority,
+                channel=report.channel,
+                household_flag=report.household_flag,
+                contact=report.contact.model_dump(exclude_none=True) if report.contact else None,
+                idempotency_key=idempotency_key,
+                request_hash=body_hash(report.model_dump_json()),
+            )
         )
 
     @api.get(

@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 
 from intake import api, open311, tables
+from intake.filing import ReportWriter
 from intake.handlers import HANDLERS, lock_views
 from intake.keys import ApiKeys
 from services.events import Stream
@@ -15,18 +16,28 @@ NAME = "intake"
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox, deadletters=tables.deadletters)
     consumer = ctx.consumer(NAME, store, HANDLERS, [Stream.CASES], lock=lock_views)
+    writer = ReportWriter(
+        store,
+        ctx.jurisdiction,
+        ctx.policy,
+        max_batch=ctx.settings.group_commit_batch,
+        linger=ctx.settings.group_commit_linger,
+    )
     keys = ApiKeys(ctx.db)
     rate_limit = RateLimit(ctx.settings.rate_limit, known_key=keys.known)
     services_changed = datetime.fromtimestamp(ctx.settings.policy_file.stat().st_mtime, UTC)
     routes = APIRouter()
-    routes.include_router(api.router(store, ctx.jurisdiction, ctx.policy, ctx.authenticator, rate_limit))
+    routes.include_router(api.router(store, writer, ctx.jurisdiction, ctx.policy, ctx.authenticator, rate_limit))
     routes.include_router(
-        open311.router(store, ctx.jurisdiction, ctx.policy, keys, rate_limit, changeset=services_changed)
+        open311.router(store, writer, ctx.jurisdiction, ctx.policy, keys, rate_limit, changeset=services_changed)
     )
-    return ServiceParts(
+    parts = ServiceParts(
         NAME,
         routes,
         store,
         consumers=[consumer],
+        group_commits=[writer.commits],
         error_renderers={open311.PREFIX: open311.render_error},
     )
+    parts.extras["reports"] = writer
+    return parts

@@ -20,6 +20,7 @@ from services.events import (
     CaseWhistled,
     Event,
     Location,
+    Priority,
     Role,
 )
 from services.jurisdiction import Grid, Jurisdiction
@@ -106,6 +107,50 @@ def check_category(policy: Policy, category: str, attributes: dict[str, Any]) ->
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ReportRejected(f"attributes.{code}", f"attribute {code!r}: {what}{more}", "invalid_attribute")
     return cat, values
+
+
+@dataclass(frozen=True)
+class Report:
+    """A report as a channel sends it (the residents' API, Open311), before any check.
+    `request_hash` identifies the body an `idempotency_key` was first used with."""
+
+    category: str
+    description: str
+    channel: str
+    priority: Priority = Priority.NORMAL
+    point: Location | None = None
+    address: str | None = None
+    grid_id: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    media_urls: list[str] = field(default_factory=list)
+    anonymous: bool = False
+    insist: bool = False
+    household_flag: str | None = None
+    contact: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    request_hash: str = ""
+
+
+@dataclass(frozen=True)
+class Filing:
+    """A report that passed every check needing no database: the category's code and
+    answers, its place and grid. What is left to decide (a new case or an open one, an
+    earlier answer to the same key) needs what other reports wrote, so the writer decides it."""
+
+    report: Report
+    category: str
+    place: Place
+    details: dict[str, Any]
+
+
+def check_report(j: Jurisdiction, policy: Policy, report: Report) -> Filing:
+    """The checks of a report that need no I/O, done in its own request before it queues."""
+    cat, values = check_category(policy, report.category, report.attributes)
+    place = locate(j, point=report.point, address=report.address, grid_id=report.grid_id)
+    details: dict[str, Any] = {"attributes": values, "media_urls": report.media_urls}
+    if place.address:
+        details["address"] = place.address
+    return Filing(report, cat.code, place, details)
 
 
 def distance_m(a: Location, b: Location) -> float:

@@ -34,8 +34,8 @@ from sqlalchemy import and_, func, select
 from starlette.formparsers import MultiPartException
 
 from intake.api import Contact
-from intake.domain import ReportRejected, token_hash
-from intake.handlers import file_report
+from intake.domain import Report, ReportRejected, token_hash
+from intake.filing import ReportWriter
 from intake.keys import ApiKeys
 from intake.open311_schema import (
     BAD_ARGUMENT,
@@ -271,7 +271,14 @@ def _number(text: str) -> Any:
 
 
 def router(
-    store: Store, j: Jurisdiction, policy: Policy, keys: ApiKeys, rate_limit: RateLimit, *, changeset: datetime
+    store: Store,
+    writer: ReportWriter,
+    j: Jurisdiction,
+    policy: Policy,
+    keys: ApiKeys,
+    rate_limit: RateLimit,
+    *,
+    changeset: datetime,
 ) -> APIRouter:
     """`changeset`: when the services last changed (the policy file's time), for discovery."""
     api = APIRouter(prefix="/open311/v2", tags=["open311"], responses=ERRORS)
@@ -464,20 +471,18 @@ def router(
         if media and not media.lower().startswith(("http://", "https://")):
             raise BadRequest("media_url must be an http or https URL")
         try:
-            answer = await file_report(
-                store,
-                j,
-                policy,
-                category=cat.code,
-                description=description,
-                point=point,
-                address=address,
-                attributes=attributes(cat, form),
-                media_urls=[media] if media else [],
-                priority=Priority.NORMAL,
-                channel="open311",
-                household_flag=None,
-                contact=person(fields),
+            answer = await writer.file(
+                Report(
+                    category=cat.code,
+                    description=description,
+                    point=point,
+                    address=address,
+                    attributes=attributes(cat, form),
+                    media_urls=[media] if media else [],
+                    priority=Priority.NORMAL,
+                    channel="open311",
+                    contact=person(fields),
+                )
             )
         except ReportRejected as exc:
             raise BadRequest(str(exc).replace("GET /v1/categories", "GET services")) from None

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -50,6 +50,7 @@ from services.lifecycle import Stop
 from services.retry import Stopped, always, retry
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def outbox_table(metadata: MetaData, prefix: str) -> Table:
@@ -113,16 +114,33 @@ def _column_text(text: str) -> str:
 
 @dataclass
 class Tx:
-    """One open transaction of a service: its session and the events it will emit."""
+    """One open transaction of a service: its session, the events it will emit, and what its
+    handlers gather to write together (see `pending`)."""
 
     session: AsyncSession
     store: "Store"
     emitted: list[Envelope] = field(default_factory=list)
+    _pending: dict[object, Any] = field(default_factory=dict)
+    _flushes: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def emit(self, event: Event) -> Envelope:
         envelope = Envelope.wrap(event, source=self.store.source, time=self.store.clock.now())
         self.emitted.append(envelope)
         return envelope
+
+    def pending(self, key: object, make: Callable[[], T], flush: Callable[[T], Awaitable[None]]) -> T:
+        """A per-transaction accumulator shared by every handler of a batch: made by `make` on
+        first use and written by `flush` once, just before the outbox rows and the commit, in
+        the order of first use. So the rows of fifty events become one multi-row statement."""
+        if key not in self._pending:
+            value = self._pending[key] = make()
+            self._flushes.append(lambda: flush(value))
+        return self._pending[key]  # type: ignore[no-any-return]
+
+    async def flush(self) -> None:
+        """Write what `pending` gathered; the transaction does it before commit."""
+        while self._flushes:
+            await self._flushes.pop(0)()
 
 
 class Store:
@@ -154,6 +172,7 @@ class Store:
             async with session.begin():
                 tx = Tx(session, self)
                 yield tx
+                await tx.flush()
                 if tx.emitted:
                     await session.execute(
                         self.outbox.insert(),
@@ -280,7 +299,7 @@ class Relay:
 
 Handler = Callable[[Tx, Envelope, Any], Awaitable[None]]
 # Locks, in case-id order, the rows of the cases a batch of events will change: see Consumer.
-Lock = Callable[[AsyncSession, list[str]], Awaitable[None]]
+Lock = Callable[[Tx, list[str]], Awaitable[None]]
 
 
 @dataclass
@@ -400,7 +419,7 @@ class Consumer:
         inbox = self.store.inbox
         async with self.store.transaction() as tx:
             if self.lock:
-                await self.lock(tx.session, sorted({w.event.case_id for w in work}))
+                await self.lock(tx, sorted({w.event.case_id for w in work}))
             seen = set(
                 (
                     await tx.session.scalars(

@@ -15,6 +15,7 @@ from sqlalchemy import Table, text
 
 from services import deadletters, edge
 from services.auth import Authenticator
+from services.batching import GroupCommit
 from services.bus import Bus
 from services.bus.kafka import KafkaBus
 from services.bus.local import LocalBus
@@ -112,6 +113,7 @@ class ServiceParts:
     store: Store
     consumers: list[Consumer] = field(default_factory=list)
     workers: list[Callable[[Stop], Awaitable[None]]] = field(default_factory=list)
+    group_commits: list[GroupCommit[Any, Any]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     # Error renderers for path prefixes that answer in a format of their own (Open311).
     error_renderers: dict[str, ErrorRenderer] = field(default_factory=dict)
@@ -142,6 +144,8 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
         try:
             yield
         finally:
+            # The server has finished its requests; the writers finish what those requests submitted.
+            await asyncio.gather(*(g.close() for p in parts for g in p.group_commits))
             stop.set()  # let every loop finish its step; cancel only what does not end in time
             _, late = await asyncio.wait(tasks, timeout=ctx.settings.shutdown_grace)
             for t in late:

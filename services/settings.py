@@ -52,6 +52,16 @@ class Settings(BaseSettings):
         description="records a consumer handles per transaction; default 50 on PostgreSQL, 10 on SQLite "
         "(one writer at a time: a batch holds up every other write while it runs)",
     )
+    group_commit_batch: int = Field(
+        256, ge=1, le=5000, description="requests a group commit (intake's reports) writes per transaction at most"
+    )
+    group_commit_linger: float = Field(
+        0.0,
+        ge=0,
+        le=0.1,
+        description="seconds a group commit waits for more requests before it writes; 0: it writes what is "
+        "waiting, and what arrives meanwhile forms the next batch",
+    )
     notifier_webhook_url: str | None = None
     rate_limit: str = Field("120/minute", description="per client (API key or IP) on residents' endpoints")
     shutdown_grace: float = Field(20, gt=0, description="seconds background loops get to finish on shutdown")

@@ -33,6 +33,7 @@ from schemathesis.python import asgi
 from gridcall.app import build_app
 from services.auth import Authenticator
 from services.clock import SystemClock
+from tests.support.fuzz import from_app
 from tests.support.journey import STREETLIGHT_G11, bearer
 
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
@@ -76,7 +77,7 @@ def app(embedded_settings) -> FastAPI:
 def resident_api(app) -> Iterator[schemathesis.BaseSchema]:
     """The resident operations of the app's schema. Loading it over ASGI starts the app's lifespan
     (bus, relays, consumers, workers), which keeps running for the test and is stopped after it."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    schema = from_app(app)
     try:
         yield schema.include(path_regex=RESIDENT_API)
     finally:

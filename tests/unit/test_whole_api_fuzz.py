@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-import schemathesis
 from schemathesis.python import asgi
 
 from gridcall.app import build_app
@@ -16,7 +15,7 @@ from intake.keys import create_api_key
 from services.auth import Authenticator
 from services.clock import SystemClock
 from services.db import Database
-from tests.support.fuzz import Run, fuzz_operation, operations, report, seed_world
+from tests.support.fuzz import Run, from_app, fuzz_operation, operations, report, seed_world
 from tests.support.journey import TEST_SECRET
 
 
@@ -45,7 +44,7 @@ def embedded_run(tmp_path_factory) -> Iterator[Run]:
         role = "staff" if unit else "ops"
         return auth.issue(role, unit_id=unit, now=SystemClock().now(), ttl=timedelta(hours=1))
 
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app's lifespan
+    schema = from_app(app)  # starts the app's lifespan
     try:
         with asgi.get_client(app) as client:
             world = seed_world(lambda method, path, **kw: client.request(method, path, **kw), issue, key)
