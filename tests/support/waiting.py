@@ -6,7 +6,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float = 20.0, interval: float = 0.05) -> T:
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0, interval: float = 0.05) -> T:
     """Await `probe` until it returns a truthy value without raising; fail after `timeout`."""
     deadline = time.monotonic() + timeout
     last: BaseException | None = None
