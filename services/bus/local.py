@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, Text, select
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, Text, bindparam, select
 from sqlalchemy.dialects.sqlite import insert
 
 from services.batching import GroupCommit
@@ -117,6 +117,18 @@ class LocalBus:
         return LocalSubscription(self, group, list(topics))
 
 
+NEXT_RECORDS = (
+    select(records)
+    .where(records.c.topic == bindparam("topic"), records.c.seq >= bindparam("position"))
+    .order_by(records.c.seq)
+    .limit(bindparam("most"))
+)
+
+
+def _headers(stored: str) -> dict[str, str]:
+    return json.loads(stored) if stored != "{}" else {}
+
+
 class LocalSubscription:
     def __init__(self, bus: LocalBus, group: str, topics: list[str]) -> None:
         self.bus = bus
@@ -135,17 +147,15 @@ class LocalSubscription:
         pass
 
     async def _read(self, max_records: int) -> list[Record]:
+        """The next records of each topic, read beside the bus's writer, not after it."""
         assert self.bus.db
-        async with self.bus.db.sessions() as s:
-            batch: list[Record] = []
+        batch: list[Record] = []
+        async with self.bus.db.reading() as conn:
             for topic in self.topics:
-                rows = await s.execute(
-                    select(records)
-                    .where(records.c.topic == topic, records.c.seq >= self._position[topic])
-                    .order_by(records.c.seq)
-                    .limit(max_records)
+                rows = await conn.execute(
+                    NEXT_RECORDS, {"topic": topic, "position": self._position[topic], "most": max_records}
                 )
-                batch += [Record(r.topic, 0, r.seq, r.key, r.value, json.loads(r.headers)) for r in rows]
+                batch += [Record(r.topic, 0, r.seq, r.key, r.value, _headers(r.headers)) for r in rows]
         batch.sort(key=lambda r: r.offset)
         batch = batch[:max_records]
         for r in batch:
