@@ -335,7 +335,8 @@ class Consumer:
 
     `lock` takes the row locks of a batch's cases in case-id order before anything else, the
     order every other multi-row locker uses (the dispatcher's timer worker), so batches do
-    not deadlock with them."""
+    not deadlock with them; it gets the `Tx`, so it also loads, in the same query, what the
+    batch's handlers will read (kept with `Tx.pending`)."""
 
     def __init__(
         self,
