@@ -1,5 +1,5 @@
 from departments import api, tables
-from departments.handlers import HANDLERS, Desk
+from departments.handlers import Desk, handlers, load_tickets
 from services.events import Stream
 from services.runtime import Context, ServiceParts
 
@@ -8,5 +8,5 @@ NAME = "departments"
 
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox, deadletters=tables.deadletters)
-    consumer = ctx.consumer(NAME, store, HANDLERS, [Stream.CASES])
+    consumer = ctx.consumer(NAME, store, handlers(), [Stream.CASES], lock=load_tickets)
     return ServiceParts(NAME, api.router(Desk(store, ctx.jurisdiction)), store, consumers=[consumer])

@@ -30,6 +30,7 @@ tickets = Table(
     Column("resolved_at", UtcDateTime()),
     Column("closed_at", UtcDateTime()),
     Index("ix_departments_tickets_unit_status", "unit_id", "status"),
+    Index("ix_departments_tickets_case", "case_id"),
 )
 
 outbox = outbox_table(metadata, "departments")

@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from intake import api, open311, tables
 from intake.filing import ReportWriter
-from intake.handlers import HANDLERS, lock_views
+from intake.handlers import handlers, lock_views
 from intake.keys import ApiKeys
 from services.events import Stream
 from services.ratelimit import RateLimit
@@ -15,7 +15,7 @@ NAME = "intake"
 
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox, deadletters=tables.deadletters)
-    consumer = ctx.consumer(NAME, store, HANDLERS, [Stream.CASES], lock=lock_views)
+    consumer = ctx.consumer(NAME, store, handlers(), [Stream.CASES], lock=lock_views)
     writer = ReportWriter(
         store,
         ctx.jurisdiction,

@@ -1,11 +1,15 @@
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.channels import Channel
-from notifier.domain import MAX_ATTEMPTS, drafts_for, retry_delay
+from notifier.domain import MAX_ATTEMPTS, Draft, drafts_for, retry_delay
 from notifier.tables import deliveries, notifications
 from services.events import (
     CaseAssigned,
@@ -23,41 +27,71 @@ from services.text import printable
 
 log = logging.getLogger(__name__)
 
+_this_delivery = deliveries.c.id == bindparam("delivery_id")
+DELIVERED = update(deliveries).where(_this_delivery).values(status="delivered")
+FAILED = update(deliveries).where(_this_delivery)
+
+
+@dataclass
+class Notices:
+    """The notifications a batch of events makes, with one pending delivery per channel each,
+    written before commit (see `Tx.pending`) as two multi-row inserts; the delivery worker
+    sends them after the commit, so a crash never loses or doubles one."""
+
+    session: AsyncSession
+    channels: Sequence[Channel]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, case_id: str, drafts: Sequence[Draft], now: datetime) -> None:
+        self.rows += [
+            {
+                "case_id": case_id,
+                "audience": d.audience.value,
+                "recipient": d.recipient,
+                "kind": d.kind,
+                "message": d.message,
+                "created_at": now,
+            }
+            for d in drafts
+        ]
+
+    async def write(self) -> None:
+        """A notification's deliveries need its id and time only, so the ids come back in
+        whatever order the database returns them, and both inserts are one statement each."""
+        if not self.rows:
+            return
+        inserted = await self.session.execute(
+            notifications.insert().returning(notifications.c.id, notifications.c.created_at), self.rows
+        )
+        await self.session.execute(
+            deliveries.insert(),
+            [
+                {
+                    "notification_id": n.id,
+                    "channel": c.name,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": n.created_at,
+                }
+                for n in inserted
+                for c in self.channels
+            ],
+        )
+
 
 def handlers(channels: Sequence[Channel]) -> dict[type[Event], Handler]:
     async def record(tx: Tx, envelope: Envelope, event: Event) -> None:
-        """Record the notifications and one pending delivery per channel; the delivery
-        worker sends them after this commits, so a crash never loses or doubles one."""
-        now = tx.store.clock.now()
-        for draft in drafts_for(event):
-            notification_id = await tx.session.scalar(
-                notifications.insert()
-                .values(
-                    case_id=event.case_id,
-                    audience=draft.audience.value,
-                    recipient=draft.recipient,
-                    kind=draft.kind,
-                    message=draft.message,
-                    created_at=now,
-                )
-                .returning(notifications.c.id)
-            )
-            await tx.session.execute(
-                deliveries.insert(),
-                [
-                    {
-                        "notification_id": notification_id,
-                        "channel": c.name,
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                    }
-                    for c in channels
-                ],
-            )
+        """Lifecycle events become notifications for residents, staff and ops."""
+        notices = tx.pending(Notices, partial(Notices, tx.session, channels), Notices.write)
+        notices.add(event.case_id, drafts_for(event), tx.store.clock.now())
 
     return {
-        e: record for e in (CaseAssigned, CaseEscalated, CaseResolved, CaseReopened, CaseSlaWarning, CaseSlaBreached)
+        CaseAssigned: record,
+        CaseEscalated: record,
+        CaseResolved: record,
+        CaseReopened: record,
+        CaseSlaWarning: record,
+        CaseSlaBreached: record,
     }
 
 
@@ -75,33 +109,40 @@ async def deliver_due(store: Store, channels: Sequence[Channel], *, batch: int =
                 .with_for_update(of=deliveries, skip_locked=True)
             )
         ).all()
+        delivered: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
         for row in due:
-            message: dict[str, Any] = {
-                "case_id": row.case_id,
-                "audience": row.audience,
-                "recipient": row.recipient,
-                "kind": row.kind,
-                "message": row.message,
-                "created_at": row.created_at.isoformat(),
-            }
             attempts = row.attempts + 1
             try:
-                await by_name[row.channel].send(message)
-                values: dict[str, Any] = {
-                    "status": "delivered",
-                    "attempts": attempts,
-                    "delivered_at": now,
-                }
+                await by_name[row.channel].send(_message(row))
+                delivered.append({"delivery_id": row.id, "attempts": attempts, "delivered_at": now})
             except Exception as exc:
                 log.warning("delivery %s over %s failed: %s", row.id, row.channel, printable(exc))
-                values = {
-                    "status": "failed" if attempts >= MAX_ATTEMPTS else "pending",
-                    "attempts": attempts,
-                    "last_error": str(exc)[:2000],
-                    "next_attempt_at": now + retry_delay(attempts),
-                }
-            await s.execute(update(deliveries).where(deliveries.c.id == row.id).values(**values))
+                failed.append(
+                    {
+                        "delivery_id": row.id,
+                        "status": "failed" if attempts >= MAX_ATTEMPTS else "pending",
+                        "attempts": attempts,
+                        "last_error": str(exc)[:2000],
+                        "next_attempt_at": now + retry_delay(attempts),
+                    }
+                )
+        if delivered:
+            await s.execute(DELIVERED, delivered)
+        if failed:
+            await s.execute(FAILED, failed)
     return len(due)
+
+
+def _message(row: Any) -> dict[str, Any]:
+    return {
+        "case_id": row.case_id,
+        "audience": row.audience,
+        "recipient": row.recipient,
+        "kind": row.kind,
+        "message": row.message,
+        "created_at": row.created_at.isoformat(),
+    }
 
 
 async def delivery_loop(stop: Stop, store: Store, channels: Sequence[Channel], *, interval: float) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, TypeDecorator, event
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -30,7 +31,9 @@ def create_engine(url: str, *, application_name: str | None = None, **kwargs: An
 
 def _sqlite_serialised_writes(engine: AsyncEngine) -> None:
     """WAL, and BEGIN IMMEDIATE so that concurrent transactions queue on the write lock
-    instead of failing with SQLITE_BUSY when a reader upgrades to a writer."""
+    instead of failing with SQLITE_BUSY when a reader upgrades to a writer. A connection
+    marked `READ_ONLY` (`Database.reading`) begins a plain transaction: in WAL mode it reads
+    a snapshot and neither waits for the writer nor holds it up."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -43,7 +46,10 @@ def _sqlite_serialised_writes(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "gridcall_read_only"
 
 
 class Database:
@@ -61,6 +67,12 @@ class Database:
         """One transaction: commits when the block ends, rolls back if it raises."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads only; on SQLite it takes no write lock."""
+        async with self.engine.connect() as conn:
+            yield await conn.execution_options(**{READ_ONLY: True})
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from services.text import first_unstorable
 
@@ -59,14 +59,20 @@ class ReturnReason(StrEnum):
     OTHER = "other"
 
 
-def _storable(data: Any) -> Any:
+def _storable(data: Any, info: ValidationInfo) -> Any:
     """Refuse an event or envelope holding text no database column can hold (NUL, a lone
     surrogate) or a number that is not finite: the consumer dead-letters it, instead of its
-    handler failing on the database."""
+    handler failing on the database. An event read from an envelope is not checked twice:
+    the envelope's data were checked when the envelope was made."""
+    if info.context is _ENVELOPE_DATA:
+        return data
     if found := first_unstorable(data):
         where, problem = found
         raise ValueError(f"{'.'.join(map(str, where)) or 'value'}: {problem}")
     return data
+
+
+_ENVELOPE_DATA: dict[str, Any] = {"checked": "as an envelope's data"}
 
 
 class Location(BaseModel):
@@ -359,7 +365,7 @@ class Envelope(BaseModel):
             cls = EVENT_TYPES[self.type]
         except KeyError:
             raise UnknownEvent(f"unknown event type {self.type!r}") from None
-        return cls.model_validate(self.data)
+        return cls.model_validate(self.data, context=_ENVELOPE_DATA)
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()

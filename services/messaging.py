@@ -270,16 +270,23 @@ class Relay:
         self._lock_id = zlib.crc32(store.outbox.name.encode())
 
     async def relay_once(self) -> int:
+        """Publish the oldest outbox rows. They are claimed and deleted in one statement, in a
+        transaction that commits only once the bus has acknowledged them all: a failure to
+        publish rolls the delete back, and the rows go out again (the inbox drops repeats)."""
         table = self.store.outbox
         async with self.store.db.transaction() as s:
             if self.store.db.is_postgres:
                 if not await s.scalar(select(func.pg_try_advisory_xact_lock(self._lock_id))):
                     return 0
-            rows = (await s.execute(select(table).order_by(table.c.id).limit(self.batch))).all()
-            if not rows:
-                return 0
-            await self.bus.publish([Message(r.topic, r.key, r.payload) for r in rows])
-            await s.execute(delete(table).where(table.c.id.in_([r.id for r in rows])))
+            oldest = select(table.c.id).order_by(table.c.id).limit(self.batch)
+            claimed = await s.execute(
+                delete(table)
+                .where(table.c.id.in_(oldest))
+                .returning(table.c.id, table.c.topic, table.c.key, table.c.payload)
+            )
+            rows = sorted(claimed.all(), key=lambda r: r.id)  # RETURNING promises no order
+            if rows:
+                await self.bus.publish([Message(r.topic, r.key, r.payload) for r in rows])
         return len(rows)
 
     async def run(self, stop: Stop) -> None:
@@ -328,7 +335,8 @@ class Consumer:
 
     `lock` takes the row locks of a batch's cases in case-id order before anything else, the
     order every other multi-row locker uses (the dispatcher's timer worker), so batches do
-    not deadlock with them."""
+    not deadlock with them; it gets the `Tx`, so it also loads, in the same query, what the
+    batch's handlers will read (kept with `Tx.pending`)."""
 
     def __init__(
         self,
@@ -416,25 +424,33 @@ class Consumer:
         return True
 
     async def _apply(self, work: list[_Work]) -> None:
-        inbox = self.store.inbox
         async with self.store.transaction() as tx:
             if self.lock:
                 await self.lock(tx, sorted({w.event.case_id for w in work}))
-            seen = set(
-                (
-                    await tx.session.scalars(
-                        select(inbox.c.event_id).where(
-                            inbox.c.consumer == self.name, inbox.c.event_id.in_([w.envelope.id for w in work])
-                        )
-                    )
-                ).all()
-            )
-            for w in work:
-                if w.envelope.id in seen:
-                    continue  # handled before: a redelivery changes nothing
-                seen.add(w.envelope.id)
-                await tx.session.execute(inbox.insert().values(consumer=self.name, event_id=w.envelope.id))
+            for w in await self._first_deliveries(tx, work):
                 await w.handler(tx, w.envelope, w.event)
+
+    async def _first_deliveries(self, tx: Tx, work: list[_Work]) -> list[_Work]:
+        """The work whose events this consumer has not handled before (each event once), with
+        their inbox rows written: one query and one multi-row insert for the whole batch, so a
+        redelivered event changes nothing and a concurrent delivery of it fails on the key."""
+        inbox = self.store.inbox
+        ids = [w.envelope.id for w in work]
+        seen = set(
+            await tx.session.scalars(
+                select(inbox.c.event_id).where(inbox.c.consumer == self.name, inbox.c.event_id.in_(ids))
+            )
+        )
+        first: list[_Work] = []
+        for w in work:
+            if w.envelope.id not in seen:
+                seen.add(w.envelope.id)
+                first.append(w)
+        if first:
+            await tx.session.execute(
+                inbox.insert(), [{"consumer": self.name, "event_id": w.envelope.id} for w in first]
+            )
+        return first
 
     async def redrive(self, event_id: str | None = None, *, patience: float = 10.0) -> list[Redriven]:
         """Put this consumer's parked records (all, or one event's) back through its handling,

@@ -58,8 +58,7 @@ class Context:
     ) -> Consumer:
         """The service's consumer group on these streams."""
         name = f"{self.settings.topic_prefix}.{service}"
-        batch = self.settings.consumer_batch or (50 if self.db.is_postgres else 10)
-        return Consumer(name, store, self.bus, handlers, streams, lock=lock, batch=batch)
+        return Consumer(name, store, self.bus, handlers, streams, lock=lock, batch=self.settings.consumer_batch)
 
     def store(self, source: str, *, outbox: Table, inbox: Table, deadletters: Table) -> Store:
         return Store(

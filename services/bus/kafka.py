@@ -10,6 +10,8 @@ from services.bus import Message, Record, last_per_partition
 
 log = logging.getLogger(__name__)
 
+BATCH_BYTES = 256 * 1024
+
 
 class KafkaBus:
     def __init__(
@@ -34,12 +36,20 @@ class KafkaBus:
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
+        """The producer's batching comes from `publish`: a relay hands over its whole batch
+        before awaiting any of it, so every record is queued before the sender runs, and the
+        sender takes them as one request per partition. Lingering would only delay each round
+        (measured on Tansu: 7,000 records/s instead of 50,000 with 50 a round and 5 ms, no
+        saving with 500). Batches of up to 256 KiB hold a round's records of a partition
+        (16 KiB by default: about 15 events); gzip costs the relay more CPU than it saves the
+        broker on one host, so records go uncompressed."""
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             client_id=self.client_id,
             acks="all",
             enable_idempotence=self.enable_idempotence,
-            linger_ms=2,
+            linger_ms=0,
+            max_batch_size=BATCH_BYTES,
         )
         await self._producer.start()
 

@@ -2,16 +2,23 @@
 
 One member per consumer group (embedded mode runs one process); offsets are stored per
 (group, topic) in the same file, so a killed process resumes where it committed.
+
+The file has one writer, a group commit (services/batching.py): the appends of every relay
+and the offset commits of every subscriber that wait together are one transaction, and each
+returns once that transaction is committed, so nothing is acknowledged before it is durable
+and the embedded process pays one fsync for what its services publish and commit at a time.
 """
 
 import asyncio
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, Text, select
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, Text, bindparam, select
 from sqlalchemy.dialects.sqlite import insert
 
+from services.batching import GroupCommit
 from services.bus import Message, Record, last_per_partition
 from services.db import Database
 
@@ -34,12 +41,28 @@ offsets = Table(
 )
 
 
+@dataclass(frozen=True)
+class _Offsets:
+    """A group's next positions, per topic."""
+
+    group: str
+    next_seq: dict[str, int]
+
+
+_Write = Sequence[Message] | _Offsets
+_SAVE_OFFSETS = insert(offsets)
+SAVE_OFFSETS = _SAVE_OFFSETS.on_conflict_do_update(
+    index_elements=["grp", "topic"], set_={"next_seq": _SAVE_OFFSETS.excluded.next_seq}
+)
+
+
 class LocalBus:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.db: Database | None = None
         self._published = asyncio.Condition()
         self._version = 0
+        self._writes: GroupCommit[_Write, None] = GroupCommit("local bus", self._write)
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,6 +71,7 @@ class LocalBus:
             await conn.run_sync(metadata.create_all)
 
     async def stop(self) -> None:
+        await self._writes.close()
         if self.db:
             await self.db.dispose()
             self.db = None
@@ -56,28 +80,53 @@ class LocalBus:
         """Topics exist implicitly in the local log."""
 
     async def publish(self, messages: Sequence[Message]) -> None:
-        assert self.db, "LocalBus.start() first"
         if not messages:
             return
-        async with self.db.transaction() as s:
-            await s.execute(
-                records.insert(),
-                [
-                    {
-                        "topic": m.topic,
-                        "key": m.key,
-                        "value": m.value,
-                        "headers": json.dumps(m.headers),
-                    }
-                    for m in messages
-                ],
-            )
+        await self._writes.submit(list(messages))
         async with self._published:
             self._version += 1
             self._published.notify_all()
 
+    async def _commit_offsets(self, group: str, next_seq: dict[str, int]) -> None:
+        await self._writes.submit(_Offsets(group, next_seq))
+
+    async def _write(self, writes: Sequence[_Write]) -> list[None]:
+        """Appends in the order they came (so each key's records stay in order), and each
+        group's furthest position per topic, in one transaction."""
+        assert self.db, "LocalBus.start() first"
+        appended = [
+            {"topic": m.topic, "key": m.key, "value": m.value, "headers": json.dumps(m.headers)}
+            for w in writes
+            if not isinstance(w, _Offsets)
+            for m in w
+        ]
+        furthest: dict[tuple[str, str], int] = {}
+        for w in writes:
+            if isinstance(w, _Offsets):
+                for topic, seq in w.next_seq.items():
+                    furthest[w.group, topic] = max(seq, furthest.get((w.group, topic), 0))
+        async with self.db.transaction() as s:
+            if appended:
+                await s.execute(records.insert(), appended)
+            if furthest:
+                positions = [{"grp": g, "topic": t, "next_seq": n} for (g, t), n in sorted(furthest.items())]
+                await s.execute(SAVE_OFFSETS, positions)
+        return [None] * len(writes)
+
     def subscribe(self, group: str, topics: Sequence[str]) -> "LocalSubscription":
         return LocalSubscription(self, group, list(topics))
+
+
+NEXT_RECORDS = (
+    select(records)
+    .where(records.c.topic == bindparam("topic"), records.c.seq >= bindparam("position"))
+    .order_by(records.c.seq)
+    .limit(bindparam("most"))
+)
+
+
+def _headers(stored: str) -> dict[str, str]:
+    return json.loads(stored) if stored != "{}" else {}
 
 
 class LocalSubscription:
@@ -98,17 +147,15 @@ class LocalSubscription:
         pass
 
     async def _read(self, max_records: int) -> list[Record]:
+        """The next records of each topic, read beside the bus's writer, not after it."""
         assert self.bus.db
-        async with self.bus.db.sessions() as s:
-            batch: list[Record] = []
+        batch: list[Record] = []
+        async with self.bus.db.reading() as conn:
             for topic in self.topics:
-                rows = await s.execute(
-                    select(records)
-                    .where(records.c.topic == topic, records.c.seq >= self._position[topic])
-                    .order_by(records.c.seq)
-                    .limit(max_records)
+                rows = await conn.execute(
+                    NEXT_RECORDS, {"topic": topic, "position": self._position[topic], "most": max_records}
                 )
-                batch += [Record(r.topic, 0, r.seq, r.key, r.value, json.loads(r.headers)) for r in rows]
+                batch += [Record(r.topic, 0, r.seq, r.key, r.value, _headers(r.headers)) for r in rows]
         batch.sort(key=lambda r: r.offset)
         batch = batch[:max_records]
         for r in batch:
@@ -129,15 +176,6 @@ class LocalSubscription:
         return await self._read(max_records)
 
     async def commit(self, done: Sequence[Record]) -> None:
-        assert self.bus.db
         last = last_per_partition(done)
-        if not last:
-            return
-        async with self.bus.db.transaction() as s:
-            for (topic, _), seq in last.items():
-                stmt = insert(offsets).values(grp=self.group, topic=topic, next_seq=seq + 1)
-                await s.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["grp", "topic"], set_={"next_seq": stmt.excluded.next_seq}
-                    )
-                )
+        if last:
+            await self.bus._commit_offsets(self.group, {topic: seq + 1 for (topic, _), seq in last.items()})

@@ -12,6 +12,7 @@ from services.events import (
     Tier,
     UnknownEvent,
 )
+from services.text import first_unstorable
 
 NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
@@ -64,3 +65,19 @@ def test_event_data_with_a_wrong_field_is_refused():
     env = Envelope(id="e1", type=CaseReported.type, source="/x", time=NOW, subject="c1", data={"case_id": "c1"})
     with pytest.raises(ValueError):
         env.event()
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ({"a": [{"b": "x\x00y"}]}, ("a", 0, "b")),
+        ({"a\x00": 1}, ("a\x00",)),
+        ({"a": "\ud800"}, ("a",)),
+        ({"a": [1.0, float("inf")]}, ("a", 1)),
+        ({"at": datetime(2026, 1, 1, tzinfo=UTC), "a": float("nan")}, ("a",)),
+        ({"a": "a backslash and u0000 as text: \\u0000", "b": "中文", "at": datetime(2026, 1, 1, tzinfo=UTC)}, None),
+    ],
+)
+def test_the_quick_check_of_storable_text_misses_nothing_the_walk_finds(value, where):
+    found = first_unstorable(value)
+    assert (found[0] if found else None) == where
