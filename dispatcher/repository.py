@@ -9,8 +9,9 @@ timers no longer needed. What changed is worked out by `dispatcher/batch.py`.
 """
 
 from collections.abc import Collection, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
@@ -189,7 +190,8 @@ def _new_case_row(case: Case, now: datetime, j: Jurisdiction) -> dict[str, Any]:
 
 
 def _assignment_row(a: Assignment) -> dict[str, Any]:
-    return {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(a).items()}
+    row = {f: getattr(a, f) for f in ASSIGNMENT_STATE}  # not asdict(), which deep-copies every value
+    return {k: (v.value if isinstance(v, Enum) else v) for k, v in row.items()}
 
 
 def _history_rows(recorded: Iterable[tuple[str, Event]], now: datetime) -> Iterable[dict[str, Any]]:
