@@ -8,13 +8,14 @@ table for new rows, one executemany update per table for changed rows, one delet
 timers no longer needed. What changed is worked out by `dispatcher/batch.py`.
 """
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import ColumnElement, any_, bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.domain import Assignment, AssignmentStatus, Case, TimerKind
@@ -66,21 +67,23 @@ async def load(session: AsyncSession, case_ids: Collection[str], *, lock: bool =
     API calls) across replicas."""
     if not case_ids:
         return Loaded()
-    ids = sorted(case_ids)
-    query = select(cases).where(cases.c.case_id.in_(ids)).order_by(cases.c.case_id)
+    among = _among_values(session)
+    query = select(cases).where(among(cases.c.case_id, sorted(case_ids))).order_by(cases.c.case_id)
     case_rows = (await session.execute(query.with_for_update() if lock else query)).all()
     if not case_rows:
         return Loaded()
     found = [r.case_id for r in case_rows]
     given: dict[str, list[Assignment]] = {case_id: [] for case_id in found}
     for r in await session.execute(
-        select(assignments).where(assignments.c.case_id.in_(found)).order_by(assignments.c.case_id, assignments.c.seq)
+        select(assignments)
+        .where(among(assignments.c.case_id, found))
+        .order_by(assignments.c.case_id, assignments.c.seq)
     ):
         given[r.case_id].append(_assignment(r))
     timer_rows = await session.execute(
         select(timers.c.id, timers.c.case_id, timers.c.assignment_id, timers.c.kind, timers.c.due_at)
         .add_columns(timers.c.lease_owner)
-        .where(timers.c.case_id.in_(found))
+        .where(among(timers.c.case_id, found))
     )
     return Loaded(
         cases={r.case_id: _case(r, given[r.case_id]) for r in case_rows},
@@ -113,7 +116,7 @@ async def save(session: AsyncSession, changes: Changes, now: datetime, j: Jurisd
             [{"which": a.assignment_id, **_new(_assignment_row(a))} for a in changes.changed_assignments],
         )
     if changes.timers_gone:
-        await session.execute(delete(timers).where(timers.c.id.in_(changes.timers_gone)))
+        await session.execute(delete(timers).where(_among_values(session)(timers.c.id, changes.timers_gone)))
     if changes.timers_moved:
         await session.execute(
             update(timers).where(timers.c.id == bindparam("which")).values(due_at=bindparam("due"), lease_until=None),
@@ -145,6 +148,26 @@ CASE_STATE = (
     "updated_at",
 )
 ASSIGNMENT_STATE = tuple(Assignment.__dataclass_fields__)
+
+
+Among = Callable[[ColumnElement[Any], list[Any]], ColumnElement[bool]]
+
+
+def _among_values(session: AsyncSession) -> Among:
+    """`column IN (values)`; on PostgreSQL `column = ANY(:array)`: one prepared statement
+    whatever the number of values, and planned in a fraction of the time a list of hundreds
+    of parameters takes."""
+    if session.get_bind().dialect.name != "postgresql":
+        return _in
+    return _any
+
+
+def _in(column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
+    return column.in_(values)
+
+
+def _any(column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
+    return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
 
 
 def _set(columns: Iterable[str]) -> dict[str, Any]:
