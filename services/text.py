@@ -117,12 +117,34 @@ Identifier = Annotated[
 def first_unstorable(value: Any, loc: tuple[str | int, ...] = ()) -> tuple[tuple[str | int, ...], str] | None:
     """The location and the problem of the first string (key or value) in a JSON-like value
     that cannot be stored, or of a number that is not finite (NaN, Infinity)."""
+    if _clean(value):
+        return None
     for where, item in _leaves(value, loc):
         if isinstance(item, str) and (problem := unstorable(item)):
             return where, problem
         if isinstance(item, float) and not math.isfinite(item):
             return where, f"{json_spelling(item)} is not a number JSON allows (NaN and Infinity are refused)"
     return None
+
+
+def _clean(value: Any) -> bool:
+    """Nothing to find, the common case, decided cheaply: every event an envelope carries is
+    checked, so one pattern search over all of a value's text at once instead of a search
+    per string (the pattern matches single characters, so joining changes nothing)."""
+    texts: list[str] = []
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, dict):
+            texts += (k for k in item if isinstance(k, str))
+            todo += item.values()
+        elif isinstance(item, list | tuple):
+            todo += item
+        elif isinstance(item, float) and not math.isfinite(item):
+            return False
+    return UNSTORABLE.search("".join(texts)) is None
 
 
 def _leaves(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], Any]]:
