@@ -147,7 +147,7 @@ async def test_fifty_reports_then_fifty_claims_are_a_few_statements_each(ctx):
 
     # The inbox is the kernel's, a row per record; the dispatcher's own statements do not grow
     # with the batch: lock and load, then cases, assignments, timers, history and outbox.
-    for sent, most in ((reporting, 8), (claiming, 10)):
+    for sent, most in ((reporting, 6), (claiming, 8)):
         own = [s for s in sent if "dispatcher_inbox" not in s]
         assert len(own) <= most, "\n".join(own)
     async with ctx.db.sessions() as s:
