@@ -13,7 +13,7 @@ NAME = "dispatcher"
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox, deadletters=tables.deadletters)
     router = Router(ctx.jurisdiction, ctx.policy)
-    consumer = ctx.consumer(NAME, store, handlers(router), [Stream.CASES, Stream.TICKETS], lock=lock_cases)
+    consumer = ctx.consumer(NAME, store, handlers(router), [Stream.CASES, Stream.TICKETS], lock=lock_cases(router))
     worker = TimerWorker(
         store, router, interval=ctx.settings.timer_interval, lease=timedelta(seconds=ctx.settings.timer_lease)
     )

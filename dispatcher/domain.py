@@ -178,6 +178,9 @@ class Decision:
     events: list[Event] = field(default_factory=list)
 
 
+Step = Callable[[Case | None, Any, datetime, NewId], Decision]
+
+
 def timers(case: Case, policy: Policy) -> list[Timer]:
     """Every timer the case needs now; everything else is cancelled."""
     out: list[Timer] = []
@@ -203,7 +206,11 @@ def timers(case: Case, policy: Policy) -> list[Timer]:
 
 
 class Router:
-    """Routing rules over one jurisdiction and one policy."""
+    """Routing rules over one jurisdiction and one policy.
+
+    Every step has one shape, `(case, event, now, new_id) -> Decision` (a `Step`): the case as
+    it is (None for one the dispatcher has not seen), what happened (an event, or a `Timer` for
+    `fire`), the time, and where new assignment ids come from."""
 
     def __init__(self, jurisdiction: Jurisdiction, policy: Policy) -> None:
         self.j = jurisdiction
@@ -299,15 +306,18 @@ class Router:
 
     # -- events ----------------------------------------------------------------------------
 
-    def report(self, event: CaseReported, now: datetime, new_id: NewId) -> Decision:
+    def report(self, case: Case | None, event: CaseReported, now: datetime, new_id: NewId) -> Decision:
         """A reported case goes to the unit of its starting tier: the category's, or the
-        emergency tier for emergencies; a flagged household raises the priority."""
+        emergency tier for emergencies; a flagged household raises the priority. A case routed
+        already (its report delivered again) stays as it is."""
+        if case is not None:
+            return Decision(case)
         if self.policy.category(event.category) is None:
             raise UnroutableCase(f"unknown category {event.category!r}")
         priority = self.policy.effective_priority(event.priority, event.household_flag, event.channel)
         tier = self.policy.start_tier(event.category, priority)
         unit = self.handling_unit(category=event.category, grid_id=event.grid_id, tier=tier)
-        case = Case(
+        new = Case(
             case_id=event.case_id,
             category=event.category,
             description=event.description,
@@ -316,10 +326,11 @@ class Router:
             assignments=(),
             details=event.details,
         )
-        case, assigned = self._assign(case, unit, tier, Role.LEAD, now, new_id)
-        return Decision(case, [assigned])
+        new, assigned = self._assign(new, unit, tier, Role.LEAD, now, new_id)
+        return Decision(new, [assigned])
 
-    def claim(self, case: Case, event: TicketClaimed, now: datetime) -> Decision:
+    def claim(self, case: Case | None, event: TicketClaimed, now: datetime, new_id: NewId) -> Decision:
+        case = _known(case, event)
         a = self._active(case, event.ticket_id)
         if a.status is not AssignmentStatus.OPEN:
             raise InvalidTransition(f"assignment {a.assignment_id} is {a.status}, cannot be claimed")
@@ -333,7 +344,8 @@ class Router:
             case, [CaseClaimed(case_id=case.case_id, assignment_id=a.assignment_id, unit_id=a.unit_id, role=a.role)]
         )
 
-    def resolve(self, case: Case, event: TicketResolved, now: datetime) -> Decision:
+    def resolve(self, case: Case | None, event: TicketResolved, now: datetime, new_id: NewId) -> Decision:
+        case = _known(case, event)
         a = self._active(case, event.ticket_id)
         if a.status is not AssignmentStatus.CLAIMED:
             raise InvalidTransition(f"assignment {a.assignment_id} is {a.status}, cannot be resolved")
@@ -355,8 +367,9 @@ class Router:
             )
         return Decision(case, events)
 
-    def escalate(self, case: Case, event: TicketEscalated, now: datetime, new_id: NewId) -> Decision:
+    def escalate(self, case: Case | None, event: TicketEscalated, now: datetime, new_id: NewId) -> Decision:
         """上报: the assigned unit sends the case one tier up, with its reason."""
+        case = _known(case, event)
         a = self._active(case, event.ticket_id)
         if a.role is not Role.LEAD:
             raise InvalidTransition("only the lead handler can escalate a case")
@@ -367,9 +380,10 @@ class Router:
         case, events = self._move(case, a, (unit, up), (EscalationReason.HANDLER, event.reason), now, new_id)
         return Decision(case, events)
 
-    def return_(self, case: Case, event: TicketReturned, now: datetime, new_id: NewId) -> Decision:
+    def return_(self, case: Case | None, event: TicketReturned, now: datetime, new_id: NewId) -> Decision:
         """退单: the unit returns a case that is not theirs; it is dispatched again: to the unit
         the reason names, else one tier up; past the policy's limit, straight to the street."""
+        case = _known(case, event)
         a = self._active(case, event.ticket_id)
         returned = CaseReturned(
             case_id=case.case_id,
@@ -397,8 +411,9 @@ class Router:
         case, events = self._move(case, a, (unit, tier), (EscalationReason.RETURNED, event.reason), now, new_id)
         return Decision(case, [returned, *events])
 
-    def whistle(self, case: Case, event: TicketWhistled, now: datetime, new_id: NewId) -> Decision:
+    def whistle(self, case: Case | None, event: TicketWhistled, now: datetime, new_id: NewId) -> Decision:
         """吹哨: the street office summons departments; one leads, the others co-handle."""
+        case = _known(case, event)
         a = self._active(case, event.ticket_id)
         if a.tier is not Tier.STREET or a.role is not Role.LEAD:
             raise InvalidTransition("only the street office leading a case can blow the whistle")
@@ -427,8 +442,11 @@ class Router:
             events.append(assigned)
         return Decision(replace(case, supervised=False), events)
 
-    def satisfaction(self, case: Case, event: CaseSatisfactionAnswered, now: datetime, new_id: NewId) -> Decision:
+    def satisfaction(
+        self, case: Case | None, event: CaseSatisfactionAnswered, now: datetime, new_id: NewId
+    ) -> Decision:
         """回访: satisfied closes the case; unsatisfied reopens it with the unit that resolved it."""
+        case = _known(case, event)
         if case.status is not CaseStatus.RESOLVED:
             raise InvalidTransition(f"case {case.case_id} is {case.status}, not resolved")
         if event.satisfied:
@@ -442,8 +460,9 @@ class Router:
         reopened = CaseReopened(case_id=case.case_id, unit_id=unit.id, comment=event.comment)
         return Decision(case, [reopened, assigned])
 
-    def cancel(self, case: Case, event: CaseCancelRequested) -> Decision:
+    def cancel(self, case: Case | None, event: CaseCancelRequested, now: datetime, new_id: NewId) -> Decision:
         """The resident withdraws the case: allowed while nobody has claimed it."""
+        case = _known(case, event)
         if case.closed or case.resolved or any(a.status is not AssignmentStatus.OPEN for a in case.active):
             why = "the case is already being handled" if not case.closed else "the case is closed"
             return Decision(case, [CaseCancelRefused(case_id=case.case_id, reason=why)])
@@ -456,8 +475,9 @@ class Router:
 
     # -- time ------------------------------------------------------------------------------
 
-    def fire(self, case: Case, assignment_id: str, kind: TimerKind, now: datetime, new_id: NewId) -> Decision:
+    def fire(self, case: Case, timer: Timer, now: datetime, new_id: NewId) -> Decision:
         """A timer fell due. If the case has moved on since it was set, nothing happens."""
+        assignment_id, kind = timer.assignment_id, timer.kind
         if kind is TimerKind.SATISFACTION_WINDOW:
             if case.resolved and not case.closed:  # 回访 unanswered: the case closes as resolved
                 return Decision(replace(case, closed=True), [CaseClosed(case_id=case.case_id, reason="no_answer")])
@@ -522,6 +542,13 @@ class Router:
         if not a.status.active:
             raise InvalidTransition(f"assignment {assignment_id} of case {case.case_id} is {a.status}")
         return a
+
+
+def _known(case: Case | None, event: Event) -> Case:
+    """The case an event is about, which the dispatcher must have routed before."""
+    if case is None:
+        raise InvalidTransition(f"no case {event.case_id} in the dispatcher")
+    return case
 
 
 def _breached(

@@ -30,7 +30,7 @@ async def seed_cases(db: Database, router: Router, n: int, at: datetime, *, grid
             location=Location(lat=c.y, lon=c.x),
             grid_id=grid_id,
         )
-        case = router.report(event, at, lambda: str(uuid.uuid4())).case
+        case = router.report(None, event, at, lambda: str(uuid.uuid4())).case
         lead = case.lead
         ids.append(case_id)
         case_rows.append(

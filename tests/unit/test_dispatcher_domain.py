@@ -13,6 +13,7 @@ from dispatcher.domain import (
     CaseStatus,
     InvalidTransition,
     Router,
+    Timer,
     TimerKind,
     UnroutableCase,
 )
@@ -70,18 +71,19 @@ def reported(category: str = "garbage", grid_id: str = "G23", **extra) -> CaseRe
 
 
 def new_case(category="garbage", new_id=None, **extra) -> tuple[Case, list]:
-    d = ROUTER.report(reported(category, **extra), MONDAY_10AM, new_id or ids())
+    d = ROUTER.report(None, reported(category, **extra), MONDAY_10AM, new_id or ids())
     return d.case, d.events
 
 
 def claimed(case: Case, ticket: str | None = None, at=MONDAY_10AM) -> Case:
     ticket = ticket or case.lead.assignment_id
-    return ROUTER.claim(case, TicketClaimed(case_id="c1", ticket_id=ticket, unit_id="u"), at).case
+    return ROUTER.claim(case, TicketClaimed(case_id="c1", ticket_id=ticket, unit_id="u"), at, ids()).case
 
 
 def resolved(case: Case, ticket: str | None = None, note="done") -> tuple[Case, list]:
     ticket = ticket or case.lead.assignment_id
-    d = ROUTER.resolve(case, TicketResolved(case_id="c1", ticket_id=ticket, unit_id="u", note=note), MONDAY_10AM)
+    event = TicketResolved(case_id="c1", ticket_id=ticket, unit_id="u", note=note)
+    d = ROUTER.resolve(case, event, MONDAY_10AM, ids())
     return d.case, d.events
 
 
@@ -89,7 +91,7 @@ def fire_all_due(case: Case, now: datetime, new_id) -> tuple[Case, list]:
     """Fire every due timer in due order, as the timer worker does."""
     events: list = []
     while due := sorted((t for t in ROUTER.timers(case) if t.due_at <= now), key=lambda t: t.due_at):
-        d = ROUTER.fire(case, due[0].assignment_id, due[0].kind, now, new_id)
+        d = ROUTER.fire(case, due[0], now, new_id)
         case, events = d.case, events + d.events
     return case, events
 
@@ -142,7 +144,7 @@ def test_a_one_key_call_is_an_emergency_whatever_priority_it_carries():
 
 def test_an_unknown_category_is_unroutable():
     with pytest.raises(UnroutableCase):
-        ROUTER.report(reported().model_copy(update={"category": "ufo"}), MONDAY_10AM, ids())
+        ROUTER.report(None, reported().model_copy(update={"category": "ufo"}), MONDAY_10AM, ids())
 
 
 def test_claim_then_resolve():
@@ -202,8 +204,9 @@ def test_each_breach_escalates_once_however_often_its_timer_fires():
     case, _ = new_case(new_id=new_id)
     first = case.lead.assignment_id
     late = case.lead.response_due + timedelta(minutes=1)
-    d = ROUTER.fire(case, first, TimerKind.RESPONSE_BREACH, late, new_id)
-    again = ROUTER.fire(d.case, first, TimerKind.RESPONSE_BREACH, late, new_id)
+    breach = Timer(first, TimerKind.RESPONSE_BREACH, case.lead.response_due)
+    d = ROUTER.fire(case, breach, late, new_id)
+    again = ROUTER.fire(d.case, breach, late, new_id)
     assert again.events == [] and again.case == d.case
 
 
@@ -353,10 +356,14 @@ def test_any_sequence_of_events_leaves_one_valid_state_with_at_most_one_open_lea
         try:
             match action:
                 case "claim":
-                    d = ROUTER.claim(case, TicketClaimed(case_id="c1", ticket_id=a.assignment_id, unit_id="u"), now)
+                    claim = TicketClaimed(case_id="c1", ticket_id=a.assignment_id, unit_id="u")
+                    d = ROUTER.claim(case, claim, now, new_id)
                 case "resolve":
                     d = ROUTER.resolve(
-                        case, TicketResolved(case_id="c1", ticket_id=a.assignment_id, unit_id="u", note="n"), now
+                        case,
+                        TicketResolved(case_id="c1", ticket_id=a.assignment_id, unit_id="u", note="n"),
+                        now,
+                        new_id,
                     )
                 case "escalate":
                     d = ROUTER.escalate(
@@ -401,9 +408,10 @@ def test_any_sequence_of_events_leaves_one_valid_state_with_at_most_one_open_lea
                         case, CaseSatisfactionAnswered(case_id="c1", satisfied=action == "satisfied"), now, new_id
                     )
                 case "cancel":
-                    d = ROUTER.cancel(case, CaseCancelRequested(case_id="c1"))
+                    d = ROUTER.cancel(case, CaseCancelRequested(case_id="c1"), now, new_id)
                 case "stale":
-                    d = ROUTER.claim(case, TicketClaimed(case_id="c1", ticket_id="no-such-ticket", unit_id="u"), now)
+                    stale = TicketClaimed(case_id="c1", ticket_id="no-such-ticket", unit_id="u")
+                    d = ROUTER.claim(case, stale, now, new_id)
         except InvalidTransition:
             assert case == before  # a refused event changes nothing
             continue
@@ -433,11 +441,11 @@ def test_no_answer_within_the_satisfaction_window_closes_the_case():
 
 def test_a_case_nobody_claimed_can_be_cancelled_and_a_claimed_one_cannot():
     case, _ = new_case()
-    d = ROUTER.cancel(case, CaseCancelRequested(case_id="c1", reason="fixed it myself"))
+    d = ROUTER.cancel(case, CaseCancelRequested(case_id="c1", reason="fixed it myself"), MONDAY_10AM, ids())
     assert d.case.status is CaseStatus.CLOSED and not d.case.active
     assert [type(e) for e in d.events] == [CaseUnassigned, CaseClosed]
     assert ROUTER.timers(d.case) == []
 
-    d = ROUTER.cancel(claimed(new_case()[0]), CaseCancelRequested(case_id="c1"))
+    d = ROUTER.cancel(claimed(new_case()[0]), CaseCancelRequested(case_id="c1"), MONDAY_10AM, ids())
     assert d.case.status is CaseStatus.CLAIMED
     assert [type(e) for e in d.events] == [CaseCancelRefused]
