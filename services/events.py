@@ -351,7 +351,10 @@ class Envelope(BaseModel):
 
     @classmethod
     def wrap(cls, event: Event, *, source: str, time: datetime) -> "Envelope":
-        return cls(
+        """The envelope of an event this service emits. Built without validating again: the
+        event was validated when it was made (storable text included), and the other fields
+        are this service's own; `decode` still validates every envelope read from the bus."""
+        return cls.model_construct(
             id=str(uuid.uuid4()),
             type=event.type,
             source=source,

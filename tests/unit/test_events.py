@@ -1,4 +1,6 @@
+import uuid
 from datetime import UTC, datetime
+from unittest import mock
 
 import pytest
 
@@ -31,6 +33,74 @@ def test_envelope_round_trips_through_json_with_cloudevents_attributes():
     assert decoded.event() == event
     assert (decoded.specversion, decoded.type, decoded.subject) == ("1.0", "gridcall.case.reported", "c1")
     assert decoded.source == "/intake" and decoded.time == NOW and decoded.schemaversion == 1
+
+
+GOLDEN = (
+    b'{"specversion":"1.0","id":"00000000-0000-0000-0000-000000000001","type":"gridcall.case.reported",'
+    b'"source":"/intake","time":"2026-11-02T09:30:00Z","subject":"c1","schemaversion":1,'
+    b'"datacontenttype":"application/json","data":{"case_id":"c1","category":"garbage",'
+    b'"description":"bags \xe2\x80\x9cin\xe2\x80\x9d the stairwell","location":{"lat":30.505,"lon":114.305},'
+    b'"grid_id":"G11","priority":"normal","channel":"app","household_flag":null,'
+    b'"details":{"floor":3,"ok":true,"x":null}}}'
+)
+
+
+def test_wrap_encodes_the_same_bytes_as_before_it_skipped_validation():
+    """`wrap` builds the envelope without validating the event again; the wire format is the
+    one the validated envelope had (the golden bytes were encoded by the validating wrap)."""
+    event = CaseReported(
+        case_id="c1",
+        category="garbage",
+        description="bags \u201cin\u201d the stairwell",
+        location=Location(lat=30.505, lon=114.305),
+        grid_id="G11",
+        details={"floor": 3, "ok": True, "x": None},
+    )
+    with mock.patch("uuid.uuid4", return_value=uuid.UUID(int=1)):
+        assert Envelope.wrap(event, source="/intake", time=NOW).encode() == GOLDEN
+
+
+def test_wrap_matches_a_validated_envelope_for_every_sample_event():
+    for event in _sample_events():
+        env = Envelope.wrap(event, source="/dispatcher", time=NOW)
+        validated = Envelope(
+            id=env.id,
+            type=event.type,
+            source="/dispatcher",
+            time=NOW,
+            subject=event.case_id,
+            data=event.model_dump(mode="json"),
+        )
+        assert env.encode() == validated.encode()
+        assert Envelope.decode(env.encode()) == env == validated
+        assert Envelope.decode(env.encode()).event() == event
+
+
+def _sample_events() -> list:
+    where = Location(lat=30.505, lon=114.305)
+    return [
+        CaseReported(case_id="c1", category="garbage", description="bags", location=where, grid_id="G11"),
+        CaseReported(
+            case_id="c2",
+            category="light",
+            description="dark \u00e9 \U0001f600",
+            location=where,
+            grid_id="G12",
+            details={"address": {"street": "Hankou"}, "media": ["a.jpg"], "n": 1.5},
+        ),
+        CaseAssigned(
+            case_id="c3",
+            assignment_id="a1",
+            unit_id="U",
+            unit_name="Unit",
+            tier=Tier.GRID,
+            category="garbage",
+            description="d",
+            grid_id="G11",
+            response_due=NOW,
+            resolution_due=NOW,
+        ),
+    ]
 
 
 def test_each_event_names_a_stream_and_a_unique_type():
