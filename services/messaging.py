@@ -14,6 +14,7 @@
 
 import asyncio
 import logging
+import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -110,6 +111,20 @@ def error_text(error: BaseException) -> str:
 
 def _column_text(text: str) -> str:
     return text.replace("\x00", "\\x00")[:200]
+
+
+# The CloudEvents Kafka binding's name for the type attribute: the relay sets it on every record
+# it publishes, so a consumer skips the events it has no handler for without decoding them.
+TYPE_HEADER = "ce_type"
+# What `Envelope.encode` writes first: the type is its third attribute, after an id of our own.
+_ENCODED_TYPE = re.compile(rb'\{"specversion":"1\.0","id":"[^"\\]*","type":"([^"\\]+)"')
+
+
+def type_headers(payload: bytes) -> dict[str, str]:
+    """The record headers of an encoded envelope: its type, read from the first bytes of the
+    payload without decoding it; none if the payload does not begin as `encode` writes."""
+    found = _ENCODED_TYPE.match(payload)
+    return {TYPE_HEADER: found[1].decode()} if found else {}
 
 
 @dataclass
@@ -286,7 +301,7 @@ class Relay:
             )
             rows = sorted(claimed.all(), key=lambda r: r.id)  # RETURNING promises no order
             if rows:
-                await self.bus.publish([Message(r.topic, r.key, r.payload) for r in rows])
+                await self.bus.publish([Message(r.topic, r.key, r.payload, type_headers(r.payload)) for r in rows])
         return len(rows)
 
     async def run(self, stop: Stop) -> None:
@@ -396,7 +411,12 @@ class Consumer:
 
     def _prepare(self, record: Record) -> _Work | Exception | None:
         """The record's work; the error if it is not a gridcall event; None if this consumer
-        has no handler for it."""
+        has no handler for it. A record whose type header names a known event this consumer
+        does not handle is skipped before its payload is decoded (a record without the header,
+        from an older relay or a re-drive, is decoded to find out)."""
+        kind = record.headers.get(TYPE_HEADER)
+        if kind is not None and (known := EVENT_TYPES.get(kind)) is not None and known not in self.handlers:
+            return None
         try:
             envelope = Envelope.decode(record.value)
             event = envelope.event()

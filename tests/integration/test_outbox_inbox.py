@@ -11,7 +11,7 @@ from dispatcher.bootstrap import bootstrap as dispatcher_bootstrap
 from services.bus import Message, Record
 from services.events import CaseClosed, CaseReported, Envelope, Location, Stream
 from services.lifecycle import Stop
-from services.messaging import Consumer, Relay
+from services.messaging import TYPE_HEADER, Consumer, Relay
 from services.runtime import build_context
 from tests.support.waiting import eventually
 
@@ -71,6 +71,24 @@ async def test_relay_publishes_exactly_the_committed_events(ctx):
     published = await read_all(ctx, Stream.CASES, 1)
     assert [e.subject for e in published] == [kept]
     assert published[0].source == "/dispatcher"
+
+
+async def test_relayed_records_carry_their_type_header_on_the_broker(ctx):
+    store = dispatcher_bootstrap(ctx).store
+    case_id = f"typed-{uuid.uuid4()}"
+    async with store.transaction() as tx:
+        tx.emit(reported(case_id))
+    assert await Relay(store, ctx.bus).relay_once() == 1
+    sub = ctx.bus.subscribe(f"typed-{uuid.uuid4().hex[:6]}", [ctx.settings.topic(Stream.CASES)])
+    await sub.start()
+    try:
+        for _ in range(30):
+            mine = [r for r in await sub.fetch(timeout=0.5) if r.key == case_id]
+            if mine:
+                break
+    finally:
+        await sub.stop()
+    assert [r.headers for r in mine] == [{TYPE_HEADER: CaseReported.type}]
 
 
 async def test_a_redelivered_event_changes_nothing(ctx):
