@@ -122,24 +122,33 @@ class Renderers:
 # Bytes that may carry what the guard refuses: \u0000 and surrogate escapes, NaN, Infinity,
 # a raw NUL or an encoded one. Only a body that holds one of them is parsed a second time.
 SUSPECT = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|NaN|Infinity|\x00|%00", re.IGNORECASE)
+# Set in the scope by EdgeMiddleware when the body it read holds none of them: the guard's
+# scan is then already done.
+PLAIN_BODY = "gridcall.edge.plain_body"
 
 
 async def guard(request: Request) -> None:
+    scope = request.scope
     for value in request.path_params.values():
         if isinstance(value, str) and unstorable(value):
             raise NotFound(_not_found(request))
-    for name in _scalar_query_params(request.scope.get("route")):
-        if len(given := request.query_params.getlist(name)) > 1:
-            raise _refused(
-                ("query", name), f"query parameter {name!r} takes one value; it was given {len(given)}", given
-            )
-    for key, value in request.query_params.multi_items():
-        if problem := unstorable(key) or unstorable(value):
-            raise _refused(("query", key), f"query parameter {excerpt(key, 40)!r} {problem}", value)
-    for key, value in request.headers.items():
-        if "\x00" in value:
-            raise _refused(("header", key), f"header {key} contains U+0000 (NUL)", value)
-    if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
+    if query := scope.get("query_string"):
+        for name in _scalar_query_params(scope.get("route")):
+            if len(given := request.query_params.getlist(name)) > 1:
+                raise _refused(
+                    ("query", name), f"query parameter {name!r} takes one value; it was given {len(given)}", given
+                )
+        # Decoded as Starlette does (latin-1, then %-escapes as UTF-8 with replacement), a query
+        # holds NUL only from a raw NUL or %00, and never a lone surrogate.
+        if b"%00" in query or b"\x00" in query:
+            for key, value in request.query_params.multi_items():
+                if problem := unstorable(key) or unstorable(value):
+                    raise _refused(("query", key), f"query parameter {excerpt(key, 40)!r} {problem}", value)
+    if any(b"\x00" in value for _, value in scope["headers"]):
+        for key, value in request.headers.items():
+            if "\x00" in value:
+                raise _refused(("header", key), f"header {key} contains U+0000 (NUL)", value)
+    if request.method in ("GET", "HEAD", "DELETE", "OPTIONS") or scope.get(PLAIN_BODY):
         return
     body = await request.body()
     if not body or not SUSPECT.search(body):
@@ -224,31 +233,27 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
         try:
-            receive = await self._within_limits(scope, receive)
+            body = await self._within_limits(scope, receive)
         except DomainError as refused:
-            await self.renderers.render(request, refused)(scope, receive, send)
+            await self.renderers.render(Request(scope), refused)(scope, receive, send)
             return
+        if isinstance(body, dict):
+            # The body, read whole: the first attempt and a retry each get it first.
+            if body["type"] == "http.request" and not SUSPECT.search(body["body"]):
+                scope[PLAIN_BODY] = True
+            again = _replay(body, receive) if body["type"] == "http.request" else receive
+            attempts: tuple[Receive, ...] = (_replay(body, receive), again)
+        else:
+            attempts = _recorded(receive)
         started = False
-        read: list[Message] = []
 
         async def watched(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        async def recording() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                read.append(message)
-            return message
-
-        async def replaying() -> Message:
-            return read.pop(0) if read else await receive()
-
-        where = f"{scope['method']} {printable(scope['path'], 200)}"
-        for attempt in (recording, replaying):
+        for attempt in attempts:
             try:
                 await self.app(scope, attempt, watched)
                 return
@@ -256,59 +261,98 @@ class EdgeMiddleware:
                 if started:
                     raise
                 failure = exc
-                if attempt is recording and transient(exc):
-                    log.warning("%s: %s; trying once more on a fresh connection", where, describe(exc))
+                if attempt is attempts[0] and transient(exc):
+                    log.warning("%s: %s; trying once more on a fresh connection", _where(scope), describe(exc))
                     continue
                 break
         error = as_domain_error(failure)
         if isinstance(error, Unavailable):
-            log.warning("%s: database unavailable: %s", where, describe(failure))
+            log.warning("%s: database unavailable: %s", _where(scope), describe(failure))
         else:
-            log.error("%s failed", where, exc_info=failure)
-        await self.renderers.render(request, error)(scope, receive, send)
+            log.error("%s failed", _where(scope), exc_info=failure)
+        await self.renderers.render(Request(scope), error)(scope, receive, send)
 
-    async def _within_limits(self, scope: Scope, receive: Receive) -> Receive:
-        """`receive` with the body read up front, refusing it once it is over the limit."""
+    async def _within_limits(self, scope: Scope, receive: Receive) -> Message | None:
+        """The body read up front (one message; or the message that ended it early), or None
+        for a request without one; refused once it is over the limit."""
         headers = scope["headers"]
-        if sum(len(k) + len(v) for k, v in headers) > self.header_limit:
+        size = 0
+        kind = b""
+        length = encoding = None
+        for key, value in headers:
+            size += len(key) + len(value)
+            # The last of a repeated header counts, as in dict(headers).
+            if key == b"content-type":
+                kind = value
+            elif key == b"content-length":
+                length = value
+            elif key == b"transfer-encoding":
+                encoding = value
+        if size > self.header_limit:
             raise HeadersTooLarge(f"the request headers are larger than {kib(self.header_limit)} together")
-        values = dict(headers)
-        kind = values.get(b"content-type", b"").split(b";")[0].strip().lower().decode("latin-1")
-        limit = self.form_limit if kind in FORMS else self.json_limit
-        what = "a form body" if kind in FORMS else "a request body"
-        too_large = TooLarge(f"{what} is limited to {kib(limit)}")
-        length = values.get(b"content-length")
+        form = kind.split(b";")[0].strip().lower().decode("latin-1") in FORMS
+        limit = self.form_limit if form else self.json_limit
         if length is not None:
             try:
                 if int(length) > limit:
-                    raise too_large
+                    raise self._too_large(form, limit)
             except ValueError:
                 pass  # the server refuses a malformed Content-Length itself
-        elif b"chunked" not in values.get(b"transfer-encoding", b"").lower():
-            return receive  # no body
+        elif encoding is None or b"chunked" not in encoding.lower():
+            return None  # no body
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return _replay([], message, receive)
-            size += len(message.get("body", b""))
+                return message
+            chunk = message.get("body", b"")
+            size += len(chunk)
             if size > limit:
-                raise too_large
-            chunks.append(message.get("body", b""))
+                raise self._too_large(form, limit)
+            chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return _replay(chunks, None, receive)
+        return {"type": "http.request", "body": chunks[0] if len(chunks) == 1 else b"".join(chunks)}
+
+    @staticmethod
+    def _too_large(form: bool, limit: int) -> TooLarge:
+        return TooLarge(f"{'a form body' if form else 'a request body'} is limited to {kib(limit)}")
 
 
-def _replay(chunks: list[bytes], pending: Message | None, receive: Receive) -> Receive:
+def _where(scope: Scope) -> str:
+    return f"{scope['method']} {printable(scope['path'], 200)}"
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
     """A receive that first gives the body already read (or the message that ended it)."""
-    first: list[Message] = [pending] if pending else [{"type": "http.request", "body": b"".join(chunks)}]
+    given = False
 
     async def replayed() -> Message:
-        return first.pop() if first else await receive()
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return first
 
     return replayed
+
+
+def _recorded(receive: Receive) -> tuple[Receive, Receive]:
+    """For a request whose body the edge did not read: a receive that records the body
+    messages it gives, and one for a retry that gives them again."""
+    read: list[Message] = []
+
+    async def recording() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            read.append(message)
+        return message
+
+    async def replaying() -> Message:
+        return read.pop(0) if read else await receive()
+
+    return recording, replaying
 
 
 # --- wiring -------------------------------------------------------------------------------

@@ -155,7 +155,15 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
             await ctx.db.dispose()
 
     # The edge's guard is a dependency of the app, so every route has it, present and future.
-    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan, dependencies=[Depends(edge.guard)])
+    # No native OpenTelemetry: gridcall configures none, and FastAPI would otherwise look up the
+    # global providers on every request to find that out.
+    app = FastAPI(
+        title=title,
+        version="0.1.0",
+        lifespan=lifespan,
+        dependencies=[Depends(edge.guard)],
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.authenticator = ctx.authenticator
     app.state.ctx = ctx
     app.state.parts = parts
