@@ -8,13 +8,10 @@ import json
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from dispatcher import handlers
 from dispatcher.bootstrap import bootstrap
@@ -37,6 +34,7 @@ from services.events import (
 from services.lifecycle import Stop
 from services.runtime import build_context
 from tests.support.seed import seed_cases
+from tests.support.statements import statements
 
 pytestmark = pytest.mark.integration
 
@@ -60,21 +58,6 @@ def records(ctx, events: list[Event]) -> list[Record]:
         Record(topic, 0, n, e.case_id, Envelope.wrap(e, source="/test", time=ctx.clock.now()).encode())
         for n, e in enumerate(events)
     ]
-
-
-@contextmanager
-def statements(ctx) -> Iterator[list[str]]:
-    """Every statement sent to the database meanwhile (an executemany counts once)."""
-    sent: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
-    event.listen(ctx.db.engine.sync_engine, "before_cursor_execute", seen)
-    try:
-        yield sent
-    finally:
-        event.remove(ctx.db.engine.sync_engine, "before_cursor_execute", seen)
 
 
 def lifecycle(case_id: str) -> list[Event]:
@@ -121,7 +104,7 @@ async def test_a_case_changed_by_several_events_of_one_batch_ends_as_if_one_by_o
 
     ids = iter([f"{together}-1", f"{together}-2", f"{alone}-1", f"{alone}-2"])
     monkeypatch.setattr(handlers, "new_id", lambda: next(ids))
-    with statements(ctx) as sent:
+    with statements(ctx.db.engine) as sent:
         assert await consumer.handle_batch(records(ctx, lifecycle(together)))
     for r in records(ctx, lifecycle(alone)):
         assert await consumer.handle(r)
@@ -137,12 +120,12 @@ async def test_fifty_reports_then_fifty_claims_are_a_few_statements_each(ctx):
     consumer = bootstrap(ctx).consumers[0]
     run = uuid.uuid4().hex[:8]
     ids = [f"many-{run}-{n:02}" for n in range(50)]
-    with statements(ctx) as reporting:
+    with statements(ctx.db.engine) as reporting:
         assert await consumer.handle_batch(records(ctx, [reported(c) for c in ids]))
     async with ctx.db.sessions() as s:
         tickets = {c: a for c, a in await s.execute(select(assignments.c.case_id, assignments.c.assignment_id))}
     claims = [TicketClaimed(case_id=c, ticket_id=tickets[c], unit_id="U-G11") for c in ids]
-    with statements(ctx) as claiming:
+    with statements(ctx.db.engine) as claiming:
         assert await consumer.handle_batch(records(ctx, claims))
 
     # The inbox is the kernel's, a row per record; the dispatcher's own statements do not grow
@@ -209,7 +192,7 @@ async def test_a_transaction_of_timers_is_a_few_statements_for_hundreds_of_cases
     await seed_cases(ctx.db, router, 250, clock.now())
     clock.advance(timedelta(days=1))
     worker = TimerWorker(bootstrap(ctx).store, router, per_transaction=250)
-    with statements(ctx) as sent:
+    with statements(ctx.db.engine) as sent:
         assert await worker.fire_due() == 500
     # lease, lock and load (3), save (cases, assignments twice, timers twice, history), outbox,
     # then a lease that finds nothing

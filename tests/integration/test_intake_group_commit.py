@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from intake import tables
@@ -19,6 +19,7 @@ from intake.filing import ReportWriter
 from services.clock import FrozenClock
 from services.events import Envelope, Location, Priority
 from services.runtime import Context, build_context
+from tests.support.statements import statements
 
 pytestmark = pytest.mark.integration
 
@@ -72,19 +73,11 @@ async def test_a_batch_is_one_transaction_of_a_handful_of_statements(ctx):
         filing(ctx, report(f"report {n}", insist=True, idempotency_key=f"k-{n}-{ctx.clock.now()}")) for n in range(60)
     ]
     batch += [filing(ctx, report("the same again", at=THERE)) for _ in range(40)]  # one case, 40 reporters
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement.split()[0])
-
-    event.listen(ctx.db.engine.sync_engine, "before_cursor_execute", count)
-    try:
+    with statements(ctx.db.engine) as sent:
         answers = await writer.write(batch)
-    finally:
-        event.remove(ctx.db.engine.sync_engine, "before_cursor_execute", count)
     case_ids = {a["case_id"] for a in answers}
     assert len(case_ids) == 61
-    assert len(statements) <= 12, statements
+    assert len(sent) <= 12, [s.split()[0] for s in sent]
     assert len(await rows(ctx, tables.reports, case_ids)) == 100
     views = await rows(ctx, tables.case_views, case_ids)
     assert sorted(v.reporters for v in views) == [1] * 60 + [40]

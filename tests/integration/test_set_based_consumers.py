@@ -4,13 +4,12 @@ by one, in a number of statements that does not grow with the batch; a record th
 refuses is the only one dead-lettered; a redelivered batch changes nothing."""
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 
 from departments.bootstrap import bootstrap as departments_bootstrap
 from departments.tables import tickets
@@ -41,6 +40,7 @@ from services.events import (
 from services.messaging import Consumer, Envelope
 from services.runtime import Context, build_context
 from services.settings import Settings
+from tests.support.statements import statements
 
 pytestmark = pytest.mark.integration
 
@@ -55,21 +55,6 @@ async def ctx(settings: Settings) -> AsyncIterator[Context]:
     context = build_context(settings, clock=FrozenClock())
     yield context
     await context.db.dispose()
-
-
-@contextmanager
-def statements(ctx: Context) -> Iterator[list[str]]:
-    """The SQL statements sent to the database meanwhile (an executemany counts once)."""
-    sent: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
-    event.listen(ctx.db.engine.sync_engine, "before_cursor_execute", count)
-    try:
-        yield sent
-    finally:
-        event.remove(ctx.db.engine.sync_engine, "before_cursor_execute", count)
 
 
 def records(ctx: Context, events: list[Event]) -> list[Record]:
@@ -197,14 +182,14 @@ async def test_ticket_statements_do_not_grow_with_the_batch_and_a_redelivery_cha
     for size in (1, 4):
         runs = [uuid.uuid4().hex[:8] for _ in range(size)]
         batch = records(ctx, [e for run in runs for e in ticket_events(run)])
-        with statements(ctx) as sent:
+        with statements(ctx.db.engine) as sent:
             await as_one_batch(consumer, batch)
         counts.append(len(sent))
     print(counts, sent)
     assert counts[0] == counts[1] <= 10, counts
 
     before = await ticket_state(ctx, runs[0])
-    with statements(ctx) as sent:
+    with statements(ctx.db.engine) as sent:
         await as_one_batch(consumer, batch)
     assert await ticket_state(ctx, runs[0]) == before
     assert not [s for s in sent if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
@@ -267,7 +252,7 @@ async def test_a_batch_of_notices_ends_as_one_by_one_in_a_few_statements(ctx):
     single, batched = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
     await one_by_one(consumer, records(ctx, notice_events(single)))
     batch = records(ctx, notice_events(batched))
-    with statements(ctx) as sent:
+    with statements(ctx.db.engine) as sent:
         await as_one_batch(consumer, batch)
     made = await notice_state(ctx, batched)
     assert len(made) == 6  # six messages (a lead assignment makes two), each over the log channel
@@ -275,7 +260,7 @@ async def test_a_batch_of_notices_ends_as_one_by_one_in_a_few_statements(ctx):
     writes = [s for s in sent if s.lstrip().upper().startswith("INSERT")]
     assert len(writes) == 3, writes  # inbox, notifications, deliveries
 
-    with statements(ctx) as sent:
+    with statements(ctx.db.engine) as sent:
         await as_one_batch(consumer, batch)
     assert await notice_state(ctx, batched) == made
     assert not [s for s in sent if s.lstrip().upper().startswith("INSERT")]
@@ -374,7 +359,7 @@ async def test_a_batch_of_view_changes_ends_as_one_by_one_in_a_few_statements(ct
         await open_views(ctx, run, ["a", "b"])
     await one_by_one(consumer, records(ctx, view_events(single)))
     batch = records(ctx, view_events(batched))
-    with statements(ctx) as sent:
+    with statements(ctx.db.engine) as sent:
         await as_one_batch(consumer, batch)
 
     views, entries = await view_state(ctx, batched)
@@ -384,7 +369,7 @@ async def test_a_batch_of_view_changes_ends_as_one_by_one_in_a_few_statements(ct
     writes = [s for s in sent if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
     assert len(writes) == 3, writes  # inbox, views, timeline
 
-    with statements(ctx) as sent:
+    with statements(ctx.db.engine) as sent:
         await as_one_batch(consumer, batch)
     assert await view_state(ctx, batched) == (views, entries)
     assert not [s for s in sent if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
