@@ -24,7 +24,7 @@ route sees it, and how every error is answered.
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -80,9 +80,7 @@ def as_domain_error(exc: BaseException) -> DomainError:
         case HTTPException():
             detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
             return HttpError(exc.status_code, detail, exc.headers)
-        case PoolTimeout():
-            return Unavailable("the database is not answering; try again shortly")
-        case _ if transient(exc):
+        case _ if isinstance(exc, PoolTimeout) or transient(exc):
             return Unavailable("the database is not answering; try again shortly")
     return HttpError(500, "the server failed to answer this request; it has been logged")
 
@@ -108,9 +106,6 @@ class Renderers:
 
     def __init__(self, by_prefix: Mapping[str, ErrorRenderer]) -> None:
         self.by_prefix = sorted(by_prefix.items(), key=lambda kv: -len(kv[0]))
-
-    def owner(self, path: str) -> str | None:
-        return next((p for p, _ in self.by_prefix if path.startswith(p)), None)
 
     def render(self, request: Request, error: DomainError) -> Response:
         render = next((r for p, r in self.by_prefix if request.url.path.startswith(p)), render_default)
@@ -369,6 +364,3 @@ def install(app: FastAPI, renderers: Mapping[str, ErrorRenderer]) -> None:
     for kind in (DomainError, RequestValidationError, HTTPException):
         app.add_exception_handler(kind, answer)
     app.add_middleware(EdgeMiddleware, renderers=chosen)
-
-
-DEPENDENCIES: list[Callable[..., Awaitable[None]]] = [guard]

@@ -93,6 +93,14 @@ def with_implied_answers(schema: dict[str, Any], own: Sequence[str] = ()) -> dic
 
 
 def describe_answers(app: FastAPI, own: Sequence[str] = ()) -> None:
-    """Have the app's /openapi.json carry the implied answers of every operation."""
+    """Have the app's /openapi.json carry the implied answers of every operation (added once:
+    FastAPI caches the schema it generates, and the answers are added to that same object)."""
     generate: Callable[[], dict[str, Any]] = app.openapi
-    app.openapi = lambda: with_implied_answers(generate(), own)  # type: ignore[method-assign]
+    described: list[dict[str, Any]] = []
+
+    def openapi() -> dict[str, Any]:
+        if not described:
+            described.append(with_implied_answers(generate(), own))
+        return described[0]
+
+    app.openapi = openapi  # type: ignore[method-assign]
