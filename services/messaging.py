@@ -15,6 +15,7 @@
 import asyncio
 import logging
 import re
+import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -319,6 +320,8 @@ class Relay:
                     pass
 
 
+COMMIT_EVERY = 0.5  # seconds: how often a busy consumer commits its offsets
+
 Handler = Callable[[Tx, Envelope, Any], Awaitable[None]]
 # Locks, in case-id order, the rows of the cases a batch of events will change: see Consumer.
 Lock = Callable[[Tx, list[str]], Awaitable[None]]
@@ -495,12 +498,26 @@ class Consumer:
         return done
 
     async def run(self, stop: Stop) -> None:
+        """Fetch, handle, commit. Offsets are committed once the effects are durable: at most
+        every `COMMIT_EVERY` seconds while records keep coming, at once when none are waiting,
+        and on stopping. An offset commit is a round trip to the broker (a transaction of the
+        bus file in embedded mode), and after a crash the inbox makes the records handled since
+        the last commit harmless when they come again."""
         sub = self.bus.subscribe(self.name, self.topics)
         await sub.start()
+        handled: list[Record] = []  # effects durable, offsets not committed yet
+        committed_at = time.monotonic()
         try:
             while not stop:
                 batch = await sub.fetch(timeout=0.25, max_records=self.batch)
-                if batch and await self.handle_batch(batch, stop):
-                    await sub.commit(batch)
+                if batch:
+                    if not await self.handle_batch(batch, stop):
+                        break  # asked to stop before the batch's effects were durable
+                    handled += batch
+                if handled and (not batch or time.monotonic() - committed_at >= COMMIT_EVERY):
+                    await sub.commit(handled)
+                    handled, committed_at = [], time.monotonic()
+            if handled:
+                await sub.commit(handled)
         finally:
             await sub.stop()

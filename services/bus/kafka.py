@@ -4,13 +4,16 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, MessageSizeTooLargeError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from services.bus import Message, Record, last_per_partition
 
 log = logging.getLogger(__name__)
 
 BATCH_BYTES = 256 * 1024
+PARTITIONER = DefaultPartitioner()  # the producer's default: the same key goes to the same partition
 
 
 class KafkaBus:
@@ -50,6 +53,7 @@ class KafkaBus:
             enable_idempotence=self.enable_idempotence,
             linger_ms=0,
             max_batch_size=BATCH_BYTES,
+            partitioner=PARTITIONER,
         )
         await self._producer.start()
 
@@ -75,17 +79,41 @@ class KafkaBus:
             await admin.close()
 
     async def publish(self, messages: Sequence[Message]) -> None:
-        assert self._producer, "KafkaBus.start() first"
-        futures = [
-            await self._producer.send(
-                m.topic,
-                value=m.value,
-                key=m.key.encode(),
-                headers=[(k, v.encode()) for k, v in m.headers.items()],
-            )
-            for m in messages
+        """Send messages and wait until the broker has them all. They are laid into record
+        batches here, one per partition (more if a round outgrows a batch), in their order, and
+        each batch is handed to the producer whole: per message, `send` would cost a partition
+        lookup, a future and an accumulator append (a fifth of a dispatcher's CPU in a wave of
+        escalations). Partitions are the producer's own (murmur2 of the key, as `send` would
+        choose), worked out once per key a round."""
+        producer = self._producer
+        assert producer, "KafkaBus.start() first"
+        partitions: dict[str, list[int]] = {}
+        partition_of: dict[tuple[str, str], int] = {}
+        batches: dict[tuple[str, int], list[BatchBuilder]] = {}
+        for m in messages:
+            if m.topic not in partitions:
+                partitions[m.topic] = sorted(await producer.partitions_for(m.topic))
+            key = m.key.encode()
+            where = partition_of.get((m.topic, m.key))
+            if where is None:
+                where = partition_of[(m.topic, m.key)] = PARTITIONER(key, partitions[m.topic], partitions[m.topic])
+            record = {
+                "timestamp": None,
+                "key": key,
+                "value": m.value,
+                "headers": [(k, v.encode()) for k, v in m.headers.items()],
+            }
+            chain = batches.setdefault((m.topic, where), [])
+            if not chain or chain[-1].append(**record) is None:
+                chain.append(producer.create_batch())
+                if chain[-1].append(**record) is None:  # an empty batch takes any one record
+                    raise MessageSizeTooLargeError(f"a record of {len(m.value)} bytes does not fit a batch")
+        sent = [
+            await producer.send_batch(batch, topic, partition=partition)
+            for (topic, partition), chain in batches.items()
+            for batch in chain
         ]
-        await asyncio.gather(*futures)
+        await asyncio.gather(*sent)
 
     def subscribe(self, group: str, topics: Sequence[str]) -> "KafkaSubscription":
         return KafkaSubscription(self.bootstrap, group, list(topics), client_id=self.client_id, **self.group_timeouts)

@@ -4,6 +4,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.bus import Bus, Message, Record
 from services.bus.kafka import KafkaBus
@@ -59,6 +60,36 @@ async def test_records_of_one_key_arrive_in_publish_order(bus, topic):
     for key in {m.key for m in sent}:
         values = [int(r.value) for r in got if r.key == key]
         assert values == sorted(values)
+
+
+async def test_a_round_larger_than_a_record_batch_arrives_whole_in_order_with_its_headers(bus, topic):
+    """A relay round of ~1.2 MB (several 256 KiB batches per partition, and one record larger
+    than a batch on its own) keeps each key's order, every header, and on Kafka the partition
+    the producer's default partitioner gives the key, as a plain `send` would."""
+    await bus.ensure_topics([topic])
+    big = 300 * 1024
+    sent = [
+        Message(topic, f"case-{i % 7}", f"{i}:".encode() + b"x" * (big if i == 50 else 4000), {"ce_type": f"t{i}"})
+        for i in range(300)
+    ]
+    await bus.publish(sent)
+    sub = bus.subscribe(f"g-{uuid.uuid4().hex[:6]}", [topic])
+    await sub.start()
+    try:
+        got = await drain(sub, len(sent))
+    finally:
+        await sub.stop()
+    number = {(r.partition, r.offset): int(r.value.split(b":")[0]) for r in got}
+    assert sorted(number.values()) == list(range(300))
+    assert all(r.headers == {"ce_type": f"t{number[(r.partition, r.offset)]}"} for r in got)
+    assert len(next(r for r in got if number[(r.partition, r.offset)] == 50).value) > big
+    for key in {m.key for m in sent}:
+        of_key = [r for r in got if r.key == key]
+        values = [number[(r.partition, r.offset)] for r in of_key]
+        assert values == sorted(values)
+        if isinstance(bus, KafkaBus):
+            partitions = list(range(3))
+            assert {r.partition for r in of_key} == {DefaultPartitioner()(key.encode(), partitions, partitions)}
 
 
 async def test_uncommitted_records_are_delivered_again_and_committed_ones_are_not(bus, topic):
