@@ -1,3 +1,4 @@
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,6 @@ from services.text import printable
 log = logging.getLogger(__name__)
 
 _this_delivery = deliveries.c.id == bindparam("delivery_id")
-DELIVERED = update(deliveries).where(_this_delivery).values(status="delivered")
 FAILED = update(deliveries).where(_this_delivery)
 
 
@@ -95,7 +95,10 @@ def handlers(channels: Sequence[Channel]) -> dict[type[Event], Handler]:
     }
 
 
-async def deliver_due(store: Store, channels: Sequence[Channel], *, batch: int = 50) -> int:
+async def deliver_due(store: Store, channels: Sequence[Channel], *, batch: int = 200) -> int:
+    """Send the deliveries due now, up to `batch` of them at once (concurrently: a slow
+    webhook holds up the batch by its own time, not by its time per notification), and
+    record the outcomes in one statement per outcome."""
     by_name = {c.name: c for c in channels}
     now = store.clock.now()
     async with store.db.transaction() as s:
@@ -109,26 +112,32 @@ async def deliver_due(store: Store, channels: Sequence[Channel], *, batch: int =
                 .with_for_update(of=deliveries, skip_locked=True)
             )
         ).all()
-        delivered: list[dict[str, Any]] = []
+        outcomes = await asyncio.gather(
+            *(by_name[row.channel].send(_message(row)) for row in due), return_exceptions=True
+        )
+        delivered = [row.id for row, outcome in zip(due, outcomes, strict=True) if outcome is None]
         failed: list[dict[str, Any]] = []
-        for row in due:
-            attempts = row.attempts + 1
-            try:
-                await by_name[row.channel].send(_message(row))
-                delivered.append({"delivery_id": row.id, "attempts": attempts, "delivered_at": now})
-            except Exception as exc:
-                log.warning("delivery %s over %s failed: %s", row.id, row.channel, printable(exc))
+        for row, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.warning("delivery %s over %s failed: %s", row.id, row.channel, printable(outcome))
+                attempts = row.attempts + 1
                 failed.append(
                     {
                         "delivery_id": row.id,
                         "status": "failed" if attempts >= MAX_ATTEMPTS else "pending",
                         "attempts": attempts,
-                        "last_error": str(exc)[:2000],
+                        "last_error": str(outcome)[:2000],
                         "next_attempt_at": now + retry_delay(attempts),
                     }
                 )
+            elif isinstance(outcome, BaseException):
+                raise outcome  # a cancellation: the transaction rolls back, nothing is marked
         if delivered:
-            await s.execute(DELIVERED, delivered)
+            await s.execute(
+                update(deliveries)
+                .where(store.db.among(deliveries.c.id, delivered))
+                .values(status="delivered", attempts=deliveries.c.attempts + 1, delivered_at=now)
+            )
         if failed:
             await s.execute(FAILED, failed)
     return len(due)

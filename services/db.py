@@ -1,11 +1,12 @@
 """Storage: one async engine per process, PostgreSQL (asyncpg) or SQLite (aiosqlite)."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, TypeDecorator, event
+from sqlalchemy import ColumnElement, DateTime, TypeDecorator, any_, bindparam, event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -73,6 +74,14 @@ class Database:
         """A connection for reads only; on SQLite it takes no write lock."""
         async with self.engine.connect() as conn:
             yield await conn.execution_options(**{READ_ONLY: True})
+
+    def among(self, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+        """`column IN (values)`; on PostgreSQL `column = ANY(:array)`: one prepared statement
+        whatever the number of values, planned in a fraction of the time a list of hundreds of
+        parameters takes."""
+        if not self.is_postgres:
+            return column.in_(values)
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -1,4 +1,4 @@
-"""Notification delivery over a real HTTP webhook, with retries, on the embedded database."""
+"""Notification delivery over a real HTTP webhook, with retries, on SQLite and on PostgreSQL."""
 
 import asyncio
 from datetime import timedelta
@@ -11,7 +11,7 @@ from sqlalchemy import select
 from notifier.bootstrap import bootstrap
 from notifier.channels import LogChannel, WebhookChannel
 from notifier.handlers import deliver_due
-from notifier.tables import deliveries
+from notifier.tables import deliveries, notifications
 from services.clock import FrozenClock
 from services.events import CaseResolved, Envelope
 from services.runtime import build_context
@@ -48,9 +48,14 @@ async def webhook():
     await task
 
 
-async def test_a_resolution_reaches_the_webhook_after_a_failed_attempt(embedded_settings, webhook):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request):
+    return request.getfixturevalue("embedded_settings" if request.param == "sqlite" else "pg_settings")
+
+
+async def test_a_resolution_reaches_the_webhook_after_a_failed_attempt(settings, webhook):
     clock = FrozenClock()
-    ctx = build_context(embedded_settings.model_copy(update={"notifier_webhook_url": webhook.url}), clock=clock)
+    ctx = build_context(settings.model_copy(update={"notifier_webhook_url": webhook.url}), clock=clock)
     parts = bootstrap(ctx)
     consumer = parts.consumers[0]
     channels = [LogChannel(), WebhookChannel(webhook.url)]
@@ -73,4 +78,30 @@ async def test_a_resolution_reaches_the_webhook_after_a_failed_attempt(embedded_
     async with ctx.db.sessions() as s:
         rows = (await s.execute(select(deliveries.c.channel, deliveries.c.status, deliveries.c.attempts))).all()
     assert sorted(rows) == [("log", "delivered", 1), ("webhook", "delivered", 2)]
+    await ctx.db.dispose()
+
+
+async def test_due_deliveries_go_out_a_batch_at_a_time_each_once(settings, webhook):
+    """A batch is sent together and marked in one statement: every delivery once, attempt 1."""
+    clock = FrozenClock()
+    ctx = build_context(settings.model_copy(update={"notifier_webhook_url": webhook.url}), clock=clock)
+    parts = bootstrap(ctx)
+    handle = parts.consumers[0].handlers[CaseResolved]
+    async with parts.store.transaction() as tx:
+        for i in range(5):
+            event = CaseResolved(case_id=f"batch-{i}", assignment_id=f"a{i}", unit_id="U-G11", note=f"Done {i}")
+            await handle(tx, Envelope.wrap(event, source="/dispatcher", time=clock.now()), event)
+
+    channels = [LogChannel(), WebhookChannel(webhook.url)]  # a delivery per channel: ten
+    assert [await deliver_due(parts.store, channels, batch=4) for _ in range(4)] == [4, 4, 2, 0]
+    assert sorted(m["case_id"] for m in webhook.received) == [f"batch-{i}" for i in range(5)]
+    async with ctx.db.sessions() as s:
+        rows = (
+            await s.execute(
+                select(deliveries.c.status, deliveries.c.attempts, deliveries.c.delivered_at)
+                .join(notifications, notifications.c.id == deliveries.c.notification_id)
+                .where(notifications.c.case_id.startswith("batch-"))
+            )
+        ).all()
+    assert len(rows) == 10 and set(rows) == {("delivered", 1, clock.now())}
     await ctx.db.dispose()
