@@ -19,6 +19,7 @@ from departments.domain import (
 )
 from departments.tables import tickets
 from services.auth import Principal
+from services.db import insert_rows
 from services.events import (
     CaseAssigned,
     CaseDuplicateReported,
@@ -107,7 +108,7 @@ class TicketBatch:
         if self.withdrawn:
             await self.session.execute(WITHDRAW, [self.withdrawn[t] for t in sorted(self.withdrawn)])
         if self.new:
-            await self.session.execute(tickets.insert(), [self.new[t] for t in sorted(self.new)])
+            await insert_rows(self.session, tickets, [self.new[t] for t in sorted(self.new)])
 
 
 def ticket_batch(tx: Tx) -> TicketBatch:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notifier.channels import Channel
 from notifier.domain import MAX_ATTEMPTS, Draft, drafts_for, retry_delay
 from notifier.tables import deliveries, notifications
+from services.db import insert_rows
 from services.events import (
     CaseAssigned,
     CaseEscalated,
@@ -63,8 +64,9 @@ class Notices:
         inserted = await self.session.execute(
             notifications.insert().returning(notifications.c.id, notifications.c.created_at), self.rows
         )
-        await self.session.execute(
-            deliveries.insert(),
+        await insert_rows(
+            self.session,
+            deliveries,
             [
                 {
                     "notification_id": n.id,

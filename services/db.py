@@ -1,11 +1,25 @@
 """Storage: one async engine per process, PostgreSQL (asyncpg) or SQLite (aiosqlite)."""
 
-from collections.abc import AsyncIterator, Sequence
+import functools
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, TypeDecorator, any_, bindparam, event
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Executable,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    any_,
+    bindparam,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -14,6 +28,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
+from sqlalchemy.types import TypeEngine
 
 
 def create_engine(url: str, *, application_name: str | None = None, **kwargs: Any) -> AsyncEngine:
@@ -85,6 +101,43 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def insert_rows(session: AsyncSession | AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows (each with the same columns) in one statement. On PostgreSQL the rows go as
+    one array per column, `INSERT ... SELECT FROM unnest(...)`: one statement whatever the
+    number of rows, planned once, run by one executor (an executemany runs one per row: about
+    twice PostgreSQL's CPU per row, and a third more of ours). Elsewhere, an executemany.
+    Column defaults on the Python side are filled in for the columns the rows leave out."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    defaults = {
+        c.name: c.default.arg
+        for c in table.columns
+        if c.name not in rows[0] and isinstance(c.default, ScalarElementColumnDefault)
+    }
+    dialect = session.get_bind().dialect if isinstance(session, AsyncSession) else session.dialect
+    if dialect.name != "postgresql":
+        await session.execute(table.insert(), [{**defaults, **r} for r in rows] if defaults else list(rows))
+        return
+    values = {c: [r[c] for r in rows] for c in columns}
+    values.update({c: [v] * len(rows) for c, v in defaults.items()})
+    await session.execute(_unnest_insert(table, (*columns, *defaults)), values)
+
+
+@functools.cache
+def _unnest_insert(table: Table, columns: tuple[str, ...]) -> Executable:
+    """`INSERT INTO t (a, b) SELECT u.a, u.b FROM unnest(:a, :b) AS u(a, b)`, once per table
+    and set of columns. Text arrays have no length: a cast to `varchar(n)[]` would cut an
+    over-long value silently, where the insert itself refuses it, as a single row would be."""
+    arrays = [bindparam(c, type_=ARRAY(_unbounded(table.c[c].type))) for c in columns]
+    rows = func.unnest(*arrays).table_valued(*columns).render_derived(name="u")
+    return table.insert().from_select(list(columns), select(*(rows.c[c] for c in columns)))
+
+
+def _unbounded(kind: TypeEngine[Any]) -> TypeEngine[Any]:
+    return Text() if isinstance(kind, String) else kind
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.bus import Bus, Message, Record
 from services.clock import Clock
-from services.db import Database, UtcDateTime
+from services.db import Database, UtcDateTime, insert_rows
 from services.events import EVENT_TYPES, Envelope, Event, Stream, UnknownEvent
 from services.lifecycle import Stop
 from services.retry import Stopped, always, retry
@@ -190,8 +190,9 @@ class Store:
                 yield tx
                 await tx.flush()
                 if tx.emitted:
-                    await session.execute(
-                        self.outbox.insert(),
+                    await insert_rows(
+                        session,
+                        self.outbox,
                         [
                             {
                                 "topic": self.topic(EVENT_TYPES[e.type].stream),
@@ -461,7 +462,9 @@ class Consumer:
         ids = [w.envelope.id for w in work]
         seen = set(
             await tx.session.scalars(
-                select(inbox.c.event_id).where(inbox.c.consumer == self.name, inbox.c.event_id.in_(ids))
+                select(inbox.c.event_id).where(
+                    inbox.c.consumer == self.name, self.store.db.among(inbox.c.event_id, ids)
+                )
             )
         )
         first: list[_Work] = []
@@ -470,9 +473,7 @@ class Consumer:
                 seen.add(w.envelope.id)
                 first.append(w)
         if first:
-            await tx.session.execute(
-                inbox.insert(), [{"consumer": self.name, "event_id": w.envelope.id} for w in first]
-            )
+            await insert_rows(tx.session, inbox, [{"consumer": self.name, "event_id": w.envelope.id} for w in first])
         return first
 
     async def redrive(self, event_id: str | None = None, *, patience: float = 10.0) -> list[Redriven]:
