@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
-from services.text import first_unstorable
+from services.text import first_unstorable, plainly_storable_json
 
 SCHEMA_VERSION = 1
 
@@ -62,9 +62,10 @@ class ReturnReason(StrEnum):
 def _storable(data: Any, info: ValidationInfo) -> Any:
     """Refuse an event or envelope holding text no database column can hold (NUL, a lone
     surrogate) or a number that is not finite: the consumer dead-letters it, instead of its
-    handler failing on the database. An event read from an envelope is not checked twice:
-    the envelope's data were checked when the envelope was made."""
-    if info.context is _ENVELOPE_DATA:
+    handler failing on the database. What was checked already is not checked again: an
+    envelope whose JSON text holds nothing that could decode to such a value, and the event
+    read from an envelope (its data were checked with the envelope)."""
+    if info.context is _CHECKED:
         return data
     if found := first_unstorable(data):
         where, problem = found
@@ -72,7 +73,7 @@ def _storable(data: Any, info: ValidationInfo) -> Any:
     return data
 
 
-_ENVELOPE_DATA: dict[str, Any] = {"checked": "as an envelope's data"}
+_CHECKED: dict[str, Any] = {"checked": "storable"}
 
 
 class Location(BaseModel):
@@ -368,7 +369,7 @@ class Envelope(BaseModel):
             cls = EVENT_TYPES[self.type]
         except KeyError:
             raise UnknownEvent(f"unknown event type {self.type!r}") from None
-        return cls.model_validate(self.data, context=_ENVELOPE_DATA)
+        return cls.model_validate(self.data, context=_CHECKED)
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()
@@ -376,6 +377,6 @@ class Envelope(BaseModel):
     @classmethod
     def decode(cls, raw: bytes) -> "Envelope":
         try:
-            return cls.model_validate_json(raw)
+            return cls.model_validate_json(raw, context=_CHECKED if plainly_storable_json(raw) else None)
         except ValidationError as exc:
             raise UnknownEvent(f"not a gridcall envelope: {exc}") from None

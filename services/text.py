@@ -140,6 +140,18 @@ def _plainly_storable(value: Any) -> bool:
     return "\\u0000" not in text and UNSTORABLE.search(text) is None
 
 
+# What JSON text must hold to decode to something `first_unstorable` refuses: an escaped NUL or
+# surrogate (a raw NUL, a raw surrogate and a lone surrogate escape are not JSON the parser
+# takes), or the NaN and Infinity that Python's and pydantic's parsers accept.
+UNSTORABLE_JSON = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|NaN|Infinity")
+
+
+def plainly_storable_json(raw: bytes) -> bool:
+    """A quick yes for JSON text that cannot decode to an unstorable value (one search in C,
+    before the text is parsed); a no only means: check what it decodes to."""
+    return UNSTORABLE_JSON.search(raw) is None
+
+
 def _as_json(value: Any) -> Any:
     """What json.dumps cannot write by itself: a timestamp, or a model inside the value (an
     event's location, say), which is checked with the rest instead of sending the whole value

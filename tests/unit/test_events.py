@@ -151,3 +151,27 @@ def test_event_data_with_a_wrong_field_is_refused():
 def test_the_quick_check_of_storable_text_misses_nothing_the_walk_finds(value, where):
     found = first_unstorable(value)
     assert (found[0] if found else None) == where
+
+
+@pytest.mark.parametrize(
+    ("data", "refused"),
+    [
+        ('"description": "bags \\u0000 by the gate"', "NUL"),
+        ('"description": "\\ud83d\\ude00 \\u00e9 中文 a backslash-u0000 as text: \\\\u0000"', None),
+        ('"description": "ok", "details": {"weight": NaN}', "NaN"),
+        ('"description": "ok", "details": {"weight": -Infinity}', "Infinity"),
+        ('"description": "ok", "details": {"\\u0000": 1}', "NUL"),
+    ],
+)
+def test_a_decoded_envelope_is_checked_for_unstorable_values_whatever_its_text(data, refused):
+    """Text that cannot decode to an unstorable value skips the check; the rest is checked."""
+    raw = (
+        '{"specversion":"1.0","id":"e1","type":"gridcall.case.reported","source":"/x",'
+        '"time":"2026-01-01T00:00:00Z","subject":"c1","data":{"case_id":"c1","category":"garbage",'
+        f'"location":{{"lat":30.5,"lon":114.3}},"grid_id":"G11",{data}}}}}'
+    ).encode()
+    if refused is None:
+        assert Envelope.decode(raw).event().description.startswith("\U0001f600 é 中文")
+    else:
+        with pytest.raises(UnknownEvent, match=refused):
+            Envelope.decode(raw)
