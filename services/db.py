@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     DateTime,
-    Executable,
+    Select,
     String,
     Table,
     Text,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -109,31 +110,51 @@ async def insert_rows(session: AsyncSession | AsyncConnection, table: Table, row
     number of rows, planned once, run by one executor (an executemany runs one per row: about
     twice PostgreSQL's CPU per row, and a third more of ours). Elsewhere, an executemany.
     Column defaults on the Python side are filled in for the columns the rows leave out."""
+    if rows:
+        statement, params = _insert(session, table, rows)
+        await session.execute(statement, params)
+
+
+async def insert_new(session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]], key: str) -> set[Any]:
+    """Insert, in one statement, the rows whose unique key is not in the table yet, and return
+    the `key` values of the rows inserted (of a key given twice, the first row goes in). A row
+    that another transaction is inserting meanwhile is waited for, and skipped if it was
+    committed. Unlike a lookup before the insert, this reads nothing but the unique index,
+    whatever the planner believes of the table (a lookup by half a primary key on a young
+    table was planned as a scan of every row)."""
     if not rows:
-        return
-    columns = tuple(rows[0])
+        return set()
+    insert, params = _insert(session, table, rows)
+    return set(await session.scalars(insert.on_conflict_do_nothing().returning(table.c[key]), params))
+
+
+def _insert(
+    session: AsyncSession | AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> tuple[postgresql.Insert | sqlite.Insert, Any]:
+    """The insert of `rows` and its parameters: arrays for unnest on PostgreSQL, the rows as
+    a list elsewhere; Python-side defaults filled in."""
     defaults = {
         c.name: c.default.arg
         for c in table.columns
         if c.name not in rows[0] and isinstance(c.default, ScalarElementColumnDefault)
     }
+    columns = (*rows[0], *defaults)
     dialect = session.get_bind().dialect if isinstance(session, AsyncSession) else session.dialect
     if dialect.name != "postgresql":
-        await session.execute(table.insert(), [{**defaults, **r} for r in rows] if defaults else list(rows))
-        return
-    values = {c: [r[c] for r in rows] for c in columns}
+        return sqlite.insert(table), [{**defaults, **r} for r in rows] if defaults else list(rows)
+    values = {c: [r[c] for r in rows] for c in rows[0]}
     values.update({c: [v] * len(rows) for c, v in defaults.items()})
-    await session.execute(_unnest_insert(table, (*columns, *defaults)), values)
+    return postgresql.insert(table).from_select(list(columns), _unnested(table, columns)), values
 
 
 @functools.cache
-def _unnest_insert(table: Table, columns: tuple[str, ...]) -> Executable:
-    """`INSERT INTO t (a, b) SELECT u.a, u.b FROM unnest(:a, :b) AS u(a, b)`, once per table
-    and set of columns. Text arrays have no length: a cast to `varchar(n)[]` would cut an
-    over-long value silently, where the insert itself refuses it, as a single row would be."""
+def _unnested(table: Table, columns: tuple[str, ...]) -> Select[Any]:
+    """`SELECT u.a, u.b FROM unnest(:a, :b) AS u(a, b)`, once per table and set of columns.
+    Text arrays have no length: a cast to `varchar(n)[]` would cut an over-long value
+    silently, where the insert itself refuses it, as it refuses a single row."""
     arrays = [bindparam(c, type_=ARRAY(_unbounded(table.c[c].type))) for c in columns]
     rows = func.unnest(*arrays).table_valued(*columns).render_derived(name="u")
-    return table.insert().from_select(list(columns), select(*(rows.c[c] for c in columns)))
+    return select(*(rows.c[c] for c in columns))
 
 
 def _unbounded(kind: TypeEngine[Any]) -> TypeEngine[Any]:

@@ -41,12 +41,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.bus import Bus, Message, Record
 from services.clock import Clock
-from services.db import Database, UtcDateTime, insert_rows
+from services.db import Database, UtcDateTime, insert_new, insert_rows
 from services.events import EVENT_TYPES, Envelope, Event, Stream, UnknownEvent
 from services.lifecycle import Stop
 from services.retry import Stopped, always, retry
@@ -204,15 +203,6 @@ class Store:
                     )
             if tx.emitted:
                 self.outbox_written.set()
-
-    async def seen(self, consumer: str, event_id: str) -> bool:
-        async with self.db.sessions() as s:
-            row = await s.execute(
-                select(self.inbox.c.event_id).where(
-                    self.inbox.c.consumer == consumer, self.inbox.c.event_id == event_id
-                )
-            )
-            return row.first() is not None
 
     async def park(self, consumer: str, record: Record, error: BaseException) -> None:
         """Keep a record the consumer could not handle, with the error; parking the same
@@ -400,7 +390,7 @@ class Consumer:
             log.info("%s: a record failed in a batch of %d (%r); taking them one by one", self.name, len(work), outcome)
         if outcome is not True:
             for w in work:  # one transaction per record: find the ones that fail
-                alone = await self._alone(w, stop)
+                alone = await self._attempt([w], stop)
                 if alone is False:
                     return False
                 if isinstance(alone, Exception):
@@ -429,13 +419,6 @@ class Consumer:
         handler = self.handlers.get(type(event))
         return _Work(record, envelope, event, handler) if handler is not None else None
 
-    async def _alone(self, w: _Work, stop: Stop | None) -> bool | Exception:
-        """Apply one record's work in a transaction of its own; as `_attempt`."""
-        outcome = await self._attempt([w], stop)
-        if isinstance(outcome, IntegrityError) and await self.store.seen(self.name, w.envelope.id):
-            return True  # a concurrent delivery of the same event won
-        return outcome
-
     async def _attempt(self, work: list[_Work], stop: Stop | None) -> bool | Exception:
         """Apply the work in one transaction, retrying transient failures: True once committed,
         False if asked to stop meanwhile, or the error that rolled it back."""
@@ -455,25 +438,17 @@ class Consumer:
                 await w.handler(tx, w.envelope, w.event)
 
     async def _first_deliveries(self, tx: Tx, work: list[_Work]) -> list[_Work]:
-        """The work whose events this consumer has not handled before (each event once), with
-        their inbox rows written: one query and one multi-row insert for the whole batch, so a
-        redelivered event changes nothing and a concurrent delivery of it fails on the key."""
-        inbox = self.store.inbox
-        ids = [w.envelope.id for w in work]
-        seen = set(
-            await tx.session.scalars(
-                select(inbox.c.event_id).where(
-                    inbox.c.consumer == self.name, self.store.db.among(inbox.c.event_id, ids)
-                )
-            )
-        )
+        """The work whose events this consumer has not handled before (each event once): their
+        inbox rows go in with one insert that skips the events already there, so a redelivered
+        event changes nothing, and a concurrent delivery of the same event waits for the other
+        transaction, then finds the event handled."""
+        rows = [{"consumer": self.name, "event_id": w.envelope.id} for w in work]
+        new = await insert_new(tx.session, self.store.inbox, rows, key="event_id")
         first: list[_Work] = []
         for w in work:
-            if w.envelope.id not in seen:
-                seen.add(w.envelope.id)
+            if w.envelope.id in new:
+                new.discard(w.envelope.id)
                 first.append(w)
-        if first:
-            await insert_rows(tx.session, inbox, [{"consumer": self.name, "event_id": w.envelope.id} for w in first])
         return first
 
     async def redrive(self, event_id: str | None = None, *, patience: float = 10.0) -> list[Redriven]:
@@ -486,7 +461,7 @@ class Consumer:
         for row in await self.store.parked(self.name, event_id):
             record = Record(row.source_topic, row.source_partition, row.source_offset, row.case_id, row.payload)
             prepared = self._prepare(record)
-            outcome = await self._alone(prepared, stop) if isinstance(prepared, _Work) else (prepared or True)
+            outcome = await self._attempt([prepared], stop) if isinstance(prepared, _Work) else (prepared or True)
             if outcome is False:
                 done.append(Redriven(row.id, row.event_id, False, "the database is unavailable; try again"))
                 break

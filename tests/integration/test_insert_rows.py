@@ -1,15 +1,17 @@
 """insert_rows, the kernel's multi-row insert: one statement for any number of rows, on
 PostgreSQL (unnest) as on SQLite (executemany), with what a row-at-a-time insert guarantees."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Integer, LargeBinary, MetaData, String, Table, select
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Integer, LargeBinary, MetaData, String, Table, select, text
 from sqlalchemy.exc import DBAPIError
 
-from services.db import Database, UtcDateTime, insert_rows
+from services.db import Database, UtcDateTime, insert_new, insert_rows
 from tests.support.statements import statements
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +76,55 @@ async def test_a_value_too_long_is_refused_not_cut(db_and_table):
             await insert_rows(s, table, [{"key": "short"}, {"key": "much too long"}])
     async with db.sessions() as s:
         assert (await s.execute(select(table))).all() == []
+
+
+@pytest.fixture
+async def inbox(url):
+    db = Database(url)
+    table = Table(
+        f"inbox_{uuid.uuid4().hex[:8]}",
+        MetaData(),
+        Column("consumer", String(100), primary_key=True),
+        Column("event_id", String(64), primary_key=True),
+    )
+    async with db.engine.begin() as conn:
+        await conn.run_sync(table.create)
+    yield db, table
+    async with db.engine.begin() as conn:
+        await conn.run_sync(table.drop)
+    await db.dispose()
+
+
+async def test_insert_new_skips_the_keys_already_there_and_says_which_went_in(inbox):
+    db, table = inbox
+    async with db.transaction() as s:
+        assert await insert_new(s, table, [{"consumer": "c", "event_id": "e1"}], key="event_id") == {"e1"}
+    rows = [{"consumer": "c", "event_id": e} for e in ("e1", "e2", "e3", "e2")]  # e1 handled, e2 twice
+    async with db.transaction() as s:
+        assert await insert_new(s, table, rows, key="event_id") == {"e2", "e3"}
+        assert await insert_new(s, table, [{"consumer": "other", "event_id": "e1"}], key="event_id") == {"e1"}
+    async with db.sessions() as s:
+        assert len((await s.execute(select(table))).all()) == 4
+
+
+@pytest.mark.parametrize("url", ["postgresql"], indirect=True)  # SQLite has one writer at a time
+async def test_insert_new_waits_for_a_concurrent_insert_of_the_same_key_then_skips_it(inbox):
+    db, table = inbox
+    first = [{"consumer": "c", "event_id": "e1"}]
+    async with db.transaction() as s1:
+        assert await insert_new(s1, table, first, key="event_id") == {"e1"}
+        async with db.transaction() as s2:
+            s2_pid = await s2.scalar(text("SELECT pg_backend_pid()"))
+            second = asyncio.create_task(
+                insert_new(s2, table, [*first, {"consumer": "c", "event_id": "e2"}], "event_id")
+            )
+
+            async def waiting_on_a_lock() -> bool:
+                async with db.sessions() as s3:
+                    query = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"
+                    return await s3.scalar(text(query), {"pid": s2_pid}) == "Lock"
+
+            await eventually(waiting_on_a_lock)
+            assert not second.done()
+            await s1.commit()
+            assert await second == {"e2"}

@@ -176,6 +176,13 @@ EXPECTED_TICKETS = [
 ]
 
 
+def only_the_inbox_checked(sent: list[str]) -> bool:
+    """A redelivered batch writes nothing: its one write is the inbox insert that skips the
+    events handled before (and inserted nothing here: the state checks show it)."""
+    writes = [s for s in sent if s.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+    return len(writes) == 1 and "_inbox" in writes[0] and "ON CONFLICT DO NOTHING" in writes[0]
+
+
 async def test_ticket_statements_do_not_grow_with_the_batch_and_a_redelivery_changes_nothing(ctx):
     consumer = departments_bootstrap(ctx).consumers[0]
     counts = []
@@ -192,7 +199,7 @@ async def test_ticket_statements_do_not_grow_with_the_batch_and_a_redelivery_cha
     with statements(ctx.db.engine) as sent:
         await as_one_batch(consumer, batch)
     assert await ticket_state(ctx, runs[0]) == before
-    assert not [s for s in sent if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
+    assert only_the_inbox_checked(sent)
 
 
 async def test_a_ticket_the_database_refuses_is_the_only_record_dead_lettered(ctx):
@@ -263,7 +270,7 @@ async def test_a_batch_of_notices_ends_as_one_by_one_in_a_few_statements(ctx):
     with statements(ctx.db.engine) as sent:
         await as_one_batch(consumer, batch)
     assert await notice_state(ctx, batched) == made
-    assert not [s for s in sent if s.lstrip().upper().startswith("INSERT")]
+    assert only_the_inbox_checked(sent)
 
 
 async def test_a_notice_the_database_refuses_is_the_only_record_dead_lettered(ctx):
@@ -372,4 +379,4 @@ async def test_a_batch_of_view_changes_ends_as_one_by_one_in_a_few_statements(ct
     with statements(ctx.db.engine) as sent:
         await as_one_batch(consumer, batch)
     assert await view_state(ctx, batched) == (views, entries)
-    assert not [s for s in sent if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
+    assert only_the_inbox_checked(sent)
