@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import BaseModel, BeforeValidator, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
@@ -134,15 +134,19 @@ def _plainly_storable(value: Any) -> bool:
     escaped NUL and no lone surrogate. Anything else, a value that is not plain JSON included,
     gets the walk that says where the problem is."""
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=_timestamp)
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=_as_json)
     except (TypeError, ValueError):
         return False
     return "\\u0000" not in text and UNSTORABLE.search(text) is None
 
 
-def _timestamp(value: Any) -> str:
+def _as_json(value: Any) -> Any:
+    """Timestamps, and models inside the value (an event's Location): without them here an
+    event made in code, not decoded, would always take the walk."""
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
     raise TypeError(type(value).__name__)
 
 
