@@ -24,7 +24,7 @@ class MovingWindow:
     """At most `limit` hits per client in any `seconds` long: each client's hits in a deque,
     oldest first, so a hit costs O(1). (The `limits` library's in-memory moving window inserts
     every hit at the head of a list, O(limit) a hit, and hands an expiry scan to a thread after
-    nearly every request: under load that was about 5% of intake's CPU.)"""
+    nearly every request: under load, with its thread hops, several per cent of intake's CPU.)"""
 
     def __init__(self, limit: int, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
