@@ -6,10 +6,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Self
 
+import numpy as np
+import shapely
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from shapely import STRtree
-from shapely.geometry import Point, Polygon
+from shapely.geometry import Polygon
 
 
 class UnitKind(StrEnum):
@@ -133,8 +134,13 @@ class Jurisdiction(_Frozen):
         return self
 
     @cached_property
-    def _index(self) -> STRtree:
-        return STRtree([g.shape for g in self.grids])
+    def _shapes(self) -> np.ndarray:
+        """The grids' polygons, prepared: testing a point against all of them at once
+        (`intersects_xy`, in C) costs less than building a Point to query an STRtree: about
+        4 µs against 25 for a district of a dozen grids, about the same (30 µs) for a thousand."""
+        shapes = np.array([g.shape for g in self.grids], dtype=object)
+        shapely.prepare(shapes)
+        return shapes
 
     @cached_property
     def _by_id(self) -> dict[str, dict[str, BaseModel]]:
@@ -148,8 +154,8 @@ class Jurisdiction(_Frozen):
     def locate(self, lat: float, lon: float) -> Grid | None:
         """The grid whose polygon covers the point. A point on a shared border belongs to
         the grid with the smallest id, so the answer never depends on index order."""
-        point = Point(lon, lat)
-        hits = [self.grids[i] for i in self._index.query(point, predicate="covered_by")]
+        # A point intersects a polygon exactly when the polygon covers it (inside or on its border).
+        hits = [self.grids[i] for i in shapely.intersects_xy(self._shapes, lon, lat).nonzero()[0]]
         return min(hits, key=lambda g: g.id) if hits else None
 
     @cached_property
