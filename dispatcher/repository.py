@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.domain import Assignment, AssignmentStatus, Case, TimerKind
 from dispatcher.tables import assignments, cases, history, timers
 from services.bulk import among, insert_rows, update_rows
-from services.events import Event, Priority, Role, Tier
+from services.events import Envelope, Priority, Role, Tier
 from services.jurisdiction import Jurisdiction
 
 TimerKey = tuple[str, TimerKind]  # (assignment id, kind): one row of each per case at most
@@ -58,7 +58,7 @@ class Changes:
     timers_added: list[tuple[str, TimerKey, datetime]] = field(default_factory=list)  # case id
     timers_moved: list[tuple[int, datetime]] = field(default_factory=list)
     timers_gone: list[int] = field(default_factory=list)
-    history: list[tuple[str, Event]] = field(default_factory=list)  # case id
+    history: list[tuple[str, Envelope]] = field(default_factory=list)  # case id, each event as emitted
 
 
 async def load(session: AsyncSession, case_ids: Collection[str], *, lock: bool = True) -> Loaded:
@@ -161,9 +161,11 @@ def _assignment_row(a: Assignment) -> dict[str, Any]:
     return {k: (v.value if isinstance(v, Enum) else v) for k, v in row.items()}
 
 
-def _history_rows(recorded: Iterable[tuple[str, Event]], now: datetime) -> Iterable[dict[str, Any]]:
+def _history_rows(recorded: Iterable[tuple[str, Envelope]], now: datetime) -> Iterable[dict[str, Any]]:
+    """An event's history details are its envelope's data (serialised once, as emitted),
+    without the case id the row has already."""
     for case_id, e in recorded:
-        details = e.model_dump(mode="json", exclude={"case_id"})
+        details = {k: v for k, v in e.data.items() if k != "case_id"}
         yield {"case_id": case_id, "at": now, "type": e.type.removeprefix("gridcall."), "details": details}
 
 
