@@ -7,10 +7,10 @@ timers fired in due order, and everything they changed written at once (dispatch
 Leases stay small (500 timers, two transactions' worth on PostgreSQL) so that replicas share
 even a wave of a few thousand: a replica that leased thousands at once would fire them alone
 while the others found nothing left to lease. A replica killed mid-batch leaves leases that
-expire; another replica then fires those. Due
-timers fire in due order, so a dispatcher that was down catches up in order. Between passes
-the worker sleeps until the next timer falls due (at most its poll interval: timers another
-process adds meanwhile are found by the next poll).
+expire; another replica then fires those. Due timers fire in due order, so a dispatcher that
+was down catches up in order. Between passes the worker sleeps until the next timer falls
+due (at most its poll interval: timers another process adds meanwhile are found by the next
+poll).
 """
 
 import logging

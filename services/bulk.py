@@ -1,9 +1,10 @@
 """Many rows in one statement, whatever their number.
 
-An executemany costs per row on both sides: SQLAlchemy builds and processes each row's
-parameters in Python, and PostgreSQL binds and executes the statement once per row. On
-PostgreSQL these send one array per column instead, in a statement that is the same for any
-number of rows (so it is prepared once per connection and planned once per call):
+An executemany binds and executes its statement once per row in PostgreSQL. On PostgreSQL
+these send one array per column instead, in a statement that is the same for any number of
+rows (so it is prepared once per connection and planned once per call); in the dispatcher's
+timer wave that cut PostgreSQL's CPU by about a quarter. (In Python it costs about what the
+executemany did: asyncpg encodes the arrays where SQLAlchemy processed each row.)
 
     INSERT INTO t (a, b) SELECT * FROM unnest($1::a_type[], $2::b_type[])
     UPDATE t SET b = v.b FROM unnest($1::a_type[], $2::b_type[]) AS v(a, b) WHERE t.a = v.a
@@ -37,6 +38,7 @@ def _arrays(table: Table, names: Sequence[str], rows: Rows) -> list[Any]:
 
 
 def _element(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    """A column's type for an array's elements: text without its length (see `_arrays`)."""
     return String() if isinstance(type_, String) else type_
 
 
@@ -75,7 +77,8 @@ async def update_rows(session: AsyncSession, table: Table, key: str, rows: Rows)
 def among(session: AsyncSession, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
     """`column IN (values)`; on PostgreSQL `column = ANY(:array)`: one prepared statement
     whatever the number of values, and planned in a fraction of the time a list of hundreds
-    of parameters takes."""
+    of parameters takes. A value longer than the column matches nothing (not the row its
+    first characters name)."""
     if not _postgres(session):
         return column.in_(values)
-    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column == any_(bindparam(None, list(values), type_=ARRAY(_element(column.type))))

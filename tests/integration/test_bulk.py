@@ -123,3 +123,8 @@ async def test_text_longer_than_its_column_is_refused_not_cut(pg: Database):
         async with db.transaction() as s:
             await update_rows(s, things, "n", [{"n": 1, "id": "y" * 17}])
     assert list(await stored(db)) == ["t1"]
+
+    async with db.transaction() as s:
+        await insert_rows(s, things, [row(2) | {"id": "z" * 16}])
+    async with db.sessions() as s:
+        assert (await s.scalars(select(things.c.id).where(among(s, things.c.id, ["z" * 17])))).all() == []
