@@ -19,7 +19,7 @@ from departments.domain import (
 )
 from departments.tables import tickets
 from services.auth import Principal
-from services.db import Database, insert_rows
+from services.bulk import among, insert_rows
 from services.events import (
     CaseAssigned,
     CaseDuplicateReported,
@@ -57,7 +57,6 @@ class TicketBatch:
     statements write it, and the result is the one its events would have had one by one."""
 
     session: AsyncSession
-    db: Database
     reporters: dict[str, int | None] = field(default_factory=dict)  # per case: the most any ticket counts
     new: dict[str, dict[str, Any]] = field(default_factory=dict)  # tickets opened in this batch
     withdrawn: dict[str, dict[str, Any]] = field(default_factory=dict)  # tickets of earlier batches
@@ -71,7 +70,7 @@ class TicketBatch:
         self.reporters.update(dict.fromkeys(missing))
         counts = await self.session.execute(
             select(tickets.c.case_id, func.max(tickets.c.reporters))
-            .where(self.db.among(tickets.c.case_id, missing))
+            .where(among(self.session, tickets.c.case_id, missing))
             .group_by(tickets.c.case_id)
         )
         self.reporters.update({case_id: count for case_id, count in counts})
@@ -113,7 +112,7 @@ class TicketBatch:
 
 
 def ticket_batch(tx: Tx) -> TicketBatch:
-    return tx.pending(TicketBatch, partial(TicketBatch, tx.session, tx.store.db), TicketBatch.write)
+    return tx.pending(TicketBatch, partial(TicketBatch, tx.session), TicketBatch.write)
 
 
 async def load_tickets(tx: Tx, case_ids: list[str]) -> None:

@@ -16,7 +16,7 @@ from functools import partial
 from dispatcher import repository
 from dispatcher.domain import Case, Decision, NewId, Router, Timer
 from dispatcher.repository import Changes, Loaded, StoredTimer, TimerKey
-from services.events import Event
+from services.events import Envelope
 from services.messaging import Tx
 
 
@@ -36,7 +36,7 @@ class Batch:
         self.loaded = Loaded()
         self.cases: dict[str, Case] = {}
         self.timers: dict[str, dict[TimerKey, _Slot]] = {}
-        self.history: list[tuple[str, Event]] = []
+        self.history: list[tuple[str, Envelope]] = []
 
     async def load(self, case_ids: Collection[str]) -> None:
         """Load (and lock) the cases not asked for yet; an id with no case is remembered as
@@ -66,8 +66,7 @@ class Batch:
             key: _Slot(had[key].row if key in had else None, due) for key, due in wanted.items()
         }
         for e in decision.events:
-            self.history.append((case.case_id, e))
-            self.tx.emit(e)
+            self.history.append((case.case_id, self.tx.emit(e)))
 
     def due(self, leased: Collection[int], owner: str, now: datetime) -> list[StoredTimer]:
         """The timers to fire for the timers `owner` leased, in due order: each leased one still

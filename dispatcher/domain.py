@@ -519,7 +519,7 @@ class Router:
             return Decision(replace(case.with_assignment(a), supervised=True), [breached])
         unit = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up)
         why = (EscalationReason.BREACH, f"{clock.value} limit missed")
-        case, events = self._move(case.with_assignment(a), a, (unit, up), why, now, new_id)
+        case, events = self._move(case, a, (unit, up), why, now, new_id)  # ends `a`, breached as it is
         return Decision(case, [breached, *events])
 
     def _alert_again(self, case: Case, a: Assignment, now: datetime) -> Decision:

@@ -3,24 +3,24 @@
 `load` reads the cases of a batch, their assignments and their timers in three queries for
 all case ids at once, taking the case rows' locks in case-id order (the order every locker
 uses, so consumers and timer workers never deadlock). `save` writes what a batch changed as
-a handful of set-based statements, whatever the number of cases: one multi-row insert per
-table for new rows, one executemany update per table for changed rows, one delete for the
+a handful of set-based statements, whatever the number of cases (services/bulk.py): one
+insert per table for new rows, one update per table for changed rows, one delete for the
 timers no longer needed. What changed is worked out by `dispatcher/batch.py`.
 """
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, bindparam, delete, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.domain import Assignment, AssignmentStatus, Case, TimerKind
 from dispatcher.tables import assignments, cases, history, timers
-from services.events import Event, Priority, Role, Tier
+from services.bulk import among, insert_rows, update_rows
+from services.events import Envelope, Priority, Role, Tier
 from services.jurisdiction import Jurisdiction
 
 TimerKey = tuple[str, TimerKind]  # (assignment id, kind): one row of each per case at most
@@ -58,7 +58,7 @@ class Changes:
     timers_added: list[tuple[str, TimerKey, datetime]] = field(default_factory=list)  # case id
     timers_moved: list[tuple[int, datetime]] = field(default_factory=list)
     timers_gone: list[int] = field(default_factory=list)
-    history: list[tuple[str, Event]] = field(default_factory=list)  # case id
+    history: list[tuple[str, Envelope]] = field(default_factory=list)  # case id, each event as emitted
 
 
 async def load(session: AsyncSession, case_ids: Collection[str], *, lock: bool = True) -> Loaded:
@@ -67,8 +67,7 @@ async def load(session: AsyncSession, case_ids: Collection[str], *, lock: bool =
     API calls) across replicas."""
     if not case_ids:
         return Loaded()
-    among = _among_values(session)
-    query = select(cases).where(among(cases.c.case_id, sorted(case_ids))).order_by(cases.c.case_id)
+    query = select(cases).where(among(session, cases.c.case_id, sorted(case_ids))).order_by(cases.c.case_id)
     case_rows = (await session.execute(query.with_for_update() if lock else query)).all()
     if not case_rows:
         return Loaded()
@@ -76,14 +75,14 @@ async def load(session: AsyncSession, case_ids: Collection[str], *, lock: bool =
     given: dict[str, list[Assignment]] = {case_id: [] for case_id in found}
     for r in await session.execute(
         select(assignments)
-        .where(among(assignments.c.case_id, found))
+        .where(among(session, assignments.c.case_id, found))
         .order_by(assignments.c.case_id, assignments.c.seq)
     ):
         given[r.case_id].append(_assignment(r))
     timer_rows = await session.execute(
         select(timers.c.id, timers.c.case_id, timers.c.assignment_id, timers.c.kind, timers.c.due_at)
         .add_columns(timers.c.lease_owner)
-        .where(among(timers.c.case_id, found))
+        .where(among(session, timers.c.case_id, found))
     )
     return Loaded(
         cases={r.case_id: _case(r, given[r.case_id]) for r in case_rows},
@@ -98,91 +97,37 @@ async def save(session: AsyncSession, changes: Changes, now: datetime, j: Jurisd
     """Write a batch's changes: a statement per table and kind of change, none when there is
     nothing of that kind. Timers go before they are added again, as a fired supervision timer
     is (the same case, assignment and kind)."""
-    if changes.new_cases:
-        await session.execute(cases.insert(), [_new_case_row(c, now, j) for c in changes.new_cases])
-    if changes.changed_cases:
-        await session.execute(
-            update(cases).where(cases.c.case_id == bindparam("which")).values(_set(CASE_STATE)),
-            [{"which": c.case_id, **_new(_case_state(c, now))} for c in changes.changed_cases],
-        )
-    if changes.new_assignments:
-        await session.execute(
-            assignments.insert(),
-            [{"case_id": case_id, "seq": seq, **_assignment_row(a)} for case_id, seq, a in changes.new_assignments],
-        )
-    if changes.changed_assignments:
-        await session.execute(
-            update(assignments).where(assignments.c.assignment_id == bindparam("which")).values(_set(ASSIGNMENT_STATE)),
-            [{"which": a.assignment_id, **_new(_assignment_row(a))} for a in changes.changed_assignments],
-        )
+    await insert_rows(session, cases, [_new_case_row(c, now, j) for c in changes.new_cases])
+    await update_rows(session, cases, "case_id", [_case_state(c, now) for c in changes.changed_cases])
+    await insert_rows(
+        session,
+        assignments,
+        [{"case_id": case_id, "seq": seq, **_assignment_row(a)} for case_id, seq, a in changes.new_assignments],
+    )
+    await update_rows(session, assignments, "assignment_id", [_assignment_row(a) for a in changes.changed_assignments])
     if changes.timers_gone:
-        await session.execute(delete(timers).where(_among_values(session)(timers.c.id, changes.timers_gone)))
-    if changes.timers_moved:
-        await session.execute(
-            update(timers).where(timers.c.id == bindparam("which")).values(due_at=bindparam("due"), lease_until=None),
-            [{"which": timer_id, "due": due} for timer_id, due in changes.timers_moved],
-        )
-    if changes.timers_added:
-        await session.execute(
-            timers.insert(),
-            [
-                {"case_id": case_id, "assignment_id": a, "kind": kind.value, "due_at": due}
-                for case_id, (a, kind), due in changes.timers_added
-            ],
-        )
-    if changes.history:
-        await session.execute(history.insert(), list(_history_rows(changes.history, now)))
+        await session.execute(delete(timers).where(among(session, timers.c.id, changes.timers_gone)))
+    await update_rows(
+        session, timers, "id", [{"id": i, "due_at": due, "lease_until": None} for i, due in changes.timers_moved]
+    )
+    await insert_rows(
+        session,
+        timers,
+        [
+            {"case_id": case_id, "assignment_id": a, "kind": kind.value, "due_at": due}
+            for case_id, (a, kind), due in changes.timers_added
+        ],
+    )
+    await insert_rows(session, history, list(_history_rows(changes.history, now)))
 
 
-CASE_STATE = (
-    "status",
-    "tier",
-    "unit_id",
-    "priority",
-    "returns",
-    "supervised",
-    "resolved",
-    "closed",
-    "resolved_by",
-    "resolved_at",
-    "updated_at",
-)
 ASSIGNMENT_STATE = tuple(Assignment.__dataclass_fields__)
-
-
-Among = Callable[[ColumnElement[Any], list[Any]], ColumnElement[bool]]
-
-
-def _among_values(session: AsyncSession) -> Among:
-    """`column IN (values)`; on PostgreSQL `column = ANY(:array)`: one prepared statement
-    whatever the number of values, and planned in a fraction of the time a list of hundreds
-    of parameters takes."""
-    if session.get_bind().dialect.name != "postgresql":
-        return _in
-    return _any
-
-
-def _in(column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
-    return column.in_(values)
-
-
-def _any(column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
-    return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-
-
-def _set(columns: Iterable[str]) -> dict[str, Any]:
-    """An executemany update's SET clause; its parameters are named apart from the columns,
-    which SQLAlchemy reserves for itself."""
-    return {c: bindparam(f"new_{c}") for c in columns}
-
-
-def _new(row: dict[str, Any]) -> dict[str, Any]:
-    return {f"new_{k}": v for k, v in row.items()}
 
 
 def _case_state(case: Case, now: datetime) -> dict[str, Any]:
     lead = case.lead
     return {
+        "case_id": case.case_id,
         "status": case.status.value,
         "tier": lead.tier.value,
         "unit_id": lead.unit_id,
@@ -200,7 +145,6 @@ def _case_state(case: Case, now: datetime) -> dict[str, Any]:
 def _new_case_row(case: Case, now: datetime, j: Jurisdiction) -> dict[str, Any]:
     community = j.community(j.grid(case.grid_id).community_id)
     return {
-        "case_id": case.case_id,
         "category": case.category,
         "description": case.description,
         "details": case.details,
@@ -217,9 +161,11 @@ def _assignment_row(a: Assignment) -> dict[str, Any]:
     return {k: (v.value if isinstance(v, Enum) else v) for k, v in row.items()}
 
 
-def _history_rows(recorded: Iterable[tuple[str, Event]], now: datetime) -> Iterable[dict[str, Any]]:
+def _history_rows(recorded: Iterable[tuple[str, Envelope]], now: datetime) -> Iterable[dict[str, Any]]:
+    """An event's history details are its envelope's data (serialised once, as emitted),
+    without the case id the row has already."""
     for case_id, e in recorded:
-        details = e.model_dump(mode="json", exclude={"case_id"})
+        details = {k: v for k, v in e.data.items() if k != "case_id"}
         yield {"case_id": case_id, "at": now, "type": e.type.removeprefix("gridcall."), "details": details}
 
 

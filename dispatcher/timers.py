@@ -1,13 +1,16 @@
 """Durable SLA timers: rows in the dispatcher's database, indexed by due time.
 
-Any replica may fire a due timer. A replica leases due rows by the thousand in one statement
+Any replica may fire a due timer. A replica leases a few hundred due rows in one statement
 (`FOR UPDATE SKIP LOCKED`, so replicas take different rows), then fires them a few hundred
 cases per transaction: the cases locked in case-id order and loaded at once, each case's due
 timers fired in due order, and everything they changed written at once (dispatcher/batch.py).
-A replica killed mid-batch leaves leases that expire; another replica then fires those. Due
-timers fire in due order, so a dispatcher that was down catches up in order. Between passes
-the worker sleeps until the next timer falls due (at most its poll interval: timers another
-process adds meanwhile are found by the next poll).
+Leases stay small (500 timers, two transactions' worth on PostgreSQL) so that replicas share
+even a wave of a few thousand: a replica that leased thousands at once would fire them alone
+while the others found nothing left to lease. A replica killed mid-batch leaves leases that
+expire; another replica then fires those. Due timers fire in due order, so a dispatcher that
+was down catches up in order. Between passes the worker sleeps until the next timer falls
+due (at most its poll interval: timers another process adds meanwhile are found by the next
+poll).
 """
 
 import logging
@@ -52,7 +55,7 @@ class TimerWorker:
         store: Store,
         router: Router,
         *,
-        batch: int = 2000,
+        batch: int = 500,
         per_transaction: int | None = None,
         lease: timedelta = timedelta(seconds=30),
         interval: float = 0.5,

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notifier.channels import Channel
 from notifier.domain import MAX_ATTEMPTS, Draft, drafts_for, retry_delay
 from notifier.tables import deliveries, notifications
-from services.db import insert_rows
+from services.bulk import among, insert_rows
 from services.events import (
     CaseAssigned,
     CaseEscalated,
@@ -137,7 +137,7 @@ async def deliver_due(store: Store, channels: Sequence[Channel], *, batch: int =
         if delivered:
             await s.execute(
                 update(deliveries)
-                .where(store.db.among(deliveries.c.id, delivered))
+                .where(among(s, deliveries.c.id, delivered))
                 .values(status="delivered", attempts=deliveries.c.attempts + 1, delivered_at=now)
             )
         if failed:

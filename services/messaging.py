@@ -43,9 +43,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.bulk import insert_new, insert_rows
 from services.bus import Bus, Message, Record
 from services.clock import Clock
-from services.db import Database, UtcDateTime, insert_new, insert_rows
+from services.db import Database, UtcDateTime
 from services.events import EVENT_TYPES, Envelope, Event, Stream, UnknownEvent
 from services.lifecycle import Stop
 from services.retry import Stopped, always, retry
