@@ -14,11 +14,18 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from services import sqlite
+
 
 def create_engine(url: str, *, application_name: str | None = None, **kwargs: Any) -> AsyncEngine:
     """`application_name` names the connections in PostgreSQL's `pg_stat_activity`."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        def connect() -> sqlite.Connection:
+            args, options = engine.dialect.create_connect_args(engine.url)
+            return sqlite.connect(*args, **options)
+
+        engine = create_async_engine(url, async_creator=connect, **kwargs)
         _sqlite_serialised_writes(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
