@@ -1,6 +1,7 @@
 """The SQLite connection of embedded mode (services/sqlite.py): one call to the connection's
-thread per statement, no rollback call after a commit, and otherwise what SQLAlchemy's own
-aiosqlite adapter gives: rows, row counts, errors, rollbacks, transactions that queue."""
+thread per statement, BEGIN in the call of the first one, no rollback call after a commit, and
+otherwise what SQLAlchemy's own aiosqlite adapter gives: rows, row counts, errors, rollbacks,
+writers that queue on the write lock."""
 
 import asyncio
 from collections import Counter
@@ -48,8 +49,14 @@ async def test_a_transaction_makes_one_call_per_statement_and_none_to_reset_afte
         found = (await s.execute(select(things.c.name).order_by(things.c.name))).scalars().all()
         await s.execute(things.update().where(things.c.name == "a").values(name="c"))
     assert found == ["a", "b"]
-    # BEGIN IMMEDIATE, the insert, the select, the update, the commit; the pool's reset rolls back nothing.
-    assert calls == {"_run": 4, "commit": 1}
+    # BEGIN IMMEDIATE with the insert, the select, the update, the commit; the pool's reset rolls back nothing.
+    assert calls == {"_run": 3, "commit": 1}
+
+
+async def test_a_transaction_without_statements_makes_no_call(db, calls):
+    async with db.transaction():
+        pass
+    assert calls == {}
 
 
 async def test_rows_row_counts_and_inserted_ids_are_the_statements_own(db):
@@ -81,12 +88,14 @@ async def test_a_failed_statement_rolls_its_transaction_back(db, calls):
         assert (await conn.execute(select(things.c.name))).scalars().all() == ["a"]
 
 
-async def test_a_read_only_connection_still_ends_its_transaction(db, calls):
+async def test_a_reader_makes_one_call_per_statement_and_holds_no_transaction(db, calls):
     async with db.reading() as conn:
         await conn.execute(select(things))
-    assert calls["rollback"] == 1
-    async with db.transaction() as s:  # the write lock is free: a reader left no transaction open
-        await s.execute(insert(things).values(name="a"))
+        assert calls == {"_run": 1}
+        async with db.transaction() as s:  # no lock of the reader's stands in the writer's way
+            await s.execute(insert(things).values(name="a"))
+        assert (await conn.execute(select(things.c.name))).scalars().all() == ["a"]
+    assert "rollback" not in calls
 
 
 async def test_writers_queue_on_the_write_lock_and_a_lock_held_too_long_is_transient(tmp_path: Path):
