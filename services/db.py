@@ -39,7 +39,7 @@ def create_engine(url: str, *, application_name: str | None = None, **kwargs: An
 def _sqlite_serialised_writes(engine: AsyncEngine) -> None:
     """WAL, and BEGIN IMMEDIATE so that concurrent transactions queue on the write lock
     instead of failing with SQLITE_BUSY when a reader upgrades to a writer (begun with the
-    transaction's first statement, see services/sqlite.py). A connection marked `READ_ONLY`
+    transaction's first statement: services/sqlite.py). A connection marked `READ_ONLY`
     (`Database.reading`) begins no transaction: in WAL mode each of its statements reads a
     committed snapshot of its own and neither waits for the writer nor holds it up."""
 
@@ -55,7 +55,7 @@ def _sqlite_serialised_writes(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
         if not conn.get_execution_options().get(READ_ONLY):
-            conn.connection.driver_connection.begin_immediate()
+            conn.connection.driver_connection.begin("BEGIN IMMEDIATE")
 
 
 READ_ONLY = "gridcall_read_only"
