@@ -14,11 +14,18 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from services import sqlite
+
 
 def create_engine(url: str, *, application_name: str | None = None, **kwargs: Any) -> AsyncEngine:
     """`application_name` names the connections in PostgreSQL's `pg_stat_activity`."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        def connect() -> sqlite.Connection:
+            args, options = engine.dialect.create_connect_args(engine.url)
+            return sqlite.connect(*args, **options)
+
+        engine = create_async_engine(url, async_creator=connect, **kwargs)
         _sqlite_serialised_writes(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
@@ -31,9 +38,10 @@ def create_engine(url: str, *, application_name: str | None = None, **kwargs: An
 
 def _sqlite_serialised_writes(engine: AsyncEngine) -> None:
     """WAL, and BEGIN IMMEDIATE so that concurrent transactions queue on the write lock
-    instead of failing with SQLITE_BUSY when a reader upgrades to a writer. A connection
-    marked `READ_ONLY` (`Database.reading`) begins a plain transaction: in WAL mode it reads
-    a snapshot and neither waits for the writer nor holds it up."""
+    instead of failing with SQLITE_BUSY when a reader upgrades to a writer (begun with the
+    transaction's first statement: services/sqlite.py). A connection marked `READ_ONLY`
+    (`Database.reading`) begins no transaction: in WAL mode each of its statements reads a
+    committed snapshot of its own and neither waits for the writer nor holds it up."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -46,7 +54,8 @@ def _sqlite_serialised_writes(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+        if not conn.get_execution_options().get(READ_ONLY):
+            conn.connection.driver_connection.begin("BEGIN IMMEDIATE")
 
 
 READ_ONLY = "gridcall_read_only"
@@ -70,7 +79,8 @@ class Database:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads only; on SQLite it takes no write lock."""
+        """A connection for reads only. On SQLite it takes no write lock, and each statement
+        reads a snapshot of its own (the local bus reads one topic per statement)."""
         async with self.engine.connect() as conn:
             yield await conn.execution_options(**{READ_ONLY: True})
 

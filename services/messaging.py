@@ -281,6 +281,8 @@ class Relay:
         """Publish the oldest outbox rows. They are claimed and deleted in one statement, in a
         transaction that commits only once the bus has acknowledged them all: a failure to
         publish rolls the delete back, and the rows go out again (the inbox drops repeats)."""
+        if not self.store.db.is_postgres:
+            return await self._relay_outside_the_write_lock()
         table = self.store.outbox
         async with self.store.db.transaction() as s:
             if self.store.db.is_postgres:
@@ -295,6 +297,23 @@ class Relay:
             rows = sorted(claimed.all(), key=lambda r: r.id)  # RETURNING promises no order
             if rows:
                 await self.bus.publish([Message(r.topic, r.key, r.payload, type_headers(r.payload)) for r in rows])
+        return len(rows)
+
+    async def _relay_outside_the_write_lock(self) -> int:
+        """SQLite has one write lock for the whole file, and a relay that held it while the bus
+        made its records durable (an fsync of the bus's own file) held up every other writer of
+        the process: a third of the lock's time under load. So on SQLite the rows are read,
+        published, and only then deleted. The embedded process runs one relay per outbox, so
+        no other takes the same rows; a crash between publish and delete publishes them again,
+        as a failed commit would (the inbox drops repeats)."""
+        table = self.store.outbox
+        async with self.store.db.reading() as conn:
+            oldest = select(table.c.id, table.c.topic, table.c.key, table.c.payload).order_by(table.c.id)
+            rows = (await conn.execute(oldest.limit(self.batch))).all()
+        if rows:
+            await self.bus.publish([Message(r.topic, r.key, r.payload, type_headers(r.payload)) for r in rows])
+            async with self.store.db.transaction() as s:
+                await s.execute(delete(table).where(table.c.id.in_([r.id for r in rows])))
         return len(rows)
 
     async def run(self, stop: Stop) -> None:

@@ -7,15 +7,24 @@ The file has one writer, a group commit (services/batching.py): the appends of e
 and the offset commits of every subscriber that wait together are one transaction, and each
 returns once that transaction is committed, so nothing is acknowledged before it is durable
 and the embedded process pays one fsync for what its services publish and commit at a time.
+
+Every service subscribes to the cases topic, so each record used to be read from the file once
+per subscriber. The bus keeps the last records it committed of each topic in memory (`TAIL`
+per topic) and a subscriber that is not behind them reads them from there; one further behind
+(after a restart, say) reads the file. The process is the file's only writer: should the log
+hold a record this bus did not append, memory answers only for what came after it.
 """
 
 import asyncio
 import json
+from bisect import bisect_left
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, Text, bindparam, select
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, Text, bindparam, func, select
 from sqlalchemy.dialects.sqlite import insert
 
 from services.batching import GroupCommit
@@ -54,6 +63,10 @@ _SAVE_OFFSETS = insert(offsets)
 SAVE_OFFSETS = _SAVE_OFFSETS.on_conflict_do_update(
     index_elements=["grp", "topic"], set_={"next_seq": _SAVE_OFFSETS.excluded.next_seq}
 )
+APPEND = records.insert().returning(records.c.seq, sort_by_parameter_order=True)
+
+
+TAIL = 4096
 
 
 class LocalBus:
@@ -63,12 +76,17 @@ class LocalBus:
         self._published = asyncio.Condition()
         self._version = 0
         self._writes: GroupCommit[_Write, None] = GroupCommit("local bus", self._write)
+        self._tails: dict[str, deque[Record]] = {}  # per topic, the last records committed here
+        self._since = 0  # every record from this position on was committed here (unless evicted)
+        self._last_seq = 0  # the last record in the log, as far as this bus knows
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = Database(f"sqlite+aiosqlite:///{self.path}")
         async with self.db.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            self._last_seq = await conn.scalar(select(func.max(records.c.seq))) or 0
+        self._since = self._last_seq + 1
 
     async def stop(self) -> None:
         await self._writes.close()
@@ -94,24 +112,50 @@ class LocalBus:
         """Appends in the order they came (so each key's records stay in order), and each
         group's furthest position per topic, in one transaction."""
         assert self.db, "LocalBus.start() first"
+        messages = [m for w in writes if not isinstance(w, _Offsets) for m in w]
         appended = [
-            {"topic": m.topic, "key": m.key, "value": m.value, "headers": json.dumps(m.headers)}
-            for w in writes
-            if not isinstance(w, _Offsets)
-            for m in w
+            {"topic": m.topic, "key": m.key, "value": m.value, "headers": json.dumps(m.headers)} for m in messages
         ]
         furthest: dict[tuple[str, str], int] = {}
         for w in writes:
             if isinstance(w, _Offsets):
                 for topic, seq in w.next_seq.items():
                     furthest[w.group, topic] = max(seq, furthest.get((w.group, topic), 0))
+        seqs: Sequence[int] = []
         async with self.db.transaction() as s:
             if appended:
-                await s.execute(records.insert(), appended)
+                seqs = (await s.execute(APPEND, appended)).scalars().all()
             if furthest:
                 positions = [{"grp": g, "topic": t, "next_seq": n} for (g, t), n in sorted(furthest.items())]
                 await s.execute(SAVE_OFFSETS, positions)
+        self._keep(messages, seqs)
         return [None] * len(writes)
+
+    def _keep(self, appended: list[Message], seqs: Sequence[int]) -> None:
+        """Remember records just committed, unless the log holds others this bus did not append."""
+        if not seqs:
+            return
+        if seqs[0] != self._last_seq + 1:  # another writer appended records: memory knows only what follows
+            self._tails.clear()
+            self._since = seqs[0]
+        self._last_seq = seqs[-1]
+        for m, seq in zip(appended, seqs, strict=True):
+            self._tails.setdefault(m.topic, deque(maxlen=TAIL)).append(
+                Record(m.topic, 0, seq, m.key, m.value, m.headers)
+            )
+
+    def recent(self, topic: str, position: int, most: int) -> list[Record] | None:
+        """The records of `topic` from `position` on, from memory; None if the file may hold
+        some that memory does not (from before the bus started, or evicted since)."""
+        if position < self._since:
+            return None
+        tail = self._tails.get(topic)
+        if tail is None:
+            return []
+        if len(tail) == tail.maxlen and position < tail[0].offset:
+            return None
+        start = bisect_left(tail, position, key=lambda r: r.offset)
+        return list(islice(tail, start, start + most))
 
     def subscribe(self, group: str, topics: Sequence[str]) -> "LocalSubscription":
         return LocalSubscription(self, group, list(topics))
@@ -147,15 +191,24 @@ class LocalSubscription:
         pass
 
     async def _read(self, max_records: int) -> list[Record]:
-        """The next records of each topic, read beside the bus's writer, not after it."""
+        """The next records of each topic: from the bus's memory, else from the file, read
+        beside the bus's writer, not after it."""
         assert self.bus.db
         batch: list[Record] = []
-        async with self.bus.db.reading() as conn:
-            for topic in self.topics:
-                rows = await conn.execute(
-                    NEXT_RECORDS, {"topic": topic, "position": self._position[topic], "most": max_records}
-                )
-                batch += [Record(r.topic, 0, r.seq, r.key, r.value, _headers(r.headers)) for r in rows]
+        behind = []
+        for topic in self.topics:
+            recent = self.bus.recent(topic, self._position[topic], max_records)
+            if recent is None:
+                behind.append(topic)
+            else:
+                batch += recent
+        if behind:
+            async with self.bus.db.reading() as conn:
+                for topic in behind:
+                    rows = await conn.execute(
+                        NEXT_RECORDS, {"topic": topic, "position": self._position[topic], "most": max_records}
+                    )
+                    batch += [Record(r.topic, 0, r.seq, r.key, r.value, _headers(r.headers)) for r in rows]
         batch.sort(key=lambda r: r.offset)
         batch = batch[:max_records]
         for r in batch:
