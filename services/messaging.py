@@ -285,9 +285,8 @@ class Relay:
             return await self._relay_outside_the_write_lock()
         table = self.store.outbox
         async with self.store.db.transaction() as s:
-            if self.store.db.is_postgres:
-                if not await s.scalar(select(func.pg_try_advisory_xact_lock(self._lock_id))):
-                    return 0
+            if not await s.scalar(select(func.pg_try_advisory_xact_lock(self._lock_id))):
+                return 0
             oldest = select(table.c.id).order_by(table.c.id).limit(self.batch)
             claimed = await s.execute(
                 delete(table)
