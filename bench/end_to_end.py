@@ -92,3 +92,32 @@ def measure(
         "peak_rss_mb": rss,
         "assigned_exactly_once": True,
     }
+
+
+def main() -> None:
+    """`python -m bench.end_to_end --cases 3000`: this part of `make bench` alone, at a size of
+    your choosing, on a scratch database and a broker of its own; prints its figures as JSON."""
+    import argparse
+    import json
+    import tempfile
+    import uuid
+
+    from bench.common import service_env
+    from gridcall.migrate import upgrade
+    from tests.support.servers import admin_postgres, kafka_broker, scratch_database
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", type=int, default=3000)
+    parser.add_argument("--rate", type=float, default=300)
+    args = parser.parse_args()
+    with admin_postgres() as admin, kafka_broker() as broker, tempfile.TemporaryDirectory() as tmp:
+        with scratch_database(admin) as db_url:
+            upgrade(db_url)
+            env = service_env(db_url, broker.bootstrap, f"bench{uuid.uuid4().hex[:6]}")
+            pid = broker.process.pid if broker.process else None
+            figures = measure(db_url, env, Path(tmp), pid, cases=args.cases, rate=args.rate, seconds=5)
+    print(json.dumps(figures, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
