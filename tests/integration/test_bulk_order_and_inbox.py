@@ -4,6 +4,7 @@ the keys already there, including those another transaction is inserting."""
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -28,25 +29,31 @@ def url(request, tmp_path):
     )
 
 
-@pytest.fixture
-async def db_and_table(url):
+async def scratch_table(url: str, name: str, *columns: Column) -> AsyncIterator[tuple[Database, Table]]:
+    """A table of the test's own, created before and dropped after."""
     db = Database(url)
-    table = Table(
-        f"rows_{uuid.uuid4().hex[:8]}",
-        MetaData(),
-        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-        Column("key", String(8), nullable=False),
-        Column("details", JSON),
-        Column("payload", LargeBinary),
-        Column("at", UtcDateTime()),
-        Column("flag", Boolean),
-    )
+    table = Table(f"{name}_{uuid.uuid4().hex[:8]}", MetaData(), *columns)
     async with db.engine.begin() as conn:
         await conn.run_sync(table.create)
     yield db, table
     async with db.engine.begin() as conn:
         await conn.run_sync(table.drop)
     await db.dispose()
+
+
+@pytest.fixture
+async def db_and_table(url):
+    async for made in scratch_table(
+        url,
+        "rows",
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("key", String(8), nullable=False),
+        Column("details", JSON),
+        Column("payload", LargeBinary),
+        Column("at", UtcDateTime()),
+        Column("flag", Boolean),
+    ):
+        yield made
 
 
 async def test_rows_go_in_one_statement_in_their_order_with_their_values(db_and_table):
@@ -70,19 +77,13 @@ async def test_rows_go_in_one_statement_in_their_order_with_their_values(db_and_
 
 @pytest.fixture
 async def inbox(url):
-    db = Database(url)
-    table = Table(
-        f"inbox_{uuid.uuid4().hex[:8]}",
-        MetaData(),
+    async for made in scratch_table(
+        url,
+        "inbox",
         Column("consumer", String(100), primary_key=True),
         Column("event_id", String(64), primary_key=True),
-    )
-    async with db.engine.begin() as conn:
-        await conn.run_sync(table.create)
-    yield db, table
-    async with db.engine.begin() as conn:
-        await conn.run_sync(table.drop)
-    await db.dispose()
+    ):
+        yield made
 
 
 async def test_insert_new_skips_the_keys_already_there_and_says_which_went_in(inbox):
