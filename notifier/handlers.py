@@ -6,13 +6,13 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.channels import Channel
 from notifier.domain import MAX_ATTEMPTS, Draft, drafts_for, retry_delay
 from notifier.tables import deliveries, notifications
-from services.bulk import among, insert_rows
+from services.bulk import among, insert_rows, update_rows
 from services.events import (
     CaseAssigned,
     CaseEscalated,
@@ -28,9 +28,6 @@ from services.messaging import Handler, Store, Tx
 from services.text import printable
 
 log = logging.getLogger(__name__)
-
-_this_delivery = deliveries.c.id == bindparam("delivery_id")
-FAILED = update(deliveries).where(_this_delivery)
 
 
 @dataclass
@@ -125,7 +122,7 @@ async def deliver_due(store: Store, channels: Sequence[Channel], *, batch: int =
                 attempts = row.attempts + 1
                 failed.append(
                     {
-                        "delivery_id": row.id,
+                        "id": row.id,
                         "status": "failed" if attempts >= MAX_ATTEMPTS else "pending",
                         "attempts": attempts,
                         "last_error": str(outcome)[:2000],
@@ -140,8 +137,7 @@ async def deliver_due(store: Store, channels: Sequence[Channel], *, batch: int =
                 .where(among(s, deliveries.c.id, delivered))
                 .values(status="delivered", attempts=deliveries.c.attempts + 1, delivered_at=now)
             )
-        if failed:
-            await s.execute(FAILED, failed)
+        await update_rows(s, deliveries, "id", failed)
     return len(due)
 
 
