@@ -46,16 +46,21 @@ async def drain(sub, want: int, rounds: int = 40) -> list[Record]:
     return got
 
 
+async def read_back(bus: Bus, topic: str, want: int) -> list[Record]:
+    """What a new consumer group reads of `topic`, until it has `want` records."""
+    sub = bus.subscribe(f"g-{uuid.uuid4().hex[:6]}", [topic])
+    await sub.start()
+    try:
+        return await drain(sub, want)
+    finally:
+        await sub.stop()
+
+
 async def test_records_of_one_key_arrive_in_publish_order(bus, topic):
     await bus.ensure_topics([topic])
     sent = [Message(topic, f"case-{i % 4}", f"{i}".encode()) for i in range(40)]
     await bus.publish(sent)
-    sub = bus.subscribe(f"g-{uuid.uuid4().hex[:6]}", [topic])
-    await sub.start()
-    try:
-        got = await drain(sub, len(sent))
-    finally:
-        await sub.stop()
+    got = await read_back(bus, topic, len(sent))
     assert sorted(int(r.value) for r in got) == list(range(40))
     for key in {m.key for m in sent}:
         values = [int(r.value) for r in got if r.key == key]
@@ -73,12 +78,7 @@ async def test_a_round_larger_than_a_record_batch_arrives_whole_in_order_with_it
         for i in range(300)
     ]
     await bus.publish(sent)
-    sub = bus.subscribe(f"g-{uuid.uuid4().hex[:6]}", [topic])
-    await sub.start()
-    try:
-        got = await drain(sub, len(sent))
-    finally:
-        await sub.stop()
+    got = await read_back(bus, topic, len(sent))
     number = {(r.partition, r.offset): int(r.value.split(b":")[0]) for r in got}
     assert sorted(number.values()) == list(range(300))
     assert all(r.headers == {"ce_type": f"t{number[(r.partition, r.offset)]}"} for r in got)
