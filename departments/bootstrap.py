@@ -1,5 +1,7 @@
 from departments import api, tables
-from departments.handlers import Desk, handlers, load_tickets
+from departments.desk import Desk
+from departments.handlers import handlers, load_tickets
+from departments.staff import Accounts
 from services.events import Stream
 from services.runtime import Context, ServiceParts
 
@@ -9,4 +11,5 @@ NAME = "departments"
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox, deadletters=tables.deadletters)
     consumer = ctx.consumer(NAME, store, handlers(), [Stream.CASES], lock=load_tickets)
-    return ServiceParts(NAME, api.router(Desk(store, ctx.jurisdiction)), store, consumers=[consumer])
+    accounts = Accounts(ctx.db, ctx.clock, ctx.authenticator, ctx.jurisdiction)
+    return ServiceParts(NAME, api.router(Desk(store, ctx.jurisdiction), accounts), store, consumers=[consumer])

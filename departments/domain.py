@@ -1,8 +1,20 @@
-"""Ticket rules: who may act on a ticket, and in which state."""
+"""Ticket rules: who may see and act on a ticket, and in which state. Pure: a caller, a
+ticket row and the jurisdiction in, a refusal (an exception) or nothing out.
+
+- A handler acts on its own unit's tickets (a pool member on the pool's).
+- Once a ticket is claimed, only its claimer or a supervisor of its unit unclaims, resolves,
+  returns, escalates or whistles it.
+- A supervisor also sees, read-only, the tickets of every unit under its own, and reassigns a
+  ticket from one unit of its subtree to another.
+- Ops read every ticket and act on none.
+A refusal says why without any of the ticket's data."""
 
 from enum import StrEnum
+from typing import Any
 
+from services.auth import Principal
 from services.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from services.jurisdiction import Jurisdiction
 
 
 class TicketStatus(StrEnum):
@@ -13,6 +25,7 @@ class TicketStatus(StrEnum):
     RETURNED = "returned"  # given back as not theirs (退单)
     WHISTLED = "whistled"  # handed to summoned departments (吹哨)
     WITHDRAWN = "withdrawn"  # the dispatcher moved the case elsewhere (e.g. an SLA breach)
+    REASSIGNED = "reassigned"  # a supervisor moved it to another unit
 
     @property
     def in_hand(self) -> bool:
@@ -40,9 +53,60 @@ class InvalidRequest(TicketError, Invalid):
     `loc` says which field."""
 
 
-def check_claim(status: TicketStatus) -> None:
+def visible_units(caller: Principal, j: Jurisdiction) -> frozenset[str]:
+    """The units whose tickets a staff caller may read: its own, and for a supervisor every unit under it."""
+    assert caller.unit_id is not None
+    return j.units_under(caller.unit_id) if caller.supervisor else frozenset({caller.unit_id})
+
+
+def check_sees(caller: Principal, unit_id: str, j: Jurisdiction) -> None:
+    if caller.role == "ops" or unit_id in visible_units(caller, j):
+        return
+    if caller.supervisor:
+        raise NotYourTicket(f"{unit_id} is not {caller.unit_id} or a unit under it; this token cannot see its tickets")
+    raise NotYourTicket(f"this token is for {caller.unit_id}'s staff and cannot see {unit_id}'s tickets")
+
+
+def check_member(caller: Principal, ticket: Any) -> None:
+    """The caller works in the ticket's unit."""
+    if caller.role == "ops":
+        raise NotYourTicket("an ops token reads tickets but cannot act on them: use the unit's staff token")
+    if caller.unit_id != ticket.unit_id:
+        raise NotYourTicket(f"this ticket is not in the queue of {caller.unit_id}, the unit this token is for")
+
+
+def check_holder(caller: Principal, ticket: Any, action: str) -> None:
+    """The caller works in the ticket's unit and, once it is claimed, claimed it or supervises."""
+    check_member(caller, ticket)
+    if ticket.status == TicketStatus.CLAIMED and ticket.claimed_by_id != caller.staff_id and not caller.supervisor:
+        raise NotYourTicket(
+            f"{ticket.claimed_by} claimed this ticket: only they or a supervisor of the unit can {action} it"
+        )
+
+
+def check_overseer(caller: Principal, ticket: Any, to_unit_id: str, j: Jurisdiction) -> None:
+    """A supervisor moves a ticket between units of its own subtree."""
+    if not caller.supervisor:
+        raise NotYourTicket("only a supervisor can reassign a ticket")
+    subtree = visible_units(caller, j)
+    if ticket.unit_id not in subtree:
+        raise NotYourTicket(f"this ticket is not in {caller.unit_id}'s subtree")
+    if to_unit_id not in subtree:
+        raise InvalidRequest(f"{to_unit_id!r} is not {caller.unit_id} or a unit under it", loc=("body", "unit_id"))
+    if to_unit_id == ticket.unit_id:
+        raise InvalidRequest("the ticket is in that unit's queue already", loc=("body", "unit_id"))
+
+
+def check_claim(status: TicketStatus, holder: str | None = None) -> None:
+    if status is TicketStatus.CLAIMED:
+        raise TicketConflict(f"ticket is already claimed by {holder}")
     if status is not TicketStatus.OPEN:
         raise TicketConflict(f"ticket is already {status.value}")
+
+
+def check_unclaim(status: TicketStatus) -> None:
+    if status is not TicketStatus.CLAIMED:
+        raise TicketConflict(f"ticket is {status.value}; only a claimed ticket can be unclaimed")
 
 
 def check_resolve(status: TicketStatus) -> None:

@@ -1,4 +1,4 @@
-from sqlalchemy import JSON, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 from services.db import UtcDateTime
 from services.messaging import deadletter_table, inbox_table, outbox_table
@@ -20,17 +20,64 @@ tickets = Table(
     Column("reporters", Integer, nullable=False),
     Column("grid_id", String(64), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("claimed_by", String(200)),
-    Column("note", Text),
+    Column("claimed_by", String(200)),  # the claimer's name, as it was when they claimed
+    Column("claimed_by_id", String(64)),  # … and their staff account
+    Column("resolved_by", String(200)),
+    Column("resolved_by_id", String(64)),
+    Column("note", Text),  # the result, for the resident
     Column("response_due", UtcDateTime(), nullable=False),
     Column("resolution_due", UtcDateTime(), nullable=False),
-    Column("handover_reason", Text),
+    # The clock the queue sorts by: the response limit while open, the resolution limit after.
+    Column("due_at", UtcDateTime(), nullable=False),
+    Column("arrived_because", Text),  # why the case came to this unit (escalation, return, whistle, reopening)
+    Column("handover_reason", Text),  # why it left
     Column("created_at", UtcDateTime(), nullable=False),
     Column("claimed_at", UtcDateTime()),
     Column("resolved_at", UtcDateTime()),
     Column("closed_at", UtcDateTime()),
     Index("ix_departments_tickets_unit_status", "unit_id", "status"),
+    Index("ix_departments_tickets_unit_due", "unit_id", "due_at", "ticket_id"),
     Index("ix_departments_tickets_case", "case_id"),
+)
+
+# People: a staff account belongs to one unit (a pool's members are accounts of the pool's
+# unit); its token names it, and a revoked account's tokens are refused on the next request.
+staff = Table(
+    "departments_staff",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("unit_id", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),  # handler | supervisor
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime()),
+    UniqueConstraint("unit_id", "name", name="uq_departments_staff_unit_name"),
+)
+
+# Notes (internal or public) and evidence links, each with who wrote it and when.
+notes = Table(
+    "departments_notes",
+    metadata,
+    Column("note_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("ticket_id", String(64), nullable=False),
+    Column("case_id", String(64), nullable=False),
+    Column("unit_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # internal | public | evidence
+    Column("text", Text, nullable=False),  # the note, or the evidence's caption
+    Column("url", Text),
+    Column("by_id", String(64), nullable=False),
+    Column("by_name", String(200), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Index("ix_departments_notes_ticket", "ticket_id"),
+    Index("ix_departments_notes_case", "case_id"),
+)
+
+# The resident's call-back details, per case, from the report; shown to the handling unit only.
+contacts = Table(
+    "departments_contacts",
+    metadata,
+    Column("case_id", String(64), primary_key=True),
+    Column("contact", JSON, nullable=False),
 )
 
 outbox = outbox_table(metadata, "departments")

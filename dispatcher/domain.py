@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from services.events import (
+    Actor,
     CaseAssigned,
     CaseCancelRefused,
     CaseCancelRequested,
@@ -21,6 +22,7 @@ from services.events import (
     CaseClosed,
     CaseEscalated,
     CaseHandlerReported,
+    CaseNoted,
     CaseReopened,
     CaseReported,
     CaseResolved,
@@ -29,6 +31,7 @@ from services.events import (
     CaseSlaBreached,
     CaseSlaWarning,
     CaseUnassigned,
+    CaseUnclaimed,
     CaseWhistled,
     EscalationReason,
     Event,
@@ -37,8 +40,11 @@ from services.events import (
     SlaClock,
     TicketClaimed,
     TicketEscalated,
+    TicketNoted,
+    TicketReassigned,
     TicketResolved,
     TicketReturned,
+    TicketUnclaimed,
     TicketWhistled,
     Tier,
 )
@@ -46,6 +52,14 @@ from services.jurisdiction import Jurisdiction, Unit, UnitKind
 from services.policy import Policy, next_tier
 
 NewId = Callable[[], str]
+
+# Why a moved case arrived at its new unit, as the receiving handler reads it.
+ARRIVALS = {
+    EscalationReason.BREACH: "escalated from {unit} ({tier} tier): {note}",
+    EscalationReason.HANDLER: "上报 escalated by {unit} ({tier} tier): {note}",
+    EscalationReason.RETURNED: "退单 returned by {unit} ({tier} tier): {note}",
+    EscalationReason.REASSIGNED: "reassigned from {unit} by a supervisor: {note}",
+}
 
 
 class CaseStatus(StrEnum):
@@ -240,8 +254,9 @@ class Router:
         return unit
 
     def _assign(
-        self, case: Case, unit: Unit, tier: Tier, role: Role, now: datetime, new_id: NewId
+        self, case: Case, unit: Unit, tier: Tier, role: Role, now: datetime, new_id: NewId, reason: str = ""
     ) -> tuple[Case, CaseAssigned]:
+        """A new assignment with fresh clocks; `reason` tells the unit why the case came to it."""
         sla = self.policy.tier_sla(case.category, case.priority, tier)
         cal, warn = self.policy.calendar, self.policy.warning_at
         a = Assignment(
@@ -270,6 +285,7 @@ class Router:
             details=case.details,
             response_due=a.response_due,
             resolution_due=a.resolution_due,
+            reason=reason,
         )
         return replace(case, assignments=(*case.assignments, a)), event
 
@@ -287,12 +303,15 @@ class Router:
         why: tuple[EscalationReason, str],
         now: datetime,
         new_id: NewId,
+        by: Actor | None = None,
     ) -> tuple[Case, list[Event]]:
         """End assignment `a` and give the case to another unit and tier, with fresh clocks."""
         (unit, tier), (reason, note) = to, why
-        case, unassigned = self._end(case, a, "returned" if reason is EscalationReason.RETURNED else "escalated")
+        ended = reason.value if reason in (EscalationReason.RETURNED, EscalationReason.REASSIGNED) else "escalated"
+        case, unassigned = self._end(case, a, ended)
         case = replace(case, supervised=False)
-        case, assigned = self._assign(case, unit, tier, Role.LEAD, now, new_id)
+        arrived = ARRIVALS[reason].format(unit=a.unit_id, tier=a.tier.value, note=note)
+        case, assigned = self._assign(case, unit, tier, Role.LEAD, now, new_id, arrived)
         escalated = CaseEscalated(
             case_id=case.case_id,
             from_tier=a.tier,
@@ -301,6 +320,7 @@ class Router:
             to_unit_id=unit.id,
             reason=reason,
             note=note,
+            by=by,
         )
         return case, [escalated, unassigned, assigned]
 
@@ -340,9 +360,37 @@ class Router:
         case = case.with_assignment(a)
         if not any(x.next_alert_at for x in case.active):
             case = replace(case, supervised=False)
-        return Decision(
-            case, [CaseClaimed(case_id=case.case_id, assignment_id=a.assignment_id, unit_id=a.unit_id, role=a.role)]
+        claimed = CaseClaimed(
+            case_id=case.case_id, assignment_id=a.assignment_id, unit_id=a.unit_id, role=a.role, by=event.by
         )
+        return Decision(case, [claimed])
+
+    def unclaim(self, case: Case | None, event: TicketUnclaimed, now: datetime, new_id: NewId) -> Decision:
+        """The ticket goes back to the queue: the response clock runs again from where it was
+        (unclaiming buys no time: a response limit already passed escalates at once)."""
+        case = _known(case, event)
+        a = self._active(case, event.ticket_id)
+        if a.status is not AssignmentStatus.CLAIMED:
+            raise InvalidTransition(f"assignment {a.assignment_id} is {a.status}, cannot be unclaimed")
+        case = case.with_assignment(replace(a, status=AssignmentStatus.OPEN, claimed_at=None))
+        unclaimed = CaseUnclaimed(case_id=case.case_id, assignment_id=a.assignment_id, unit_id=a.unit_id, by=event.by)
+        return Decision(case, [unclaimed])
+
+    def note(self, case: Case | None, event: TicketNoted, now: datetime, new_id: NewId) -> Decision:
+        """A note or evidence link goes into the history (and, if public, to the resident). It
+        changes no state, so one written just before the case moved on is still recorded."""
+        case = _known(case, event)
+        a = case.assignment(event.ticket_id)
+        noted = CaseNoted(
+            case_id=case.case_id,
+            assignment_id=a.assignment_id,
+            unit_id=a.unit_id,
+            visibility=event.visibility,
+            text=event.text,
+            url=event.url,
+            by=event.by,
+        )
+        return Decision(case, [noted])
 
     def resolve(self, case: Case | None, event: TicketResolved, now: datetime, new_id: NewId) -> Decision:
         case = _known(case, event)
@@ -354,7 +402,12 @@ class Router:
         )
         events: list[Event] = [
             CaseHandlerReported(
-                case_id=case.case_id, assignment_id=a.assignment_id, unit_id=a.unit_id, role=a.role, note=event.note
+                case_id=case.case_id,
+                assignment_id=a.assignment_id,
+                unit_id=a.unit_id,
+                role=a.role,
+                note=event.note,
+                by=event.by,
             )
         ]
         lead = case.lead
@@ -377,7 +430,22 @@ class Router:
         if up is None:
             raise InvalidTransition(f"case {case.case_id} is already at the top tier")
         unit = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up)
-        case, events = self._move(case, a, (unit, up), (EscalationReason.HANDLER, event.reason), now, new_id)
+        why = (EscalationReason.HANDLER, event.reason)
+        case, events = self._move(case, a, (unit, up), why, now, new_id, event.by)
+        return Decision(case, events)
+
+    def reassign(self, case: Case | None, event: TicketReassigned, now: datetime, new_id: NewId) -> Decision:
+        """A supervisor moves the case to another unit of its subtree (departments checked
+        the subtree); the new unit's tier is its kind's."""
+        case = _known(case, event)
+        a = self._active(case, event.ticket_id)
+        if a.role is not Role.LEAD:
+            raise InvalidTransition("only the lead assignment can be reassigned")
+        unit = self.j.unit(event.to_unit_id)
+        if unit is None:
+            raise UnroutableCase(f"unit {event.to_unit_id!r} is not in the jurisdiction")
+        why = (EscalationReason.REASSIGNED, event.reason)
+        case, events = self._move(case, a, (unit, _tier_of(unit)), why, now, new_id, event.by)
         return Decision(case, events)
 
     def return_(self, case: Case | None, event: TicketReturned, now: datetime, new_id: NewId) -> Decision:
@@ -391,6 +459,7 @@ class Router:
             unit_id=a.unit_id,
             reason_code=event.reason_code,
             reason=event.reason,
+            by=event.by,
         )
         if a.role is Role.CO:
             case, unassigned = self._end(case, a, "returned")
@@ -408,7 +477,8 @@ class Router:
                 unit, tier = street, Tier.STREET
             else:
                 unit, tier = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up), up
-        case, events = self._move(case, a, (unit, tier), (EscalationReason.RETURNED, event.reason), now, new_id)
+        why = (EscalationReason.RETURNED, f"{event.reason_code.value}: {event.reason}")
+        case, events = self._move(case, a, (unit, tier), why, now, new_id, event.by)
         return Decision(case, [returned, *events])
 
     def whistle(self, case: Case | None, event: TicketWhistled, now: datetime, new_id: NewId) -> Decision:
@@ -434,11 +504,14 @@ class Router:
                 lead_unit_id=event.lead_unit_id,
                 co_unit_ids=list(event.co_unit_ids),
                 reason=event.reason,
+                by=event.by,
             ),
             unassigned,
         ]
+        arrived = f"吹哨 whistled by {a.unit_id}: {event.reason}"
         for i, unit in enumerate(units):
-            case, assigned = self._assign(case, unit, Tier.BUREAU, Role.LEAD if i == 0 else Role.CO, now, new_id)
+            role = Role.LEAD if i == 0 else Role.CO
+            case, assigned = self._assign(case, unit, Tier.BUREAU, role, now, new_id, arrived)
             events.append(assigned)
         return Decision(replace(case, supervised=False), events)
 
@@ -456,7 +529,8 @@ class Router:
         if unit is None:
             raise UnroutableCase(f"unit {last.unit_id!r} is no longer in the jurisdiction")
         case = replace(case, resolved=False, resolved_at=None)
-        case, assigned = self._assign(case, unit, last.tier, Role.LEAD, now, new_id)
+        arrived = f"reopened: the resident was not satisfied: {event.comment}".rstrip(": ")
+        case, assigned = self._assign(case, unit, last.tier, Role.LEAD, now, new_id, arrived)
         reopened = CaseReopened(case_id=case.case_id, unit_id=unit.id, comment=event.comment)
         return Decision(case, [reopened, assigned])
 
@@ -518,7 +592,7 @@ class Router:
             a = replace(a, next_alert_at=self._next_alert(now))
             return Decision(replace(case.with_assignment(a), supervised=True), [breached])
         unit = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up)
-        why = (EscalationReason.BREACH, f"{clock.value} limit missed")
+        why = (EscalationReason.BREACH, f"its {clock.value} limit passed at {due.isoformat()}")
         case, events = self._move(case, a, (unit, up), why, now, new_id)  # ends `a`, breached as it is
         return Decision(case, [breached, *events])
 

@@ -15,8 +15,11 @@ from services.events import (
     Event,
     TicketClaimed,
     TicketEscalated,
+    TicketNoted,
+    TicketReassigned,
     TicketResolved,
     TicketReturned,
+    TicketUnclaimed,
     TicketWhistled,
 )
 from services.messaging import Handler, Lock, Tx
@@ -30,6 +33,9 @@ def steps(router: Router) -> dict[type[Event], Step]:
     return {
         CaseReported: router.report,
         TicketClaimed: router.claim,
+        TicketUnclaimed: router.unclaim,
+        TicketNoted: router.note,
+        TicketReassigned: router.reassign,
         TicketResolved: router.resolve,
         TicketEscalated: router.escalate,
         TicketReturned: router.return_,

@@ -6,12 +6,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 import uvicorn
 from pydantic import ValidationError
 
+from departments.staff import DEFAULT_DAYS, Accounts, StaffRole
 from gridcall import migrate as migrations
 from gridcall.app import build_app
 from gridcall.services import BOOTSTRAP
@@ -20,6 +21,7 @@ from services import deadletters
 from services.auth import Authenticator
 from services.clock import SystemClock
 from services.db import Database
+from services.errors import DomainError, Invalid
 from services.jurisdiction import Jurisdiction, JurisdictionError, load_jurisdiction
 from services.messaging import Consumer
 from services.policy import PolicyError
@@ -32,6 +34,8 @@ token_app = typer.Typer(help="Bearer tokens for staff and ops.", no_args_is_help
 app.add_typer(token_app, name="token")
 open311_app = typer.Typer(help="API keys for Open311 clients (POST /open311/v2/requests).", no_args_is_help=True)
 app.add_typer(open311_app, name="open311-key")
+staff_app = typer.Typer(help="People: staff accounts in units and pools, and their tokens.", no_args_is_help=True)
+app.add_typer(staff_app, name="staff")
 deadletter_app = typer.Typer(help="Records consumers could not handle: list them, re-drive them.", no_args_is_help=True)
 app.add_typer(deadletter_app, name="deadletter")
 
@@ -120,28 +124,93 @@ def migrate(
 
 @token_app.command("issue")
 def token_issue(
-    unit: Annotated[str | None, typer.Option(help="the unit the staff token acts for")] = None,
+    unit: Annotated[str | None, typer.Option(help="the unit (or pool) of the person the token names")] = None,
     ops: Annotated[bool, typer.Option("--ops", help="issue an ops token instead")] = False,
-    name: Annotated[str | None, typer.Option(help="who holds it (shown as claimed_by)")] = None,
-    days: Annotated[int, typer.Option(min=1, help="days until it expires (at least 1)")] = 365,
+    name: Annotated[str, typer.Option(help="the person (made a handler of the unit if new)")] = "script",
+    days: Annotated[int, typer.Option(min=1, help="days until it expires (at least 1)")] = DEFAULT_DAYS,
 ) -> None:
-    """Print a bearer token for a unit's staff (--unit) or for ops (--ops), signed with
-    GRIDCALL_SECRET_KEY or, where that is unset, the key `gridcall run` keeps in its data directory."""
-    settings = _settings()
+    """Print a bearer token: for a person of a unit (--unit, --name; a script gets its own
+    "person", by default named "script") or for ops (--ops). Signed with GRIDCALL_SECRET_KEY or,
+    where that is unset, the key `gridcall run` keeps in its data directory."""
     if ops == (unit is not None):
         typer.echo("gridcall: give exactly one of --unit UNIT_ID or --ops", err=True)
         raise typer.Exit(2)
+    if unit is None:
+        settings = _settings()
+        auth = _checked(lambda: _authenticator(settings, load_jurisdiction(settings.jurisdiction_file)))
+        typer.echo(auth.issue("ops", name=name, now=SystemClock().now(), ttl=timedelta(days=days)))
+        return
+
+    async def issue(accounts: Accounts) -> str:
+        return accounts.token(await accounts.named(unit, name, create=True), days)
+
+    typer.echo(_with_accounts(issue))
+
+
+@staff_app.command("add")
+def staff_add(
+    name: Annotated[str, typer.Option(help="the person's name, unique in the unit")],
+    unit: Annotated[str | None, typer.Option(help="the person's unit")] = None,
+    pool: Annotated[str | None, typer.Option(help="a volunteer pool: the person is its member")] = None,
+    role: Annotated[StaffRole, typer.Option(help="handler or supervisor")] = StaffRole.HANDLER,
+    days: Annotated[int, typer.Option(min=1, help="days until the token expires")] = DEFAULT_DAYS,
+) -> None:
+    """Create a person's account and print their token (keep it: it is not stored)."""
+    if (unit is None) == (pool is None):
+        typer.echo("gridcall: give exactly one of --unit UNIT_ID or --pool POOL_ID", err=True)
+        raise typer.Exit(2)
+    place = unit or pool
+    assert place is not None
+
+    async def add(accounts: Accounts) -> str:
+        if pool is not None and (found := accounts.j.unit(pool)) is not None and found.kind != "pool":
+            raise Invalid(f"{pool} is a {found.kind}, not a pool: use --unit {pool}")
+        return accounts.token(await accounts.add(place, name, role), days)
+
+    typer.echo(_with_accounts(add))
+
+
+@staff_app.command("list")
+def staff_list(unit: Annotated[str | None, typer.Option(help="only this unit's people")] = None) -> None:
+    """Print the accounts as JSON lines: id, unit, name, role, created, revoked."""
+
+    async def listing(accounts: Accounts) -> list[str]:
+        return [json.dumps(dict(r._mapping), default=str, ensure_ascii=False) for r in await accounts.listing(unit)]
+
+    for line in _with_accounts(listing):
+        typer.echo(line)
+
+
+@staff_app.command("revoke")
+def staff_revoke(name_or_id: Annotated[str, typer.Argument(help="the account's id, or its name if unique")]) -> None:
+    """Refuse the person's tokens from the next request on, on every replica."""
+
+    async def revoke(accounts: Accounts) -> Any:
+        return await accounts.revoke(name_or_id)
+
+    row = _with_accounts(revoke)
+    typer.echo(f"gridcall: revoked {row.name} ({row.staff_id}, {row.unit_id}) at {row.revoked_at:%Y-%m-%d %H:%M:%S}")
+
+
+def _checked(work: Callable[[], T]) -> T:
     try:
-        j = load_jurisdiction(settings.jurisdiction_file)
-        auth = _authenticator(settings, j)
-    except (JurisdictionError, SecretFileError) as exc:
+        return work()
+    except (JurisdictionError, PolicyError, SecretFileError) as exc:
         typer.echo(f"gridcall: {exc}", err=True)
         raise typer.Exit(2) from None
-    if unit is not None and j.unit(unit) is None:
-        typer.echo(f"gridcall: no unit {unit!r} in {settings.jurisdiction_file} (GET /v1/units lists them)", err=True)
-        raise typer.Exit(2)
-    now = SystemClock().now()
-    typer.echo(auth.issue("ops" if ops else "staff", unit_id=unit, name=name, now=now, ttl=timedelta(days=days)))
+
+
+def _with_accounts(work: Callable[[Accounts], Awaitable[T]]) -> T:
+    """Run `work` with the staff accounts of the configured database; a refusal (no such unit,
+    a name taken, no such person) is printed and exits 2."""
+    settings = _settings()
+    j = _checked(lambda: load_jurisdiction(settings.jurisdiction_file))
+    auth = _checked(lambda: _authenticator(settings, j))
+    try:
+        return _with_database(lambda db: work(Accounts(db, SystemClock(), auth, j)))
+    except DomainError as exc:
+        typer.echo(f"gridcall: {exc.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _authenticator(settings: Settings, j: Jurisdiction) -> Authenticator:
@@ -230,16 +299,24 @@ def _with_database(work: Callable[[Database], Awaitable[T]]) -> T:
 def _welcome(settings: Settings, port: int) -> None:
     j = load_jurisdiction(settings.jurisdiction_file)
     auth = _authenticator(settings, j)
-    now = SystemClock().now()
     grid = j.grids[0]
+    community = j.community(grid.community_id)
     c = grid.shape.centroid
     url = f"http://{settings.host}:{port}"
     location = {"lat": round(c.y, 4), "lon": round(c.x, 4)}
     example = json.dumps({"category": "garbage", "description": "Bags piled in the stairwell", "location": location})
+
+    async def demo_tokens(accounts: Accounts) -> tuple[str, str]:
+        handler = await accounts.named(grid.unit_id, "Demo handler", create=True)
+        supervisor = await accounts.named(community.unit_id, "Demo supervisor", create=True, role=StaffRole.SUPERVISOR)
+        return accounts.token(handler), accounts.token(supervisor)
+
+    handler, supervisor = _with_database(lambda db: demo_tokens(Accounts(db, SystemClock(), auth, j)))
     typer.echo(
         f"""
 gridcall (embedded) on {url}   data in {settings.var_dir.resolve()}
-  API docs:  {url}/docs
+  API docs:       {url}/docs
+  Staff console:  {url}/console   (paste a token below to sign in)
 
 File a report:
   curl -s -X POST {url}/v1/reports -H 'Content-Type: application/json' \\
@@ -247,12 +324,14 @@ File a report:
 Follow it:
   curl -s {url}/v1/cases/CASE_ID -H 'X-Tracking-Token: TRACKING_TOKEN'
 
-Demo staff token for {grid.unit_id} (the unit of grid {grid.id}):
-  {auth.issue("staff", unit_id=grid.unit_id, now=now, ttl=timedelta(days=30))}
+Demo handler of {grid.unit_id} (the unit of grid {grid.id}):
+  {handler}
   curl -s {url}/v1/units/{grid.unit_id}/tickets -H 'Authorization: Bearer TOKEN'
+Demo supervisor of {community.unit_id} (sees its grids' tickets):
+  {supervisor}
 Ops token:
-  {auth.issue("ops", now=now, ttl=timedelta(days=30))}
-More tokens: .venv/bin/gridcall token issue --unit UNIT_ID   (units: GET {url}/v1/units)
+  {auth.issue("ops", now=SystemClock().now(), ttl=timedelta(days=30))}
+More people: .venv/bin/gridcall staff add --unit UNIT_ID --name NAME [--role supervisor]   (units: GET {url}/v1/units)
 Tokens are signed with {_secret_source(settings)}.
 """
     )

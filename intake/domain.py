@@ -15,11 +15,13 @@ from services.events import (
     CaseClaimed,
     CaseClosed,
     CaseEscalated,
+    CaseNoted,
     CaseReopened,
     CaseResolved,
     CaseWhistled,
     Event,
     Location,
+    NoteVisibility,
     Priority,
     Role,
 )
@@ -190,6 +192,9 @@ class ViewChange:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+TIMELINE_MOVES = {"returned": "redispatched", "reassigned": "reassigned"}
+
+
 def view_change(event: Event) -> ViewChange | None:
     """How a lifecycle event shows in the resident's view of the case: public facts only,
     no staff names, no internal notes or warnings."""
@@ -211,10 +216,12 @@ def view_change(event: Event) -> ViewChange | None:
         case CaseEscalated():
             return ViewChange(
                 None,
-                "escalated" if event.reason != "returned" else "redispatched",
+                TIMELINE_MOVES.get(event.reason, "escalated"),
                 {},
                 {"from_tier": event.from_tier.value, "to_tier": event.to_tier.value, "to_unit_id": event.to_unit_id},
             )
+        case CaseNoted(visibility=NoteVisibility.PUBLIC):
+            return ViewChange(None, "note", {}, {"unit_id": event.unit_id, "note": event.text})
         case CaseCancelRefused():
             return ViewChange(None, "cancel_refused", {"cancel_requested_at": None}, {"reason": event.reason})
         case CaseWhistled():

@@ -177,6 +177,7 @@ class _Batch:
                 priority=report.priority,
                 channel=report.channel,
                 household_flag=report.household_flag,
+                contact=call_back(report.contact),
             )
         )
         return case_id, CaseStatus.RECEIVED.value
@@ -272,3 +273,9 @@ async def _open_cases_near(
         .with_for_update()
     )
     return [OpenCase(r.case_id, r.category, Location(lat=r.lat, lon=r.lon), r.status, r.reporters) for r in rows]
+
+
+def call_back(contact: dict[str, Any] | None) -> dict[str, str] | None:
+    """What the handling unit may use to call the resident back: name and phone, nothing else."""
+    kept = {k: str(contact[k]) for k in ("name", "phone") if contact and contact.get(k)}
+    return kept or None

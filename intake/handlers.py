@@ -17,6 +17,7 @@ from services.events import (
     CaseClaimed,
     CaseClosed,
     CaseEscalated,
+    CaseNoted,
     CaseReopened,
     CaseResolved,
     CaseSatisfactionAnswered,
@@ -161,5 +162,6 @@ def handlers() -> dict[type[Event], Handler]:
         CaseReopened: on_lifecycle,
         CaseEscalated: on_lifecycle,
         CaseWhistled: on_lifecycle,
+        CaseNoted: on_lifecycle,
         CaseCancelRefused: on_lifecycle,
     }

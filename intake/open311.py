@@ -213,7 +213,8 @@ CLOSING = {
 
 
 def status_note(kind: str | None, details: Mapping[str, Any], view: Any) -> str | None:
-    """The last public step of the case, in words: no staff names, no notes written by staff."""
+    """The last public step of the case, in words: no staff names; of staff notes, only those
+    written for the resident (public)."""
     unit = details.get("unit_name") or view.unit_name or "the responsible unit"
     match kind:
         case "received":
@@ -228,6 +229,10 @@ def status_note(kind: str | None, details: Mapping[str, Any], view: Any) -> str 
             return f"Escalated from the {details.get('from_tier')} tier to the {details.get('to_tier')} tier."
         case "redispatched":
             return f"Returned by the unit and dispatched again, now at the {details.get('to_tier')} tier."
+        case "reassigned":
+            return "Passed to another unit by the supervising office."
+        case "note":
+            return str(details.get("note") or "") or None
         case "departments_summoned":
             return "Several departments were summoned to handle it jointly."
         case "resolved":

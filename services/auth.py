@@ -1,7 +1,10 @@
-"""Bearer tokens for staff (one unit each) and ops, signed with the deployment's secret.
+"""Bearer tokens for staff (one person in one unit each) and ops, signed with the deployment's secret.
 
-A token must name its issuer, when it was issued and when it expires; a staff token must name a
-unit of this jurisdiction (a unit removed from the district file loses its tokens)."""
+A token must name its issuer, when it was issued and when it expires. A staff token names its
+person (`sub`: the staff account's id), the person's unit, which must be a unit of this
+jurisdiction (a unit removed from the district file loses its tokens), and the person's duty
+(handler or supervisor). Whether the account still stands (not revoked) is the departments
+service's to check, on every request (departments/staff.py)."""
 
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -13,6 +16,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 Role = Literal["staff", "ops"]
+Duty = Literal["handler", "supervisor"]
 ISSUER = "gridcall"
 REQUIRED_CLAIMS = ["iss", "iat", "exp", "sub"]
 REISSUE = "issue a new one with: gridcall token issue"
@@ -23,6 +27,12 @@ class Principal:
     role: Role
     unit_id: str | None
     name: str
+    staff_id: str | None = None
+    duty: Duty = "handler"
+
+    @property
+    def supervisor(self) -> bool:
+        return self.role == "staff" and self.duty == "supervisor"
 
 
 class Authenticator:
@@ -38,24 +48,24 @@ class Authenticator:
         role: Role,
         *,
         unit_id: str | None = None,
+        staff_id: str | None = None,
         name: str | None = None,
+        duty: Duty = "handler",
         now: datetime,
-        ttl: timedelta = timedelta(days=365),
+        ttl: timedelta = timedelta(days=30),
     ) -> str:
+        """A staff token names its person (`staff_id`, an account made by departments/staff.py)."""
         if ttl <= timedelta(0):
             raise ValueError(f"a token's lifetime must be positive, not {ttl}")
-        if role == "staff" and not unit_id:
-            raise ValueError("a staff token names its unit")
+        if role == "staff" and not (unit_id and staff_id):
+            raise ValueError("a staff token names its unit and its person (staff_id)")
         if unit_id is not None and self._units is not None and unit_id not in self._units:
             raise ValueError(f"no unit {unit_id!r} in this jurisdiction")
-        claims = {
-            "iss": ISSUER,
-            "role": role,
-            "sub": unit_id or "ops",
-            "name": name or unit_id or "ops",
-            "iat": now,
-            "exp": now + ttl,
-        }
+        claims: dict[str, object] = {"iss": ISSUER, "role": role, "iat": now, "exp": now + ttl}
+        if role == "staff":
+            claims |= {"sub": staff_id, "unit": unit_id, "duty": duty, "name": name or staff_id}
+        else:
+            claims |= {"sub": "ops", "name": name or "ops"}
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> Principal:
@@ -73,9 +83,12 @@ class Authenticator:
         role, sub, name = claims.get("role"), claims["sub"], claims.get("name")
         name = name if isinstance(name, str) else sub
         if role == "staff":
-            if self._units is not None and sub not in self._units:
-                raise ValueError(f"invalid token: unit {sub!r} does not exist in this jurisdiction; {REISSUE}")
-            return Principal("staff", sub, name)
+            unit, duty = claims.get("unit"), claims.get("duty")
+            if not isinstance(unit, str) or duty not in ("handler", "supervisor"):
+                raise ValueError(f"invalid token: it names no person's unit and duty (an older token?); {REISSUE}")
+            if self._units is not None and unit not in self._units:
+                raise ValueError(f"invalid token: unit {unit!r} does not exist in this jurisdiction; {REISSUE}")
+            return Principal("staff", unit, name, staff_id=sub, duty=duty)
         if role == "ops":
             return Principal("ops", None, name)
         raise ValueError("invalid token: unknown role")

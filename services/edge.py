@@ -13,7 +13,9 @@ route sees it, and how every error is answered.
 - `guard`, a dependency of every route (added to the app, so a new route cannot forget it),
   refuses text no column can hold (NUL, lone surrogates) in the path (404: no id contains
   one), the query, the headers and the body (422 naming the place), and NaN or Infinity in a
-  JSON body.
+  JSON body. On gridcall's own API (`/v1/`) it also refuses a query parameter the route does
+  not take (a misspelt filter would otherwise be ignored and the answer look complete);
+  Open311's routes take what its clients send, as its specification expects.
 - One exception handler per app maps the domain error hierarchy (services/errors.py),
   FastAPI's validation errors and HTTPExceptions onto one answer. Every 422 is the list shape
   `{"detail": [{"loc", "msg", "type"}]}`, any input it echoes is cut to a short excerpt, and
@@ -128,7 +130,15 @@ async def guard(request: Request) -> None:
         if isinstance(value, str) and unstorable(value):
             raise NotFound(_not_found(request))
     if query := scope.get("query_string"):
-        for name in _scalar_query_params(scope.get("route")):
+        scalars, known = _query_params(scope.get("route"))
+        if scope["path"].startswith("/v1/") and (unknown := sorted(set(request.query_params) - known)):
+            takes = ", ".join(sorted(known)) or "no query parameters"
+            raise _refused(
+                ("query", unknown[0]),
+                f"unknown query parameter {excerpt(unknown[0], 40)!r}: this takes {takes}",
+                request.query_params.get(unknown[0]),
+            )
+        for name in scalars:
             if len(given := request.query_params.getlist(name)) > 1:
                 raise _refused(
                     ("query", name), f"query parameter {name!r} takes one value; it was given {len(given)}", given
@@ -181,20 +191,22 @@ def _at(value: Any, path: tuple[str | int, ...]) -> Any:
     return value
 
 
-_SCALARS: dict[int, list[str]] = {}
+_QUERY: dict[int, tuple[list[str], set[str]]] = {}
 
 
-def _scalar_query_params(route: Any) -> list[str]:
-    """The route's query parameters that take one value (FastAPI would keep the last of several)."""
+def _query_params(route: Any) -> tuple[list[str], set[str]]:
+    """The route's query parameters that take one value (FastAPI would keep the last of
+    several), and all the names it takes."""
     if (dependant := getattr(route, "dependant", None)) is None:
-        return []
-    if (found := _SCALARS.get(id(dependant))) is None:
-        found, todo = [], [dependant]
+        return [], set()
+    if (found := _QUERY.get(id(dependant))) is None:
+        scalars, known, todo = [], set(), [dependant]
         while todo:
             d = todo.pop()
             todo += d.dependencies
-            found += [f.alias for f in d.query_params if not field_annotation_is_sequence(f.field_info.annotation)]
-        _SCALARS[id(dependant)] = found
+            scalars += [f.alias for f in d.query_params if not field_annotation_is_sequence(f.field_info.annotation)]
+            known |= {f.alias for f in d.query_params}
+        found = _QUERY[id(dependant)] = (scalars, known)
     return found
 
 

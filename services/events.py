@@ -47,6 +47,12 @@ class EscalationReason(StrEnum):
     BREACH = "breach"
     HANDLER = "handler"
     RETURNED = "returned"
+    REASSIGNED = "reassigned"  # a supervisor moved it to another unit of its subtree
+
+
+class NoteVisibility(StrEnum):
+    INTERNAL = "internal"  # staff and ops only
+    PUBLIC = "public"  # also in the resident's timeline and Open311's status_notes
 
 
 class ReturnReason(StrEnum):
@@ -82,6 +88,14 @@ class Location(BaseModel):
     lon: float = Field(ge=-180, le=180)
 
 
+class Actor(BaseModel):
+    """The person who acted: a staff account's id and name (never a unit's shared name)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    staff_id: str
+    name: str
+
+
 class Event(BaseModel):
     """The data of one event. Subclasses name their CloudEvents type and their stream."""
 
@@ -105,6 +119,9 @@ class CaseReported(Event):
     household_flag: str | None = None
     details: dict[str, Any] = Field(
         default_factory=dict, description="what the handler needs besides the description: address, attributes, media"
+    )
+    contact: dict[str, str] | None = Field(
+        None, description="the resident's name and phone for a call-back; only the handling unit sees it"
     )
 
 
@@ -154,6 +171,7 @@ class CaseAssigned(Event):
     details: dict[str, Any] = Field(default_factory=dict)
     response_due: datetime
     resolution_due: datetime
+    reason: str = Field("", description="why the case arrived here: the escalation, return, whistle or reopening")
 
 
 class CaseUnassigned(Event):
@@ -172,6 +190,7 @@ class CaseClaimed(Event):
     assignment_id: str
     unit_id: str
     role: Role = Role.LEAD
+    by: Actor | None = None
 
 
 class CaseHandlerReported(Event):
@@ -183,6 +202,7 @@ class CaseHandlerReported(Event):
     unit_id: str
     role: Role
     note: str
+    by: Actor | None = None
 
 
 class CaseResolved(Event):
@@ -238,6 +258,7 @@ class CaseEscalated(Event):
     to_unit_id: str
     reason: EscalationReason
     note: str = ""
+    by: Actor | None = None
 
 
 class CaseReturned(Event):
@@ -247,6 +268,7 @@ class CaseReturned(Event):
     unit_id: str
     reason_code: ReturnReason
     reason: str
+    by: Actor | None = None
 
 
 class CaseWhistled(Event):
@@ -256,6 +278,30 @@ class CaseWhistled(Event):
     lead_unit_id: str
     co_unit_ids: list[str]
     reason: str
+    by: Actor | None = None
+
+
+class CaseUnclaimed(Event):
+    """The claimer (or a supervisor) put the ticket back in the queue; the response clock runs again."""
+
+    type = "gridcall.case.unclaimed"
+    stream = Stream.CASES
+    assignment_id: str
+    unit_id: str
+    by: Actor | None = None
+
+
+class CaseNoted(Event):
+    """A handler's note or evidence link; a public note shows in the resident's timeline."""
+
+    type = "gridcall.case.noted"
+    stream = Stream.CASES
+    assignment_id: str
+    unit_id: str
+    visibility: NoteVisibility
+    text: str
+    url: str | None = None
+    by: Actor | None = None
 
 
 class TicketClaimed(Event):
@@ -263,6 +309,7 @@ class TicketClaimed(Event):
     stream = Stream.TICKETS
     ticket_id: str
     unit_id: str
+    by: Actor | None = None
 
 
 class TicketResolved(Event):
@@ -271,6 +318,7 @@ class TicketResolved(Event):
     ticket_id: str
     unit_id: str
     note: str
+    by: Actor | None = None
 
 
 class TicketEscalated(Event):
@@ -279,6 +327,7 @@ class TicketEscalated(Event):
     ticket_id: str
     unit_id: str
     reason: str
+    by: Actor | None = None
 
 
 class TicketReturned(Event):
@@ -289,6 +338,7 @@ class TicketReturned(Event):
     reason_code: ReturnReason
     reason: str
     suggested_unit_id: str | None = None
+    by: Actor | None = None
 
 
 class TicketWhistled(Event):
@@ -299,6 +349,40 @@ class TicketWhistled(Event):
     lead_unit_id: str
     co_unit_ids: list[str]
     reason: str
+    by: Actor | None = None
+
+
+class TicketUnclaimed(Event):
+    type = "gridcall.ticket.unclaimed"
+    stream = Stream.TICKETS
+    ticket_id: str
+    unit_id: str
+    by: Actor | None = None
+
+
+class TicketNoted(Event):
+    """A note (internal or public) or an evidence link (`url`, with the caption as `text`)."""
+
+    type = "gridcall.ticket.noted"
+    stream = Stream.TICKETS
+    ticket_id: str
+    unit_id: str
+    visibility: NoteVisibility
+    text: str
+    url: str | None = None
+    by: Actor | None = None
+
+
+class TicketReassigned(Event):
+    """A supervisor moved the ticket to another unit of its subtree."""
+
+    type = "gridcall.ticket.reassigned"
+    stream = Stream.TICKETS
+    ticket_id: str
+    unit_id: str
+    to_unit_id: str
+    reason: str
+    by: Actor | None = None
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -321,11 +405,16 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CaseEscalated,
         CaseReturned,
         CaseWhistled,
+        CaseUnclaimed,
+        CaseNoted,
         TicketClaimed,
+        TicketUnclaimed,
+        TicketNoted,
         TicketResolved,
         TicketEscalated,
         TicketReturned,
         TicketWhistled,
+        TicketReassigned,
     )
 }
 

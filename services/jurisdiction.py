@@ -18,6 +18,8 @@ class UnitKind(StrEnum):
     COMMUNITY = "community"
     STREET = "street"
     DEPARTMENT = "department"
+    POOL = "pool"
+    PROPERTY = "property"
 
 
 class _Frozen(BaseModel):
@@ -178,6 +180,15 @@ class Jurisdiction(_Frozen):
 
     def street(self, street_id: str) -> Street:
         return self._by_id["street"][street_id]  # type: ignore[return-value]
+
+    def units_under(self, unit_id: str) -> frozenset[str]:  # TEMPORARY until the routing branch lands
+        under = {unit_id}
+        for c in self.communities:
+            street = self.street(c.street_id)
+            if unit_id in (c.unit_id, street.unit_id):
+                under |= {c.unit_id} if street.unit_id == unit_id else set()
+                under |= {g.unit_id for g in self.grids if g.community_id == c.id}
+        return frozenset(under)
 
     def unit(self, unit_id: str) -> Unit | None:
         return self._by_id["unit"].get(unit_id)  # type: ignore[return-value]

@@ -1,22 +1,14 @@
-from datetime import timedelta
-
 import pytest
 
-from services.auth import Authenticator
-from services.clock import SystemClock
 from tests.support.cluster import distributed_settings
 from tests.support.journey import TEST_SECRET
+from tests.support.staff import enrol_now
 
 
 @pytest.fixture
-def tokens():
-    auth = Authenticator(TEST_SECRET)
-
-    def issue(unit_id: str | None = None) -> str:
-        role = "staff" if unit_id else "ops"
-        return auth.issue(role, unit_id=unit_id, now=SystemClock().now(), ttl=timedelta(hours=1))
-
-    return issue
+def tokens(pg_url):
+    """A handler in every unit, made in the test's database before the services start."""
+    return enrol_now(pg_url, TEST_SECRET)
 
 
 @pytest.fixture

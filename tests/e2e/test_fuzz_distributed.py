@@ -71,16 +71,11 @@ def distributed_run(request, tmp_path_factory) -> Iterator[Run]:
 
 
 @pytest.fixture(scope="module")
-def tokens():  # the e2e conftest's, at module scope
-    from datetime import timedelta
-
-    from services.auth import Authenticator
+def tokens(pg_url):  # the e2e conftest's, at module scope
     from tests.support.journey import TEST_SECRET
+    from tests.support.staff import enrol_now
 
-    auth = Authenticator(TEST_SECRET)
-    return lambda unit=None: auth.issue(
-        "staff" if unit else "ops", unit_id=unit, now=SystemClock().now(), ttl=timedelta(hours=1)
-    )
+    return enrol_now(pg_url, TEST_SECRET)
 
 
 @pytest.fixture(scope="module")

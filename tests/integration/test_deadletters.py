@@ -20,6 +20,7 @@ from services.clock import SystemClock
 from services.events import CaseReported, Envelope, Location, Stream
 from tests.support.cluster import base_env, gridcall_args
 from tests.support.journey import bearer
+from tests.support.staff import signed
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -136,9 +137,7 @@ async def test_a_record_that_fails_again_stays_parked_with_the_new_error(dispatc
 async def test_ops_endpoints_need_an_ops_token_and_a_known_consumer(dispatcher, pg_settings):
     _, ops = dispatcher
     assert (await ops.get("/v1/ops/deadletters", headers={"Authorization": ""})).status_code == 401
-    staff = Authenticator(pg_settings.secret_key.get_secret_value()).issue(
-        "staff", unit_id="U-G11", now=SystemClock().now()
-    )
+    staff = signed(Authenticator(pg_settings.secret_key.get_secret_value()), "U-G11")
     assert (await ops.post("/v1/ops/deadletters/redrive", headers=bearer(staff))).status_code == 403
     r = await ops.get("/v1/ops/deadletters", params={"consumer": "nobody"})
     assert r.status_code == 404 and r.json()["detail"].endswith(".dispatcher")

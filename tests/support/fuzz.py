@@ -247,7 +247,9 @@ def seed_world(request: Callable[..., Any], issue: Callable[[str | None], str], 
         for case, unit in filed:
             r = request("GET", f"/v1/units/{unit}/tickets", headers=bearer(unit))
             assert r.status_code == 200, r.text
-            tickets.update({t["case_id"]: t["ticket_id"] for t in r.json() if t["case_id"] == case["case_id"]})
+            tickets.update(
+                {t["case_id"]: t["ticket_id"] for t in r.json()["tickets"] if t["case_id"] == case["case_id"]}
+            )
         time.sleep(0.1)
     (claimed, _), (resolved, _) = filed[0], filed[1]
     for case, action, body in [

@@ -45,6 +45,6 @@ async def open_ticket(
     async def probe() -> dict[str, Any] | None:
         r = await client.get(f"/v1/units/{unit_id}/tickets", headers=bearer(token))
         assert r.status_code == 200, r.text
-        return next((t for t in r.json() if t["case_id"] == case_id), None)
+        return next((t for t in r.json()["tickets"] if t["case_id"] == case_id), None)
 
     return await eventually(probe, timeout=timeout)

@@ -9,10 +9,10 @@ from sqlalchemy.exc import DBAPIError
 from gridcall.app import build_app
 from services import edge
 from services.auth import Authenticator
-from services.clock import SystemClock
 from services.settings import Settings
 from tests.support.journey import STREETLIGHT_G11, TEST_SECRET, bearer
 from tests.support.servers import free_port
+from tests.support.staff import signed
 
 
 class Dropped(Exception):
@@ -94,11 +94,10 @@ def nowhere(tmp_path) -> Settings:
 )
 async def test_every_service_answers_503_when_the_database_is_away(nowhere, method, path, body, unit):
     auth = Authenticator(TEST_SECRET)
-    now = SystemClock().now()
     headers = {"X-Tracking-Token": "t"}
     if unit:
         role = "ops" if unit == "ops" else "staff"
-        headers |= bearer(auth.issue(role, unit_id=None if role == "ops" else unit, now=now))
+        headers |= bearer(signed(auth, None if role == "ops" else unit))
     async with client(build_app(nowhere)) as c:
         r = await c.request(method, path, json=body, headers=headers)
     assert r.status_code == 503, r.text

@@ -12,8 +12,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
 
+from departments.desk import Desk
 from departments.domain import TicketConflict, TicketNotFound
-from departments.handlers import Desk
 from gridcall.app import build_app
 from notifier.channels import LogChannel
 from services.bus import Record
@@ -221,20 +221,19 @@ async def test_nan_and_infinity_are_refused_by_name_in_strict_json(client, numbe
 # --- one error mapping --------------------------------------------------------------------
 
 
-async def test_a_ticket_error_subclass_nobody_listed_still_gets_its_parents_status(client, monkeypatch):
+async def test_a_ticket_error_subclass_nobody_listed_still_gets_its_parents_status(
+    client, embedded_settings, monkeypatch
+):
     class TicketGone(TicketNotFound):
         """A kind of ticket error the API has never heard of."""
 
     class TicketFrozen(TicketConflict):
         pass
 
-    from datetime import timedelta
+    from tests.support.staff import enrol
 
-    from services.auth import Authenticator
-    from services.clock import SystemClock
-    from tests.support.journey import TEST_SECRET
-
-    token = Authenticator(TEST_SECRET).issue("staff", unit_id="U-G11", now=SystemClock().now(), ttl=timedelta(hours=1))
+    tokens = await enrol(embedded_settings.db_url, embedded_settings.secret_key.get_secret_value(), ["U-G11"])
+    token = tokens("U-G11")
     for error, status in ((TicketGone("archived"), 404), (TicketFrozen("frozen for audit"), 409)):
 
         async def refuse(self, ticket_id, staff, error=error):

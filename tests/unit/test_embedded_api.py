@@ -1,7 +1,6 @@
 """The public API in embedded mode, in-process: real SQLite, real local bus, every service."""
 
 import asyncio
-from datetime import timedelta
 
 import httpx
 import pytest
@@ -17,6 +16,7 @@ from services.clock import SystemClock
 from services.db import Database
 from services.settings import Settings
 from tests.support.journey import STREETLIGHT_G11, bearer, case_in_status, file_report, open_ticket
+from tests.support.staff import enrol
 from tests.support.waiting import eventually
 
 
@@ -28,12 +28,12 @@ async def client(embedded_settings):
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c,
     ):
         c.auth_ = Authenticator(embedded_settings.secret_key.get_secret_value())  # type: ignore[attr-defined]
+        c.tokens_ = await enrol(embedded_settings.db_url, embedded_settings.secret_key.get_secret_value())  # type: ignore[attr-defined]
         yield c
 
 
 def token(client, unit_id=None) -> str:
-    role = "staff" if unit_id else "ops"
-    return client.auth_.issue(role, unit_id=unit_id, now=SystemClock().now(), ttl=timedelta(hours=1))
+    return client.tokens_(unit_id)
 
 
 async def test_categories_and_grids_are_listed(client):
@@ -196,7 +196,7 @@ async def test_staff_endpoints_need_a_valid_token(client):
     r = await client.get("/v1/units/U-G11/tickets", headers=bearer("forged.token.value"))
     assert r.status_code == 401
     forged = Authenticator("another-secret-of-the-right-length-0123").issue(
-        "staff", unit_id="U-G11", now=SystemClock().now()
+        "staff", unit_id="U-G11", staff_id="st-forged", now=SystemClock().now()
     )
     assert (await client.get("/v1/units/U-G11/tickets", headers=bearer(forged))).status_code == 401
     r = await client.get("/v1/notifications", params={"case_id": "x"}, headers=bearer(token(client, "U-G11")))

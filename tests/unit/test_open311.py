@@ -17,9 +17,9 @@ from gridcall.app import build_app
 from gridcall.cli import app as cli
 from intake.keys import create_api_key
 from intake.tables import case_views
-from services.auth import Authenticator
 from services.clock import FrozenClock, SystemClock
 from tests.support.journey import bearer, open_ticket
+from tests.support.staff import enrol
 from tests.support.waiting import eventually
 
 V2 = "/open311/v2"
@@ -54,10 +54,9 @@ async def open311(embedded_settings):
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
     ):
         ctx = app.state.ctx
-        auth = Authenticator(embedded_settings.secret_key.get_secret_value())
         client.clock, client.db, client.unit = clock, ctx.db, ctx.jurisdiction.unit  # type: ignore[attr-defined]
         # tokens are checked against the wall clock, not the test's frozen one
-        client.staff = lambda unit: auth.issue("staff", unit_id=unit, now=SystemClock().now(), ttl=timedelta(hours=1))  # type: ignore[attr-defined]
+        client.staff = await enrol(embedded_settings.db_url, embedded_settings.secret_key.get_secret_value())  # type: ignore[attr-defined]
         client.key = await create_api_key(ctx.db, clock, "test app")  # type: ignore[attr-defined]
         yield client
 

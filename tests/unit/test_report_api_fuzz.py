@@ -9,7 +9,6 @@ case test aims part of its requests at real cases with their tracking tokens."""
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,10 +21,9 @@ from schemathesis.checks import positive_data_acceptance
 from schemathesis.python import asgi
 
 from gridcall.app import build_app
-from services.auth import Authenticator
-from services.clock import SystemClock
 from tests.support.fuzz import CHECKS, NEGATIVE, POSITIVE, from_app
 from tests.support.journey import STREETLIGHT_G11, bearer
+from tests.support.staff import enrol_now
 
 # A report's validity depends on data the schema cannot state: the category codes and each
 # category's questions (GET /v1/categories), the grid polygons, the address table, and "exactly
@@ -73,8 +71,7 @@ def http(resident_api) -> Iterator[requests.Session]:
 
 @pytest.fixture
 def staff(embedded_settings) -> Callable[[str], str]:
-    auth = Authenticator(embedded_settings.secret_key.get_secret_value())
-    return lambda unit: auth.issue("staff", unit_id=unit, now=SystemClock().now(), ttl=timedelta(hours=1))
+    return enrol_now(embedded_settings.db_url, embedded_settings.secret_key.get_secret_value())
 
 
 def eventually(probe: Callable[[], Any], timeout: float = 20.0) -> Any:
@@ -207,7 +204,7 @@ def test_generated_requests_about_real_cases_get_documented_answers(resident_api
         lambda: next(
             (
                 t["ticket_id"]
-                for t in http.get("/v1/units/U-G11/tickets", headers=worker).json()
+                for t in http.get("/v1/units/U-G11/tickets", headers=worker).json()["tickets"]
                 if t["case_id"] == done["case_id"]
             ),
             None,

@@ -1,16 +1,13 @@
 """The forms a report can take: where (coordinates, address, grid), what (category attributes,
 media), and who (contact or anonymous). Each bad form is a 422 that names what to fix."""
 
-from datetime import timedelta
-
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
 from gridcall.app import build_app
-from services.auth import Authenticator
-from services.clock import SystemClock
 from tests.support.journey import case_in_status, open_ticket
+from tests.support.staff import enrol
 
 BASE = {"category": "elevator", "description": "The lift is stuck", "attributes": {"building": "3-2", "trapped": "no"}}
 
@@ -22,8 +19,7 @@ async def client(embedded_settings):
         LifespanManager(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c,
     ):
-        auth = Authenticator(embedded_settings.secret_key.get_secret_value())
-        c.staff = lambda unit: auth.issue("staff", unit_id=unit, now=SystemClock().now(), ttl=timedelta(hours=1))  # type: ignore[attr-defined]
+        c.staff = await enrol(embedded_settings.db_url, embedded_settings.secret_key.get_secret_value())  # type: ignore[attr-defined]
         yield c
 
 

@@ -67,7 +67,7 @@ async def test_an_expired_token_is_refused_and_the_answer_says_so(client):
 
 
 async def test_a_staff_token_for_a_unit_that_does_not_exist_is_refused(client):
-    nope = Authenticator(TEST_SECRET).issue("staff", unit_id="U-NOPE", now=SystemClock().now())
+    nope = Authenticator(TEST_SECRET).issue("staff", unit_id="U-NOPE", staff_id="st-1", now=SystemClock().now())
     r = await client.get("/v1/units/U-NOPE/tickets", headers=bearer(nope))
     assert r.status_code == 401, r.text
     assert "'U-NOPE' does not exist in this jurisdiction" in r.json()["detail"]
@@ -82,8 +82,11 @@ def test_the_authenticator_refuses_to_issue_a_token_that_is_born_expired_or_for_
         with pytest.raises(ValueError, match="lifetime must be positive"):
             auth.issue("ops", now=now, ttl=ttl)
     with pytest.raises(ValueError, match="U-NOPE"):
-        auth.issue("staff", unit_id="U-NOPE", now=now)
-    assert auth.verify(auth.issue("staff", unit_id="U-G11", now=now)).unit_id == "U-G11"
+        auth.issue("staff", unit_id="U-NOPE", staff_id="st-1", now=now)
+    with pytest.raises(ValueError, match="names its unit and its person"):
+        auth.issue("staff", unit_id="U-G11", now=now)
+    person = auth.verify(auth.issue("staff", unit_id="U-G11", staff_id="st-1", name="Li", duty="supervisor", now=now))
+    assert (person.unit_id, person.staff_id, person.name, person.supervisor) == ("U-G11", "st-1", "Li", True)
 
 
 @pytest.fixture

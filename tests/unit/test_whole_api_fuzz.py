@@ -5,14 +5,12 @@ tests/e2e/test_fuzz_distributed.py. `make fuzz` runs both with more examples."""
 
 import asyncio
 from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
 from schemathesis.python import asgi
 
 from gridcall.app import build_app
 from intake.keys import create_api_key
-from services.auth import Authenticator
 from services.clock import SystemClock
 from services.db import Database
 from tests.support.fuzz import (
@@ -27,6 +25,7 @@ from tests.support.fuzz import (
     seed_world,
 )
 from tests.support.journey import TEST_SECRET
+from tests.support.staff import enrol_now
 
 
 async def _api_key(url: str) -> str:
@@ -47,12 +46,8 @@ def embedded_run(tmp_path_factory) -> Iterator[Run]:
                         rate_limit=TESTS_POLL_FREELY, secret_key=TEST_SECRET)  # fmt: skip
     upgrade(settings.db_url)
     key = asyncio.run(_api_key(settings.db_url))
+    issue = enrol_now(settings.db_url, TEST_SECRET)
     app = build_app(settings)
-    auth = Authenticator(TEST_SECRET)
-
-    def issue(unit: str | None) -> str:
-        role = "staff" if unit else "ops"
-        return auth.issue(role, unit_id=unit, now=SystemClock().now(), ttl=timedelta(hours=1))
 
     schema = from_app(app)  # starts the app's lifespan
     try:

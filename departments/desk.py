@@ -1,0 +1,243 @@
+"""What staff do with tickets. Each action is one transaction: it locks the ticket, checks who
+may act and whether the ticket's state allows it (departments/domain.py), changes the ticket
+(or adds a note to it) and records the ticket event for the dispatcher, with who acted."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from departments.domain import (
+    InvalidRequest,
+    TicketConflict,
+    TicketNotFound,
+    TicketStatus,
+    check_claim,
+    check_hand_over,
+    check_holder,
+    check_member,
+    check_overseer,
+    check_resolve,
+    check_unclaim,
+)
+from departments.tables import notes, tickets
+from services.auth import Principal
+from services.events import (
+    Actor,
+    Event,
+    NoteVisibility,
+    ReturnReason,
+    Role,
+    TicketClaimed,
+    TicketEscalated,
+    TicketNoted,
+    TicketReassigned,
+    TicketResolved,
+    TicketReturned,
+    TicketUnclaimed,
+    TicketWhistled,
+    Tier,
+)
+from services.jurisdiction import Jurisdiction, UnitKind
+from services.messaging import Store, Tx
+
+MAX_EVIDENCE = 10
+
+Check = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an action does to a locked ticket: the columns it sets and the event it records."""
+
+    values: dict[str, Any]
+    event: Event
+
+
+class Desk:
+    def __init__(self, store: Store, jurisdiction: Jurisdiction) -> None:
+        self.store = store
+        self.j = jurisdiction
+
+    async def _act(self, ticket_id: str, check: Check, change: Callable[[Any], Change]) -> None:
+        async with self.store.transaction() as tx:
+            row = await _locked(tx, ticket_id)
+            check(row)
+            done = change(row)
+            if done.values:
+                await tx.session.execute(update(tickets).where(tickets.c.ticket_id == ticket_id).values(**done.values))
+            tx.emit(done.event)
+
+    def _now(self) -> Any:
+        return self.store.clock.now()
+
+    async def claim(self, ticket_id: str, caller: Principal) -> None:
+        def check(row: Any) -> None:
+            check_member(caller, row)
+            check_claim(TicketStatus(row.status), row.claimed_by)
+
+        def change(row: Any) -> Change:
+            values = {
+                "status": TicketStatus.CLAIMED.value,
+                "claimed_by": caller.name,
+                "claimed_by_id": caller.staff_id,
+                "claimed_at": self._now(),
+                "due_at": row.resolution_due,
+            }
+            return Change(values, TicketClaimed(**_about(row), by=_actor(caller)))
+
+        await self._act(ticket_id, check, change)
+
+    async def unclaim(self, ticket_id: str, caller: Principal) -> None:
+        def check(row: Any) -> None:
+            check_holder(caller, row, "unclaim")
+            check_unclaim(TicketStatus(row.status))
+
+        def change(row: Any) -> Change:
+            values = {
+                "status": TicketStatus.OPEN.value,
+                "claimed_by": None,
+                "claimed_by_id": None,
+                "claimed_at": None,
+                "due_at": row.response_due,
+            }
+            return Change(values, TicketUnclaimed(**_about(row), by=_actor(caller)))
+
+        await self._act(ticket_id, check, change)
+
+    async def note(
+        self, ticket_id: str, text: str, visibility: NoteVisibility, caller: Principal, url: str | None = None
+    ) -> None:
+        """A note (internal or public), or with `url` an evidence link whose caption is `text`."""
+
+        def check(row: Any) -> None:
+            check_member(caller, row)
+            if not TicketStatus(row.status).in_hand:
+                raise TicketConflict(f"ticket is {row.status}; notes and evidence go on an open or claimed ticket")
+
+        async with self.store.transaction() as tx:
+            row = await _locked(tx, ticket_id)
+            check(row)
+            if url is not None:
+                held = await tx.session.scalar(
+                    select(func.count()).where(notes.c.ticket_id == ticket_id, notes.c.kind == "evidence")
+                )
+                if (held or 0) >= MAX_EVIDENCE:
+                    raise TicketConflict(f"a ticket holds at most {MAX_EVIDENCE} pieces of evidence")
+            kind = "evidence" if url is not None else visibility.value
+            written = {"kind": kind, "text": text, "url": url, "by_id": caller.staff_id, "by_name": caller.name}
+            await tx.session.execute(notes.insert().values(**_about(row), **written, at=self._now()))
+            tx.emit(TicketNoted(**_about(row), visibility=visibility, text=text, url=url, by=_actor(caller)))
+
+    async def resolve(self, ticket_id: str, note: str, caller: Principal) -> None:
+        def check(row: Any) -> None:
+            check_holder(caller, row, "resolve")
+            check_resolve(TicketStatus(row.status))
+
+        def change(row: Any) -> Change:
+            now = self._now()
+            values = {
+                "status": TicketStatus.RESOLVED.value,
+                "note": note,
+                "resolved_by": caller.name,
+                "resolved_by_id": caller.staff_id,
+                "resolved_at": now,
+                "closed_at": now,
+            }
+            return Change(values, TicketResolved(**_about(row), note=note, by=_actor(caller)))
+
+        await self._act(ticket_id, check, change)
+
+    async def escalate(self, ticket_id: str, reason: str, caller: Principal) -> None:
+        def check(row: Any) -> None:
+            check_holder(caller, row, "escalate")
+            check_hand_over(TicketStatus(row.status), "escalated")
+            if row.role != Role.LEAD.value:
+                raise TicketConflict("a co-handler reports its part; only the lead can escalate")
+            if row.tier == Tier.BUREAU.value:
+                raise TicketConflict("the case is at the bureau tier already: there is no tier above")
+
+        def change(row: Any) -> Change:
+            event = TicketEscalated(**_about(row), reason=reason, by=_actor(caller))
+            return Change(self._handed_over(TicketStatus.ESCALATED, reason), event)
+
+        await self._act(ticket_id, check, change)
+
+    async def return_(
+        self, ticket_id: str, code: ReturnReason, reason: str, suggested_unit_id: str | None, caller: Principal
+    ) -> None:
+        if suggested_unit_id is not None and self.j.unit(suggested_unit_id) is None:
+            raise InvalidRequest(
+                f"suggested_unit_id {suggested_unit_id!r} is not a unit of {self.j.district.name}",
+                loc=("body", "suggested_unit_id"),
+            )
+
+        def check(row: Any) -> None:
+            check_holder(caller, row, "return")
+            check_hand_over(TicketStatus(row.status), "returned")
+
+        def change(row: Any) -> Change:
+            event = TicketReturned(
+                **_about(row), reason_code=code, reason=reason, suggested_unit_id=suggested_unit_id, by=_actor(caller)
+            )
+            return Change(self._handed_over(TicketStatus.RETURNED, f"{code.value}: {reason}"), event)
+
+        await self._act(ticket_id, check, change)
+
+    async def whistle(self, ticket_id: str, lead: str, co: list[str], reason: str, caller: Principal) -> None:
+        summoned = [lead, *co]
+        places: list[tuple[str | int, ...]] = [("body", "lead"), *(("body", "co", i) for i in range(len(co)))]
+        for unit_id, loc in zip(summoned, places, strict=True):
+            unit = self.j.unit(unit_id)
+            if unit is None or unit.kind is not UnitKind.DEPARTMENT:
+                raise InvalidRequest(f"{unit_id!r} is not a department of {self.j.district.name}", loc=loc)
+        if len(set(summoned)) != len(summoned):
+            raise InvalidRequest("name each department once: the lead is not also a co-handler", loc=("body", "co"))
+
+        def check(row: Any) -> None:
+            check_holder(caller, row, "whistle")
+            check_hand_over(TicketStatus(row.status), "whistled")
+            if row.tier != Tier.STREET.value or row.role != Role.LEAD.value:
+                raise TicketConflict("only the street office holding a case can blow the whistle on it")
+
+        def change(row: Any) -> Change:
+            event = TicketWhistled(**_about(row), lead_unit_id=lead, co_unit_ids=co, reason=reason, by=_actor(caller))
+            return Change(self._handed_over(TicketStatus.WHISTLED, reason), event)
+
+        await self._act(ticket_id, check, change)
+
+    async def reassign(self, ticket_id: str, to_unit_id: str, reason: str, caller: Principal) -> None:
+        if self.j.unit(to_unit_id) is None:
+            raise InvalidRequest(f"{to_unit_id!r} is not a unit of {self.j.district.name}", loc=("body", "unit_id"))
+
+        def check(row: Any) -> None:
+            check_overseer(caller, row, to_unit_id, self.j)
+            check_hand_over(TicketStatus(row.status), "reassigned")
+            if row.role != Role.LEAD.value:
+                raise TicketConflict("a co-handler's part cannot be reassigned; reassign the lead's ticket")
+
+        def change(row: Any) -> Change:
+            event = TicketReassigned(**_about(row), to_unit_id=to_unit_id, reason=reason, by=_actor(caller))
+            return Change(self._handed_over(TicketStatus.REASSIGNED, f"to {to_unit_id}: {reason}"), event)
+
+        await self._act(ticket_id, check, change)
+
+    def _handed_over(self, status: TicketStatus, reason: str) -> dict[str, Any]:
+        return {"status": status.value, "handover_reason": reason, "closed_at": self._now()}
+
+
+async def _locked(tx: Tx, ticket_id: str) -> Any:
+    row = (await tx.session.execute(select(tickets).where(tickets.c.ticket_id == ticket_id).with_for_update())).first()
+    if row is None:
+        raise TicketNotFound(f"no ticket {ticket_id}")
+    return row
+
+
+def _about(row: Any) -> dict[str, str]:
+    return {"case_id": row.case_id, "ticket_id": row.ticket_id, "unit_id": row.unit_id}
+
+
+def _actor(caller: Principal) -> Actor:
+    assert caller.staff_id is not None
+    return Actor(staff_id=caller.staff_id, name=caller.name)

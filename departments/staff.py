@@ -1,0 +1,143 @@
+"""Staff accounts: one person in one unit (a pool's members are accounts of the pool's unit),
+a handler or a supervisor. A token names its account; the account is looked up on every
+request, so revoking it refuses its tokens at once on every replica. The CLI
+(`gridcall staff …`, `gridcall token issue --unit`) and the ops API use these functions."""
+
+import secrets
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from departments.tables import staff
+from services.auth import Authenticator, Principal
+from services.clock import Clock
+from services.db import Database
+from services.errors import Conflict, Invalid, NotFound, Unauthorized
+from services.jurisdiction import Jurisdiction
+from services.text import words
+
+DEFAULT_DAYS = 30
+BEARER = {"WWW-Authenticate": "Bearer"}
+
+
+class StaffRole(StrEnum):
+    HANDLER = "handler"
+    SUPERVISOR = "supervisor"
+
+
+class Accounts:
+    """Staff accounts of one deployment, and the tokens that name them."""
+
+    def __init__(self, db: Database, clock: Clock, auth: Authenticator, jurisdiction: Jurisdiction) -> None:
+        self.db, self.clock, self.auth, self.j = db, clock, auth, jurisdiction
+
+    def token(self, account: Any, days: int = DEFAULT_DAYS) -> str:
+        if days < 1:
+            raise Invalid(f"a token lives at least one day, not {days}", loc=("body", "days"))
+        return self.auth.issue(
+            "staff",
+            unit_id=account.unit_id,
+            staff_id=account.staff_id,
+            name=account.name,
+            duty=account.role,
+            now=self.clock.now(),
+            ttl=timedelta(days=days),
+        )
+
+    async def add(self, unit_id: str, name: str, role: StaffRole = StaffRole.HANDLER) -> Any:
+        """A new person in `unit_id`; names are unique within a unit, so they can be revoked by name."""
+        if self.j.unit(unit_id) is None:
+            raise Invalid(f"no unit {unit_id!r} in {self.j.district.name} (GET /v1/units lists them)", loc=("unit_id",))
+        try:
+            name = words(name)
+        except ValueError as exc:
+            raise Invalid(f"name {exc}", loc=("name",)) from None
+        staff_id = f"st-{secrets.token_hex(6)}"
+        row = {
+            "staff_id": staff_id,
+            "unit_id": unit_id,
+            "name": name,
+            "role": StaffRole(role).value,
+            "created_at": self.clock.now(),
+            "revoked_at": None,
+        }
+        try:
+            async with self.db.sessions() as s, s.begin():
+                await s.execute(staff.insert().values(**row))
+        except IntegrityError:
+            raise Conflict(
+                f"{unit_id} already has a person named {name!r}: give another name, or issue them a new token "
+                f"with: gridcall token issue --unit {unit_id} --name {name!r}"
+            ) from None
+        return await self.get(staff_id)
+
+    async def get(self, staff_id: str) -> Any:
+        async with self.db.sessions() as s:
+            row = (await s.execute(select(staff).where(staff.c.staff_id == staff_id))).first()
+        if row is None:
+            raise NotFound(f"no staff account {staff_id!r}")
+        return row
+
+    async def named(self, unit_id: str, name: str, *, create: bool = False, role: StaffRole = StaffRole.HANDLER) -> Any:
+        """The person called `name` in `unit_id` (made, with `role`, if `create` and there is none)."""
+        async with self.db.sessions() as s:
+            row = (
+                await s.execute(select(staff).where(staff.c.unit_id == unit_id, staff.c.name == name.strip()))
+            ).first()
+        if row is not None:
+            if row.revoked_at is not None:
+                raise Conflict(f"{name!r} of {unit_id} was revoked on {row.revoked_at:%Y-%m-%d}; add a new account")
+            return row
+        if not create:
+            raise NotFound(f"no person named {name!r} in {unit_id}")
+        return await self.add(unit_id, name, role)
+
+    async def listing(self, unit_id: str | None = None) -> list[Any]:
+        query = select(staff).order_by(staff.c.unit_id, staff.c.name)
+        if unit_id is not None:
+            query = query.where(staff.c.unit_id == unit_id)
+        async with self.db.sessions() as s:
+            return list(await s.execute(query))
+
+    async def revoke(self, name_or_id: str) -> Any:
+        """Revoke an account by its id, or by its name where one account has that name."""
+        async with self.db.sessions() as s, s.begin():
+            found = list(
+                await s.execute(
+                    select(staff)
+                    .where(or_(staff.c.staff_id == name_or_id, staff.c.name == name_or_id))
+                    .with_for_update()
+                )
+            )
+            if not found:
+                raise NotFound(f"no staff account with the id or name {name_or_id!r} (gridcall staff list)")
+            if len(found) > 1:
+                ids = ", ".join(f"{r.staff_id} ({r.unit_id})" for r in found)
+                raise Conflict(f"{len(found)} people are named {name_or_id!r}: revoke one by its id: {ids}")
+            (row,) = found
+            if row.revoked_at is None:
+                await s.execute(
+                    update(staff).where(staff.c.staff_id == row.staff_id).values(revoked_at=self.clock.now())
+                )
+        return await self.get(row.staff_id)
+
+
+async def standing(session: AsyncSession, principal: Principal) -> Principal:
+    """The caller, if its account still stands: ops tokens need no account; a staff token's
+    account must exist, in the token's unit, and not be revoked."""
+    if principal.role != "staff":
+        return principal
+    row = (
+        await session.execute(select(staff.c.unit_id, staff.c.revoked_at).where(staff.c.staff_id == principal.staff_id))
+    ).first()
+    if row is None or row.unit_id != principal.unit_id:
+        raise Unauthorized(
+            "invalid token: it names no staff account of this deployment; ask for a new one", headers=BEARER
+        )
+    if row.revoked_at is not None:
+        raise Unauthorized("this person's account was revoked: the token is no longer accepted", headers=BEARER)
+    return principal

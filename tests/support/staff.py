@@ -1,0 +1,60 @@
+"""Staff accounts for tests: a handler in every unit of the demo district (and, asked for, a
+supervisor), made in the test's database as `gridcall staff add` makes them, and a token
+factory over them: `token(unit_id)` for that unit's handler, `token()` for ops."""
+
+import asyncio
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+
+from departments.staff import Accounts, StaffRole
+from gridcall import migrate as migrations
+from services.auth import Authenticator
+from services.clock import SystemClock
+from services.db import Database
+from services.jurisdiction import Jurisdiction, load_jurisdiction
+from services.settings import Settings
+
+Tokens = Callable[..., str]
+
+
+def demo_jurisdiction() -> Jurisdiction:
+    return load_jurisdiction(Settings().jurisdiction_file)
+
+
+async def enrol(
+    db_url: str, secret: str, units: Iterable[str] | None = None, role: StaffRole = StaffRole.HANDLER
+) -> Tokens:
+    """A person of `role` in each unit (all the district's by default), made if missing; the
+    schema must be in place (a started app, or `migrations.upgrade`)."""
+    j = demo_jurisdiction()
+    auth = Authenticator(secret, units=[u.id for u in j.units])
+    db = Database(db_url)
+    try:
+        accounts = Accounts(db, SystemClock(), auth, j)
+        made = {}
+        for unit_id in units if units is not None else [u.id for u in j.units]:
+            made[unit_id] = await accounts.named(unit_id, f"{role.value} of {unit_id}", create=True, role=role)
+    finally:
+        await db.dispose()
+
+    def token(unit_id: str | None = None) -> str:
+        if unit_id is None:
+            return auth.issue("ops", now=SystemClock().now(), ttl=timedelta(hours=1))
+        return accounts.token(made[unit_id], days=1)
+
+    return token
+
+
+def enrol_now(db_url: str, secret: str, units: Iterable[str] | None = None) -> Tokens:
+    """`enrol` from synchronous code (a sync fixture), with the schema brought up to date first."""
+    migrations.upgrade(db_url)
+    return asyncio.run(enrol(db_url, secret, units))
+
+
+def signed(auth: Authenticator, unit_id: str | None = None) -> str:
+    """A correctly signed token with no account behind it: enough for services that check the
+    signature alone (intake's household flag); departments refuses it (401)."""
+    now = SystemClock().now()
+    if unit_id is None:
+        return auth.issue("ops", now=now, ttl=timedelta(hours=1))
+    return auth.issue("staff", unit_id=unit_id, staff_id=f"st-unenrolled-{unit_id}", now=now, ttl=timedelta(hours=1))
