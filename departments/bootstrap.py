@@ -1,4 +1,6 @@
-from departments import api, tables
+from fastapi import APIRouter
+
+from departments import api, console, tables
 from departments.handlers import Desk, handlers, load_tickets
 from services.events import Stream
 from services.runtime import Context, ServiceParts
@@ -9,4 +11,7 @@ NAME = "departments"
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox, deadletters=tables.deadletters)
     consumer = ctx.consumer(NAME, store, handlers(), [Stream.CASES], lock=load_tickets)
-    return ServiceParts(NAME, api.router(Desk(store, ctx.jurisdiction)), store, consumers=[consumer])
+    routes = APIRouter()
+    routes.include_router(api.router(Desk(store, ctx.jurisdiction)))
+    routes.include_router(console.router(ctx.policy))  # the staff console at /console, on the API's origin
+    return ServiceParts(NAME, routes, store, consumers=[consumer])
