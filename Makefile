@@ -45,8 +45,8 @@ bench-backlog: $(STAMP)       ## how fast one dispatcher drains a backlog of cas
 wrk:                          ## the HTTP load generator, from Debian's packages
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
-chromium:                     ## the browser and its driver for the console's browser test, from Debian's packages
-	@command -v chromium >/dev/null && test -x /usr/bin/chromedriver || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+chromium:                     ## the browser, its driver and a Chinese font for the console's browser test (Debian packages)
+	@command -v chromium >/dev/null && test -x /usr/bin/chromedriver || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -298,10 +298,14 @@
       el("td", { "data-field": "clock" }, clockNode(t, fetchedAt)),
       el(
         "td",
-        { class: "buttons" },
-        actionButton("open", T.open, false),
-        actionButton("claim", T.claim, t.status !== "open"),
-        actionButton("unclaim", T.unclaim, t.status !== "claimed"),
+        {},
+        el(
+          "div",
+          { class: "buttons" },
+          actionButton("open", T.open, false),
+          actionButton("claim", T.claim, t.status !== "open"),
+          actionButton("unclaim", T.unclaim, t.status !== "claimed"),
+        ),
       ),
     );
     return tr;
