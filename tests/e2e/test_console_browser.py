@@ -5,6 +5,7 @@ signs in to /console, claims the ticket and resolves it, and the resident's case
 `make chromium` installs the browser; without it this test fails, it is never skipped."""
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from services.auth import Authenticator
+from services.clock import SystemClock
 from tests.support.cluster import embedded
 from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report
 
@@ -70,11 +73,15 @@ def listed(driver: WebDriver, selector: str, timeout: float = 30) -> None:
     WebDriverWait(driver, timeout, poll_frequency=0.5).until(there)
 
 
+def ops_token() -> str:
+    return Authenticator(TEST_SECRET).issue("ops", now=SystemClock().now(), ttl=timedelta(hours=1))
+
+
 def attribute(driver: WebDriver, selector: str, name: str) -> str | None:
     return driver.find_element(By.CSS_SELECTOR, selector).get_attribute(name)
 
 
-async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_path, tokens, browser):
+async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_path, browser):
     env = {
         "GRIDCALL_ENV": "dev",
         "GRIDCALL_SECRET_KEY": TEST_SECRET,
@@ -87,7 +94,7 @@ async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_pat
             case = await file_report(client, {"category": "garbage", "description": DESCRIPTION, "location": IN_G11})
             await case_in_status(client, case, "assigned")
             r = await client.post(
-                "/v1/staff", headers=bearer(tokens()), json={"unit_id": "U-G11", "name": "Li Wei", "role": "handler"}
+                "/v1/staff", headers=bearer(ops_token()), json={"unit_id": "U-G11", "name": "Li Wei", "role": "handler"}
             )
             assert r.is_success, r.text
             handler = r.json()["token"]
@@ -116,6 +123,7 @@ async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_pat
                 wait.until(lambda d: attribute(d, row, "data-status") == "claimed")
                 wait.until(lambda d: attribute(d, "#detail", "data-status") == "claimed")
                 assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-field=claimed-by]").text == "Li Wei"
+                browser.save_screenshot(str(tmp_path / "console-claimed.png"))
 
                 browser.find_element(By.ID, "resolve-note").send_keys(RESULT)
                 browser.find_element(By.CSS_SELECTOR, "#detail button[data-action=resolve]").click()

@@ -407,7 +407,7 @@
       ...fact(T.address, address(t)),
       ...fact(T.priority, label("priority", t.priority)),
       ...fact(T.status, el("span", { "data-field": "status", text: label("status", t.status) })),
-      ...fact(T.tier, t.tier),
+      ...fact(T.tier, label("tier", t.tier)),
       ...fact(T.reporters, String(t.reporters)),
       ...fact(T.claimed_by, person(t.claimed_by)),
       ...fact(T.clock, clockNode(t, fetchedAt)),
