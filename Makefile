@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test unit integration e2e fault fuzz bench bench-quick bench-backlog wrk lint fmt migrate up down clean
+.PHONY: run test unit integration e2e fault fuzz bench bench-quick bench-backlog wrk chromium lint fmt migrate up down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)                 ## all services in one process on http://127.0.0.1:8000
 	$(BIN)/gridcall run
 
-test: $(STAMP)                ## the whole suite: unit, integration (PostgreSQL + broker), e2e
+test: $(STAMP) chromium       ## the whole suite: unit, integration (PostgreSQL + broker), e2e
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
@@ -24,7 +24,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration
 
-e2e: $(STAMP)
+e2e: $(STAMP) chromium
 	$(BIN)/pytest -q tests/e2e
 
 fault: $(STAMP)               ## 10,000 due SLA timers, two dispatcher processes, one killed with -9
@@ -44,6 +44,9 @@ bench-backlog: $(STAMP)       ## how fast one dispatcher drains a backlog of cas
 
 wrk:                          ## the HTTP load generator, from Debian's packages
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+chromium:                     ## the browser, its driver and a Chinese font for the console's browser test (Debian packages)
+	@command -v chromium >/dev/null && test -x /usr/bin/chromedriver || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

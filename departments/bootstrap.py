@@ -1,4 +1,6 @@
-from departments import api, tables
+from fastapi import APIRouter
+
+from departments import api, console, tables
 from departments.desk import Desk
 from departments.handlers import handlers, load_tickets
 from departments.staff import Accounts
@@ -12,4 +14,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox, deadletters=tables.deadletters)
     consumer = ctx.consumer(NAME, store, handlers(), [Stream.CASES], lock=load_tickets)
     accounts = Accounts(ctx.db, ctx.clock, ctx.authenticator, ctx.jurisdiction)
-    return ServiceParts(NAME, api.router(Desk(store, ctx.jurisdiction), accounts), store, consumers=[consumer])
+    routes = APIRouter()
+    routes.include_router(api.router(Desk(store, ctx.jurisdiction), accounts))
+    routes.include_router(console.router(ctx.policy))  # the staff console at /console, on the API's origin
+    return ServiceParts(NAME, routes, store, consumers=[consumer])

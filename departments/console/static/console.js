@@ -1,0 +1,544 @@
+// The staff console: sign in with a bearer token, work the unit's queue through the JSON API.
+// Plain script, no build step. Every text that comes from the API is set with textContent.
+"use strict";
+(function () {
+  const DATA = JSON.parse(document.getElementById("console-data").textContent);
+  const T = DATA.labels;
+  const LANG = DATA.lang;
+  const TOKEN_KEY = "gridcall.console.token";
+  const UNIT_KEY = "gridcall.console.unit";
+  const REFRESH_MS = 20000;
+  const PATHS = {
+    claim: "claim", unclaim: "unclaim", note: "notes", evidence: "evidence",
+    resolve: "resolve", return: "return", escalate: "escalate", reassign: "reassign",
+  };
+  const NAMES = {
+    claim: T.claim, unclaim: T.unclaim, note: T.add_note, evidence: T.add_evidence,
+    resolve: T.resolve, return: T.return, escalate: T.escalate, reassign: T.reassign,
+  };
+  const FIELDS = {
+    note: ["note-text"], evidence: ["evidence-url", "evidence-caption"], resolve: ["resolve-note"],
+    return: ["return-reason", "return-unit"], escalate: ["escalate-reason"], reassign: ["reassign-reason"],
+  };
+
+  const state = { me: null, units: [], tickets: [], cursor: null, selected: null, busy: false, loads: 0 };
+  const $ = (id) => document.getElementById(id);
+
+  function fill(template, vars) {
+    return template.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m));
+  }
+  function label(prefix, value) {
+    const key = prefix + "_" + value;
+    return key in T ? T[key] : String(value);
+  }
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children) if (c !== null && c !== undefined) node.append(c);
+    return node;
+  }
+  function when(iso) {
+    return iso ? new Date(iso).toLocaleString(LANG) : "";
+  }
+  function person(p) {
+    return p ? p.name || p.staff_id : "";
+  }
+  function address(t) {
+    const a = t.details && t.details.address;
+    return typeof a === "string" ? a : "";
+  }
+  function category(code) {
+    return DATA.categories[code] || code;
+  }
+
+  // --- messages ---------------------------------------------------------------------------
+
+  function show(id, text) {
+    const box = $(id);
+    box.textContent = text;
+    box.hidden = !text;
+  }
+  const showError = (text) => show("error", text);
+  const showNotice = (text) => show("notice", text);
+  function clearMessages() {
+    showError("");
+    showNotice("");
+  }
+
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super(detail);
+      this.status = status;
+      this.detail = detail;
+      this.handled = false;
+    }
+  }
+
+  function describe(body, response) {
+    const detail = body && body.detail;
+    if (typeof detail === "string") return detail;
+    if (Array.isArray(detail)) {
+      return detail
+        .map((e) => {
+          const loc = (e.loc || []).filter((p) => p !== "body").join(".");
+          return loc ? loc + ": " + e.msg : e.msg;
+        })
+        .join("; ");
+    }
+    return response.status + " " + response.statusText;
+  }
+
+  function fail(error) {
+    if (error instanceof ApiError) {
+      if (error.handled) return;
+      showError(error.status === 0 ? error.detail : fill(T.refused, { detail: error.detail }));
+    } else {
+      showError(String(error));
+    }
+  }
+
+  // --- the API ----------------------------------------------------------------------------
+
+  function token() {
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  async function api(method, path, body) {
+    const headers = { Authorization: "Bearer " + token(), Accept: "application/json" };
+    const init = { method: method, headers: headers, cache: "no-store" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (e) {
+      throw new ApiError(0, fill(T.network, { detail: e.message }));
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (e) {
+      data = null;
+    }
+    if (!response.ok) {
+      const error = new ApiError(response.status, describe(data, response));
+      if (response.status === 401) {
+        signOut();
+        showError(fill(T.session_ended, { detail: error.detail }));
+        error.handled = true;
+      }
+      throw error;
+    }
+    return data;
+  }
+
+  // --- signing in and out -----------------------------------------------------------------
+
+  let refresher = null;
+
+  async function start() {
+    try {
+      state.me = await api("GET", "/v1/me");
+    } catch (e) {
+      if (!(e instanceof ApiError && e.handled)) {
+        signOut();
+        fail(e);
+      }
+      return;
+    }
+    showMe(state.me);
+    $("sign-in-panel").hidden = true;
+    $("console-panel").hidden = false;
+    document.body.dataset.state = "signed-in";
+    await loadQueue();
+    clearInterval(refresher);
+    refresher = setInterval(loadQueue, REFRESH_MS);
+  }
+
+  function signOut() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(UNIT_KEY);
+    clearInterval(refresher);
+    refresher = null;
+    Object.assign(state, { me: null, units: [], tickets: [], cursor: null, selected: null });
+    $("me").hidden = true;
+    $("console-panel").hidden = true;
+    $("sign-in-panel").hidden = false;
+    $("queue").replaceChildren();
+    $("summary").textContent = "";
+    deselect();
+    document.body.dataset.state = "signed-out";
+  }
+
+  function showMe(me) {
+    $("me-name").textContent = me.name || me.staff_id;
+    $("me-unit").textContent = me.unit_name ? me.unit_name + " · " + label("kind", me.unit_kind) : "";
+    $("me-role").textContent = label("role", me.role);
+    $("me").hidden = false;
+    const own = me.unit_id ? [{ unit_id: me.unit_id, name: me.unit_name, kind: me.unit_kind }] : [];
+    state.units = me.units && me.units.length ? me.units : own;
+    const option = (u) => el("option", { value: u.unit_id, text: (u.name || u.unit_id) + " · " + label("kind", u.kind) });
+    const select = $("unit-select");
+    select.replaceChildren(...state.units.map(option));
+    const remembered = sessionStorage.getItem(UNIT_KEY);
+    const ids = state.units.map((u) => u.unit_id);
+    select.value = ids.includes(remembered) ? remembered : ids.includes(me.unit_id) ? me.unit_id : ids[0] || "";
+    select.disabled = state.units.length < 2;
+    const supervisor = me.role === "supervisor";
+    $("reassign-form").hidden = !supervisor;
+    $("reassign-unit").replaceChildren(...(supervisor ? state.units.map(option) : []));
+  }
+
+  function currentUnit() {
+    const id = $("unit-select").value;
+    return state.units.find((u) => u.unit_id === id) || null;
+  }
+
+  // --- the queue --------------------------------------------------------------------------
+
+  function queuePath(unit, cursor) {
+    const q = new URLSearchParams();
+    for (const box of document.querySelectorAll("#filter-status input[name=status]:checked")) {
+      q.append("status", box.value);
+    }
+    if ($("filter-late").checked) q.set("late", "true");
+    q.set("limit", "50");
+    if (cursor) q.set("cursor", cursor);
+    const base = unit.kind === "pool" ? "/v1/pools/" : "/v1/units/";
+    return base + encodeURIComponent(unit.unit_id) + "/tickets?" + q.toString();
+  }
+
+  async function loadQueue(more) {
+    const unit = currentUnit();
+    if (!state.me || !unit) return;
+    try {
+      const page = await api("GET", queuePath(unit, more ? state.cursor : null));
+      const fetchedAt = Date.now();
+      const rows = page.tickets.map((t) => row(t, fetchedAt));
+      if (more) $("queue").append(...rows);
+      else $("queue").replaceChildren(...rows);
+      state.tickets = more ? state.tickets.concat(page.tickets) : page.tickets;
+      state.cursor = page.next_cursor;
+      $("more").hidden = !state.cursor;
+      $("queue-empty").hidden = state.tickets.length > 0;
+      $("last-refresh").textContent = fill(T.last_refresh, { t: new Date().toLocaleTimeString(LANG) });
+      $("queue").dataset.loads = String(++state.loads);
+      markSelected();
+      tick();
+    } catch (e) {
+      fail(e);
+      return;
+    }
+    if (!more) {
+      await loadSummary(unit);
+      if (state.selected) await loadDetail(state.selected);
+    }
+  }
+
+  async function loadSummary(unit) {
+    if (unit.kind === "pool") {
+      $("summary").textContent = "";
+      return;
+    }
+    try {
+      const s = await api("GET", "/v1/units/" + encodeURIComponent(unit.unit_id) + "/summary");
+      const counts = s.counts || {};
+      $("summary").textContent = fill(T.summary, { open: counts.open || 0, claimed: counts.claimed || 0, late: s.late || 0 });
+    } catch (e) {
+      $("summary").textContent = "";
+    }
+  }
+
+  function deadline(t, fetchedAt) {
+    const clock = t.clock;
+    if (!clock) return null;
+    // Counted from the server's seconds_left, so a browser whose clock is wrong still counts right.
+    if (typeof clock.seconds_left === "number") return fetchedAt + clock.seconds_left * 1000;
+    return clock.due ? Date.parse(clock.due) : null;
+  }
+
+  function clockNode(t, fetchedAt) {
+    const due = deadline(t, fetchedAt);
+    const node = el("span", { "data-clock": t.clock && t.clock.name ? t.clock.name : "" });
+    if (due === null) node.textContent = "—";
+    else node.dataset.deadline = String(due);
+    return node;
+  }
+
+  function actionButton(action, text, disabled) {
+    return el("button", { type: "button", "data-action": action, disabled: disabled, text: text });
+  }
+
+  function row(t, fetchedAt) {
+    const tr = el("tr", {
+      "data-ticket-id": t.ticket_id,
+      "data-case-id": t.case_id,
+      "data-status": t.status,
+      "data-late": t.late ? "true" : "false",
+      class: t.late ? "late" : null,
+    });
+    tr.append(
+      el("td", { "data-field": "priority", class: "priority-" + t.priority, text: label("priority", t.priority) }),
+      el("td", { "data-field": "category", text: category(t.category) }),
+      el(
+        "td",
+        {},
+        el("div", { "data-field": "description", text: t.description }),
+        el("div", { "data-field": "address", class: "muted", text: address(t) }),
+      ),
+      el("td", { "data-field": "reporters", class: "num", text: String(t.reporters) }),
+      el("td", { "data-field": "status", text: label("status", t.status) }),
+      el("td", { "data-field": "claimed-by", text: person(t.claimed_by) }),
+      el("td", { "data-field": "clock" }, clockNode(t, fetchedAt)),
+      el(
+        "td",
+        {},
+        el(
+          "div",
+          { class: "buttons" },
+          actionButton("open", T.open, false),
+          actionButton("claim", T.claim, t.status !== "open"),
+          actionButton("unclaim", T.unclaim, t.status !== "claimed"),
+        ),
+      ),
+    );
+    return tr;
+  }
+
+  function duration(seconds) {
+    const d = Math.floor(seconds / 86400);
+    const h = Math.floor((seconds % 86400) / 3600);
+    const m = Math.floor((seconds % 3600) / 60);
+    const s = seconds % 60;
+    const pad = (n) => String(n).padStart(2, "0");
+    return (d ? fill(T.days, { n: d }) + " " : "") + pad(h) + ":" + pad(m) + ":" + pad(s);
+  }
+
+  function tick() {
+    const now = Date.now();
+    for (const node of document.querySelectorAll("[data-deadline]")) {
+      const left = Math.round((Number(node.dataset.deadline) - now) / 1000);
+      const name = node.dataset.clock ? label("clock", node.dataset.clock) + " " : "";
+      node.textContent = name + (left >= 0 ? fill(T.left, { t: duration(left) }) : fill(T.overdue, { t: duration(-left) }));
+      node.dataset.secondsLeft = String(left);
+      node.classList.toggle("overdue", left < 0);
+    }
+  }
+
+  // --- one ticket -------------------------------------------------------------------------
+
+  function clearFields() {
+    for (const ids of Object.values(FIELDS)) for (const id of ids) $(id).value = "";
+  }
+
+  async function select(ticketId) {
+    if (state.selected !== ticketId) clearFields();
+    state.selected = ticketId;
+    markSelected();
+    await loadDetail(ticketId);
+  }
+
+  function deselect() {
+    state.selected = null;
+    $("detail").dataset.ticketId = "";
+    $("detail").dataset.status = "";
+    $("detail-body").hidden = true;
+    $("detail-empty").hidden = false;
+  }
+
+  function markSelected() {
+    for (const tr of $("queue").querySelectorAll("tr[data-ticket-id]")) {
+      tr.classList.toggle("selected", tr.dataset.ticketId === state.selected);
+    }
+  }
+
+  async function loadDetail(ticketId) {
+    try {
+      showDetail(await api("GET", "/v1/tickets/" + encodeURIComponent(ticketId)), Date.now());
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404 && state.selected === ticketId) deselect();
+      fail(e);
+    }
+  }
+
+  function fact(name, value) {
+    return value === null || value === undefined || value === "" ? [] : [el("dt", { text: name }), el("dd", {}, value)];
+  }
+
+  function noteItem(n) {
+    const head = [when(n.at), person(n.by), n.visibility ? T[n.visibility] || n.visibility : "", n.unit_id || ""];
+    return el(
+      "li",
+      { "data-note-id": n.note_id || null, "data-visibility": n.visibility || null },
+      el("span", { class: "muted", text: head.filter(Boolean).join(" · ") }),
+      el("div", { text: n.text }),
+    );
+  }
+
+  function evidenceItem(e) {
+    const link = /^https?:\/\//i.test(e.url)
+      ? el("a", { href: e.url, target: "_blank", rel: "noopener noreferrer", text: e.caption || e.url })
+      : el("span", { text: e.caption || e.url });
+    return el("li", { "data-evidence-url": e.url }, link, el("span", { class: "muted", text: " " + [person(e.by), when(e.at)].filter(Boolean).join(" · ") }));
+  }
+
+  function list(id, items, render) {
+    $(id).replaceChildren(...(items && items.length ? items.map(render) : [el("li", { class: "muted", text: T.none })]));
+  }
+
+  function showDetail(t, fetchedAt) {
+    if (state.selected !== t.ticket_id) return;
+    const detail = $("detail");
+    detail.dataset.ticketId = t.ticket_id;
+    detail.dataset.status = t.status;
+    $("detail-empty").hidden = true;
+    $("detail-body").hidden = false;
+    const contact = t.contact ? [t.contact.name, t.contact.phone].filter(Boolean).join(" ") : "";
+    $("detail-fields").replaceChildren(
+      ...fact(T.case, t.case_id),
+      ...fact(T.category, category(t.category)),
+      ...fact(T.description, t.description),
+      ...fact(T.address, address(t)),
+      ...fact(T.priority, label("priority", t.priority)),
+      ...fact(T.status, el("span", { "data-field": "status", text: label("status", t.status) })),
+      ...fact(T.tier, label("tier", t.tier)),
+      ...fact(T.reporters, String(t.reporters)),
+      ...fact(T.claimed_by, person(t.claimed_by)),
+      ...fact(T.clock, clockNode(t, fetchedAt)),
+      ...fact(T.contact, contact),
+      ...fact(T.arrived_because, t.arrived_because),
+      ...fact(T.result, t.note),
+      ...fact(T.created_at, when(t.created_at)),
+    );
+    list("detail-notes", t.notes, noteItem);
+    list("detail-case-notes", t.case_notes, noteItem);
+    list("detail-evidence", t.evidence, evidenceItem);
+    const inHand = t.status === "open" || t.status === "claimed";
+    const enabled = {
+      claim: t.status === "open", unclaim: t.status === "claimed", resolve: t.status === "claimed",
+      return: inHand, escalate: inHand, reassign: inHand, note: true, evidence: true,
+    };
+    for (const button of detail.querySelectorAll("button[data-action]")) {
+      button.disabled = !enabled[button.dataset.action];
+    }
+    tick();
+  }
+
+  // --- actions ----------------------------------------------------------------------------
+
+  function value(id) {
+    return $(id).value.trim();
+  }
+
+  function required(id, name) {
+    const v = value(id);
+    if (!v) throw new Error(fill(T.required, { field: name }));
+    return v;
+  }
+
+  function bodyFor(action) {
+    switch (action) {
+      case "note":
+        return { text: required("note-text", T.note_text), visibility: $("note-visibility").value };
+      case "evidence": {
+        const url = required("evidence-url", T.evidence_url);
+        if (!/^https?:\/\//i.test(url)) throw new Error(T.bad_url);
+        return { url: url, caption: value("evidence-caption") };
+      }
+      case "resolve":
+        return { note: required("resolve-note", T.resolve_note) };
+      case "return": {
+        const body = { reason_code: $("return-code").value, reason: required("return-reason", T.return_reason) };
+        if (value("return-unit")) body.suggested_unit_id = value("return-unit");
+        return body;
+      }
+      case "escalate":
+        return { reason: required("escalate-reason", T.escalate_reason) };
+      case "reassign":
+        return { unit_id: $("reassign-unit").value, reason: required("reassign-reason", T.reassign_reason) };
+      default:
+        return undefined; // claim, unclaim: no body
+    }
+  }
+
+  async function act(ticketId, action) {
+    if (state.busy || !ticketId) return;
+    clearMessages();
+    let body;
+    try {
+      body = bodyFor(action);
+    } catch (e) {
+      showError(e.message);
+      return;
+    }
+    state.busy = true;
+    document.body.dataset.busy = "true";
+    try {
+      const ticket = await api("POST", "/v1/tickets/" + encodeURIComponent(ticketId) + "/" + PATHS[action], body);
+      showNotice(fill(T.done, { action: NAMES[action] }));
+      for (const id of FIELDS[action] || []) $(id).value = "";
+      if (action === "claim" && state.selected !== ticketId) {
+        clearFields();
+        state.selected = ticketId;
+      }
+      if (state.selected === ticketId) showDetail(ticket, Date.now());
+      markSelected();
+    } catch (e) {
+      fail(e);
+    } finally {
+      state.busy = false;
+      document.body.dataset.busy = "false";
+    }
+    await loadQueue();
+  }
+
+  // --- wiring -----------------------------------------------------------------------------
+
+  $("sign-in-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const pasted = $("token").value.trim().replace(/^Bearer\s+/i, "");
+    if (!pasted) return;
+    sessionStorage.setItem(TOKEN_KEY, pasted);
+    $("token").value = "";
+    clearMessages();
+    start();
+  });
+  $("sign-out").addEventListener("click", () => {
+    clearMessages();
+    signOut();
+  });
+  $("unit-select").addEventListener("change", () => {
+    sessionStorage.setItem(UNIT_KEY, $("unit-select").value);
+    loadQueue();
+  });
+  for (const box of document.querySelectorAll("#filter-status input, #filter-late")) {
+    box.addEventListener("change", () => loadQueue());
+  }
+  $("refresh").addEventListener("click", () => loadQueue());
+  $("more").addEventListener("click", () => loadQueue(true));
+  $("queue").addEventListener("click", (event) => {
+    const tr = event.target.closest("tr[data-ticket-id]");
+    if (!tr) return;
+    const button = event.target.closest("button[data-action]");
+    if (button && button.dataset.action !== "open") act(tr.dataset.ticketId, button.dataset.action);
+    else select(tr.dataset.ticketId);
+  });
+  $("detail").addEventListener("click", (event) => {
+    const button = event.target.closest("button[type=button][data-action]");
+    if (button) act($("detail").dataset.ticketId, button.dataset.action);
+  });
+  $("detail").addEventListener("submit", (event) => {
+    event.preventDefault();
+    act($("detail").dataset.ticketId, event.target.dataset.action);
+  });
+
+  setInterval(tick, 1000);
+  document.body.dataset.state = "signed-out";
+  if (token()) start();
+})();
