@@ -21,8 +21,10 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def file_report(client: httpx.AsyncClient, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    r = await client.post("/v1/reports", json=body or STREETLIGHT_G11)
+async def file_report(
+    client: httpx.AsyncClient, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    r = await client.post("/v1/reports", json=body or STREETLIGHT_G11, headers=headers)
     assert r.status_code == 202, r.text
     return r.json()
 
