@@ -35,6 +35,7 @@ from services.events import (
     CaseWhistled,
     EscalationReason,
     Event,
+    Location,
     Priority,
     Role,
     SlaClock,
@@ -48,8 +49,8 @@ from services.events import (
     TicketWhistled,
     Tier,
 )
-from services.jurisdiction import Jurisdiction, Unit, UnitKind
-from services.policy import Policy, next_tier
+from services.jurisdiction import Grid, Jurisdiction, Unit, UnitKind
+from services.policy import CategoryPolicy, Handler, Policy, next_tier
 
 NewId = Callable[[], str]
 
@@ -141,6 +142,7 @@ class Case:
     grid_id: str
     priority: Priority
     assignments: tuple[Assignment, ...]
+    location: Location | None = None  # None for a case stored before locations were kept
     returns: int = 0
     supervised: bool = False
     resolved: bool = False
@@ -235,23 +237,40 @@ class Router:
 
     # -- routing ---------------------------------------------------------------------------
 
-    def handling_unit(self, *, category: str, grid_id: str, tier: Tier) -> Unit:
-        """The unit that handles a case of this category, from this grid, at this tier."""
-        cat = self.policy.category(category)
+    def handling_unit(self, case: Case, tier: Tier) -> Unit:
+        """The unit that handles the case at this tier, from its category, grid and location."""
+        cat = self.policy.category(case.category)
         if cat is None:
-            raise UnroutableCase(f"unknown category {category!r}")
-        grid = self.j.grid(grid_id)
+            raise UnroutableCase(f"unknown category {case.category!r}")
+        grid = self.j.grid(case.grid_id)
         community = self.j.community(grid.community_id)
-        unit_id = {
-            Tier.GRID: grid.unit_id,
-            Tier.COMMUNITY: community.unit_id,
-            Tier.STREET: self.j.street(community.street_id).unit_id,
-            Tier.BUREAU: cat.departments[0],
-        }[tier]
+        match tier:
+            case Tier.GRID:
+                unit_id = self._grid_tier_unit(cat, grid, case.location)
+            case Tier.COMMUNITY:
+                unit_id = community.unit_id
+            case Tier.STREET:
+                unit_id = self.j.street(community.street_id).unit_id
+            case Tier.BUREAU:
+                unit_id = cat.departments[0]
         unit = self.j.unit(unit_id)
         if unit is None:
-            raise UnroutableCase(f"no unit {unit_id!r} for {category} at {tier} tier of grid {grid_id}")
+            raise UnroutableCase(f"no unit {unit_id!r} for {case.category} at {tier} tier of grid {case.grid_id}")
         return unit
+
+    def _grid_tier_unit(self, cat: CategoryPolicy, grid: Grid, location: Location | None) -> str:
+        """The grid worker, unless the category names another handler at the grid tier: the
+        property company of the compound the case lies in (红色物业), or the volunteer pool of
+        the case's community or street (群众点单, 微心愿). Where there is none, the grid worker."""
+        if cat.handler is Handler.PROPERTY and location is not None:
+            compound = self.j.compound_at(location.lat, location.lon)
+            if compound is not None:
+                return compound.property_unit_id
+        if cat.handler is Handler.POOL:
+            pool = self.j.pool_for(grid.community_id, cat.pool_level)
+            if pool is not None:
+                return pool.id
+        return grid.unit_id
 
     def _assign(
         self, case: Case, unit: Unit, tier: Tier, role: Role, now: datetime, new_id: NewId, reason: str = ""
@@ -336,7 +355,6 @@ class Router:
             raise UnroutableCase(f"unknown category {event.category!r}")
         priority = self.policy.effective_priority(event.priority, event.household_flag, event.channel)
         tier = self.policy.start_tier(event.category, priority)
-        unit = self.handling_unit(category=event.category, grid_id=event.grid_id, tier=tier)
         new = Case(
             case_id=event.case_id,
             category=event.category,
@@ -344,8 +362,10 @@ class Router:
             grid_id=event.grid_id,
             priority=priority,
             assignments=(),
+            location=event.location,
             details=event.details,
         )
+        unit = self.handling_unit(new, tier)
         new, assigned = self._assign(new, unit, tier, Role.LEAD, now, new_id)
         return Decision(new, [assigned])
 
@@ -429,7 +449,7 @@ class Router:
         up = next_tier(a.tier)
         if up is None:
             raise InvalidTransition(f"case {case.case_id} is already at the top tier")
-        unit = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up)
+        unit = self.handling_unit(case, up)
         why = (EscalationReason.HANDLER, event.reason)
         case, events = self._move(case, a, (unit, up), why, now, new_id, event.by)
         return Decision(case, events)
@@ -465,7 +485,7 @@ class Router:
             case, unassigned = self._end(case, a, "returned")
             return Decision(case, [returned, unassigned])
         case = replace(case, returns=case.returns + 1)
-        street = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=Tier.STREET)
+        street = self.handling_unit(case, Tier.STREET)
         suggested = self.j.unit(event.suggested_unit_id) if event.suggested_unit_id else None
         if case.returns > self.policy.max_returns:
             unit, tier = street, Tier.STREET
@@ -476,7 +496,7 @@ class Router:
             if up is None:  # a department returned it: the street office coordinates
                 unit, tier = street, Tier.STREET
             else:
-                unit, tier = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up), up
+                unit, tier = self.handling_unit(case, up), up
         why = (EscalationReason.RETURNED, f"{event.reason_code.value}: {event.reason}")
         case, events = self._move(case, a, (unit, tier), why, now, new_id, event.by)
         return Decision(case, [returned, *events])
@@ -591,7 +611,7 @@ class Router:
             # 督办: nowhere higher to go; supervisors are alerted now and on a repeat interval.
             a = replace(a, next_alert_at=self._next_alert(now))
             return Decision(replace(case.with_assignment(a), supervised=True), [breached])
-        unit = self.handling_unit(category=case.category, grid_id=case.grid_id, tier=up)
+        unit = self.handling_unit(case, up)
         why = (EscalationReason.BREACH, f"its {clock.value} limit passed at {due.isoformat()}")
         case, events = self._move(case, a, (unit, up), why, now, new_id)  # ends `a`, breached as it is
         return Decision(case, [breached, *events])
@@ -647,4 +667,6 @@ def _tier_of(unit: Unit) -> Tier:
         UnitKind.COMMUNITY: Tier.COMMUNITY,
         UnitKind.STREET: Tier.STREET,
         UnitKind.DEPARTMENT: Tier.BUREAU,
+        UnitKind.POOL: Tier.GRID,
+        UnitKind.PROPERTY: Tier.GRID,
     }[unit.kind]

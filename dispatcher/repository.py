@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.domain import Assignment, AssignmentStatus, Case, TimerKind
 from dispatcher.tables import assignments, cases, history, timers
 from services.bulk import among, insert_rows, update_rows
-from services.events import Envelope, Priority, Role, Tier
+from services.events import Envelope, Location, Priority, Role, Tier
 from services.jurisdiction import Jurisdiction
 
 TimerKey = tuple[str, TimerKind]  # (assignment id, kind): one row of each per case at most
@@ -151,6 +151,8 @@ def _new_case_row(case: Case, now: datetime, j: Jurisdiction) -> dict[str, Any]:
         "grid_id": case.grid_id,
         "community_id": community.id,
         "street_id": community.street_id,
+        "lat": case.location.lat if case.location else None,
+        "lon": case.location.lon if case.location else None,
         "created_at": now,
         **_case_state(case, now),
     }
@@ -176,6 +178,7 @@ def _case(r: Any, given: list[Assignment]) -> Case:
         description=r.description,
         grid_id=r.grid_id,
         priority=Priority(r.priority),
+        location=Location(lat=r.lat, lon=r.lon) if r.lat is not None and r.lon is not None else None,
         returns=r.returns,
         supervised=r.supervised,
         resolved=r.resolved,

@@ -3,6 +3,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -27,6 +28,8 @@ cases = Table(
     Column("grid_id", String(64), nullable=False),
     Column("community_id", String(64), nullable=False),
     Column("street_id", String(64), nullable=False),
+    Column("lat", Float),  # where the case is: routes it to the compound's property company
+    Column("lon", Float),
     Column("priority", String(16), nullable=False),
     Column("status", String(16), nullable=False),
     Column("tier", String(16), nullable=False),

@@ -1,15 +1,19 @@
 """The administrative tree (district → street → community → grid) and its handling units,
-loaded from a data file and validated at start-up."""
+loaded from a data file and validated at start-up. Beside the tree: volunteer pools, each
+belonging to a community or a street, and residential compounds (小区), each managed by a
+property company."""
 
+from collections import defaultdict
+from collections.abc import Sequence
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self, TypeVar
 
 import numpy as np
 import shapely
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from shapely.geometry import Polygon
 
 
@@ -18,8 +22,15 @@ class UnitKind(StrEnum):
     COMMUNITY = "community"
     STREET = "street"
     DEPARTMENT = "department"
-    POOL = "pool"
-    PROPERTY = "property"
+    POOL = "pool"  # volunteers (and staff) who claim residents' orders and micro-wishes
+    PROPERTY = "property"  # a property-management company (物业公司)
+
+
+class PoolLevel(StrEnum):
+    """Whose volunteer pool: a community's or a street's."""
+
+    COMMUNITY = "community"
+    STREET = "street"
 
 
 class _Frozen(BaseModel):
@@ -47,23 +58,86 @@ class Community(_Frozen):
     unit_id: str
 
 
+def _simple_ring(ring: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if not Polygon(ring).is_valid:
+        raise ValueError("polygon must be a simple ring of [lon, lat] points")
+    return ring
+
+
+Ring = Annotated[
+    list[tuple[float, float]], Field(min_length=3, description="[lon, lat] ring"), AfterValidator(_simple_ring)
+]
+
+
 class Grid(_Frozen):
     id: str
     name: str
     community_id: str
     unit_id: str
-    polygon: list[tuple[float, float]] = Field(min_length=3, description="[lon, lat] ring")
-
-    @field_validator("polygon")
-    @classmethod
-    def _valid_ring(cls, ring: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        if not Polygon(ring).is_valid:
-            raise ValueError("polygon must be a simple ring of [lon, lat] points")
-        return ring
+    polygon: Ring
 
     @cached_property
     def shape(self) -> Polygon:
         return Polygon(self.polygon)
+
+
+class Pool(_Frozen):
+    """A volunteer pool (群众点单、党员接单; 微心愿): its id is also its unit's id, so its
+    tickets carry the pool id as their unit."""
+
+    id: str
+    name: str
+    name_zh: str | None = None
+    community_id: str | None = None
+    street_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_parent(self) -> Self:
+        if (self.community_id is None) == (self.street_id is None):
+            raise ValueError(f"pool {self.id!r}: give exactly one of community_id and street_id")
+        return self
+
+    @property
+    def area(self) -> tuple[PoolLevel, str]:
+        """Whose pool it is: (community, its id) or (street, its id)."""
+        if self.community_id is not None:
+            return PoolLevel.COMMUNITY, self.community_id
+        return PoolLevel.STREET, str(self.street_id)
+
+
+class Compound(_Frozen):
+    """A residential compound (小区) and the property company (红色物业) that manages it."""
+
+    id: str
+    name: str
+    name_zh: str | None = None
+    community_id: str
+    property_unit_id: str
+    polygon: Ring
+
+    @cached_property
+    def shape(self) -> Polygon:
+        return Polygon(self.polygon)
+
+
+Area = TypeVar("Area", Grid, Compound)
+
+
+def _prepared(areas: Sequence[Grid | Compound]) -> np.ndarray:
+    """The areas' polygons, prepared: testing a point against all of them at once
+    (`intersects_xy`, in C) costs less than building a Point to query an STRtree: about
+    4 µs against 25 for a district of a dozen grids, about the same (30 µs) for a thousand."""
+    shapes = np.array([a.shape for a in areas], dtype=object)
+    shapely.prepare(shapes)
+    return shapes
+
+
+def _covering(areas: Sequence[Area], shapes: np.ndarray, lat: float, lon: float) -> Area | None:
+    """The area whose polygon covers the point. A point on a shared border belongs to the
+    area with the smallest id, so the answer never depends on index order."""
+    # A point intersects a polygon exactly when the polygon covers it (inside or on its border).
+    hits = [areas[i] for i in shapely.intersects_xy(shapes, lon, lat).nonzero()[0]]
+    return min(hits, key=lambda a: a.id) if hits else None
 
 
 class Address(_Frozen):
@@ -91,6 +165,8 @@ class Jurisdiction(_Frozen):
     communities: list[Community]
     grids: list[Grid]
     units: list[Unit]
+    pools: list[Pool] = []
+    compounds: list[Compound] = []
     addresses: list[Address] = []
 
     @model_validator(mode="after")
@@ -110,6 +186,8 @@ class Jurisdiction(_Frozen):
             ("streets", self.streets),
             ("communities", self.communities),
             ("grids", self.grids),
+            ("pools", self.pools),
+            ("compounds", self.compounds),
         ):
             ids = [i.id for i in items]
             dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -127,6 +205,20 @@ class Jurisdiction(_Frozen):
             need(f"grids[{g.id}]", g.unit_id, UnitKind.GRID)
             if g.community_id not in communities:
                 problems.append(f"grids[{g.id}]: community {g.community_id!r} does not exist")
+        served: dict[tuple[PoolLevel, str], str] = {}  # whose pool -> pool id
+        for p in self.pools:
+            need(f"pools[{p.id}]", p.id, UnitKind.POOL)
+            level, area = p.area
+            if area not in (communities if level is PoolLevel.COMMUNITY else streets):
+                problems.append(f"pools[{p.id}]: {level} {area!r} does not exist")
+            elif p.area in served:
+                problems.append(f"pools[{p.id}]: {level} {area!r} has a pool already, {served[p.area]!r}")
+            else:
+                served[p.area] = p.id
+        for x in self.compounds:
+            need(f"compounds[{x.id}]", x.property_unit_id, UnitKind.PROPERTY)
+            if x.community_id not in communities:
+                problems.append(f"compounds[{x.id}]: community {x.community_id!r} does not exist")
         grids = {g.id for g in self.grids}
         for a in self.addresses:
             if a.grid_id not in grids:
@@ -137,12 +229,11 @@ class Jurisdiction(_Frozen):
 
     @cached_property
     def _shapes(self) -> np.ndarray:
-        """The grids' polygons, prepared: testing a point against all of them at once
-        (`intersects_xy`, in C) costs less than building a Point to query an STRtree: about
-        4 µs against 25 for a district of a dozen grids, about the same (30 µs) for a thousand."""
-        shapes = np.array([g.shape for g in self.grids], dtype=object)
-        shapely.prepare(shapes)
-        return shapes
+        return _prepared(self.grids)
+
+    @cached_property
+    def _compound_shapes(self) -> np.ndarray:
+        return _prepared(self.compounds)
 
     @cached_property
     def _by_id(self) -> dict[str, dict[str, BaseModel]]:
@@ -151,14 +242,46 @@ class Jurisdiction(_Frozen):
             "street": {s.id: s for s in self.streets},
             "community": {c.id: c for c in self.communities},
             "grid": {g.id: g for g in self.grids},
+            "pool": {p.id: p for p in self.pools},
         }
 
     def locate(self, lat: float, lon: float) -> Grid | None:
-        """The grid whose polygon covers the point. A point on a shared border belongs to
-        the grid with the smallest id, so the answer never depends on index order."""
-        # A point intersects a polygon exactly when the polygon covers it (inside or on its border).
-        hits = [self.grids[i] for i in shapely.intersects_xy(self._shapes, lon, lat).nonzero()[0]]
-        return min(hits, key=lambda g: g.id) if hits else None
+        """The grid whose polygon covers the point (the smallest id on a shared border)."""
+        return _covering(self.grids, self._shapes, lat, lon)
+
+    def compound_at(self, lat: float, lon: float) -> Compound | None:
+        """The compound whose polygon covers the point (the smallest id on a shared border)."""
+        return _covering(self.compounds, self._compound_shapes, lat, lon)
+
+    @cached_property
+    def _pools_by_area(self) -> dict[tuple[PoolLevel, str], Pool]:
+        return {p.area: p for p in self.pools}
+
+    def pool_for(self, community_id: str, level: PoolLevel) -> Pool | None:
+        """The volunteer pool of a community, or of the street the community is in."""
+        area = community_id if level is PoolLevel.COMMUNITY else self.community(community_id).street_id
+        return self._pools_by_area.get((level, area))
+
+    @cached_property
+    def _subtrees(self) -> dict[str, frozenset[str]]:
+        under: defaultdict[str, set[str]] = defaultdict(set)
+        for c in self.communities:
+            under[c.unit_id] |= {c.unit_id, *(g.unit_id for g in self.grids if g.community_id == c.id)}
+            under[c.unit_id] |= {p.id for p in self.pools if p.community_id == c.id}
+            under[c.unit_id] |= {x.property_unit_id for x in self.compounds if x.community_id == c.id}
+        for s in self.streets:
+            under[s.unit_id] |= {s.unit_id, *(p.id for p in self.pools if p.street_id == s.id)}
+            for c in self.communities:
+                if c.street_id == s.id:
+                    under[s.unit_id] |= under[c.unit_id]
+        return {unit_id: frozenset(ids) for unit_id, ids in under.items()}
+
+    def units_under(self, unit_id: str) -> frozenset[str]:
+        """The units whose tickets a supervisor of this unit may see, itself included: a
+        community office sees its grids, its pool and the property companies of its
+        compounds; a street office sees its communities and all under them, and its pool;
+        any other unit sees only itself."""
+        return self._subtrees.get(unit_id, frozenset({unit_id}))
 
     @cached_property
     def _addresses(self) -> dict[str, str]:
@@ -181,17 +304,11 @@ class Jurisdiction(_Frozen):
     def street(self, street_id: str) -> Street:
         return self._by_id["street"][street_id]  # type: ignore[return-value]
 
-    def units_under(self, unit_id: str) -> frozenset[str]:  # TEMPORARY until the routing branch lands
-        under = {unit_id}
-        for c in self.communities:
-            street = self.street(c.street_id)
-            if unit_id in (c.unit_id, street.unit_id):
-                under |= {c.unit_id} if street.unit_id == unit_id else set()
-                under |= {g.unit_id for g in self.grids if g.community_id == c.id}
-        return frozenset(under)
-
     def unit(self, unit_id: str) -> Unit | None:
         return self._by_id["unit"].get(unit_id)  # type: ignore[return-value]
+
+    def pool(self, pool_id: str) -> Pool:
+        return self._by_id["pool"][pool_id]  # type: ignore[return-value]
 
 
 def load_jurisdiction(path: Path) -> Jurisdiction:

@@ -1,10 +1,12 @@
-"""Routing policy: categories, the tier each starts at, the departments that handle them,
+"""Routing policy: categories, the tier each starts at, who handles them at the grid tier
+(the grid worker, a volunteer pool or a property company), the departments that handle them,
 SLA limits per priority and tier, and the working-hours calendar. Loaded from a data file
 and validated at start-up, with errors that name the bad key."""
 
 import math
 import re
 from datetime import date, datetime, time, timedelta
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -14,7 +16,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from services.events import Priority, Tier
-from services.jurisdiction import Jurisdiction, UnitKind
+from services.jurisdiction import Jurisdiction, PoolLevel, UnitKind
 from services.text import words
 
 TIERS: tuple[Tier, ...] = (Tier.GRID, Tier.COMMUNITY, Tier.STREET, Tier.BUREAU)
@@ -179,6 +181,14 @@ class Attribute(BaseModel):
                 return value
 
 
+class Handler(StrEnum):
+    """Who handles a category's cases at the grid tier."""
+
+    GRID = "grid"  # the grid worker
+    POOL = "pool"  # the volunteer pool of the case's community or street (群众点单, 微心愿)
+    PROPERTY = "property"  # the property company of the compound the case lies in (红色物业)
+
+
 class CategoryPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -186,6 +196,13 @@ class CategoryPolicy(BaseModel):
     name_zh: str | None = None
     start_tier: Tier
     emergency_start_tier: Tier | None = None
+    handler: Handler = Field(
+        Handler.GRID,
+        description="who handles it at the grid tier; where there is no such pool or compound, the grid worker",
+    )
+    pool: PoolLevel | None = Field(
+        None, description="with handler: pool, whose pool: the community's (the default) or the street's"
+    )
     departments: list[str] = Field(min_length=1, description="lead department first")
     sla: dict[Priority, dict[Tier, TierSla]] = {}
     attributes: list[Attribute] = []
@@ -194,6 +211,21 @@ class CategoryPolicy(BaseModel):
         description="whether its cases may appear in the public Open311 listing; false for problems "
         "inside homes or between neighbours",
     )
+
+    @model_validator(mode="after")
+    def _handler_at_grid_tier(self) -> Self:
+        if self.handler is not Handler.GRID and self.start_tier is not Tier.GRID:
+            raise ValueError(
+                f"category {self.code!r}: handler {self.handler.value!r} names who handles it at the grid tier, "
+                f"but it starts at the {self.start_tier.value} tier; give it start_tier: grid or drop the handler"
+            )
+        if self.pool is not None and self.handler is not Handler.POOL:
+            raise ValueError(f"category {self.code!r}: pool applies only with handler: pool")
+        return self
+
+    @property
+    def pool_level(self) -> PoolLevel:
+        return self.pool or PoolLevel.COMMUNITY
 
     def check_attributes(self, given: dict[str, object]) -> tuple[dict[str, object], list[tuple[str, str]]]:
         """Canonical values and the problems, as (attribute code, what is wrong)."""

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from dispatcher import handlers
+from dispatcher import handlers, repository
 from dispatcher.bootstrap import bootstrap
 from dispatcher.domain import Router
 from dispatcher.tables import assignments, cases, history, outbox
@@ -241,3 +241,16 @@ async def test_an_idle_worker_wakes_when_the_next_timer_falls_due_not_at_its_nex
         assert timedelta(0) <= warned - due < timedelta(seconds=1)
     finally:
         await ctx.db.dispose()
+
+
+async def test_a_cases_location_is_kept_and_loaded_with_it(ctx):
+    consumer = bootstrap(ctx).consumers[0]
+    case_id = f"lift-{uuid.uuid4().hex[:8]}"
+    in_compound = Location(lat=30.5025, lon=114.3125)  # CP-OSMANTHUS, managed by PM-GREEN, in grid G21
+    event = CaseReported(
+        case_id=case_id, category="lift_fault", description="stuck", location=in_compound, grid_id="G21"
+    )
+    assert await consumer.handle(records(ctx, [event])[0])
+    async with ctx.db.sessions() as s:
+        case = (await repository.load(s, [case_id], lock=False)).cases[case_id]
+    assert (case.location, case.lead.unit_id) == (in_compound, "PM-GREEN")

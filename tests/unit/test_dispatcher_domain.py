@@ -1,6 +1,7 @@
 """The routing core, pure: tiers, clocks, escalation, return, whistle, reopen, supervision."""
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -42,8 +43,8 @@ from services.events import (
     TicketWhistled,
     Tier,
 )
-from services.jurisdiction import load_jurisdiction
-from services.policy import load_policy
+from services.jurisdiction import Jurisdiction, PoolLevel, load_jurisdiction
+from services.policy import Policy, load_policy
 from services.settings import DATA_DIR
 
 J = load_jurisdiction(DATA_DIR / "district.yaml")
@@ -449,3 +450,83 @@ def test_a_case_nobody_claimed_can_be_cancelled_and_a_claimed_one_cannot():
     d = ROUTER.cancel(claimed(new_case()[0]), CaseCancelRequested(case_id="c1"), MONDAY_10AM, ids())
     assert d.case.status is CaseStatus.CLAIMED
     assert [type(e) for e in d.events] == [CaseCancelRefused]
+
+
+# -- volunteer pools and property companies at the grid tier ---------------------------------
+
+IN_OSMANTHUS = Location(lat=30.5025, lon=114.3125)  # compound CP-OSMANTHUS (PM-GREEN), grid G21, community C2
+
+
+def reported_at(category: str, where: Location) -> CaseReported:
+    grid = J.locate(where.lat, where.lon)
+    return CaseReported(case_id="c1", category=category, description="d", location=where, grid_id=grid.id)
+
+
+def test_a_property_category_inside_a_compound_goes_to_its_property_company_at_the_grid_tier():
+    d = ROUTER.report(None, reported_at("lift_fault", IN_OSMANTHUS), MONDAY_10AM, ids())
+    assert (d.case.lead.tier, d.case.lead.unit_id, d.case.location) == (Tier.GRID, "PM-GREEN", IN_OSMANTHUS)
+    assert (d.events[0].unit_id, d.events[0].unit_name) == ("PM-GREEN", "Greentown Property Management")
+
+
+def test_a_property_category_outside_every_compound_goes_to_the_grid_worker():
+    case, [assigned] = new_case("corridor_garbage", grid_id="G21")  # G21's centre is outside the compound
+    assert (assigned.tier, assigned.unit_id) == (Tier.GRID, "U-G21")
+
+
+def test_a_case_stored_without_a_location_routes_by_its_grid():
+    case, _ = new_case("lift_fault", grid_id="G21")
+    assert ROUTER.handling_unit(replace(case, location=None), Tier.GRID).id == "U-G21"
+
+
+def test_a_property_companys_ticket_escalates_to_the_community_office():
+    case = ROUTER.report(None, reported_at("common_water_leak", IN_OSMANTHUS), MONDAY_10AM, ids()).case
+    d = ROUTER.escalate(
+        case,
+        TicketEscalated(case_id="c1", ticket_id=case.lead.assignment_id, unit_id="PM-GREEN", reason="roof"),
+        MONDAY_10AM,
+        ids(),
+    )
+    escalated = d.events[0]
+    assert (escalated.from_tier, escalated.from_unit_id) == (Tier.GRID, "PM-GREEN")
+    assert (d.case.lead.tier, d.case.lead.unit_id) == (Tier.COMMUNITY, "U-C2")
+
+
+@pytest.mark.parametrize("category", ["micro_wish", "order"])
+def test_a_pool_category_goes_to_the_pool_of_the_cases_community(category):
+    case, [assigned] = new_case(category, details={"attributes": {"need": "shopping"}})
+    assert (assigned.tier, assigned.unit_id) == (Tier.GRID, "P-C2")  # G23 is in community C2
+
+
+def test_a_missed_limit_on_a_pool_ticket_escalates_to_the_community_office():
+    new_id = ids()
+    case, _ = new_case("micro_wish", new_id=new_id)
+    case, events = fire_all_due(case, case.lead.response_due + timedelta(seconds=1), new_id)
+    breach = next(e for e in events if isinstance(e, CaseSlaBreached))
+    assert (breach.unit_id, breach.tier) == ("P-C2", Tier.GRID)
+    assert (case.lead.tier, case.lead.unit_id) == (Tier.COMMUNITY, "U-C2")
+
+
+def test_with_no_pool_to_take_it_a_pool_category_goes_to_the_grid_worker():
+    bare = Jurisdiction.model_validate({**J.model_dump(), "pools": []})
+    d = Router(bare, POLICY).report(None, reported("micro_wish"), MONDAY_10AM, ids())
+    assert (d.case.lead.tier, d.case.lead.unit_id) == (Tier.GRID, "U-G23")
+
+
+def test_a_street_level_pool_category_goes_to_the_streets_pool():
+    district = J.model_dump()
+    district["units"].append({"id": "P-S1", "name": "Qinghe volunteers", "kind": "pool"})
+    district["pools"].append({"id": "P-S1", "name": "Qinghe volunteers", "street_id": "S1"})
+    j = Jurisdiction.model_validate(district)
+    policy = POLICY.model_dump()
+    next(c for c in policy["categories"] if c["code"] == "order")["pool"] = PoolLevel.STREET
+    d = Router(j, Policy.model_validate(policy)).report(None, reported("order"), MONDAY_10AM, ids())
+    assert (d.case.lead.tier, d.case.lead.unit_id) == (Tier.GRID, "P-S1")
+
+
+def test_a_case_returned_to_a_pool_or_property_company_is_at_the_grid_tier():
+    new_id = ids()
+    case, _ = new_case("streetlight", new_id=new_id)  # at the community office
+    case = returned(case, suggested="P-C2", new_id=new_id)
+    assert (case.lead.tier, case.lead.unit_id) == (Tier.GRID, "P-C2")
+    case = returned(case, suggested="PM-GREEN", new_id=new_id)
+    assert (case.lead.tier, case.lead.unit_id) == (Tier.GRID, "PM-GREEN")

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.jurisdiction import JurisdictionError, UnitKind, load_jurisdiction
+from services.jurisdiction import JurisdictionError, PoolLevel, UnitKind, load_jurisdiction
 from services.settings import DATA_DIR
 
 DEMO = DATA_DIR / "district.yaml"
@@ -64,3 +64,102 @@ def test_a_self_crossing_polygon_is_refused(tmp_path):
 def test_unreadable_file_is_a_clear_error(tmp_path):
     with pytest.raises(JurisdictionError, match="cannot read"):
         load_jurisdiction(tmp_path / "missing.yaml")
+
+
+# -- pools, compounds and what a supervisor sees -------------------------------------------
+
+IN_OSMANTHUS = (30.5025, 114.3125)  # compound CP-OSMANTHUS, grid G21, community C2
+IN_RIVERSIDE = (30.5125, 114.3325)  # compound CP-RIVERSIDE, grid G42, community C4
+
+
+def test_a_point_in_a_compound_finds_it_and_its_property_company(j):
+    compound = j.compound_at(*IN_OSMANTHUS)
+    assert (compound.id, compound.community_id, compound.property_unit_id) == ("CP-OSMANTHUS", "C2", "PM-GREEN")
+    assert j.compound_at(*IN_RIVERSIDE).property_unit_id == "PM-HARMONY"
+    assert j.compound_at(30.505, 114.315) is None  # G21's centre, outside the compound
+
+
+def test_a_point_on_a_border_shared_by_two_compounds_belongs_to_the_smaller_id(tmp_path):
+    def twin(raw):  # the same size, east of CP-OSMANTHUS (whose east side is at 114.314)
+        east = [[114.314, 30.501], [114.317, 30.501], [114.317, 30.504], [114.314, 30.504]]
+        raw["compounds"].append({**raw["compounds"][0], "id": "CP-AAA", "polygon": east})
+
+    j = load_jurisdiction(_write(tmp_path, twin))
+    assert j.compound_at(30.5025, 114.314).id == "CP-AAA"
+
+
+def test_the_demo_district_has_a_pool_per_community(j):
+    assert [j.pool_for(c.id, PoolLevel.COMMUNITY).id for c in j.communities] == ["P-C1", "P-C2", "P-C3", "P-C4"]
+    assert j.pool_for("C1", PoolLevel.STREET) is None
+    assert j.pool("P-C1").name_zh == "枫林社区志愿者队伍"
+    assert j.unit("P-C1").kind is UnitKind.POOL
+
+
+def test_a_community_office_sees_its_grids_pool_and_property_companies(j):
+    assert j.units_under("U-C2") == {"U-C2", "U-G21", "U-G22", "U-G23", "P-C2", "PM-GREEN"}
+    assert j.units_under("U-C1") == {"U-C1", "U-G11", "U-G12", "U-G13", "P-C1"}
+
+
+def test_a_street_office_sees_its_communities_and_all_under_them(j):
+    assert j.units_under("U-S2") == {
+        "U-S2",
+        *("U-C3", "U-G31", "U-G32", "U-G33", "P-C3"),
+        *("U-C4", "U-G41", "U-G42", "U-G43", "P-C4", "PM-HARMONY"),
+    }
+
+
+def test_a_street_pool_is_under_its_street_office_only(tmp_path):
+    def street_pool(raw):
+        raw["units"].append({"id": "P-S1", "name": "Qinghe volunteers", "kind": "pool"})
+        raw["pools"].append({"id": "P-S1", "name": "Qinghe volunteers", "street_id": "S1"})
+
+    j = load_jurisdiction(_write(tmp_path, street_pool))
+    assert "P-S1" in j.units_under("U-S1")
+    assert "P-S1" not in j.units_under("U-C1")
+
+
+@pytest.mark.parametrize("unit_id", ["U-G11", "P-C1", "PM-GREEN", "D-URBAN", "no-such-unit"])
+def test_any_other_unit_sees_only_itself(j, unit_id):
+    assert j.units_under(unit_id) == {unit_id}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda raw: raw["pools"][0].update(street_id="S1"), r"pool 'P-C1': give exactly one of"),
+        (lambda raw: raw["pools"][0].pop("community_id"), r"pool 'P-C1': give exactly one of"),
+        (lambda raw: raw["pools"][0].update(id="U-G11"), r"pools\[U-G11\]: unit 'U-G11' is a grid, expected pool"),
+        (lambda raw: raw["pools"][0].update(id="P-NONE"), r"pools\[P-NONE\]: unit 'P-NONE' is not in units"),
+        (lambda raw: raw["pools"][0].update(community_id="C404"), r"pools\[P-C1\]: community 'C404' does not exist"),
+        (
+            lambda raw: raw["pools"][1].update(community_id="C1"),
+            r"pools\[P-C2\]: community 'C1' has a pool already, 'P-C1'",
+        ),
+        (
+            lambda raw: raw["compounds"][0].update(property_unit_id="U-C2"),
+            r"compounds\[CP-OSMANTHUS\]: unit 'U-C2' is a community, expected property",
+        ),
+        (
+            lambda raw: raw["compounds"][0].update(community_id="C404"),
+            r"compounds\[CP-OSMANTHUS\]: community 'C404' does not exist",
+        ),
+        (
+            lambda raw: raw["compounds"][0].update(
+                polygon=[[114.311, 30.501], [114.314, 30.504], [114.314, 30.501], [114.311, 30.504]]
+            ),
+            "simple ring",
+        ),
+    ],
+)
+def test_bad_pools_and_compounds_are_refused_by_name(tmp_path, mutate, message):
+    with pytest.raises(JurisdictionError, match=message):
+        load_jurisdiction(_write(tmp_path, mutate))
+
+
+def test_a_district_without_pools_or_compounds_routes_as_before(tmp_path):
+    def bare(raw):
+        del raw["pools"], raw["compounds"]
+
+    j = load_jurisdiction(_write(tmp_path, bare))
+    assert j.compound_at(*IN_OSMANTHUS) is None
+    assert j.units_under("U-C2") == {"U-C2", "U-G21", "U-G22", "U-G23"}

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from services.events import Priority, Tier
-from services.jurisdiction import load_jurisdiction
-from services.policy import Calendar, Limit, PolicyError, load_policy, parse_limit
+from services.jurisdiction import PoolLevel, load_jurisdiction
+from services.policy import Calendar, Handler, Limit, PolicyError, load_policy, parse_limit
 from services.settings import DATA_DIR
 
 SHANGHAI = "Asia/Shanghai"
@@ -121,3 +121,36 @@ def test_a_department_that_does_not_exist_is_refused(tmp_path):
     path = _policy_file(tmp_path, lambda raw: raw["categories"][0].update(departments=["D-NOWHERE"]))
     with pytest.raises(PolicyError, match=r"categories\[garbage\]\.departments: 'D-NOWHERE'"):
         load_policy(path, J)
+
+
+def test_the_demo_policy_names_pool_and_property_handlers():
+    assert (POLICY.category("micro_wish").handler, POLICY.category("micro_wish").pool_level) == (
+        Handler.POOL,
+        PoolLevel.COMMUNITY,
+    )
+    assert POLICY.category("lift_fault").handler is Handler.PROPERTY
+    assert POLICY.category("garbage").handler is Handler.GRID  # the default: the grid worker
+
+
+def test_a_pool_or_property_handler_needs_a_category_starting_at_the_grid_tier(tmp_path):
+    path = _policy_file(tmp_path, lambda raw: _category(raw, "streetlight").update(handler="property"))
+    with pytest.raises(
+        PolicyError, match=r"category 'streetlight': handler 'property' .* starts at the community tier"
+    ):
+        load_policy(path, J)
+
+
+def test_a_pool_level_without_a_pool_handler_is_refused(tmp_path):
+    path = _policy_file(tmp_path, lambda raw: _category(raw, "corridor_garbage").update(pool="street"))
+    with pytest.raises(PolicyError, match=r"category 'corridor_garbage': pool applies only with handler: pool"):
+        load_policy(path, J)
+
+
+def test_an_unknown_handler_is_refused(tmp_path):
+    path = _policy_file(tmp_path, lambda raw: _category(raw, "garbage").update(handler="volunteers"))
+    with pytest.raises(PolicyError, match=r"categories\.0\.handler"):
+        load_policy(path, J)
+
+
+def _category(raw: dict, code: str) -> dict:
+    return next(c for c in raw["categories"] if c["code"] == code)
