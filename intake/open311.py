@@ -604,9 +604,12 @@ def router(
     ) -> Response:
         async def produce() -> list[dict[str, Any]]:
             await rate_limit.hit(request)
-            # Malformed dates are refused even where service_request_id makes them irrelevant.
+            # Malformed dates and statuses are refused even where service_request_id makes them irrelevant.
             start = parse_w3("start_date", start_date) if start_date is not None else None
             end = parse_w3("end_date", end_date) if end_date is not None else None
+            statuses = set(_listed(status))
+            if unknown := statuses - {"open", "closed"}:
+                raise BadRequest(f"status {sorted(unknown)[0]!r} is not one of: open, closed")
             if ids := _listed(service_request_id):  # overrides all other arguments
                 return await requests_where(case_views.c.case_id.in_(ids), public=True)
             if start and end and start > end:
@@ -624,9 +627,6 @@ def router(
             conditions = [case_views.c.created_at >= start, case_views.c.created_at <= end]
             if codes := _listed(service_code):
                 conditions.append(case_views.c.category.in_(codes))
-            statuses = set(_listed(status))
-            if unknown := statuses - {"open", "closed"}:
-                raise BadRequest(f"status {sorted(unknown)[0]!r} is not one of: open, closed")
             if statuses == {"closed"}:
                 conditions.append(case_views.c.status.in_(CLOSED))
             elif statuses == {"open"}:
