@@ -18,7 +18,7 @@ from services.clock import Clock
 from services.db import Database
 from services.errors import Conflict, Invalid, NotFound, Unauthorized
 from services.jurisdiction import Jurisdiction
-from services.text import words
+from services.text import not_blank, words
 
 DEFAULT_DAYS = 30
 BEARER = {"WWW-Authenticate": "Bearer"}
@@ -53,7 +53,7 @@ class Accounts:
         if self.j.unit(unit_id) is None:
             raise Invalid(f"no unit {unit_id!r} in {self.j.district.name} (GET /v1/units lists them)", loc=("unit_id",))
         try:
-            name = words(name)
+            name = not_blank(words(name))
         except ValueError as exc:
             raise Invalid(f"name {exc}", loc=("name",)) from None
         staff_id = f"st-{secrets.token_hex(6)}"

@@ -21,9 +21,13 @@ class UnitOut(BaseModel):
     name: str
     kind: UnitKind
     parent: str | None = Field(
-        description="the unit one tier up (grid → community → street office); null for street offices and departments"
+        description="the office that supervises it (grid, pool or property company → community office → street "
+        "office); null for street offices and departments"
     )
-    area_id: str | None = Field(description="the grid, community or street it handles; null for departments")
+    area_id: str | None = Field(
+        description="the grid, community or street it handles (a pool: its community or street; a property "
+        "company: the community of its first compound); null for departments"
+    )
 
 
 def units_of(j: Jurisdiction) -> list[UnitOut]:
@@ -37,6 +41,11 @@ def units_of(j: Jurisdiction) -> list[UnitOut]:
         placed.setdefault(c.unit_id, (c.id, street_unit[c.street_id]))
     for g in j.grids:
         placed.setdefault(g.unit_id, (g.id, community_unit[g.community_id]))
+    for p in j.pools:
+        level, area = p.area
+        placed.setdefault(p.id, (area, (community_unit if level == "community" else street_unit)[area]))
+    for x in j.compounds:
+        placed.setdefault(x.property_unit_id, (x.community_id, community_unit[x.community_id]))
     out = []
     for u in j.units:
         area, parent = placed.get(u.id, (None, None))
@@ -85,7 +94,8 @@ def directory(j: Jurisdiction, title: str) -> APIRouter:
     async def list_units(
         kind: Annotated[UnitKind | None, Query(description="only units of this kind")] = None,
     ) -> list[Any]:
-        """Every handling unit: grid workers, community and street offices, departments."""
+        """Every handling unit: grid workers, volunteer pools, property companies, community and
+        street offices, departments."""
         return [u for u in units if kind is None or u.kind is kind]
 
     return api
