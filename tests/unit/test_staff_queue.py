@@ -217,6 +217,12 @@ async def test_an_escalated_ticket_says_why_it_arrived_and_carries_the_earlier_p
     case = await report(client)
     ticket = await open_ticket(client, "U-G11", grid, case["case_id"])
     await act(client, grid, ticket, "notes", {"text": "Too big for the grid: a skip is needed", "visibility": "public"})
+
+    async def open311_says_it():
+        r = await client.get(f"/open311/v2/requests/{case['case_id']}.json")
+        return r.json()[0]["status_notes"] == "Too big for the grid: a skip is needed" or None
+
+    await eventually(open311_says_it)
     await act(client, grid, ticket, "escalate", {"reason": "needs a skip lorry"})
     community = handlers("U-C1")
     arrived = await open_ticket(client, "U-C1", community, case["case_id"])
