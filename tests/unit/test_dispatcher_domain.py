@@ -19,6 +19,7 @@ from dispatcher.domain import (
     UnroutableCase,
 )
 from services.events import (
+    Actor,
     CaseAssigned,
     CaseCancelRefused,
     CaseCancelRequested,
@@ -31,15 +32,20 @@ from services.events import (
     CaseSlaBreached,
     CaseSlaWarning,
     CaseUnassigned,
+    CaseUnclaimed,
     EscalationReason,
     Location,
+    NoteVisibility,
     Priority,
     ReturnReason,
     Role,
     TicketClaimed,
     TicketEscalated,
+    TicketNoted,
+    TicketReassigned,
     TicketResolved,
     TicketReturned,
+    TicketUnclaimed,
     TicketWhistled,
     Tier,
 )
@@ -530,3 +536,50 @@ def test_a_case_returned_to_a_pool_or_property_company_is_at_the_grid_tier():
     assert (case.lead.tier, case.lead.unit_id) == (Tier.GRID, "P-C2")
     case = returned(case, suggested="PM-GREEN", new_id=new_id)
     assert (case.lead.tier, case.lead.unit_id) == (Tier.GRID, "PM-GREEN")
+
+
+# --- staff actions by a person --------------------------------------------------------------
+
+LI = Actor(staff_id="st-1", name="Li Wei")
+
+
+def test_unclaiming_buys_no_time_a_response_limit_already_passed_escalates_at_once():
+    new_id = ids()
+    case, _ = new_case(new_id=new_id)
+    case = claimed(case)
+    assert not [t for t in ROUTER.timers(case) if t.kind is TimerKind.RESPONSE_BREACH]
+    late = MONDAY_10AM + timedelta(hours=5)
+    unclaim = TicketUnclaimed(case_id="c1", ticket_id=case.lead.assignment_id, unit_id="U-G23", by=LI)
+    d = ROUTER.unclaim(case, unclaim, late, new_id)
+    assert [type(e) for e in d.events] == [CaseUnclaimed] and d.events[0].by == LI
+    assert (d.case.lead.status, d.case.status) == (AssignmentStatus.OPEN, CaseStatus.ASSIGNED)
+    case, events = fire_all_due(d.case, late, new_id)
+    assert [type(e) for e in events][:3] == [CaseSlaWarning, CaseSlaBreached, CaseEscalated]
+    assert case.lead.unit_id == "U-C2"
+    with pytest.raises(InvalidTransition):
+        ROUTER.unclaim(new_case()[0], unclaim, late, new_id)  # an open ticket has nobody to unclaim it
+
+
+def test_the_person_who_acted_is_on_the_case_events_and_the_new_unit_learns_why():
+    new_id = ids()
+    case, _ = new_case(new_id=new_id)
+    ticket = case.lead.assignment_id
+    d = ROUTER.claim(case, TicketClaimed(case_id="c1", ticket_id=ticket, unit_id="U-G23", by=LI), MONDAY_10AM, new_id)
+    assert d.events[0].by == LI
+    note = TicketNoted(
+        case_id="c1", ticket_id=ticket, unit_id="U-G23", visibility=NoteVisibility.PUBLIC, text="on my way", by=LI
+    )
+    noted = ROUTER.note(d.case, note, MONDAY_10AM, new_id)
+    assert noted.case == d.case and noted.events[0].text == "on my way" and noted.events[0].by == LI
+    up = TicketEscalated(case_id="c1", ticket_id=ticket, unit_id="U-G23", reason="needs a skip lorry", by=LI)
+    d = ROUTER.escalate(d.case, up, MONDAY_10AM, new_id)
+    escalated, _, assigned = d.events
+    assert escalated.by == LI
+    assert assigned.unit_id == "U-C2" and "上报" in assigned.reason and "needs a skip lorry" in assigned.reason
+    # a supervisor moves it to another unit; its tier is that unit's
+    move = TicketReassigned(
+        case_id="c1", ticket_id=d.case.lead.assignment_id, unit_id="U-C2", to_unit_id="U-G21", reason="x", by=LI
+    )
+    d = ROUTER.reassign(d.case, move, MONDAY_10AM, new_id)
+    assert (d.case.lead.unit_id, d.case.lead.tier) == ("U-G21", Tier.GRID)
+    assert d.events[0].reason is EscalationReason.REASSIGNED and "reassigned" in d.events[-1].reason
