@@ -3,8 +3,10 @@
 import httpx
 import pytest
 
+from services.auth import Authenticator
 from tests.support.cluster import distributed, embedded
 from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report, open_ticket
+from tests.support.staff import person, signed
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -65,7 +67,7 @@ async def test_distributed_loop_on_postgres_and_the_broker(distributed_env, tmp_
             assert [a["unit_id"] for a in history["assignments"]] == ["U-G32"]
 
 
-async def test_embedded_loop_survives_kill_9(tmp_path, tokens):
+async def test_embedded_loop_survives_kill_9(tmp_path):
     env = {
         "GRIDCALL_ENV": "dev",
         "GRIDCALL_SECRET_KEY": TEST_SECRET,
@@ -83,7 +85,8 @@ async def test_embedded_loop_survives_kill_9(tmp_path, tokens):
             view = await case_in_status(client, case, "assigned")
             assert (view["tier"], view["unit_id"]) == ("community", "U-C3")
 
-            staff = tokens("U-C3")
+            ops = signed(Authenticator(TEST_SECRET))
+            staff = await person(client, ops, "U-C3", "Community clerk")
             ticket = await open_ticket(client, "U-C3", staff, case["case_id"])
             gridcall.kill()  # between filing and claiming
             gridcall.start()
@@ -98,7 +101,7 @@ async def test_embedded_loop_survives_kill_9(tmp_path, tokens):
             assert view["timeline"][-1]["result"] == "Bulb replaced"
 
             async def told() -> list[str] | None:
-                kinds = await resident_notifications(client, case["case_id"], tokens())
+                kinds = await resident_notifications(client, case["case_id"], ops)
                 return kinds if kinds == ["case.assigned", "case.resolved"] else None
 
             await eventually(told)

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 
+import httpx
+
 from departments.staff import Accounts, StaffRole
 from gridcall import migrate as migrations
 from services.auth import Authenticator
@@ -58,3 +60,14 @@ def signed(auth: Authenticator, unit_id: str | None = None) -> str:
     if unit_id is None:
         return auth.issue("ops", now=now, ttl=timedelta(hours=1))
     return auth.issue("staff", unit_id=unit_id, staff_id=f"st-unenrolled-{unit_id}", now=now, ttl=timedelta(hours=1))
+
+
+async def person(client: httpx.AsyncClient, ops_token: str, unit_id: str, name: str, role: str = "handler") -> str:
+    """A new account made over HTTP as ops makes one (`POST /v1/staff`); its token."""
+    r = await client.post(
+        "/v1/staff",
+        headers={"Authorization": f"Bearer {ops_token}"},
+        json={"unit_id": unit_id, "name": name, "role": role},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["token"])
