@@ -12,6 +12,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
+from departments.adapters import signing
 from departments.staff import DEFAULT_DAYS, Accounts, StaffRole
 from gridcall import migrate as migrations
 from gridcall.app import build_app
@@ -36,6 +37,8 @@ open311_app = typer.Typer(help="API keys for Open311 clients (POST /open311/v2/r
 app.add_typer(open311_app, name="open311-key")
 staff_app = typer.Typer(help="People: staff accounts in units and pools, and their tokens.", no_args_is_help=True)
 app.add_typer(staff_app, name="staff")
+adapter_app = typer.Typer(help="Department adapters: webhooks and topics to units' own systems.", no_args_is_help=True)
+app.add_typer(adapter_app, name="adapter")
 deadletter_app = typer.Typer(help="Records consumers could not handle: list them, re-drive them.", no_args_is_help=True)
 app.add_typer(deadletter_app, name="deadletter")
 
@@ -190,6 +193,13 @@ def staff_revoke(name_or_id: Annotated[str, typer.Argument(help="the account's i
 
     row = _with_accounts(revoke)
     typer.echo(f"gridcall: revoked {row.name} ({row.staff_id}, {row.unit_id}) at {row.revoked_at:%Y-%m-%d %H:%M:%S}")
+
+
+@adapter_app.command("secret")
+def adapter_secret() -> None:
+    """Print a fresh signing secret (whsec_…) for a unit's adapter: set it in the environment
+    variable its `adapter.secret_env` names, and give it to the department's IT team."""
+    typer.echo(signing.new_secret())
 
 
 def _checked(work: Callable[[], T]) -> T:

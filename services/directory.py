@@ -34,7 +34,7 @@ def units_of(j: Jurisdiction) -> list[UnitOut]:
     """Every unit, in the district file's order, with the unit above it in the tree."""
     street_unit = {s.id: s.unit_id for s in j.streets}
     community_unit = {c.id: c.unit_id for c in j.communities}
-    placed: dict[str, tuple[str, str | None]] = {}  # unit id -> (area id, parent unit id)
+    placed: dict[str, tuple[str | None, str | None]] = {}  # unit id -> (area id, parent unit id)
     for s in j.streets:
         placed.setdefault(s.unit_id, (s.id, None))
     for c in j.communities:
@@ -42,8 +42,8 @@ def units_of(j: Jurisdiction) -> list[UnitOut]:
     for g in j.grids:
         placed.setdefault(g.unit_id, (g.id, community_unit[g.community_id]))
     for p in j.pools:
-        level, area = p.area
-        placed.setdefault(p.id, (area, (community_unit if level == "community" else street_unit)[area]))
+        level, area_id = p.area
+        placed.setdefault(p.id, (area_id, (community_unit if level == "community" else street_unit)[area_id]))
     for x in j.compounds:
         placed.setdefault(x.property_unit_id, (x.community_id, community_unit[x.community_id]))
     out = []

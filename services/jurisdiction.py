@@ -13,7 +13,7 @@ from typing import Annotated, Self, TypeVar
 import numpy as np
 import shapely
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 from shapely.geometry import Polygon
 
 
@@ -37,10 +37,31 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Adapter(_Frozen):
+    """How a unit's own IT system is connected (docs/adapters.md): assignments POSTed to `url`
+    as signed webhooks, and/or published on the unit's Kafka topics (`kafka`); the unit's
+    system answers on the inbound endpoint or the updates topic. The signing secret (whsec_…)
+    comes only from the environment variable `secret_env` names, never from this file."""
+
+    url: HttpUrl | None = None
+    secret_env: str | None = Field(None, pattern=r"^[A-Z][A-Z0-9_]*$")
+    kafka: bool = False
+    contact: bool = Field(False, description="send the resident's call-back contact with each assignment")
+
+    @model_validator(mode="after")
+    def _says_how(self) -> Self:
+        if self.url is None and not self.kafka:
+            raise ValueError("an adapter needs a url (webhooks), kafka: true, or both")
+        if self.url is not None and self.secret_env is None:
+            raise ValueError("a webhook adapter needs secret_env: the environment variable holding its whsec_ secret")
+        return self
+
+
 class Unit(_Frozen):
     id: str
     name: str
     kind: UnitKind
+    adapter: Adapter | None = None
 
 
 class Street(_Frozen):
