@@ -305,6 +305,7 @@ class Router:
             response_due=a.response_due,
             resolution_due=a.resolution_due,
             reason=reason,
+            location=case.location,
         )
         return replace(case, assignments=(*case.assignments, a)), event
 

@@ -172,6 +172,7 @@ class CaseAssigned(Event):
     response_due: datetime
     resolution_due: datetime
     reason: str = Field("", description="why the case arrived here: the escalation, return, whistle or reopening")
+    location: Location | None = Field(None, description="where the resident reported it")
 
 
 class CaseUnassigned(Event):
