@@ -87,8 +87,11 @@ async def test_missed_response_limits_escalate_grid_to_community_to_street(clien
     assert [h["type"] for h in history["history"]].count("case.sla_breached") == 2
 
     async def grid_ticket_withdrawn():
-        r = await departments.get("/v1/units/U-G11/tickets", headers=bearer(tokens("U-G11")))
-        return [t for t in r.json() if t["case_id"] == case["case_id"] and t["status"] == "withdrawn"]
+        r = await departments.get(
+            "/v1/units/U-G11/tickets", params={"status": "withdrawn"}, headers=bearer(tokens("U-G11"))
+        )
+        assert r.status_code == 200, r.text
+        return [t for t in r.json()["tickets"] if t["case_id"] == case["case_id"]]
 
     await eventually(grid_ticket_withdrawn)
 
@@ -168,7 +171,8 @@ async def test_an_unsatisfied_resident_reopens_the_case_with_the_unit_that_resol
 
     async def reopened_ticket():
         r = await departments.get("/v1/units/U-G11/tickets", headers=bearer(g11))
-        return next((t for t in r.json() if t["case_id"] == case["case_id"] and t["status"] == "open"), None)
+        assert r.status_code == 200, r.text
+        return next((t for t in r.json()["tickets"] if t["case_id"] == case["case_id"] and t["status"] == "open"), None)
 
     second = await eventually(reopened_ticket)
     assert second["ticket_id"] != ticket["ticket_id"]
