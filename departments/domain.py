@@ -79,9 +79,7 @@ def check_holder(caller: Principal, ticket: Any, action: str) -> None:
     """The caller works in the ticket's unit and, once it is claimed, claimed it or supervises."""
     check_member(caller, ticket)
     if ticket.status == TicketStatus.CLAIMED and ticket.claimed_by_id != caller.staff_id and not caller.supervisor:
-        raise NotYourTicket(
-            f"{ticket.claimed_by} claimed this ticket: only they or a supervisor of the unit can {action} it"
-        )
+        raise NotYourTicket(f"someone else claimed this ticket: only they or a supervisor of the unit can {action} it")
 
 
 def check_overseer(caller: Principal, ticket: Any, to_unit_id: str, j: Jurisdiction) -> None:
