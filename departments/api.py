@@ -388,7 +388,13 @@ def router(desk: Desk, accounts: Accounts) -> APIRouter:
         403: problem("this needs an ops token"),
     }
 
-    @api.post("/staff", response_model=IssuedStaff, status_code=201, tags=["ops"], responses=staff_answers)
+    @api.post(
+        "/staff",
+        response_model=IssuedStaff,
+        status_code=201,
+        tags=["ops"],
+        responses={**staff_answers, 409: problem("the unit has a person of this name already")},
+    )
     async def add_staff(body: NewStaff, _: Ops) -> dict[str, Any]:
         """Create a person's account in a unit (or pool) and return their token, once."""
         account = await accounts.add(body.unit_id, body.name, body.role)
