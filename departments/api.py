@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from departments import queue
 from departments.desk import Desk
-from departments.domain import TicketStatus, check_sees, visible_units
+from departments.domain import TicketStatus, check_sees, check_sees_ticket, visible_units
 from departments.staff import DEFAULT_DAYS, Accounts, StaffRole, standing
 from departments.tables import tickets
 from services.auth import Principal, PrincipalDep
@@ -230,7 +230,7 @@ def router(desk: Desk, accounts: Accounts) -> APIRouter:
             row = (await s.execute(select(tickets).where(tickets.c.ticket_id == ticket_id))).first()
             if row is None:
                 raise NotFound(f"no ticket {ticket_id}")
-            check_sees(who, row.unit_id, j)
+            check_sees_ticket(who, row, j)
             return (await queue.views(s, [row], who, clock.now()))[0]
 
     async def listing(unit_id: str, who: Principal, q: queue.QueueQuery) -> dict[str, Any]:
