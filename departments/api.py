@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from departments import queue
 from departments.desk import Desk
-from departments.domain import TicketStatus, check_sees, visible_units
+from departments.domain import TicketStatus, check_sees, check_sees_ticket, visible_units
 from departments.staff import DEFAULT_DAYS, Accounts, StaffRole, standing
 from departments.tables import tickets
-from services.auth import OpsDep, Principal, PrincipalDep
+from services.auth import Principal, PrincipalDep
 from services.errors import Forbidden, NotFound
 from services.events import NoteVisibility, Priority, ReturnReason
 from services.jurisdiction import Jurisdiction, UnitKind
@@ -216,12 +216,21 @@ def router(desk: Desk, accounts: Accounts) -> APIRouter:
 
     Caller = Annotated[Principal, Depends(caller)]
 
+    async def ops_caller(who: Caller) -> Principal:
+        """An ops token; a staff token is refused (403) only once its account is known to stand
+        (a revoked account's token is a 401 here as everywhere)."""
+        if who.role != "ops":
+            raise Forbidden("this endpoint needs an ops token")
+        return who
+
+    Ops = Annotated[Principal, Depends(ops_caller)]
+
     async def one(ticket_id: str, who: Principal) -> dict[str, Any]:
         async with db.sessions() as s:
             row = (await s.execute(select(tickets).where(tickets.c.ticket_id == ticket_id))).first()
             if row is None:
                 raise NotFound(f"no ticket {ticket_id}")
-            check_sees(who, row.unit_id, j)
+            check_sees_ticket(who, row, j)
             return (await queue.views(s, [row], who, clock.now()))[0]
 
     async def listing(unit_id: str, who: Principal, q: queue.QueueQuery) -> dict[str, Any]:
@@ -379,14 +388,20 @@ def router(desk: Desk, accounts: Accounts) -> APIRouter:
         403: problem("this needs an ops token"),
     }
 
-    @api.post("/staff", response_model=IssuedStaff, status_code=201, tags=["ops"], responses=staff_answers)
-    async def add_staff(body: NewStaff, _: OpsDep) -> dict[str, Any]:
+    @api.post(
+        "/staff",
+        response_model=IssuedStaff,
+        status_code=201,
+        tags=["ops"],
+        responses={**staff_answers, 409: problem("the unit has a person of this name already")},
+    )
+    async def add_staff(body: NewStaff, _: Ops) -> dict[str, Any]:
         """Create a person's account in a unit (or pool) and return their token, once."""
         account = await accounts.add(body.unit_id, body.name, body.role)
         return {**account._mapping, "token": accounts.token(account, body.days)}
 
     @api.get("/staff", response_model=list[StaffAccount], tags=["ops"], responses=staff_answers)
-    async def list_staff(_: OpsDep, unit_id: Annotated[Identifier | None, Query()] = None) -> list[Any]:
+    async def list_staff(_: Ops, unit_id: Annotated[Identifier | None, Query()] = None) -> list[Any]:
         return [r._mapping for r in await accounts.listing(unit_id)]
 
     @api.post(
@@ -395,7 +410,7 @@ def router(desk: Desk, accounts: Accounts) -> APIRouter:
         tags=["ops"],
         responses={**staff_answers, 404: problem("no such account")},
     )
-    async def revoke_staff(staff_id: str, _: OpsDep) -> Any:
+    async def revoke_staff(staff_id: str, _: Ops) -> Any:
         """Refuse this person's tokens from the next request on, on every replica."""
         await accounts.get(staff_id)
         return (await accounts.revoke(staff_id))._mapping

@@ -67,6 +67,15 @@ def check_sees(caller: Principal, unit_id: str, j: Jurisdiction) -> None:
     raise NotYourTicket(f"this token is for {caller.unit_id}'s staff and cannot see {unit_id}'s tickets")
 
 
+def check_sees_ticket(caller: Principal, ticket: Any, j: Jurisdiction) -> None:
+    """As check_sees, for a caller who named only the ticket: the refusal does not say which
+    unit holds it."""
+    if caller.role == "ops" or ticket.unit_id in visible_units(caller, j):
+        return
+    whose = f"{caller.unit_id} or a unit under it" if caller.supervisor else caller.unit_id
+    raise NotYourTicket(f"this ticket is not in the queue of {whose}; this token cannot see it")
+
+
 def check_member(caller: Principal, ticket: Any) -> None:
     """The caller works in the ticket's unit."""
     if caller.role == "ops":
@@ -79,9 +88,7 @@ def check_holder(caller: Principal, ticket: Any, action: str) -> None:
     """The caller works in the ticket's unit and, once it is claimed, claimed it or supervises."""
     check_member(caller, ticket)
     if ticket.status == TicketStatus.CLAIMED and ticket.claimed_by_id != caller.staff_id and not caller.supervisor:
-        raise NotYourTicket(
-            f"{ticket.claimed_by} claimed this ticket: only they or a supervisor of the unit can {action} it"
-        )
+        raise NotYourTicket(f"someone else claimed this ticket: only they or a supervisor of the unit can {action} it")
 
 
 def check_overseer(caller: Principal, ticket: Any, to_unit_id: str, j: Jurisdiction) -> None:

@@ -42,6 +42,12 @@ def topic_prefix() -> str:
 
 @pytest.fixture
 def pg_settings(pg_url: str, broker: Broker, topic_prefix: str) -> Settings:
+    return postgres_settings(pg_url, broker, topic_prefix)
+
+
+def postgres_settings(pg_url: str, broker: Broker, topic_prefix: str) -> Settings:
+    """Distributed-mode settings on the test's database and topics (a module-scoped fixture
+    builds its own with a topic prefix of its own)."""
     return Settings(
         env="test",
         database_url=pg_url,

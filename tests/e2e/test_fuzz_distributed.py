@@ -30,6 +30,9 @@ pytestmark = pytest.mark.e2e
 # Which process serves a path: the rest of a service's schema is only its own.
 OWNER = [
     ("/v1/units", "departments"),
+    ("/v1/me", "departments"),
+    ("/v1/staff", "departments"),
+    ("/v1/pools", "departments"),
     ("/v1/tickets", "departments"),
     ("/v1/ops", "dispatcher"),
     ("/v1/notifications", "notifier"),

@@ -23,6 +23,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from tests.support.staff import demo_jurisdiction
+
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 CHECKS = [
     not_a_server_error,
@@ -48,6 +50,9 @@ DATA_DEPENDENT = {
 # a query value or a body field, where generated data would take long to put it.
 HOSTILE = ["\x00", "\x07\x08\x1b", "\u200b\u200b", "\n2026-01-01 00:00:00 INFO forged", "\x1b[31m", "x" * 5000]
 REAL_REPORT = {"category": "garbage", "location": {"lat": 30.505, "lon": 114.305}, "insist": True}
+# Three times in four, and the first choice Hypothesis tries and shrinks to (st.integers(0, 3)
+# as a coin spent most of its early, simplest examples on the fourth case: unaimed requests).
+MOSTLY = st.sampled_from([True, True, True, False])
 EXAMPLES = int(os.environ.get("GRIDCALL_FUZZ_EXAMPLES", "40"))  # per operation; `make fuzz` asks for more
 
 
@@ -61,26 +66,50 @@ def fuzzing(max_examples: int) -> settings:
     )
 
 
+@dataclass(frozen=True)
+class Persona:
+    """Who sends an aimed request: ops (no unit), or a handler or supervisor of one unit."""
+
+    unit: str | None = None
+    duty: str = "handler"
+
+
+OPS = Persona()
+# Paths whose operations want an ops token, and paths that are the staff's (a unit's person):
+# an aimed request to one of them is sent by such a caller three times in four.
+OPS_PATHS = ("/v1/ops", "/v1/staff", "/v1/notifications")
+STAFF_PATHS = ("/v1/me", "/v1/units/", "/v1/tickets", "/v1/pools")
+DEPARTMENTS = ["D-URBAN", "D-WATER", "D-BUS", "D-HOUSING"]
+
+
 @dataclass
 class World:
     """Real things to aim generated requests at."""
 
     cases: list[tuple[str, str]]  # (case id, its tracking token)
     tickets: dict[str, list[str]]  # unit id -> its tickets
-    authorizations: dict[str | None, str]  # unit id (None: ops) -> "Bearer …"
+    authorizations: dict[Persona, str]  # persona -> "Bearer …" (a real token of a real account)
     api_key: str
+    staff: list[str] = field(default_factory=list)  # ids of real accounts nobody's requests depend on
+    under: dict[str, list[str]] = field(default_factory=dict)  # a supervisor's unit -> units under it
 
-    def values(self, name: str, unit: str | None = None) -> list[str]:
-        """Real values for a parameter of this name; for ids of a unit's things, `unit`'s first."""
+    def values(self, name: str, persona: Persona = OPS) -> list[str]:
+        """Real values for a parameter (or body field) of this name; for ids of a unit's things,
+        the persona's unit's (and for a supervisor the units under it)."""
         ids = [c for c, _ in self.cases]
         all_tickets = [t for ts in self.tickets.values() for t in ts]
-        units = [u for u in self.authorizations if u]
+        units = sorted({p.unit for p in self.authorizations if p.unit})
+        unit = persona.unit
+        seen = [unit, *self.under.get(unit, [])] if unit and persona.duty == "supervisor" else [unit] if unit else []
         return {
             "case_id": ids,
             "service_request_id": ids,
-            "ticket_id": self.tickets.get(unit or "") or all_tickets,
-            "unit_id": [unit] if unit else units,
+            "ticket_id": [t for u in seen for t in self.tickets.get(u, [])] or all_tickets,
+            "unit_id": seen or units,
             "unit": units,
+            "staff_id": self.staff,
+            "suggested_unit_id": units,
+            "lead": DEPARTMENTS,
             "token": [t for _, t in self.cases],
             "service_code": ["garbage", "streetlight", "noise"],
             "category": ["garbage", "streetlight", "noise"],
@@ -118,11 +147,10 @@ def _aim(case: Any, world: World, draw: Callable[[st.SearchStrategy[Any]], Any])
     would send them: ops, or the staff of one unit with that unit's tickets; now and then spoil
     one of them with hostile text. Either can turn a request the schema refuses into one it
     accepts, or the other way round, so an aimed request is no longer known to be either."""
-    # ops half the time: ops operations are several, and each unit's staff are one persona of many
-    persona = None if draw(st.booleans()) else draw(st.sampled_from(list(world.authorizations)))
+    persona = _persona(case.operation.path, world, draw)
     params = case.path_parameters or {}
     for name in list(params):
-        if (real := world.values(name, persona)) and draw(st.integers(0, 3)):
+        if (real := world.values(name, persona)) and draw(MOSTLY):
             params[name] = draw(st.sampled_from(real))
     if "case_id" in params and world.cases and draw(st.booleans()):  # a case with its own token, or another's
         case_id, token = draw(st.sampled_from(world.cases))
@@ -131,14 +159,18 @@ def _aim(case: Any, world: World, draw: Callable[[st.SearchStrategy[Any]], Any])
     query = case.query if isinstance(case.query, dict) else None
     if query is not None:
         for name in list(query):
-            if (real := world.values(name, persona)) and draw(st.integers(0, 3)):
+            if (real := world.values(name, persona)) and draw(MOSTLY):
                 query[name] = draw(st.sampled_from(real))
-    if draw(st.integers(0, 3)):  # mostly a real token: generated ones only ever reach the 401
+    if draw(MOSTLY):  # mostly a real token: generated ones only ever reach the 401
         headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
         case.headers = {**headers, "Authorization": world.authorizations[persona]}
     if case.operation.path == "/v1/reports" and isinstance(case.body, dict) and draw(st.booleans()):
         case.body.update(REAL_REPORT)  # a report that gets filed, when the rest of it is valid
-    if draw(st.integers(0, 3)):
+    elif isinstance(case.body, dict):  # real units (to add a person to, reassign or return to), departments
+        for name in list(case.body):
+            if (real := world.values(name, persona)) and draw(MOSTLY):
+                case.body[name] = draw(st.sampled_from(real))
+    if draw(MOSTLY):
         return
     places = [(params, k) for k in params] + [(query, k) for k in (query or {})]
     if isinstance(case.body, dict):
@@ -146,6 +178,18 @@ def _aim(case: Any, world: World, draw: Callable[[st.SearchStrategy[Any]], Any])
     if places:
         where, name = draw(st.sampled_from(places))
         where[name] = f"{where[name]}{draw(st.sampled_from(HOSTILE))}"
+
+
+def _persona(path: str, world: World, draw: Callable[[st.SearchStrategy[Any]], Any]) -> Persona:
+    """Ops for the ops routes and one unit's person for the staff routes (three times in four
+    each, so that the refusals are sent too); either, half and half, elsewhere."""
+    people = [p for p in world.authorizations if p != OPS]
+    if draw(MOSTLY):
+        if path.startswith(OPS_PATHS):
+            return OPS
+        if path.startswith(STAFF_PATHS):
+            return draw(st.sampled_from(people))  # type: ignore[no-any-return]
+    return OPS if draw(st.booleans()) else draw(st.sampled_from(people))
 
 
 def fuzz_operation(operation: Any, world: World, run: Run, *, max_examples: int = EXAMPLES, **call: Any) -> None:
@@ -159,7 +203,7 @@ def fuzz_operation(operation: Any, world: World, run: Run, *, max_examples: int 
     @fuzzing(max_examples)
     @given(case=operation.as_strategy(POSITIVE) | operation.as_strategy(NEGATIVE), data=st.data())
     def fuzz(case: Any, data: Any) -> None:
-        if aimed := bool(data.draw(st.integers(0, 3))):  # three in four
+        if aimed := bool(data.draw(MOSTLY)):  # three in four
             _aim(case, world, data.draw)
         response = case.call(**call)
         run.seen[(operation.label, response.status_code)] += 1
@@ -196,6 +240,14 @@ REACHED = (
     "GET /v1/notifications",
     "GET /v1/cases/{case_id}",
     "GET /open311/v2/requests/{service_request_id}.{fmt}",
+    "GET /v1/me",
+    "GET /v1/units/{unit_id}/summary",
+    "GET /v1/tickets/{ticket_id}",
+    "POST /v1/tickets/{ticket_id}/notes",
+    "POST /v1/tickets/{ticket_id}/evidence",
+    "GET /v1/staff",
+    "POST /v1/staff",
+    "POST /v1/staff/{staff_id}/revoke",
 )
 
 
@@ -213,6 +265,10 @@ def assert_reached(run: Run) -> None:
     ok = {op for (op, status) in run.seen if 200 <= status < 300}
     for operation in REACHED:
         assert operation in ok, f"{operation}: {sorted(s for (o, s) in run.seen if o == operation)}"
+    # every staff operation, the ones whose state a run uses up included, was sent a token that stood
+    staff = {op for (op, _) in run.seen if op.split(" ")[1].startswith((*STAFF_PATHS, "/v1/staff"))}
+    past_the_door = {op for (op, status) in run.seen if status != 401}
+    assert staff and staff <= past_the_door, sorted(staff - past_the_door)
 
 
 def report(run: Run, *, examples: bool = True) -> str:
@@ -233,8 +289,11 @@ def seed_world(request: Callable[..., Any], issue: Callable[[str | None], str], 
         ("garbage", "Bags by the gate", "U-G11"),
         ("garbage", "Bags in the hall", "U-G11"),
         ("garbage", "Bags on the lawn", "U-G11"),
+        ("garbage", "Bags by the bins", "U-G11"),
         ("road_damage", "Pothole", "U-S1"),
+        ("road_damage", "Cracked kerb", "U-S1"),
         ("bus_stop", "Broken shelter", "D-BUS"),
+        ("bus_stop", "Timetable missing", "D-BUS"),
     ]:
         body = {"category": category, "description": description, "location": here}
         r = request("POST", "/v1/reports", json={**body, "insist": True})
@@ -262,9 +321,23 @@ def seed_world(request: Callable[..., Any], issue: Callable[[str | None], str], 
     by_unit: dict[str, list[str]] = {}
     for case, unit in filed:
         by_unit.setdefault(unit, []).append(tickets[case["case_id"]])
+
+    def account(unit: str, name: str, duty: str = "handler") -> dict[str, Any]:
+        r = request("POST", "/v1/staff", headers=bearer(None), json={"unit_id": unit, "name": name, "role": duty})
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    authorizations = {Persona(u): f"Bearer {issue(u)}" for u in ("U-G11", "U-C1", "U-S1", "D-BUS")}
+    authorizations[OPS] = f"Bearer {issue(None)}"
+    for unit in ("U-C1", "U-S1"):
+        made = account(unit, "Fuzz supervisor", "supervisor")
+        authorizations[Persona(unit, "supervisor")] = f"Bearer {made['token']}"
+    j = demo_jurisdiction()
     return World(
         cases=[(c["case_id"], c["tracking_token"]) for c, _ in filed],
         tickets=by_unit,
-        authorizations={u: f"Bearer {issue(u)}" for u in (None, "U-G11", "U-C1", "U-S1", "D-BUS")},
+        authorizations=authorizations,
         api_key=api_key,
+        staff=[account("U-G13", f"Fuzz spare {i}")["staff_id"] for i in range(2)],  # theirs to revoke
+        under={u: sorted(j.units_under(u) - {u}) for u in ("U-C1", "U-S1")},
     )
