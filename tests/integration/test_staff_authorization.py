@@ -28,10 +28,7 @@ pytestmark = pytest.mark.integration
 
 UNIT, NEIGHBOUR = "U-G11", "U-G12"  # two grids of community U-C1 (street U-S1)
 IN_G11 = {"lat": 30.505, "lon": 114.305}
-# The demo district has no volunteer pools yet (they come with the routing branch): the pool
-# member is a stand-in, a handler of a grid on another street, and no pool id names a pool.
-POOL = "P-C1"
-STAND_IN_POOL_UNIT = "U-G31"
+POOL = "P-C1"  # the volunteer pool of community C1, above U-G11 (its supervisor sees the pool)
 
 # fmt: off
 CALLERS = (
@@ -45,7 +42,7 @@ CALLERS = (
     "unit_supervisor",   # supervisor in U-G11 itself
     "supervisor",        # supervisor of U-C1, the community above U-G11
     "other_supervisor",  # supervisor of U-C2, another community's subtree
-    "pool_member",       # stand-in: handler of U-G31 (see POOL)
+    "pool_member",       # a member of POOL
     "ops",               # ops token
 )
 # What each endpoint needs: "open" / "claimed" (by the handler): a fresh ticket of U-G11 per
@@ -75,7 +72,7 @@ ENDPOINTS: dict[str, tuple[str, str, dict[str, Any] | None, str | None]] = {
     "revoke":     ("POST", "/v1/staff/{account}/revoke", None, "account"),
 }
 # Read across: the status each caller gets.  401: no standing token (before anything else).
-# 403: a token that stands but may not (see or do this). 404: no such pool. 409/422: allowed
+# 403: a token that stands but may not (see or do this). 409/422: allowed
 # in, refused by the ticket's state or the body (a grid's ticket cannot be whistled; a grid's
 # supervisor has no other unit to reassign to).
 #                 anon garb  exp  rev  G12  G11  G11' G11s C1s  C2s  pool ops
@@ -93,8 +90,8 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "escalate":   (401, 401, 401, 401, 403, 200, 403, 200, 403, 403, 403, 403),
     "whistle":    (401, 401, 401, 401, 403, 409, 403, 409, 403, 403, 403, 403),
     "reassign":   (401, 401, 401, 401, 403, 403, 403, 422, 200, 403, 403, 403),
-    "pool_queue": (401, 401, 401, 401, 404, 404, 404, 404, 404, 404, 404, 404),
-    "record":     (401, 401, 401, 401, 404, 404, 404, 404, 404, 404, 404, 404),
+    "pool_queue": (401, 401, 401, 401, 403, 403, 403, 403, 200, 403, 200, 200),
+    "record":     (401, 401, 401, 401, 403, 403, 403, 403, 200, 403, 200, 200),
     "add_staff":  (401, 401, 401, 401, 403, 403, 403, 403, 403, 403, 403, 201),
     "staff":      (401, 401, 401, 401, 403, 403, 403, 403, 403, 403, 403, 200),
     "revoke":     (401, 401, 401, 401, 403, 403, 403, 403, 403, 403, 403, 200),
@@ -112,7 +109,7 @@ PEOPLE = {
     "unit_supervisor": ("supervisor", UNIT, "Zheng Gridlead"),
     "supervisor": ("supervisor", "U-C1", "Wang Community"),
     "other_supervisor": ("supervisor", "U-C2", "Feng Otherside"),
-    "pool_member": ("handler", STAND_IN_POOL_UNIT, "Chen Volunteer"),
+    "pool_member": ("handler", POOL, "Chen Volunteer"),
 }
 RESIDENT = {"name": "Zhao Resident", "phone": "+86 138 0013 8000"}
 
