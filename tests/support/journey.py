@@ -44,9 +44,18 @@ async def case_in_status(
 async def open_ticket(
     client: httpx.AsyncClient, unit_id: str, token: str, case_id: str, timeout: float = 30.0
 ) -> dict[str, Any]:
+    """The case's open or claimed ticket in the unit's queue, looked for on every page."""
+
     async def probe() -> dict[str, Any] | None:
-        r = await client.get(f"/v1/units/{unit_id}/tickets", headers=bearer(token))
-        assert r.status_code == 200, r.text
-        return next((t for t in r.json()["tickets"] if t["case_id"] == case_id), None)
+        cursor = None
+        while True:
+            params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+            r = await client.get(f"/v1/units/{unit_id}/tickets", headers=bearer(token), params=params)
+            assert r.status_code == 200, r.text
+            page = r.json()
+            if found := next((t for t in page["tickets"] if t["case_id"] == case_id), None):
+                return found
+            if (cursor := page["next_cursor"]) is None:
+                return None
 
     return await eventually(probe, timeout=timeout)
