@@ -57,6 +57,7 @@ class Webhooks:
         interval: float = 0.2,
         batch: int = 50,
         rng: random.Random | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -68,6 +69,7 @@ class Webhooks:
         self.interval = interval
         self.batch = batch
         self.rng = rng or random.Random()
+        self.transport = transport
         self.clients: dict[str, httpx.AsyncClient] = {}
 
     async def run(self, stop: Stop) -> None:
@@ -132,7 +134,7 @@ class Webhooks:
 
     def _client(self, unit_id: str) -> httpx.AsyncClient:
         if unit_id not in self.clients:
-            self.clients[unit_id] = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+            self.clients[unit_id] = httpx.AsyncClient(timeout=self.timeout, transport=self.transport)
         return self.clients[unit_id]
 
     async def _post(self, unit_id: str, row: Row[Any]) -> Attempt:
