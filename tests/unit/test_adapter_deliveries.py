@@ -142,7 +142,9 @@ async def test_in_order_per_case_retried_then_dead_then_redriven_once(db, ops_of
         clock.advance(timedelta(hours=1))
         await hooks.deliver_due("D-BUS")
     assert [m for m, _ in dept.got] == ["m1", "m3", "m1", "m3", "m1"]
-    assert len({s for (m, _), s in zip(dept.got, dept.stamps, strict=True) if m == "m1"}) == 3  # each retry signed afresh, at its own time
+    assert (
+        len({s for (m, _), s in zip(dept.got, dept.stamps, strict=True) if m == "m1"}) == 3
+    )  # each retry signed afresh, at its own time
     assert (await states(db))["m1"] == ("dead", 3, 503)
     await hooks.deliver_due("D-BUS")  # the dead m1 no longer holds m2 back
     assert (await states(db))["m2"] == ("delivered", 1, 200)
