@@ -7,6 +7,7 @@ case; the power company's system never answers, and the bus company's deliveries
 for it."""
 
 import asyncio
+import json
 import subprocess
 import time
 from collections import defaultdict
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from aiokafka import AIOKafkaConsumer
 from standardwebhooks import Webhook
 
 from departments.adapters.signing import new_secret
@@ -73,6 +75,25 @@ async def serve(app: Department) -> tuple[uvicorn.Server, asyncio.Task[None], st
     return server, task, f"http://127.0.0.1:{port}/hook"
 
 
+async def assignments_topic(bootstrap: str, prefix: str) -> list[tuple[str, str]]:
+    """(key, CloudEvent id) of every record on D-BUS's assignments topic."""
+    consumer = AIOKafkaConsumer(
+        f"{prefix}.dept.D-BUS.assignments", bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    found: list[tuple[str, str]] = []
+    try:
+        while len(found) < 10:
+            batch = await consumer.getmany(timeout_ms=5000)
+            if not batch:
+                break
+            for records in batch.values():
+                found += [(r.key.decode(), json.loads(r.value)["id"]) for r in records]
+    finally:
+        await consumer.stop()
+    return found
+
+
 def bus_stop(i: int) -> dict[str, Any]:
     """A bus-stop request (a bureau-tier category led by D-BUS) at its own place."""
     return {
@@ -101,7 +122,7 @@ async def test_deliveries_verified_retried_dead_redriven_in_order_and_a_hanging_
     district = district_with_adapters(
         tmp_path / "district.yaml",
         {
-            "D-BUS": {"url": bus_url, "secret_env": secret_env("D-BUS")},
+            "D-BUS": {"url": bus_url, "secret_env": secret_env("D-BUS"), "kafka": True},
             "D-POWER": {"url": power_url, "secret_env": secret_env("D-POWER")},
         },
     )
@@ -202,6 +223,10 @@ async def test_deliveries_verified_retried_dead_redriven_in_order_and_a_hanging_
                     assert per_case[case["case_id"]] == ["gridcall.case.assigned", "gridcall.case.unassigned"]
                 for case in filed:
                     assert per_case[case["case_id"]] == ["gridcall.case.assigned", "gridcall.case.unassigned"]
+
+                # The Kafka face: the same CloudEvents on the unit's assignments topic, keyed by case.
+                on_topic = await assignments_topic(distributed_env["GRIDCALL_KAFKA_BOOTSTRAP_SERVERS"], topic_prefix)
+                assert sorted(on_topic) == sorted((e["subject"], e["id"]) for e in bus.received)
     finally:
         for server in (bus_server, power_server):
             server.should_exit = True
