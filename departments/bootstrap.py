@@ -1,11 +1,16 @@
+from collections.abc import Awaitable
+
 from fastapi import APIRouter
 
 from departments import api, console, tables
-from departments.adapters import signing
+from departments.adapters import ops, signing
+from departments.adapters.outbound import Outbound
+from departments.adapters.webhooks import Webhooks
 from departments.desk import Desk
 from departments.handlers import handlers, load_tickets
 from departments.staff import Accounts
 from services.events import Stream
+from services.lifecycle import Stop
 from services.runtime import Context, ServiceParts
 
 NAME = "departments"
@@ -13,10 +18,25 @@ NAME = "departments"
 
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox, deadletters=tables.deadletters)
-    consumer = ctx.consumer(NAME, store, handlers(), [Stream.CASES], lock=load_tickets)
-    signing.adapter_keys(ctx.jurisdiction)  # a configured adapter without its secret fails start-up, naming it
+    out = Outbound.of(ctx.jurisdiction, ctx.settings.topic_prefix, ctx.settings.retry_schedule[0])
+    consumer = ctx.consumer(NAME, store, handlers(out), [Stream.CASES], lock=load_tickets)
+    keys = signing.adapter_keys(ctx.jurisdiction)  # a configured adapter without its secret fails start-up, naming it
+    webhooks = Webhooks(
+        ctx.db,
+        ctx.clock,
+        {unit: str(a.url) for unit, a in out.adapters.items() if a.url is not None},
+        keys,
+        schedule=ctx.settings.retry_schedule,
+        timeout=ctx.settings.adapter_timeout,
+        interval=ctx.settings.relay_interval,
+    )
     accounts = Accounts(ctx.db, ctx.clock, ctx.authenticator, ctx.jurisdiction)
     routes = APIRouter()
     routes.include_router(api.router(Desk(store, ctx.jurisdiction), accounts))
+    routes.include_router(ops.router(ops.AdapterOps(ctx.db, ctx.clock, ctx.jurisdiction)))
     routes.include_router(console.router(ctx.policy))  # the staff console at /console, on the API's origin
-    return ServiceParts(NAME, routes, store, consumers=[consumer])
+
+    def deliver(stop: Stop) -> Awaitable[None]:
+        return webhooks.run(stop)
+
+    return ServiceParts(NAME, routes, store, consumers=[consumer], workers=[deliver], topics=out.topics())

@@ -1,5 +1,7 @@
 """The departments' consumer: assignments become tickets, moved cases withdraw them, and a
-report's call-back contact is kept for the unit that will handle it."""
+report's call-back contact is kept for the unit that will handle it. For a unit with an
+adapter, each assignment, unassignment and reopening also becomes a message to its own
+system, in the same transaction (departments/adapters/outbound.py)."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,12 +12,15 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from departments.adapters import outbound
+from departments.adapters.outbound import Outbound
 from departments.domain import TicketStatus
 from departments.tables import contacts, tickets
 from services.bulk import among, insert_new, insert_rows
 from services.events import (
     CaseAssigned,
     CaseDuplicateReported,
+    CaseReopened,
     CaseReported,
     CaseUnassigned,
     Envelope,
@@ -109,53 +114,64 @@ async def load_tickets(tx: Tx, case_ids: list[str]) -> None:
     await ticket_batch(tx).load(case_ids)
 
 
-async def on_case_assigned(tx: Tx, envelope: Envelope, event: CaseAssigned) -> None:
-    """Every assignment becomes a ticket in the assigned unit's queue; its id is the
-    assignment id, so the dispatcher matches ticket events to assignments."""
-    batch = ticket_batch(tx)
-    await batch.load([event.case_id])
-    batch.open(
-        {
-            "ticket_id": event.assignment_id,
-            "case_id": event.case_id,
-            "unit_id": event.unit_id,
-            "tier": event.tier.value,
-            "role": event.role.value,
-            "priority": event.priority.value,
-            "category": event.category,
-            "description": event.description,
-            "details": event.details,
-            "grid_id": event.grid_id,
-            "status": TicketStatus.OPEN.value,
-            "response_due": event.response_due,
-            "resolution_due": event.resolution_due,
-            "due_at": event.response_due,
-            "arrived_because": event.reason or None,
-            "created_at": tx.store.clock.now(),
-        }
-    )
+def handlers(out: Outbound) -> dict[type[Event], Handler]:
+    async def on_case_assigned(tx: Tx, envelope: Envelope, event: CaseAssigned) -> None:
+        """Every assignment becomes a ticket in the assigned unit's queue; its id is the
+        assignment id, so the dispatcher matches ticket events to assignments."""
+        batch = ticket_batch(tx)
+        await batch.load([event.case_id])
+        now = tx.store.clock.now()
+        batch.open(
+            {
+                "ticket_id": event.assignment_id,
+                "case_id": event.case_id,
+                "unit_id": event.unit_id,
+                "tier": event.tier.value,
+                "role": event.role.value,
+                "priority": event.priority.value,
+                "category": event.category,
+                "description": event.description,
+                "details": event.details,
+                "grid_id": event.grid_id,
+                "status": TicketStatus.OPEN.value,
+                "response_due": event.response_due,
+                "resolution_due": event.resolution_due,
+                "due_at": event.response_due,
+                "arrived_because": event.reason or None,
+                "created_at": now,
+            }
+        )
+        adapter = out.adapters.get(event.unit_id)
+        if adapter is not None:
+            reporters = batch.new[event.assignment_id]["reporters"]
+            contact = await outbound.contact_of(tx, event.case_id, batch.contacts) if adapter.contact else None
+            outbound.send(tx, out, envelope, event.unit_id, outbound.assignment(event, reporters, contact), now)
 
+    async def on_case_reported(tx: Tx, envelope: Envelope, event: CaseReported) -> None:
+        """The resident's name and phone, if they gave them, for the unit that will call back."""
+        if event.contact:
+            ticket_batch(tx).contacts[event.case_id] = event.contact
 
-async def on_case_reported(tx: Tx, envelope: Envelope, event: CaseReported) -> None:
-    """The resident's name and phone, if they gave them, for the unit that will call back."""
-    if event.contact:
-        ticket_batch(tx).contacts[event.case_id] = event.contact
+    async def on_case_unassigned(tx: Tx, envelope: Envelope, event: CaseUnassigned) -> None:
+        """The case moved elsewhere: a ticket still in hand is withdrawn from the queue."""
+        now = tx.store.clock.now()
+        ticket_batch(tx).withdraw(event.assignment_id, event.reason, now)
+        if event.unit_id in out.adapters:
+            outbound.send(tx, out, envelope, event.unit_id, outbound.unassigned(event), now)
 
+    async def on_case_reopened(tx: Tx, envelope: Envelope, event: CaseReopened) -> None:
+        """The resident was not satisfied: the unit's system hears it (a new assignment follows)."""
+        if event.unit_id in out.adapters:
+            outbound.send(tx, out, envelope, event.unit_id, outbound.reopened(event), tx.store.clock.now())
 
-async def on_case_unassigned(tx: Tx, envelope: Envelope, event: CaseUnassigned) -> None:
-    """The case moved elsewhere: a ticket still in hand is withdrawn from the queue."""
-    ticket_batch(tx).withdraw(event.assignment_id, event.reason, tx.store.clock.now())
+    async def on_duplicate_reported(tx: Tx, envelope: Envelope, event: CaseDuplicateReported) -> None:
+        """The handler sees how many residents reported the problem."""
+        ticket_batch(tx).recount(event.case_id, event.reporters)
 
-
-async def on_duplicate_reported(tx: Tx, envelope: Envelope, event: CaseDuplicateReported) -> None:
-    """The handler sees how many residents reported the problem."""
-    ticket_batch(tx).recount(event.case_id, event.reporters)
-
-
-def handlers() -> dict[type[Event], Handler]:
     return {
         CaseReported: on_case_reported,
         CaseAssigned: on_case_assigned,
         CaseUnassigned: on_case_unassigned,
+        CaseReopened: on_case_reopened,
         CaseDuplicateReported: on_duplicate_reported,
     }

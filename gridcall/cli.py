@@ -13,6 +13,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from departments.adapters import signing
+from departments.adapters.ops import AdapterOps
 from departments.staff import DEFAULT_DAYS, Accounts, StaffRole
 from gridcall import migrate as migrations
 from gridcall.app import build_app
@@ -200,6 +201,36 @@ def adapter_secret() -> None:
     """Print a fresh signing secret (whsec_…) for a unit's adapter: set it in the environment
     variable its `adapter.secret_env` names, and give it to the department's IT team."""
     typer.echo(signing.new_secret())
+
+
+@adapter_app.command("redrive")
+def adapter_redrive(
+    unit: Annotated[str | None, typer.Option(help="the unit whose dead deliveries go out again")] = None,
+    all_units: Annotated[bool, typer.Option("--all", help="every unit's dead deliveries")] = False,
+) -> None:
+    """Put dead webhook deliveries back to pending, attempts reset: each is sent once more."""
+    if (unit is None) == (not all_units):
+        typer.echo("gridcall: name one unit (--unit U) or every one (--all)", err=True)
+        raise typer.Exit(2)
+    count = _with_adapter_ops(lambda ops: ops.redrive_unit(unit))
+    typer.echo(f"gridcall: {count} dead deliveries back to pending")
+
+
+@adapter_app.command("enable")
+def adapter_enable(unit: Annotated[str, typer.Option(help="the unit whose system switched it off (410)")]) -> None:
+    """Switch an adapter on again after its system answered 410 Gone: its waiting deliveries go out."""
+    state = _with_adapter_ops(lambda ops: ops.enable(unit))
+    typer.echo(f"gridcall: the adapter of {state.unit_id} is on; {state.pending} deliveries pending")
+
+
+def _with_adapter_ops(work: Callable[[AdapterOps], Awaitable[T]]) -> T:
+    settings = _settings()
+    j = _checked(lambda: load_jurisdiction(settings.jurisdiction_file))
+    try:
+        return _with_database(lambda db: work(AdapterOps(db, SystemClock(), j)))
+    except DomainError as exc:
+        typer.echo(f"gridcall: {exc.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _checked(work: Callable[[], T]) -> T:

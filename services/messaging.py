@@ -136,6 +136,7 @@ class Tx:
     session: AsyncSession
     store: "Store"
     emitted: list[Envelope] = field(default_factory=list)
+    raw: list[Message] = field(default_factory=list)
     _pending: dict[object, Any] = field(default_factory=dict)
     _flushes: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -143,6 +144,11 @@ class Tx:
         envelope = Envelope.wrap(event, source=self.store.source, time=self.store.clock.now())
         self.emitted.append(envelope)
         return envelope
+
+    def emit_raw(self, topic: str, key: str, payload: bytes) -> None:
+        """A message that is no gridcall event, for a topic of its own (a department's
+        assignments topic): relayed from the outbox like every event, after the commit."""
+        self.raw.append(Message(topic, key, payload))
 
     def pending(self, key: object, make: Callable[[], T], flush: Callable[[T], Awaitable[None]]) -> T:
         """A per-transaction accumulator shared by every handler of a batch: made by `make` on
@@ -189,20 +195,13 @@ class Store:
                 tx = Tx(session, self)
                 yield tx
                 await tx.flush()
-                if tx.emitted:
-                    await insert_rows(
-                        session,
-                        self.outbox,
-                        [
-                            {
-                                "topic": self.topic(EVENT_TYPES[e.type].stream),
-                                "key": e.subject,
-                                "payload": e.encode(),
-                            }
-                            for e in tx.emitted
-                        ],
-                    )
-            if tx.emitted:
+                rows = [
+                    {"topic": self.topic(EVENT_TYPES[e.type].stream), "key": e.subject, "payload": e.encode()}
+                    for e in tx.emitted
+                ] + [{"topic": m.topic, "key": m.key, "payload": m.value} for m in tx.raw]
+                if rows:
+                    await insert_rows(session, self.outbox, rows)
+            if rows:
                 self.outbox_written.set()
 
     async def park(self, consumer: str, record: Record, error: BaseException) -> None:

@@ -8,6 +8,7 @@ that needs it and reused from then on, so `make run` keeps its tokens valid acro
 Tests that issue tokens set the secret explicitly."""
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -63,6 +64,12 @@ class Settings(BaseSettings):
         "waiting, and what arrives meanwhile forms the next batch",
     )
     notifier_webhook_url: str | None = None
+    adapter_retry_schedule: str = Field(
+        "0s,5s,5m,30m,2h,5h,10h,10h",
+        description="when a department's webhook delivery is attempted: the delay before each attempt, "
+        "comma-separated with a unit (ms, s, m, h); after the last one a delivery is dead",
+    )
+    adapter_timeout: float = Field(10.0, gt=0, le=300, description="seconds a department's webhook may take to answer")
     rate_limit: str = Field("120/minute", description="per client (API key or IP) on residents' endpoints")
     shutdown_grace: float = Field(20, gt=0, description="seconds background loops get to finish on shutdown")
 
@@ -88,6 +95,12 @@ class Settings(BaseSettings):
         if url and not url.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return url or None
+
+    @field_validator("adapter_retry_schedule")
+    @classmethod
+    def _schedule(cls, schedule: str) -> str:
+        parse_schedule(schedule)
+        return schedule
 
     @field_validator("secret_key")
     @classmethod
@@ -123,6 +136,25 @@ class Settings(BaseSettings):
 
     def topic(self, stream: str) -> str:
         return f"{self.topic_prefix}.{stream}"
+
+    @property
+    def retry_schedule(self) -> list[float]:
+        return parse_schedule(self.adapter_retry_schedule)
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DELAY = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+
+
+def parse_schedule(schedule: str) -> list[float]:
+    """'0s,5s,5m' -> [0.0, 5.0, 300.0]: the delay before each attempt, in seconds."""
+    delays = []
+    for part in schedule.split(","):
+        found = _DELAY.match(part.strip())
+        if not found:
+            raise ValueError(f"{part.strip()!r} is not a delay such as 0s, 500ms, 5m or 2h")
+        delays.append(float(found[1]) * _UNITS[found[2]])
+    return delays
 
 
 class SecretFileError(ValueError):
