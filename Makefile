@@ -4,7 +4,11 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test unit integration e2e fault fuzz bench bench-quick bench-backlog wrk chromium lint fmt migrate up down clean
+.PHONY: run test unit integration e2e fault fuzz bench bench-quick bench-backlog wrk chromium asyncapi-specs lint fmt migrate up down clean
+
+# The AsyncAPI 3.0 JSON Schema, from npm's @asyncapi/specs: tests/unit/test_asyncapi.py validates docs/asyncapi.yaml with it.
+ASYNCAPI_SPECS := .cache/asyncapi-specs
+ASYNCAPI_SCHEMA := $(ASYNCAPI_SPECS)/package/schemas/3.0.0.json
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,10 +19,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)                 ## all services in one process on http://127.0.0.1:8000
 	$(BIN)/gridcall run
 
-test: $(STAMP) chromium       ## the whole suite: unit, integration (PostgreSQL + broker), e2e
+test: $(STAMP) chromium asyncapi-specs  ## the whole suite: unit, integration (PostgreSQL + broker), e2e
 	$(BIN)/pytest -q
 
-unit: $(STAMP)
+unit: $(STAMP) asyncapi-specs
 	$(BIN)/pytest -q tests/unit
 
 integration: $(STAMP)
@@ -47,6 +51,13 @@ wrk:                          ## the HTTP load generator, from Debian's packages
 
 chromium:                     ## the browser, its driver and a Chinese font for the console's browser test (Debian packages)
 	@command -v chromium >/dev/null && test -x /usr/bin/chromedriver || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei)
+
+asyncapi-specs: $(ASYNCAPI_SCHEMA)
+
+$(ASYNCAPI_SCHEMA):
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	mkdir -p $(ASYNCAPI_SPECS)
+	cd $(ASYNCAPI_SPECS) && npm pack --silent @asyncapi/specs@6 >/dev/null && tar xzf asyncapi-specs-*.tgz && rm asyncapi-specs-*.tgz
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,7 +3,7 @@ from collections.abc import Awaitable
 from fastapi import APIRouter
 
 from departments import api, console, tables
-from departments.adapters import ops, signing
+from departments.adapters import asyncapi, inbound, ops, signing
 from departments.adapters.outbound import Outbound
 from departments.adapters.webhooks import Webhooks
 from departments.desk import Desk
@@ -11,6 +11,7 @@ from departments.handlers import handlers, load_tickets
 from departments.staff import Accounts
 from services.events import Stream
 from services.lifecycle import Stop
+from services.messaging import TopicConsumer
 from services.runtime import Context, ServiceParts
 
 NAME = "departments"
@@ -18,7 +19,8 @@ NAME = "departments"
 
 def bootstrap(ctx: Context) -> ServiceParts:
     store = ctx.store(f"/{NAME}", outbox=tables.outbox, inbox=tables.inbox, deadletters=tables.deadletters)
-    out = Outbound.of(ctx.jurisdiction, ctx.settings.topic_prefix, ctx.settings.retry_schedule[0])
+    prefix = ctx.settings.topic_prefix
+    out = Outbound.of(ctx.jurisdiction, prefix, ctx.settings.retry_schedule[0])
     consumer = ctx.consumer(NAME, store, handlers(out), [Stream.CASES], lock=load_tickets)
     keys = signing.adapter_keys(ctx.jurisdiction)  # a configured adapter without its secret fails start-up, naming it
     webhooks = Webhooks(
@@ -31,12 +33,29 @@ def bootstrap(ctx: Context) -> ServiceParts:
         interval=ctx.settings.relay_interval,
     )
     accounts = Accounts(ctx.db, ctx.clock, ctx.authenticator, ctx.jurisdiction)
+    desk = Desk(store, ctx.jurisdiction)
+    updates = [
+        TopicConsumer(
+            f"{prefix}.{NAME}.adapter.{unit.id}",
+            store,
+            ctx.bus,
+            [inbound.updates_topic(prefix, unit.id)],
+            inbound.decoder(desk, unit.id),
+            inbox=inbound.inbox_name(unit.id),
+            batch=ctx.settings.consumer_batch,
+        )
+        for unit in ctx.jurisdiction.units
+        if unit.adapter is not None and unit.adapter.kafka
+    ]
     routes = APIRouter()
-    routes.include_router(api.router(Desk(store, ctx.jurisdiction), accounts))
+    routes.include_router(api.router(desk, accounts))
+    routes.include_router(inbound.router(desk, keys))
     routes.include_router(ops.router(ops.AdapterOps(ctx.db, ctx.clock, ctx.jurisdiction)))
+    routes.include_router(asyncapi.router())
     routes.include_router(console.router(ctx.policy))  # the staff console at /console, on the API's origin
 
     def deliver(stop: Stop) -> Awaitable[None]:
         return webhooks.run(stop)
 
-    return ServiceParts(NAME, routes, store, consumers=[consumer], workers=[deliver], topics=out.topics())
+    topics = [*out.topics(), *(t for c in updates for t in c.topics)]
+    return ServiceParts(NAME, routes, store, consumers=[consumer, *updates], workers=[deliver], topics=topics)

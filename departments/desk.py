@@ -1,8 +1,13 @@
 """What staff do with tickets. Each action is one transaction: it locks the ticket, checks who
 may act and whether the ticket's state allows it (departments/domain.py), changes the ticket
-(or adds a note to it) and records the ticket event for the dispatcher, with who acted."""
+(or adds a note to it) and records the ticket event for the dispatcher, with who acted.
 
-from collections.abc import Callable
+An action is a `Step` on the locked ticket; `run` applies steps in one transaction, so a
+department's system can add its evidence and resolve as one change (departments/adapters/
+inbound.py), and, given `once`, applies them at most once: the key goes into the service's
+inbox in the same transaction, and a key seen before makes the whole run change nothing."""
+
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +28,7 @@ from departments.domain import (
 )
 from departments.tables import notes, tickets
 from services.auth import Principal
+from services.bulk import insert_new
 from services.events import (
     Actor,
     Event,
@@ -45,6 +51,8 @@ from services.messaging import Store, Tx
 MAX_EVIDENCE = 10
 
 Check = Callable[[Any], None]
+# What an action does to a ticket, given the transaction and the ticket's row, locked.
+Step = Callable[[Tx, Any], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -60,19 +68,49 @@ class Desk:
         self.store = store
         self.j = jurisdiction
 
-    async def _act(self, ticket_id: str, check: Check, change: Callable[[Any], Change]) -> None:
+    async def run(self, ticket_id: str, steps: Sequence[Step], *, once: tuple[str, str] | None = None) -> bool:
+        """Apply `steps` to the ticket in one transaction, each on the row as the step before
+        left it; False, and nothing changed, if `once` (an inbox row: consumer, key) was applied
+        before. A refused step rolls back every step before it, and the `once` row with them."""
         async with self.store.transaction() as tx:
-            row = await _locked(tx, ticket_id)
+            if once is not None and not await self.first_time(tx, *once):
+                return False
+            await self.apply(tx, ticket_id, steps)
+        return True
+
+    async def apply(self, tx: Tx, ticket_id: str, steps: Sequence[Step]) -> None:
+        """`steps` inside a transaction the caller holds (a consumer's, with its own inbox)."""
+        for step in steps:
+            await step(tx, await _locked(tx, ticket_id))
+
+    async def first_time(self, tx: Tx, consumer: str, key: str) -> bool:
+        """Record `key` in the inbox; False if it was there already (or a concurrent
+        transaction put it there and committed: the insert waits for it)."""
+        row = {"consumer": consumer, "event_id": key}
+        return bool(await insert_new(tx.session, self.store.inbox, [row], key="event_id"))
+
+    async def _act(self, ticket_id: str, step: Step) -> None:
+        await self.run(ticket_id, [step])
+
+    @staticmethod
+    def _step(check: Check, change: Callable[[Any], Change]) -> Step:
+        async def step(tx: Tx, row: Any) -> None:
             check(row)
             done = change(row)
             if done.values:
-                await tx.session.execute(update(tickets).where(tickets.c.ticket_id == ticket_id).values(**done.values))
+                where = tickets.c.ticket_id == row.ticket_id
+                await tx.session.execute(update(tickets).where(where).values(**done.values))
             tx.emit(done.event)
+
+        return step
 
     def _now(self) -> Any:
         return self.store.clock.now()
 
     async def claim(self, ticket_id: str, caller: Principal) -> None:
+        await self._act(ticket_id, self.claiming(caller))
+
+    def claiming(self, caller: Principal) -> Step:
         def check(row: Any) -> None:
             check_member(caller, row)
             check_claim(TicketStatus(row.status), row.claimed_by)
@@ -87,7 +125,7 @@ class Desk:
             }
             return Change(values, TicketClaimed(**_about(row), by=_actor(caller)))
 
-        await self._act(ticket_id, check, change)
+        return self._step(check, change)
 
     async def unclaim(self, ticket_id: str, caller: Principal) -> None:
         def check(row: Any) -> None:
@@ -104,24 +142,22 @@ class Desk:
             }
             return Change(values, TicketUnclaimed(**_about(row), by=_actor(caller)))
 
-        await self._act(ticket_id, check, change)
+        await self._act(ticket_id, self._step(check, change))
 
     async def note(
         self, ticket_id: str, text: str, visibility: NoteVisibility, caller: Principal, url: str | None = None
     ) -> None:
         """A note (internal or public), or with `url` an evidence link whose caption is `text`."""
+        await self._act(ticket_id, self.noting(text, visibility, caller, url))
 
-        def check(row: Any) -> None:
+    def noting(self, text: str, visibility: NoteVisibility, caller: Principal, url: str | None = None) -> Step:
+        async def step(tx: Tx, row: Any) -> None:
             check_member(caller, row)
             if not TicketStatus(row.status).in_hand:
                 raise TicketConflict(f"ticket is {row.status}; notes and evidence go on an open or claimed ticket")
-
-        async with self.store.transaction() as tx:
-            row = await _locked(tx, ticket_id)
-            check(row)
             if url is not None:
                 held = await tx.session.scalar(
-                    select(func.count()).where(notes.c.ticket_id == ticket_id, notes.c.kind == "evidence")
+                    select(func.count()).where(notes.c.ticket_id == row.ticket_id, notes.c.kind == "evidence")
                 )
                 if (held or 0) >= MAX_EVIDENCE:
                     raise TicketConflict(f"a ticket holds at most {MAX_EVIDENCE} pieces of evidence")
@@ -130,7 +166,12 @@ class Desk:
             await tx.session.execute(notes.insert().values(**_about(row), **written, at=self._now()))
             tx.emit(TicketNoted(**_about(row), visibility=visibility, text=text, url=url, by=_actor(caller)))
 
+        return step
+
     async def resolve(self, ticket_id: str, note: str, caller: Principal) -> None:
+        await self._act(ticket_id, self.resolving(note, caller))
+
+    def resolving(self, note: str, caller: Principal) -> Step:
         def check(row: Any) -> None:
             check_holder(caller, row, "resolve")
             check_resolve(TicketStatus(row.status))
@@ -147,7 +188,7 @@ class Desk:
             }
             return Change(values, TicketResolved(**_about(row), note=note, by=_actor(caller)))
 
-        await self._act(ticket_id, check, change)
+        return self._step(check, change)
 
     async def escalate(self, ticket_id: str, reason: str, caller: Principal) -> None:
         def check(row: Any) -> None:
@@ -162,11 +203,14 @@ class Desk:
             event = TicketEscalated(**_about(row), reason=reason, by=_actor(caller))
             return Change(self._handed_over(TicketStatus.ESCALATED, reason), event)
 
-        await self._act(ticket_id, check, change)
+        await self._act(ticket_id, self._step(check, change))
 
     async def return_(
         self, ticket_id: str, code: ReturnReason, reason: str, suggested_unit_id: str | None, caller: Principal
     ) -> None:
+        await self._act(ticket_id, self.returning(code, reason, suggested_unit_id, caller))
+
+    def returning(self, code: ReturnReason, reason: str, suggested_unit_id: str | None, caller: Principal) -> Step:
         if suggested_unit_id is not None and self.j.unit(suggested_unit_id) is None:
             raise InvalidRequest(
                 f"suggested_unit_id {suggested_unit_id!r} is not a unit of {self.j.district.name}",
@@ -183,7 +227,7 @@ class Desk:
             )
             return Change(self._handed_over(TicketStatus.RETURNED, f"{code.value}: {reason}"), event)
 
-        await self._act(ticket_id, check, change)
+        return self._step(check, change)
 
     async def whistle(self, ticket_id: str, lead: str, co: list[str], reason: str, caller: Principal) -> None:
         summoned = [lead, *co]
@@ -205,7 +249,7 @@ class Desk:
             event = TicketWhistled(**_about(row), lead_unit_id=lead, co_unit_ids=co, reason=reason, by=_actor(caller))
             return Change(self._handed_over(TicketStatus.WHISTLED, reason), event)
 
-        await self._act(ticket_id, check, change)
+        await self._act(ticket_id, self._step(check, change))
 
     async def reassign(self, ticket_id: str, to_unit_id: str, reason: str, caller: Principal) -> None:
         if self.j.unit(to_unit_id) is None:
@@ -221,7 +265,7 @@ class Desk:
             event = TicketReassigned(**_about(row), to_unit_id=to_unit_id, reason=reason, by=_actor(caller))
             return Change(self._handed_over(TicketStatus.REASSIGNED, f"to {to_unit_id}: {reason}"), event)
 
-        await self._act(ticket_id, check, change)
+        await self._act(ticket_id, self._step(check, change))
 
     def _handed_over(self, status: TicketStatus, reason: str) -> dict[str, Any]:
         return {"status": status.value, "handover_reason": reason, "closed_at": self._now()}

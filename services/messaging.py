@@ -117,6 +117,7 @@ def _column_text(text: str) -> str:
 # The CloudEvents Kafka binding's name for the type attribute: the relay sets it on every record
 # it publishes, so a consumer skips the events it has no handler for without decoding them.
 TYPE_HEADER = "ce_type"
+ID_HEADER = "ce_id"
 # What `Envelope.encode` writes first: the type is its third attribute, after an id of our own.
 _ENCODED_TYPE = re.compile(rb'\{"specversion":"1\.0","id":"[^"\\]*","type":"([^"\\]+)"')
 
@@ -215,8 +216,12 @@ class Store:
                 "event_type": envelope.type,
                 "case_id": envelope.subject,
             }
-        except ValueError:
-            about = {"event_id": None, "event_type": None, "case_id": record.key}
+        except ValueError:  # not a gridcall envelope: what its CloudEvents headers say, if any
+            about = {
+                "event_id": record.headers.get(ID_HEADER),
+                "event_type": record.headers.get(TYPE_HEADER),
+                "case_id": record.key,
+            }
         now = self.clock.now()
         insert = (postgresql.insert if self.db.is_postgres else sqlite.insert)(table).values(
             consumer=consumer,
@@ -337,11 +342,23 @@ Lock = Callable[[Tx, list[str]], Awaitable[None]]
 
 
 @dataclass
-class _Work:
+class Work:
+    """A record a consumer will handle: the key its inbox remembers it by, its case (for the
+    `lock` hook), its type (for the logs) and its effect, run inside the batch's transaction."""
+
     record: Record
-    envelope: Envelope
-    event: Event
-    handler: Handler
+    event_id: str
+    case_id: str
+    type: str
+    effect: Callable[[Tx], Awaitable[None]]
+
+
+# What a `TopicConsumer` makes of a record: its work, the error that parks it, or None to skip it.
+Decode = Callable[[Record], "Work | Exception | None"]
+
+
+def _handling(handler: Handler, envelope: Envelope, event: Event) -> Callable[[Tx], Awaitable[None]]:
+    return lambda tx: handler(tx, envelope, event)
 
 
 @dataclass(frozen=True)
@@ -383,6 +400,7 @@ class Consumer:
         self.topics = [store.topic(s) for s in streams]
         self.lock = lock
         self.batch = batch
+        self.inbox_name = name  # the consumer its inbox rows name
 
     async def handle(self, record: Record, stop: Stop | None = None) -> bool:
         """Handle one record; False if asked to stop before its effect could be made durable."""
@@ -393,11 +411,11 @@ class Consumer:
         their effects could be made durable. A record that cannot be handled (bad payload, a
         bug) is parked without holding up the others; a transient failure (database or broker
         away, a deadlock) is retried until it passes."""
-        work: list[_Work] = []
+        work: list[Work] = []
         failed: list[tuple[Record, BaseException]] = []
         for record in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):  # one order everywhere
             prepared = self._prepare(record)
-            if isinstance(prepared, _Work):
+            if isinstance(prepared, Work):
                 work.append(prepared)
             elif prepared is not None:
                 failed.append((record, prepared))
@@ -412,7 +430,7 @@ class Consumer:
                 if alone is False:
                     return False
                 if isinstance(alone, Exception):
-                    log.error("%s: cannot handle %s %s: %r", self.name, w.envelope.type, w.envelope.id, alone)
+                    log.error("%s: cannot handle %s %s: %r", self.name, w.type, w.event_id, alone)
                     failed.append((w.record, alone))
         for record, error in failed:
             try:
@@ -421,7 +439,7 @@ class Consumer:
                 return False
         return True
 
-    def _prepare(self, record: Record) -> _Work | Exception | None:
+    def _prepare(self, record: Record) -> Work | Exception | None:
         """The record's work; the error if it is not a gridcall event; None if this consumer
         has no handler for it. A record whose type header names a known event this consumer
         does not handle is skipped before its payload is decoded (a record without the header,
@@ -435,9 +453,11 @@ class Consumer:
         except (UnknownEvent, ValueError) as exc:
             return exc
         handler = self.handlers.get(type(event))
-        return _Work(record, envelope, event, handler) if handler is not None else None
+        if handler is None:
+            return None
+        return Work(record, envelope.id, event.case_id, envelope.type, _handling(handler, envelope, event))
 
-    async def _attempt(self, work: list[_Work], stop: Stop | None) -> bool | Exception:
+    async def _attempt(self, work: list[Work], stop: Stop | None) -> bool | Exception:
         """Apply the work in one transaction, retrying transient failures: True once committed,
         False if asked to stop meanwhile, or the error that rolled it back."""
         try:
@@ -448,24 +468,24 @@ class Consumer:
             return exc
         return True
 
-    async def _apply(self, work: list[_Work]) -> None:
+    async def _apply(self, work: list[Work]) -> None:
         async with self.store.transaction() as tx:
             if self.lock:
-                await self.lock(tx, sorted({w.event.case_id for w in work}))
+                await self.lock(tx, sorted({w.case_id for w in work}))
             for w in await self._first_deliveries(tx, work):
-                await w.handler(tx, w.envelope, w.event)
+                await w.effect(tx)
 
-    async def _first_deliveries(self, tx: Tx, work: list[_Work]) -> list[_Work]:
+    async def _first_deliveries(self, tx: Tx, work: list[Work]) -> list[Work]:
         """The work whose events this consumer has not handled before (each event once): their
         inbox rows go in with one insert that skips the events already there, so a redelivered
         event changes nothing, and a concurrent delivery of the same event waits for the other
         transaction, then finds the event handled."""
-        rows = [{"consumer": self.name, "event_id": w.envelope.id} for w in work]
+        rows = [{"consumer": self.inbox_name, "event_id": w.event_id} for w in work]
         new = await insert_new(tx.session, self.store.inbox, rows, key="event_id")
-        first: list[_Work] = []
+        first: list[Work] = []
         for w in work:
-            if w.envelope.id in new:
-                new.discard(w.envelope.id)
+            if w.event_id in new:
+                new.discard(w.event_id)
                 first.append(w)
         return first
 
@@ -477,9 +497,11 @@ class Consumer:
         done: list[Redriven] = []
         stop = Stop.after(patience)
         for row in await self.store.parked(self.name, event_id):
-            record = Record(row.source_topic, row.source_partition, row.source_offset, row.case_id, row.payload)
+            record = Record(
+                row.source_topic, row.source_partition, row.source_offset, row.case_id, row.payload, _ce_headers(row)
+            )
             prepared = self._prepare(record)
-            outcome = await self._attempt([prepared], stop) if isinstance(prepared, _Work) else (prepared or True)
+            outcome = await self._attempt([prepared], stop) if isinstance(prepared, Work) else (prepared or True)
             if outcome is False:
                 done.append(Redriven(row.id, row.event_id, False, "the database is unavailable; try again"))
                 break
@@ -515,3 +537,37 @@ class Consumer:
                 await sub.commit(handled)
         finally:
             await sub.stop()
+
+
+def _ce_headers(parked: Row[Any]) -> dict[str, str]:
+    """A parked record's CloudEvents headers as `park` kept them (its id and type): a record
+    whose payload is not an envelope (a department's update) is identified by them."""
+    kept = {ID_HEADER: parked.event_id, TYPE_HEADER: parked.event_type}
+    return {k: v for k, v in kept.items() if v is not None}
+
+
+class TopicConsumer(Consumer):
+    """A consumer of topics whose records are not gridcall envelopes (a department's updates,
+    departments/adapters/inbound.py): `decode` makes each record's work, with the key the inbox
+    remembers it by, or the error that parks it. Batches, the inbox, dead letters, re-drive and
+    offsets are the `Consumer`'s; `inbox` names the consumer in its inbox rows when they are
+    shared with another way in (the inbound webhook's)."""
+
+    def __init__(
+        self,
+        name: str,
+        store: Store,
+        bus: Bus,
+        topics: Sequence[str],
+        decode: Decode,
+        *,
+        inbox: str | None = None,
+        batch: int = 100,
+    ) -> None:
+        super().__init__(name, store, bus, {}, [], batch=batch)
+        self.topics = list(topics)
+        self.decode = decode
+        self.inbox_name = inbox or name
+
+    def _prepare(self, record: Record) -> Work | Exception | None:
+        return self.decode(record)

@@ -114,7 +114,7 @@ class ServiceParts:
     workers: list[Callable[[Stop], Awaitable[None]]] = field(default_factory=list)
     group_commits: list[GroupCommit[Any, Any]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
-    # Topics of the service's own besides the streams (a department's assignments topic).
+    # Topics beside the streams' that the service reads or writes (a department's adapter topics).
     topics: list[str] = field(default_factory=list)
     # Error renderers for path prefixes that answer in a format of their own (Open311).
     error_renderers: dict[str, ErrorRenderer] = field(default_factory=dict)
@@ -133,7 +133,8 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ctx.bus.start()
-        await ctx.bus.ensure_topics([ctx.settings.topic(s) for s in Stream] + [t for p in parts for t in p.topics])
+        streams = [ctx.settings.topic(s) for s in Stream]
+        await ctx.bus.ensure_topics(list(dict.fromkeys([*streams, *(t for p in parts for t in p.topics)])))
         loops: list[tuple[str, Callable[[Stop], Awaitable[None]]]] = []
         for p in parts:
             relay = Relay(p.store, ctx.bus, interval=ctx.settings.relay_interval)

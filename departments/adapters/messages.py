@@ -81,11 +81,30 @@ Note = Annotated[str, Field(min_length=1, max_length=4000), WORDS]
 Link = Annotated[AnyHttpUrl, UrlConstraints(max_length=2000, allowed_schemes=["http", "https"])]
 
 
+# What each type of update must carry besides the ticket and the handler.
+REQUIRED: dict[UpdateType, tuple[str, ...]] = {
+    UpdateType.PROGRESS: ("note",),
+    UpdateType.RESOLVED: ("note",),
+    UpdateType.REJECTED: ("reason_code", "note"),
+}
+
+
 class Update(BaseModel):
     """What the department's system says about a ticket: the same body on the inbound
     endpoint and on the updates topic."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"type": {"const": kind.value}}},
+                    "then": {"required": list(fields), "properties": {f: {"not": {"type": "null"}} for f in fields}},
+                }
+                for kind, fields in REQUIRED.items()
+            ]
+        },
+    )
     ticket_id: str = Field(min_length=1, max_length=64)
     type: UpdateType
     note: Note | None = Field(None, description="required for progress and resolved; the reason for rejected")
@@ -94,3 +113,7 @@ class Update(BaseModel):
     handler: Annotated[str, Field(min_length=1, max_length=200), WORDS] = Field(
         description="the person on the department's side, recorded as who acted"
     )
+
+    def missing(self) -> str | None:
+        """The first field this type of update requires and lacks (REQUIRED), if any."""
+        return next((f for f in REQUIRED.get(self.type, ()) if getattr(self, f) is None), None)

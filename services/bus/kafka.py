@@ -144,9 +144,9 @@ class KafkaSubscription:
                 topic=m.topic,
                 partition=m.partition,
                 offset=m.offset,
-                key=(m.key or b"").decode(),
+                key=(m.key or b"").decode(errors="replace"),  # a foreign producer's bytes must not stop the fetch
                 value=m.value or b"",
-                headers={k: v.decode() for k, v in (m.headers or ())},
+                headers={k: (v or b"").decode(errors="replace") for k, v in (m.headers or ())},
             )
             for batch in batches.values()
             for m in batch

@@ -1,17 +1,28 @@
-"""A district with department adapters: the demo district, with an adapter added to some units."""
+"""Department adapters in tests: a copy of the demo district with adapters configured, and
+requests and records signed as a department's system would sign them, with the reference
+Standard Webhooks library from PyPI (not gridcall's own signing code)."""
 
+import json
+import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+from standardwebhooks import Webhook
 
 from services.settings import DATA_DIR
+
+# Where a test district's webhook adapters point when the test needs no department: nothing
+# listens there (port 9, discard).
+NOWHERE = "http://127.0.0.1:9/hook"
 
 
 def district_with_adapters(path: Path, adapters: dict[str, dict[str, Any]]) -> Path:
     """The demo district written to `path`, with `adapters` ({unit id: adapter}) on those units."""
     district = yaml.safe_load((DATA_DIR / "district.yaml").read_text(encoding="utf-8"))
     units = {u["id"]: u for u in district["units"]}
+    assert set(adapters) <= set(units), f"not units of the demo district: {set(adapters) - set(units)}"
     for unit_id, adapter in adapters.items():
         units[unit_id]["adapter"] = adapter
     path.write_text(yaml.safe_dump(district, allow_unicode=True), encoding="utf-8")
@@ -20,3 +31,18 @@ def district_with_adapters(path: Path, adapters: dict[str, dict[str, Any]]) -> P
 
 def secret_env(unit_id: str) -> str:
     return "GRIDCALL_ADAPTER_SECRET_" + unit_id.replace("-", "_")
+
+
+def signed(secret: str, body: bytes, at: datetime, msg_id: str | None = None) -> dict[str, str]:
+    """Standard Webhooks headers for `body`, as the reference library signs it."""
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, at, body.decode()),
+    }
+
+
+def update(ticket_id: str, kind: str, **fields: Any) -> bytes:
+    return json.dumps({"ticket_id": ticket_id, "type": kind, "handler": "王工", **fields}, ensure_ascii=False).encode()

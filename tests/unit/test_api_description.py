@@ -75,7 +75,7 @@ async def test_every_operation_documents_every_answer_it_can_give_with_its_body(
             if path == "/healthz" and status == "503":
                 body = {"status": "unavailable", "database": "connection refused"}
             assert validator(doc, schema).is_valid(body), f"{where} {status}: {schema}"
-        if "401" in answers:
+        if operation.get("security"):  # a bearer scheme says so; a webhook's signature has no such scheme
             assert "WWW-Authenticate" in answers["401"]["headers"]
         for status in ("429", "503"):
             if status in answers and path != "/healthz":
