@@ -117,16 +117,19 @@ def _column_text(text: str) -> str:
 # The CloudEvents Kafka binding's name for the type attribute: the relay sets it on every record
 # it publishes, so a consumer skips the events it has no handler for without decoding them.
 TYPE_HEADER = "ce_type"
+CONTENT_TYPE, STRUCTURED = "content-type", "application/cloudevents+json"
 ID_HEADER = "ce_id"
 # What `Envelope.encode` writes first: the type is its third attribute, after an id of our own.
 _ENCODED_TYPE = re.compile(rb'\{"specversion":"1\.0","id":"[^"\\]*","type":"([^"\\]+)"')
 
 
 def type_headers(payload: bytes) -> dict[str, str]:
-    """The record headers of an encoded envelope: its type, read from the first bytes of the
-    payload without decoding it; none if the payload does not begin as `encode` writes."""
+    """The record headers of a CloudEvent in structured mode (an encoded envelope, or a
+    department's assignment): its content type, as the CloudEvents Kafka binding asks, and
+    its type, read from the first bytes of the payload without decoding it; none if the
+    payload does not begin as `encode` writes."""
     found = _ENCODED_TYPE.match(payload)
-    return {TYPE_HEADER: found[1].decode()} if found else {}
+    return {CONTENT_TYPE: STRUCTURED, TYPE_HEADER: found[1].decode()} if found else {}
 
 
 @dataclass

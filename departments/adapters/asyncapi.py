@@ -78,7 +78,8 @@ def document() -> dict[str, Any]:
                         "type": "string",
                         "const": "application/cloudevents+json",
                         "description": "CloudEvents structured mode: the record's value is the whole event",
-                    }
+                    },
+                    "ce_type": {"type": "string", "const": kind, "description": "the event's type, as in the value"},
                 },
             },
             "payload": ref(model, "serialization"),

@@ -62,8 +62,9 @@ class CloudEvent(BaseModel):
 
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(description="unique per message and stable across retries: also the webhook-id")
-    source: str = SOURCE
+    # type before source, as gridcall's own envelopes are written: the relay reads it for the ce_type header
     type: str = Field(description="gridcall.case.assigned | gridcall.case.unassigned | gridcall.case.reopened")
+    source: str = SOURCE
     subject: str = Field(description="the case id: messages of one case arrive in order")
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"

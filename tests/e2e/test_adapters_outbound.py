@@ -88,7 +88,14 @@ async def assignments_topic(bootstrap: str, prefix: str) -> list[tuple[str, str]
             if not batch:
                 break
             for records in batch.values():
-                found += [(r.key.decode(), json.loads(r.value)["id"]) for r in records]
+                for r in records:
+                    event = json.loads(r.value)
+                    # structured mode, as the Kafka binding of CloudEvents and docs/asyncapi.yaml say
+                    assert dict(r.headers) == {
+                        "content-type": b"application/cloudevents+json",
+                        "ce_type": event["type"].encode(),
+                    }
+                    found.append((r.key.decode(), event["id"]))
     finally:
         await consumer.stop()
     return found

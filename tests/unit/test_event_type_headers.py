@@ -23,7 +23,10 @@ def _reported(case_id: str) -> CaseReported:
 
 def test_type_headers_read_the_type_from_an_encoded_envelope_only():
     encoded = Envelope.wrap(CaseClosed(case_id="c1", reason="done"), source="/x", time=NOW).encode()
-    assert type_headers(encoded) == {TYPE_HEADER: "gridcall.case.closed"}
+    assert type_headers(encoded) == {
+        "content-type": "application/cloudevents+json",
+        TYPE_HEADER: "gridcall.case.closed",
+    }
     assert type_headers(b"not json") == {}
     assert type_headers(b'{"id":"e","type":"gridcall.case.closed"}') == {}  # not as `encode` writes it
 
@@ -40,9 +43,10 @@ async def test_the_relay_publishes_each_record_with_its_type_header(embedded_set
         sub = ctx.bus.subscribe("reader", [ctx.settings.topic(Stream.CASES)])
         await sub.start()
         records = await sub.fetch(timeout=1)
+        structured = {"content-type": "application/cloudevents+json"}
         assert [r.headers for r in records] == [
-            {TYPE_HEADER: "gridcall.case.reported"},
-            {TYPE_HEADER: "gridcall.case.closed"},
+            {**structured, TYPE_HEADER: "gridcall.case.reported"},
+            {**structured, TYPE_HEADER: "gridcall.case.closed"},
         ]
     finally:
         await ctx.bus.stop()
