@@ -3,8 +3,9 @@ consumer committed them, signed per Standard Webhooks, at least once and in orde
 
 Each unit with a webhook has a loop of its own, with its own HTTP client, so one department's
 outage or slowness never delays another's deliveries. A round claims the unit's due
-deliveries that are the earliest still pending of their case (so a case's messages go out
-one after the other, in the order they were written), by moving their next attempt a lease
+deliveries that are the earliest undelivered of their case (so a case's messages go out one
+after the other, in the order they were written; behind a dead one, the case's later
+messages wait until ops re-drive it), by moving their next attempt a lease
 ahead in a short transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas split the
 work and never take the same row); sends them concurrently, each bounded by the timeout; and
 records the outcomes in one statement. A replica that dies mid-send leaves rows whose lease
@@ -116,7 +117,7 @@ class Webhooks:
                     ~exists().where(
                         earlier.c.case_id == deliveries.c.case_id,
                         earlier.c.unit_id == unit_id,
-                        earlier.c.state == "pending",
+                        earlier.c.state != "delivered",  # a dead one holds its case's later messages
                         earlier.c.id < deliveries.c.id,
                     ),
                 )
