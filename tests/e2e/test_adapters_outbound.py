@@ -11,6 +11,7 @@ import json
 import subprocess
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -20,9 +21,9 @@ from aiokafka import AIOKafkaConsumer
 from standardwebhooks import Webhook
 
 from departments.adapters.signing import new_secret
-from tests.support.adapters import district_with_adapters, secret_env
+from tests.support.adapters import district_with_adapters, secret_env, signed, update
 from tests.support.cluster import Process, base_env, distributed, gridcall_args
-from tests.support.journey import bearer, file_report, open_ticket
+from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.servers import free_port
 from tests.support.waiting import eventually
 
@@ -189,12 +190,20 @@ async def test_deliveries_verified_retried_dead_redriven_in_order_and_a_hanging_
                     )
                     assert r.status_code == 200, r.text
                     found = r.json()["deliveries"]
-                    return found if len(found) == 3 + 2 * 2 else None
+                    return found if len(found) == 3 + 2 else None
 
+                # dead: the first three cases' unassigned, and the two new cases' assigned; their
+                # unassigned wait behind them, never tried, so no case's messages overtake each other
                 died = await eventually(dead, timeout=40)
                 assert all(d["attempts"] == 3 and d["last_status"] == 503 for d in died)
                 assert all(d["last_error"] == "HTTP 503" for d in died)
                 assert bus.refused >= 3 * len(died)
+                r = await departments.get(
+                    "/v1/ops/deliveries", params={"state": "pending", "unit": "D-BUS"}, headers=bearer(ops)
+                )
+                held = r.json()["deliveries"]
+                assert len(held) == 2 and all(d["attempts"] == 0 for d in held)
+                assert {d["case_id"] for d in held} == {c["case_id"] for c in more}
 
                 # It comes back: one delivery re-driven over the API, the rest with the CLI.
                 bus.status = 200
@@ -222,7 +231,7 @@ async def test_deliveries_verified_retried_dead_redriven_in_order_and_a_hanging_
                 await eventually(all_delivered, timeout=30)  # a delivered one is never sent again
                 after = bus.received[before:]
                 ids = [e["id"] for e in after]
-                assert sorted(ids) == sorted(d["msg_id"] for d in died), "each re-driven delivery exactly once"
+                assert sorted(ids) == sorted(d["msg_id"] for d in [*died, *held]), "each delivered exactly once"
                 per_case: dict[str, list[str]] = defaultdict(list)
                 for event in bus.received:
                     per_case[event["subject"]].append(event["type"])
@@ -239,3 +248,58 @@ async def test_deliveries_verified_retried_dead_redriven_in_order_and_a_hanging_
             server.should_exit = True
         power_task.cancel()
         await asyncio.gather(bus_task, power_task, return_exceptions=True)
+
+
+async def test_a_departments_system_answers_accepted_then_resolved_and_the_resident_is_told(
+    distributed_env, tmp_path, tokens
+):
+    """The whole loop through an adapter: the assignment arrives verified by the reference
+    library; the department's system answers `accepted` and `resolved`, signed with the same
+    library, on the inbound endpoint; the case resolves and the resident is told."""
+    secret = new_secret()
+    bus = Department(secret)
+    server, task, url = await serve(bus)
+    district = district_with_adapters(
+        tmp_path / "district.yaml", {"D-BUS": {"url": url, "secret_env": secret_env("D-BUS")}}
+    )
+    env = {**distributed_env, "GRIDCALL_JURISDICTION_FILE": str(district), secret_env("D-BUS"): secret}
+    try:
+        with distributed(env, tmp_path) as cluster:
+            async with (
+                httpx.AsyncClient(base_url=cluster["intake"].url, timeout=10) as intake,
+                httpx.AsyncClient(base_url=cluster["departments"].url, timeout=10) as departments,
+                httpx.AsyncClient(base_url=cluster["notifier"].url, timeout=10) as notifier,
+            ):
+                case = await file_report(intake, bus_stop(0))
+                await eventually(lambda: asyncio.sleep(0, result=bus.received or None), timeout=30)
+                [assigned] = bus.received
+                ticket_id = assigned["data"]["ticket_id"]
+
+                async def answer(kind: str, **fields: Any) -> dict[str, Any]:
+                    body = update(ticket_id, kind, **fields)
+                    at = datetime.now(UTC)
+                    r = await departments.post(
+                        "/v1/adapters/D-BUS/events", content=body, headers=signed(secret, body, at)
+                    )
+                    assert r.status_code == 200, r.text
+                    return r.json()
+
+                assert (await answer("accepted"))["status"] == "claimed"
+                done = await answer(
+                    "resolved", note="A stop is planned for March", evidence_urls=["https://bus.example.cn/plan.pdf"]
+                )
+                assert done["status"] == "resolved" and done["resolved_by"]["name"] == "王工"
+                view = await case_in_status(intake, case, "resolved", timeout=30)
+                assert view["timeline"][-1]["result"] == "A stop is planned for March"
+
+                async def told() -> list[str] | None:
+                    r = await notifier.get(
+                        "/v1/notifications", params={"case_id": case["case_id"]}, headers=bearer(tokens())
+                    )
+                    kinds = [n["kind"] for n in r.json() if n["audience"] == "resident"]
+                    return kinds if "case.resolved" in kinds else None
+
+                await eventually(told, timeout=30)
+    finally:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
