@@ -19,9 +19,9 @@ from departments.tables import contacts, tickets
 from services.bulk import among, insert_new, insert_rows
 from services.events import (
     CaseAssigned,
+    CaseContactGiven,
     CaseDuplicateReported,
     CaseReopened,
-    CaseReported,
     CaseUnassigned,
     Envelope,
     Event,
@@ -147,10 +147,9 @@ def handlers(out: Outbound) -> dict[type[Event], Handler]:
             contact = await outbound.contact_of(tx, event.case_id, batch.contacts) if adapter.contact else None
             outbound.send(tx, out, envelope, event.unit_id, outbound.assignment(event, reporters, contact), now)
 
-    async def on_case_reported(tx: Tx, envelope: Envelope, event: CaseReported) -> None:
-        """The resident's name and phone, if they gave them, for the unit that will call back."""
-        if event.contact:
-            ticket_batch(tx).contacts[event.case_id] = event.contact
+    async def on_contact_given(tx: Tx, envelope: Envelope, event: CaseContactGiven) -> None:
+        """The resident's name and phone, for the unit that will call back."""
+        ticket_batch(tx).contacts[event.case_id] = event.contact
 
     async def on_case_unassigned(tx: Tx, envelope: Envelope, event: CaseUnassigned) -> None:
         """The case moved elsewhere: a ticket still in hand is withdrawn from the queue."""
@@ -169,7 +168,7 @@ def handlers(out: Outbound) -> dict[type[Event], Handler]:
         ticket_batch(tx).recount(event.case_id, event.reporters)
 
     return {
-        CaseReported: on_case_reported,
+        CaseContactGiven: on_contact_given,
         CaseAssigned: on_case_assigned,
         CaseUnassigned: on_case_unassigned,
         CaseReopened: on_case_reopened,

@@ -34,7 +34,7 @@ from intake.domain import (
 )
 from intake.tables import case_views, idempotency_keys, reports, timeline
 from services.batching import GroupCommit
-from services.events import CaseDuplicateReported, CaseReported, Event, Location
+from services.events import CaseContactGiven, CaseDuplicateReported, CaseReported, Event, Location
 from services.jurisdiction import Jurisdiction
 from services.messaging import Store, Tx
 from services.policy import DuplicatePolicy, Policy
@@ -177,9 +177,10 @@ class _Batch:
                 priority=report.priority,
                 channel=report.channel,
                 household_flag=report.household_flag,
-                contact=call_back(report.contact),
             )
         )
+        if contact := call_back(report.contact):
+            self.events.append(CaseContactGiven(case_id=case_id, contact=contact))
         return case_id, CaseStatus.RECEIVED.value
 
     def _join(self, filing: Filing, same: OpenCase, token: str) -> tuple[str, str]:

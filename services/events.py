@@ -120,9 +120,16 @@ class CaseReported(Event):
     details: dict[str, Any] = Field(
         default_factory=dict, description="what the handler needs besides the description: address, attributes, media"
     )
-    contact: dict[str, str] | None = Field(
-        None, description="the resident's name and phone for a call-back; only the handling unit sees it"
-    )
+
+
+class CaseContactGiven(Event):
+    """The resident's name and phone for a call-back, apart from `case.reported`: personal data
+    goes only to the service that shows it to the handling unit (departments), and a report
+    without it costs nothing there."""
+
+    type = "gridcall.case.contact_given"
+    stream = Stream.CASES
+    contact: dict[str, str]
 
 
 class CaseDuplicateReported(Event):
@@ -390,6 +397,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         CaseReported,
+        CaseContactGiven,
         CaseSatisfactionAnswered,
         CaseDuplicateReported,
         CaseCancelRequested,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from departments.bootstrap import bootstrap as departments_bootstrap
 from departments.tables import deliveries, outbox
 from services.clock import FrozenClock
-from services.events import CaseReopened, CaseReported, Location
+from services.events import CaseContactGiven, CaseReopened
 from services.runtime import Context, build_context
 from services.settings import Settings
 from tests.integration.test_set_based_consumers import as_one_batch, assigned, records, unassigned
@@ -42,14 +42,7 @@ async def ctx(base, tmp_path, monkeypatch) -> AsyncIterator[Context]:
 async def test_messages_in_the_consumers_transaction_once(ctx):
     consumer = departments_bootstrap(ctx).consumers[0]
     case = f"c-{uuid.uuid4().hex[:8]}"
-    reported = CaseReported(
-        case_id=case,
-        category="garbage",
-        description="bags",
-        location=Location(lat=30.505, lon=114.305),
-        grid_id="G11",
-        contact={"name": "Li", "phone": "13800000000"},
-    )
+    reported = CaseContactGiven(case_id=case, contact={"name": "Li", "phone": "13800000000"})
     details = {"attributes": {"floor": 3}, "address": "3 Maple Lane", "media_urls": ["https://img.example/1.jpg"]}
     events = [
         reported,

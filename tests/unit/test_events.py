@@ -41,7 +41,7 @@ GOLDEN = (
     b'"datacontenttype":"application/json","data":{"case_id":"c1","category":"garbage",'
     b'"description":"bags \xe2\x80\x9cin\xe2\x80\x9d the stairwell","location":{"lat":30.505,"lon":114.305},'
     b'"grid_id":"G11","priority":"normal","channel":"app","household_flag":null,'
-    b'"details":{"floor":3,"ok":true,"x":null},"contact":null}}'
+    b'"details":{"floor":3,"ok":true,"x":null}}}'
 )
 
 
