@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.support.cluster import distributed, distributed_settings
+from tests.support.cluster import distributed, distributed_settings, service_clients
 from tests.support.journey import bearer, case_in_status, file_report
 from tests.support.policies import demo_policy_with
 from tests.support.waiting import eventually
@@ -35,12 +35,8 @@ def cluster(pg_url, broker, tmp_path_factory):
 
 @pytest.fixture
 async def clients(cluster):
-    async with (
-        httpx.AsyncClient(base_url=cluster["intake"].url, timeout=10) as intake,
-        httpx.AsyncClient(base_url=cluster["departments"].url, timeout=10) as departments,
-        httpx.AsyncClient(base_url=cluster["notifier"].url, timeout=10) as notifier,
-    ):
-        yield intake, departments, notifier
+    async with service_clients(cluster, "intake", "departments", "notifier") as found:
+        yield found
 
 
 async def member(departments: httpx.AsyncClient, ops: str, pool_id: str, name: str) -> dict:

@@ -3,12 +3,11 @@
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from services.settings import DATA_DIR
-from tests.support.cluster import distributed, distributed_settings
+from tests.support.cluster import distributed, distributed_settings, service_clients
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.waiting import eventually
 
@@ -54,12 +53,8 @@ def cluster(pg_url, broker, tmp_path_factory):
 
 @pytest.fixture
 async def clients(cluster):
-    async with (
-        httpx.AsyncClient(base_url=cluster["intake"].url, timeout=10) as intake,
-        httpx.AsyncClient(base_url=cluster["departments"].url, timeout=10) as departments,
-        httpx.AsyncClient(base_url=cluster["dispatcher"].url, timeout=10) as dispatcher,
-    ):
-        yield intake, departments, dispatcher
+    async with service_clients(cluster, "intake", "departments", "dispatcher") as found:
+        yield found
 
 
 async def act(departments, ticket, token, action, body=None):

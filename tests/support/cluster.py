@@ -5,8 +5,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,3 +131,12 @@ def embedded(settings: Mapping[str, str], log_dir: Path) -> Iterator[Process]:
         yield p
     finally:
         p.stop()
+
+
+@asynccontextmanager
+async def service_clients(cluster: Cluster, *services: str) -> AsyncIterator[tuple[httpx.AsyncClient, ...]]:
+    """An HTTP client for each of `services` of the cluster, in that order."""
+    async with AsyncExitStack() as stack:
+        yield tuple(
+            [await stack.enter_async_context(httpx.AsyncClient(base_url=cluster[s].url, timeout=10)) for s in services]
+        )
