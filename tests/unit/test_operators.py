@@ -4,7 +4,9 @@ moved as the journey says, and its JSON log lines name cases but never a residen
 import io
 import json
 import logging
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gridcall.app import build_app
 from services.clock import FrozenClock
 from services.logs import JsonFormatter
+from services.metrics import Metrics
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.staff import enrol
 from tests.support.waiting import eventually
@@ -145,3 +148,15 @@ async def test_json_log_lines_of_a_journey_with_a_contact_never_hold_it(stack):
             assert secret not in json.dumps(line, ensure_ascii=False), line
     about_handled = [line for line in lines if line.get("case_id") == handled["case_id"]]
     assert about_handled and all(line["service"] == "notifier" for line in about_handled)
+
+
+def test_the_dashboard_shows_only_metrics_gridcall_exports():
+    dashboard = json.loads((Path(__file__).parents[2] / "deploy/grafana/gridcall.json").read_text())
+    shown = {
+        n for p in dashboard["panels"] for t in p.get("targets", ()) for n in re.findall(r"gridcall_\w+", t["expr"])
+    }
+    exported = {s.name for family in Metrics().registry.collect() for s in family.samples} | {
+        f"{family.name}{suffix}" for family in Metrics().registry.collect() for suffix in ("", "_total", "_bucket")
+    }
+    assert shown and shown <= exported, shown - exported
+    assert {"gridcall_consumer_lag", "gridcall_deadletters", "gridcall_timers_fired_total"} <= shown
