@@ -25,6 +25,8 @@ disable_created_metrics()  # no `*_created` series beside every counter: rate() 
 Probe = Callable[[], Awaitable[None]]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SERVICES = frozenset({"intake", "dispatcher", "departments", "notifier"})
+# Any other method a client makes up is "other": a label's values must not be the client's to choose.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
@@ -142,7 +144,7 @@ class Instrument:
             CASE_ID.reset(about)
             elapsed = time.perf_counter() - start
             service, route = self._route(scope.get("route"), scope.get("root_path", "")[len(base) :])
-            m, method = self.metrics, scope["method"]
+            m, method = self.metrics, scope["method"] if scope["method"] in METHODS else "other"
             m.child(m.requests, (service, method, route, str(status))).inc()
             m.child(m.latency, (service, method, route)).observe(elapsed)
 

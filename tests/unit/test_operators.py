@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gridcall.app import build_app
 from services.clock import FrozenClock
-from services.logs import JsonFormatter
+from services.logs import JsonFormatter, about
 from services.metrics import Metrics
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.staff import enrol
@@ -160,3 +160,24 @@ def test_the_dashboard_shows_only_metrics_gridcall_exports():
     }
     assert shown and shown <= exported, shown - exported
     assert {"gridcall_consumer_lag", "gridcall_deadletters", "gridcall_timers_fired_total"} <= shown
+
+
+def test_a_json_line_names_the_case_and_event_it_was_written_about():
+    formatter = JsonFormatter("gridcall-dispatcher")
+
+    def line(**extra) -> dict:
+        record = logging.LogRecord("dispatcher.timers", logging.ERROR, __file__, 1, "timer %s failed", (7,), None)
+        record.__dict__.update(extra)
+        return json.loads(formatter.format(record))
+
+    assert line() == {
+        "time": line()["time"],
+        "level": "ERROR",
+        "logger": "dispatcher.timers",
+        "message": "timer 7 failed",
+        "service": "dispatcher",
+    }
+    with about("case-1", "event-1"):  # as the consumer does around a record's effect
+        assert (line()["case_id"], line()["event_id"]) == ("case-1", "event-1")
+        assert line(case_id="case-2")["case_id"] == "case-2"
+    assert "case_id" not in line() and line(service="notifier")["service"] == "notifier"
