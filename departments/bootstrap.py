@@ -31,6 +31,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
         schedule=ctx.settings.retry_schedule,
         timeout=ctx.settings.adapter_timeout,
         interval=ctx.settings.relay_interval,
+        metrics=ctx.metrics,
     )
     accounts = Accounts(ctx.db, ctx.clock, ctx.authenticator, ctx.jurisdiction)
     desk = Desk(store, ctx.jurisdiction)

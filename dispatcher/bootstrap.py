@@ -20,4 +20,5 @@ def bootstrap(ctx: Context) -> ServiceParts:
     ops = api.router(ctx.db, ctx.clock, ctx.jurisdiction)
     parts = ServiceParts(NAME, ops, store, consumers=[consumer], workers=[worker.run])
     parts.extras["timers"] = worker
+    ctx.metrics.probe(worker.gauges)
     return parts

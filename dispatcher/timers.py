@@ -125,9 +125,13 @@ class TimerWorker:
                 log.info("%s: a timer failed in a batch (%r); taking them one by one", what, exc)
                 return sum([await self._fire([t], stop) for t in leased])
             outcome = Fired(failed={leased[0].id: error_text(exc)})
+        metrics = self.store.metrics
+        metrics.timers_fired.inc(outcome.fired)
         if outcome.failed:
+            metrics.timers_failed.inc(len(outcome.failed))
+            cases = {t.id: t.case_id for t in leased}
             for timer_id, error in outcome.failed.items():
-                log.error("timer %s failed: %s", timer_id, printable(error))
+                log.error("timer %s failed: %s", timer_id, printable(error), extra={"case_id": cases.get(timer_id)})
             await retry(partial(self._record_failures, outcome.failed), what="timers: record failures", stop=stop)
         return outcome.fired
 
@@ -156,6 +160,15 @@ class TimerWorker:
                     .where(timers.c.id == timer_id)
                     .values(failures=timers.c.failures + 1, last_error=error)
                 )
+
+    async def gauges(self) -> None:
+        """On a scrape: timers pending (every row is a timer not yet fired) and due now."""
+        now = self.store.clock.now()
+        async with self.store.db.sessions() as s:
+            pending, due = (await s.execute(select(func.count(), func.count().filter(timers.c.due_at <= now)))).one()
+        metrics = self.store.metrics
+        metrics.child(metrics.timers, ("pending",)).set(pending)
+        metrics.child(metrics.timers, ("due",)).set(due)
 
     async def next_due_in(self) -> float:
         """Seconds until the earliest timer nobody holds falls due, at most the poll interval."""

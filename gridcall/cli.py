@@ -19,7 +19,7 @@ from gridcall import migrate as migrations
 from gridcall.app import build_app
 from gridcall.services import BOOTSTRAP
 from intake import keys
-from services import deadletters
+from services import deadletters, logs
 from services.auth import Authenticator
 from services.clock import SystemClock
 from services.db import Database
@@ -60,8 +60,8 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(settings: Settings, service: str = "gridcall") -> None:
+    logs.configure(service, settings.log_format)
 
 
 def _serve(settings: Settings, names: list[str] | None, port: int, *, welcome: bool = False) -> None:
@@ -75,7 +75,10 @@ def _serve(settings: Settings, names: list[str] | None, port: int, *, welcome: b
     _freeze_start_up_objects()
     loop, http = _server_parts()
     logging.getLogger("gridcall").info("serving with the %s event loop and the %s HTTP parser", loop, http)
-    uvicorn.run(api, host=settings.host, port=port, log_level="info", access_log=False, loop=loop, http=http)
+    # log_config=None: uvicorn's own lines go through the root handler, as JSON when the rest are.
+    uvicorn.run(
+        api, host=settings.host, port=port, log_level="info", log_config=None, access_log=False, loop=loop, http=http
+    )
 
 
 def _freeze_start_up_objects() -> None:
@@ -99,8 +102,8 @@ def run(
     port: Annotated[int | None, typer.Option(help="HTTP port (default GRIDCALL_PORT or 8000)")] = None,
 ) -> None:
     """Embedded mode: all four services in one process, one port, on a local SQLite file."""
-    _logging()
     settings = _settings()
+    _logging(settings)
     migrations.upgrade(settings.db_url)
     _serve(settings, None, port or settings.port, welcome=True)
 
@@ -111,8 +114,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="HTTP port (default GRIDCALL_PORT or 8000)")] = None,
 ) -> None:
     """Distributed mode: run one service in this process (run `gridcall migrate` first)."""
-    _logging()
     settings = _settings()
+    _logging(settings, service.value)
     _serve(settings, [service.value], port or settings.port)
 
 

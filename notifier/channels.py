@@ -25,6 +25,7 @@ class LogChannel:
         log.info(
             "notify %s %s [%s] %s",
             *(printable(notification[k]) for k in ("audience", "recipient", "kind", "message")),
+            extra={"service": "notifier", "case_id": notification.get("case_id")},
         )
 
 

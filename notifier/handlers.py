@@ -138,7 +138,21 @@ async def deliver_due(store: Store, channels: Sequence[Channel], *, batch: int =
                 .values(status="delivered", attempts=deliveries.c.attempts + 1, delivered_at=now)
             )
         await update_rows(s, deliveries, "id", failed)
+    m = store.metrics
+    m.tally(
+        m.deliveries,
+        (
+            ("notifier", row.channel, _outcome(outcome, row.attempts))
+            for row, outcome in zip(due, outcomes, strict=True)
+        ),
+    )
     return len(due)
+
+
+def _outcome(outcome: object, attempts: int) -> str:
+    if outcome is None:
+        return "delivered"
+    return "dead" if attempts + 1 >= MAX_ATTEMPTS else "retry"
 
 
 def _message(row: Any) -> dict[str, Any]:

@@ -18,7 +18,10 @@ from services import sqlite
 
 
 def create_engine(url: str, *, application_name: str | None = None, **kwargs: Any) -> AsyncEngine:
-    """`application_name` names the connections in PostgreSQL's `pg_stat_activity`."""
+    """`application_name` names the connections in PostgreSQL's `pg_stat_activity`. A failed
+    statement's error never shows its parameters: they may be a resident's contact, and errors
+    end up in log lines and dead letters."""
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
 
         def connect() -> sqlite.Connection:

@@ -49,6 +49,8 @@ from services.clock import Clock
 from services.db import Database, UtcDateTime
 from services.events import EVENT_TYPES, Envelope, Event, Stream, UnknownEvent
 from services.lifecycle import Stop
+from services.logs import about
+from services.metrics import Metrics
 from services.retry import Stopped, always, retry
 
 log = logging.getLogger(__name__)
@@ -182,8 +184,10 @@ class Store:
         deadletters: Table,
         clock: Clock,
         topic: Callable[[Stream], str],
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics or Metrics()
         self.source = source
         self.outbox = outbox
         self.inbox = inbox
@@ -191,6 +195,7 @@ class Store:
         self.clock = clock
         self.topic = topic
         self.outbox_written = asyncio.Event()
+        self.service = source.strip("/")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
@@ -302,8 +307,14 @@ class Relay:
             )
             rows = sorted(claimed.all(), key=lambda r: r.id)  # RETURNING promises no order
             if rows:
-                await self.bus.publish([Message(r.topic, r.key, r.payload, type_headers(r.payload)) for r in rows])
+                await self._publish(rows)
         return len(rows)
+
+    async def _publish(self, rows: Sequence[Any]) -> None:
+        messages = [Message(r.topic, r.key, r.payload, type_headers(r.payload)) for r in rows]
+        await self.bus.publish(messages)
+        m = self.store.metrics
+        m.tally(m.produced, ((self.store.service, x.topic, x.headers.get(TYPE_HEADER, "")) for x in messages))
 
     async def _relay_outside_the_write_lock(self) -> int:
         """SQLite has one write lock for the whole file, and a relay that held it while the bus
@@ -317,7 +328,7 @@ class Relay:
             oldest = select(table.c.id, table.c.topic, table.c.key, table.c.payload).order_by(table.c.id)
             rows = (await conn.execute(oldest.limit(self.batch))).all()
         if rows:
-            await self.bus.publish([Message(r.topic, r.key, r.payload, type_headers(r.payload)) for r in rows])
+            await self._publish(rows)
             async with self.store.db.transaction() as s:
                 await s.execute(delete(table).where(table.c.id.in_([r.id for r in rows])))
         return len(rows)
@@ -427,20 +438,35 @@ class Consumer:
             return False
         if isinstance(outcome, Exception):
             log.info("%s: a record failed in a batch of %d (%r); taking them one by one", self.name, len(work), outcome)
-        if outcome is not True:
+        if outcome is True:
+            self._count(work)
+        else:
             for w in work:  # one transaction per record: find the ones that fail
                 alone = await self._attempt([w], stop)
                 if alone is False:
                     return False
                 if isinstance(alone, Exception):
-                    log.error("%s: cannot handle %s %s: %r", self.name, w.type, w.event_id, alone)
+                    log.error(
+                        "%s: cannot handle %s %s: %r",
+                        self.name,
+                        w.type,
+                        w.event_id,
+                        alone,
+                        extra={"case_id": w.case_id, "event_id": w.event_id},
+                    )
                     failed.append((w.record, alone))
+                else:
+                    self._count([w])
         for record, error in failed:
             try:
                 await retry(partial(self.store.park, self.name, record, error), what=f"{self.name}: park", stop=stop)
             except Stopped:
                 return False
         return True
+
+    def _count(self, handled: Sequence[Work]) -> None:
+        m = self.store.metrics
+        m.tally(m.consumed, ((self.name, w.record.topic, w.type) for w in handled))
 
     def _prepare(self, record: Record) -> Work | Exception | None:
         """The record's work; the error if it is not a gridcall event; None if this consumer
@@ -476,7 +502,8 @@ class Consumer:
             if self.lock:
                 await self.lock(tx, sorted({w.case_id for w in work}))
             for w in await self._first_deliveries(tx, work):
-                await w.effect(tx)
+                with about(w.case_id, w.event_id):  # for the log lines the handler writes
+                    await w.effect(tx)
 
     async def _first_deliveries(self, tx: Tx, work: list[Work]) -> list[Work]:
         """The work whose events this consumer has not handled before (each event once): their
@@ -536,10 +563,21 @@ class Consumer:
                 if handled and (not batch or time.monotonic() - committed_at >= COMMIT_EVERY):
                     await sub.commit(handled)
                     handled, committed_at = [], time.monotonic()
+                    self._measure_lag(sub)
             if handled:
                 await sub.commit(handled)
         finally:
             await sub.stop()
+
+    def _measure_lag(self, sub: Any) -> None:
+        """Records behind each partition's end, where the bus knows (Kafka's highwater); the
+        local bus does not say, and no gauge is set."""
+        lag = getattr(sub, "lag", None)
+        if lag is None:
+            return
+        m = self.store.metrics
+        for (topic, partition), behind in lag().items():
+            m.child(m.lag, (self.name, topic, str(partition))).set(behind)
 
 
 def _ce_headers(parked: Row[Any]) -> dict[str, str]:

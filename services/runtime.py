@@ -6,12 +6,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import JSONResponse
-from sqlalchemy import Table, text
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Table, func, select, text
 
 from services import deadletters, edge
 from services.auth import Authenticator
@@ -26,7 +27,9 @@ from services.edge import ErrorRenderer
 from services.events import Event, Stream
 from services.jurisdiction import Jurisdiction, load_jurisdiction
 from services.lifecycle import Stop
+from services.logs import CASE_ID
 from services.messaging import Consumer, Handler, Lock, Relay, Store
+from services.metrics import CONTENT_TYPE, Instrument, Metrics
 from services.openapi import describe_answers
 from services.policy import Policy, load_policy
 from services.retry import Backoff, Stopped, always, describe, retry
@@ -46,6 +49,7 @@ class Context:
     jurisdiction: Jurisdiction
     policy: Policy
     authenticator: Authenticator
+    metrics: Metrics = field(default_factory=Metrics)
 
     def consumer(
         self,
@@ -69,6 +73,7 @@ class Context:
             deadletters=deadletters,
             clock=self.clock,
             topic=lambda stream: self.settings.topic(stream),
+            metrics=self.metrics,
         )
 
 
@@ -164,12 +169,13 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
         title=title,
         version="0.1.0",
         lifespan=lifespan,
-        dependencies=[Depends(edge.guard)],
+        dependencies=[Depends(edge.guard), Depends(case_in_path)],
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.authenticator = ctx.authenticator
     app.state.ctx = ctx
     app.state.parts = parts
+    app.state.metrics = ctx.metrics
     consumers = [c for p in parts for c in p.consumers]
     app.include_router(directory(ctx.jurisdiction, title))
     for p in parts:
@@ -192,7 +198,38 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
         parked = await deadletters.counts(consumers)
         return JSONResponse({"status": "ok", "services": [p.name for p in parts], "deadletters": sum(parked.values())})
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus' scrape: no token, like every exporter's (keep the port off the internet)."""
+        return Response(await ctx.metrics.render(), media_type=CONTENT_TYPE)
+
+    for p in parts:
+        ctx.metrics.probe(partial(_outbox_gauges, p.store))
+    ctx.metrics.probe(partial(_deadletter_gauges, ctx.metrics, consumers))
+
     renderers = {prefix: r for p in parts for prefix, r in p.error_renderers.items()}
     edge.install(app, renderers)
     describe_answers(app, own=list(renderers))
+    app.add_middleware(Instrument, metrics=ctx.metrics, router=app.router)  # outermost: it sees the edge's answers too
     return app
+
+
+async def case_in_path(request: Request) -> None:
+    """A request about one case (`{case_id}` in its path) names it in its log lines."""
+    if (case_id := request.path_params.get("case_id")) is not None:
+        CASE_ID.set(case_id)
+
+
+async def _outbox_gauges(store: Store) -> None:
+    table = store.outbox
+    async with store.db.sessions() as s:
+        count, oldest = (await s.execute(select(func.count(), func.min(table.c.created_at)))).one()
+    age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
+    m = store.metrics
+    m.child(m.outbox_backlog, (store.service,)).set(count)
+    m.child(m.outbox_age, (store.service,)).set(max(age, 0.0))
+
+
+async def _deadletter_gauges(metrics: Metrics, consumers: Sequence[Consumer]) -> None:
+    for name, count in (await deadletters.counts(consumers)).items():
+        metrics.child(metrics.deadletters, (name,)).set(count)

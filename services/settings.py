@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None, description=f"signs tokens; unset outside prod: the key in <var_dir>/{SECRET_FILE}, generated once"
     )
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="log lines as JSON or text; auto: text on a terminal, JSON otherwise"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     relay_interval: float = Field(0.2, gt=0, description="seconds between outbox polls")

@@ -32,10 +32,14 @@ from services.bulk import insert_new, update_rows
 from services.clock import Clock
 from services.db import Database
 from services.lifecycle import Stop
+from services.metrics import Metrics
 from services.retry import Stopped, always, describe, retry
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/cloudevents+json"
+
+
+_OUTCOMES = {Verdict.DELIVERED: "delivered", Verdict.GONE: "gone", Verdict.DEAD: "dead"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class Webhooks:
         batch: int = 50,
         rng: random.Random | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -72,6 +77,7 @@ class Webhooks:
         self.rng = rng or random.Random()
         self.transport = transport
         self.clients: dict[str, httpx.AsyncClient] = {}
+        self.metrics = metrics or Metrics()
 
     async def run(self, stop: Stop) -> None:
         """One loop per unit, side by side."""
@@ -157,6 +163,7 @@ class Webhooks:
     async def _record(self, unit_id: str, rows: Sequence[Row[Any]], attempts: Sequence[Attempt]) -> None:
         now = self.clock.now()
         changes: list[dict[str, Any]] = []
+        outcomes: list[str] = []
         gone = False
         for row, attempt in zip(rows, attempts, strict=True):
             tried = row.attempts + 1
@@ -171,6 +178,7 @@ class Webhooks:
                 "last_status": attempt.status,
                 "delivered_at": None,
             }
+            outcomes.append(_OUTCOMES.get(step.verdict, "retry"))
             if step.verdict is Verdict.DELIVERED:
                 change.update(state="delivered", delivered_at=now)
             elif step.verdict is Verdict.GONE:
@@ -187,6 +195,7 @@ class Webhooks:
             await update_rows(s, deliveries, "id", changes)
             if gone:
                 await disable(s, unit_id, "the unit's system answered 410 Gone", now)
+        self.metrics.tally(self.metrics.deliveries, (("departments", "adapter_webhook", o) for o in outcomes))
         if gone:
             log.warning(
                 "adapter of %s disabled: its system answered 410 Gone; its deliveries wait "

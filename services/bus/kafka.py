@@ -130,6 +130,7 @@ class KafkaSubscription:
             auto_offset_reset="earliest",
             **group_timeouts,
         )
+        self._next: dict[TopicPartition, int] = {}  # the offset after the last record fetched
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -139,6 +140,9 @@ class KafkaSubscription:
 
     async def fetch(self, timeout: float = 1.0, max_records: int = 200) -> list[Record]:
         batches = await self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
+        for tp, batch in batches.items():
+            if batch:
+                self._next[tp] = batch[-1].offset + 1
         return [
             Record(
                 topic=m.topic,
@@ -151,6 +155,16 @@ class KafkaSubscription:
             for batch in batches.values()
             for m in batch
         ]
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the end of each assigned partition read so far, from the highwater
+        the broker sent with the last fetch (no request of its own)."""
+        behind: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.assignment():
+            end, at = self._consumer.highwater(tp), self._next.get(tp)
+            if end is not None and at is not None:
+                behind[(tp.topic, tp.partition)] = max(end - at, 0)
+        return behind
 
     async def commit(self, records: Sequence[Record]) -> None:
         offsets = {TopicPartition(t, p): o + 1 for (t, p), o in last_per_partition(records).items()}

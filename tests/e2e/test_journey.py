@@ -1,7 +1,10 @@
 """The whole loop with every service as a separate OS process."""
 
+import json
+
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.auth import Authenticator
 from tests.support.cluster import distributed, embedded
@@ -13,6 +16,19 @@ pytestmark = pytest.mark.e2e
 
 # A point inside grid G32 (community C3, street S2): its grid unit must get the ticket.
 IN_G32 = {"lat": 30.5151, "lon": 114.3247}
+CONTACT = {"name": "Zhao Min", "phone": "13800000000"}
+
+
+async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
+    """The sum of a service's `/metrics` samples called `name` whose labels include `labels`."""
+    r = await client.get("/metrics")
+    assert r.status_code == 200
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 async def resident_notifications(client: httpx.AsyncClient, case_id: str, ops: str) -> list[str]:
@@ -30,7 +46,8 @@ async def test_distributed_loop_on_postgres_and_the_broker(distributed_env, tmp_
             httpx.AsyncClient(base_url=cluster["dispatcher"].url, timeout=10) as dispatcher,
         ):
             case = await file_report(
-                intake, {"category": "noise", "description": "Drilling after midnight", "location": IN_G32}
+                intake,
+                {"category": "noise", "description": "Drilling after midnight", "location": IN_G32, "contact": CONTACT},
             )
             view = await case_in_status(intake, case, "assigned", timeout=60)
             assert (view["tier"], view["unit_id"]) == ("grid", "U-G32")
@@ -65,6 +82,33 @@ async def test_distributed_loop_on_postgres_and_the_broker(distributed_env, tmp_
             history = (await dispatcher.get(f"/v1/ops/cases/{case['case_id']}", headers=bearer(ops))).json()
             assert history["status"] == "resolved"
             assert [a["unit_id"] for a in history["assignments"]] == ["U-G32"]
+
+            # each process's /metrics saw its part of the journey
+            reported = "gridcall.case.reported"
+            assert await metric(intake, "gridcall_http_requests_total", route="/v1/reports", status="202") == 1
+            assert await metric(intake, "gridcall_events_produced_total", service="intake", type=reported) == 1
+            assert await metric(dispatcher, "gridcall_events_consumed_total", type=reported) == 1
+            assert await metric(dispatcher, "gridcall_timers", state="pending") >= 0
+            lag = (await dispatcher.get("/metrics")).text
+            assert 'gridcall_consumer_lag{consumer="' in lag  # Kafka tells; caught up by now
+            assert await metric(dispatcher, "gridcall_consumer_lag") == 0
+            route = "/v1/tickets/{ticket_id}/claim"
+            assert await metric(departments, "gridcall_http_requests_total", route=route, status="409") == 1
+            assert await metric(departments, "gridcall_events_consumed_total", type="gridcall.case.contact_given") == 1
+
+            async def delivered() -> bool:
+                return await metric(notifier, "gridcall_deliveries_total", channel="log", outcome="delivered") >= 2
+
+            await eventually(delivered, timeout=30)
+            assert await metric(notifier, "gridcall_events_consumed_total", type=reported) == 0  # not its event
+
+        # every process logged JSON lines (not a terminal), and none holds the resident's contact
+        for name, process in cluster.processes.items():
+            lines = [line for line in process.log.read_text().splitlines() if line.startswith("{")]
+            assert lines, name
+            for line in lines:
+                assert {"time", "level", "logger", "message", "service"} <= json.loads(line).keys()
+            assert not any(secret in process.log.read_text() for secret in CONTACT.values()), name
 
 
 async def test_embedded_loop_survives_kill_9(tmp_path):
