@@ -265,3 +265,50 @@ async def report_and_ticket_at(client, token, unit: str, lat: float):
     body = {"category": "garbage", "description": "a problem", "location": {"lat": lat, "lon": 114.305}}
     case = await file_report(client, {**body, "insist": True})
     return case, await open_ticket(client, unit, token(unit), case["case_id"])
+
+
+async def test_ops_stats_count_a_journey_and_refuse_bad_windows_and_unknown_places(stack):
+    client, token, clock = stack
+    case, ticket = await report_and_ticket(client, token, "garbage", "U-G11")
+    await post(client, token, "U-G11", ticket, "claim")
+    await post(client, token, "U-G11", ticket, "resolve", {"note": "done"})
+    await case_in_status(client, case, "resolved")
+    clock.advance(timedelta(seconds=1))  # the window ends at now, excluded
+    ops = bearer(token())
+
+    async def stats(**query):
+        return await client.get("/v1/ops/stats", params=query, headers=ops)
+
+    async def counted():
+        r = await stats(street="S1", tier="grid")
+        assert r.status_code == 200, r.text
+        s = r.json()
+        return s if s["resolved"] == 1 else None
+
+    s = await eventually(counted)
+    assert (s["reported"], s["assigned"], s["claimed"], s["response"]["rate"], s["resolution"]["rate"]) == (
+        1,
+        1,
+        1,
+        1.0,
+        1.0,
+    )
+    assert s["grid_closure"] == {"kept": 1, "started": 1, "rate": 1.0}
+    assert s["since"].endswith("+08:00")  # the policy's time zone
+    assert (await stats(street="S2")).json()["reported"] == 0
+
+    def problem(r, where):
+        assert r.status_code == 422, r.text
+        [p] = r.json()["detail"]
+        assert p["loc"] == ["query", where]
+        return p["msg"]
+
+    assert "time zone" in problem(await stats(since="2026-11-01T00:00:00"), "since")
+    assert "after since" in problem(await stats(since="2026-11-02T00:00:00Z", until="2026-11-01T00:00:00Z"), "until")
+    problem(await stats(since="yesterday"), "since")
+    assert "U-MARS" in problem(await stats(unit="U-MARS"), "unit")
+    assert "S9" in problem(await stats(street="S9"), "street")
+    assert "C9" in problem(await stats(community="C9"), "community")
+    assert "no category" in problem(await stats(category="dragons"), "category")
+    problem(await stats(tier="moon"), "tier")
+    assert (await client.get("/v1/ops/stats", headers=bearer(token("U-G11")))).status_code == 403

@@ -1,0 +1,118 @@
+"""Ops figures over a window: `/v1/ops/stats`. The rows are read here, the figures are worked
+out in `dispatcher/figures.py`."""
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import or_, select
+
+from dispatcher.figures import Scope, Window, stats
+from dispatcher.tables import assignments, cases, history
+from services.auth import OpsDep
+from services.bulk import among
+from services.clock import Clock
+from services.db import Database
+from services.errors import Invalid
+from services.events import Priority, Tier
+from services.jurisdiction import Jurisdiction
+from services.policy import Policy
+from services.text import Identifier
+
+FIGURE_EVENTS = (
+    "case.unassigned",
+    "case.resolved",
+    "case.closed",
+    "case.reopened",
+    "case.sla_breached",
+    "case.escalated",
+    "case.whistled",
+)
+
+
+def window_of(since: datetime | None, until: datetime | None, now: datetime, policy: Policy) -> Window:
+    """The window asked for, in the policy's time zone: both ends need a zone of their own
+    (a bare time would be read in whichever zone the server happens to run), `until` comes
+    after `since`; by default the 30 days up to now."""
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
+            raise Invalid(f"{name} needs a time zone, e.g. 2026-11-01T00:00:00+08:00", loc=("query", name))
+    zone = policy.calendar.zone
+    until = (until or now).astimezone(zone)
+    since = (since or until - timedelta(days=30)).astimezone(zone)
+    if until <= since:
+        raise Invalid("until must come after since", loc=("query", "until"))
+    return Window(since, until, now)
+
+
+def check_places(j: Jurisdiction, policy: Policy, **given: str | None) -> None:
+    """An unknown street, community, unit or category is a mistake, not an empty answer."""
+    known = {
+        "street": lambda v: _has(j.street, v),
+        "community": lambda v: _has(j.community, v),
+        "unit": lambda v: j.unit(v) is not None,
+        "category": lambda v: policy.category(v) is not None,
+    }
+    for name, value in given.items():
+        if value is not None and not known[name](value):
+            raise Invalid(f"no {name} {value!r} in the jurisdiction", loc=("query", name))
+
+
+def _has(lookup: Any, value: str) -> bool:
+    try:
+        lookup(value)
+    except KeyError:
+        return False
+    return True
+
+
+def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRouter:
+    api = APIRouter(prefix="/v1/ops", tags=["ops"])
+
+    @api.get("/stats")
+    async def figures(
+        _: OpsDep,
+        since: Annotated[datetime | None, Query(description="from, with a time zone (default: 30 days ago)")] = None,
+        until: Annotated[datetime | None, Query(description="to, excluded, with a time zone (default: now)")] = None,
+        street: Annotated[Identifier | None, Query(description="street id, e.g. S1")] = None,
+        community: Annotated[Identifier | None, Query(description="community id, e.g. C2")] = None,
+        unit: Annotated[Identifier | None, Query(description="a unit that held an assignment")] = None,
+        category: Annotated[Identifier | None, Query()] = None,
+        tier: Annotated[Tier | None, Query(description="the tier of an assignment")] = None,
+        priority: Annotated[Priority | None, Query()] = None,
+    ) -> dict[str, Any]:
+        """The three rates (三率), closure rates (小事不出网格，大事不出社区), counts, times and
+        escalations by cause for a window; each figure as defined in docs/architecture.md
+        ("Figures")."""
+        window = window_of(since, until, clock.now(), policy)
+        check_places(j, policy, street=street, community=community, unit=unit, category=category)
+        query = select(cases.c.case_id, cases.c.category, cases.c.created_at).where(
+            cases.c.created_at < window.until, or_(~cases.c.closed, cases.c.updated_at >= window.since)
+        )
+        for column, value in (
+            (cases.c.street_id, street),
+            (cases.c.community_id, community),
+            (cases.c.category, category),
+            (cases.c.priority, priority and priority.value),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        async with db.sessions() as s:
+            rows = (await s.execute(query)).all()
+            ids = [r.case_id for r in rows]
+            given = (
+                (await s.execute(select(assignments).where(among(s, assignments.c.case_id, ids)))).all() if ids else []
+            )
+            trail = (
+                (
+                    await s.execute(
+                        select(history).where(among(s, history.c.case_id, ids), history.c.type.in_(FIGURE_EVENTS))
+                    )
+                ).all()
+                if ids
+                else []
+            )
+        scope = Scope(unit=unit, tier=tier and tier.value)
+        return {"since": window.since, "until": window.until, **stats(rows, given, trail, window, scope)}
+
+    return api
