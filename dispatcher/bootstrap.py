@@ -20,7 +20,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
         store, router, interval=ctx.settings.timer_interval, lease=timedelta(seconds=ctx.settings.timer_lease)
     )
     ops = APIRouter()
-    ops.include_router(api.router(ctx.db, ctx.clock, ctx.jurisdiction))
+    ops.include_router(api.router(ctx.db, ctx.clock, ctx.jurisdiction, ctx.policy))
     ops.include_router(figures_api.router(ctx.db, ctx.clock, ctx.jurisdiction, ctx.policy))
     parts = ServiceParts(NAME, ops, store, consumers=[consumer], workers=[worker.run])
     parts.extras["timers"] = worker

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from dispatcher import figures_api
+from dispatcher import api, figures_api
 from dispatcher.domain import AssignmentStatus, Case, DispatchError, Router, Timer, timers
 from dispatcher.repository import _assignment_row, _history_rows, _new_case_row
 from dispatcher.tables import assignments, cases, history
@@ -336,6 +336,7 @@ async def client(simulated: Simulation, pg_url: str) -> AsyncIterator[httpx.Asyn
     edge.install(app, {})
     app.state.authenticator = Authenticator(TEST_SECRET, units=[u.id for u in simulated.j.units])
     app.include_router(figures_api.router(db, FrozenClock(NOW), simulated.j, simulated.policy))
+    app.include_router(api.router(db, FrozenClock(NOW), simulated.j, simulated.policy))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c:
         c.headers.update(bearer(app.state.authenticator.issue("ops", now=SystemClock().now(), ttl=timedelta(hours=1))))
         yield c
@@ -372,3 +373,19 @@ def test_the_history_holds_every_kind_of_outcome(simulated):
     assert all(closes[r] for r in ("satisfied", "no_answer", "cancelled"))
     assert all(moved[r] for r in ("breach", "handler", "returned"))
     assert any(e.supervised for _, _, e in simulated.events if isinstance(e, CaseSlaBreached))
+
+
+async def test_the_breach_history_lists_every_first_breach_with_what_followed(simulated, client):
+    since, until = START + timedelta(days=6), START + timedelta(days=7)
+    query = {"state": "all", "since": since.isoformat(), "until": until.isoformat(), "limit": 1000}
+    r = await client.get("/v1/ops/breaches", params=query)
+    assert r.status_code == 200, r.text
+    got = {(b["assignment_id"], b["clock"]): (b["outcome"], b["escalated_to_unit_id"]) for b in r.json()}
+    want = {}
+    for i, (_, at, e) in enumerate(simulated.events):
+        if isinstance(e, CaseSlaBreached) and e.repeat == 0 and since <= at < until:
+            after = simulated.events[i + 1][2]
+            to = after.to_unit_id if isinstance(after, CaseEscalated) else None
+            want[(e.assignment_id, e.clock.value)] = ("supervised" if e.supervised else "escalated", to)
+    assert len(got) == len(r.json()) and 0 < len(want) < 1000
+    assert got == want

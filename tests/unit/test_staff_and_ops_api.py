@@ -312,3 +312,51 @@ async def test_ops_stats_count_a_journey_and_refuse_bad_windows_and_unknown_plac
     assert "no category" in problem(await stats(category="dragons"), "category")
     problem(await stats(tier="moon"), "tier")
     assert (await client.get("/v1/ops/stats", headers=bearer(token("U-G11")))).status_code == 403
+
+
+async def test_ops_breach_history_keeps_every_breach_with_what_followed(stack):
+    """A breach below the bureau escalates at once, so the current list never shows it; the
+    history does, with the unit that missed, the clock and the escalation that followed."""
+    client, token, clock = stack
+    grid_case, _ = await report_and_ticket(client, token, "garbage", "U-G11")
+    bus_case, bus_ticket = await report_and_ticket(client, token, "bus_stop", "D-BUS")
+    clock.advance(timedelta(days=3))
+    ops = bearer(token())
+
+    async def history(**query):
+        until = (clock.now() + timedelta(hours=1)).isoformat()
+        r = await client.get("/v1/ops/breaches", params={"state": "all", "until": until, **query}, headers=ops)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def recorded():
+        missed = {(b["case_id"], b["unit_id"]): b for b in await history()}
+        return missed if {(grid_case["case_id"], "U-G11"), (bus_case["case_id"], "D-BUS")} <= set(missed) else None
+
+    missed = await eventually(recorded)
+    grid = missed[(grid_case["case_id"], "U-G11")]
+    assert (grid["tier"], grid["clock"], grid["outcome"]) == ("grid", "response", "escalated")
+    assert (grid["escalated_to_unit_id"], grid["escalated_to_tier"]) == ("U-C1", "community")
+    assert grid["breached_at"] and grid["late_seconds"] >= 0 and grid["met_at"] is None
+    bus = missed[(bus_case["case_id"], "D-BUS")]
+    assert (bus["outcome"], bus["escalated_to_unit_id"]) == ("supervised", None)
+    assert [b["unit_id"] for b in await history(unit="U-G11")] == ["U-G11"]
+
+    await post(client, token, "D-BUS", bus_ticket, "claim")  # late: the response clock is met after all
+
+    async def met():
+        [b] = await history(unit="D-BUS")
+        return b if b["met_at"] else None
+
+    assert (await eventually(met))["clock"] == "response"
+
+    def problem(r, where):
+        assert r.status_code == 422, r.text
+        return r.json()["detail"][0]["loc"] == ["query", where]
+
+    assert problem(await client.get("/v1/ops/breaches", params={"state": "past"}, headers=ops), "state")
+    r = await client.get("/v1/ops/breaches", params={"state": "all", "since": "2026-11-01T00:00"}, headers=ops)
+    assert problem(r, "since") and "time zone" in r.text
+    window = {"state": "all", "since": "2026-11-02T00:00Z", "until": "2026-11-01T00:00Z"}
+    assert problem(await client.get("/v1/ops/breaches", params=window, headers=ops), "until")
+    assert problem(await client.get("/v1/ops/breaches", params={"unit": "U-MARS"}, headers=ops), "unit")
