@@ -11,7 +11,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 TIERS = ("grid", "community", "street", "bureau")
@@ -80,10 +80,10 @@ def clock_outcome(
     return False, due
 
 
-def stats(cases: Sequence[Any], given: Sequence[Any], history: Sequence[Any], window: Window, scope: Scope) -> dict:
-    """The window's figures. `cases`, `given` (assignments) and `history` are rows of the
-    dispatcher's tables, already narrowed by the case filters (street, community, category,
-    priority), and holding at least every case with anything in the window."""
+def _scoped(
+    cases: Sequence[Any], given: Sequence[Any], history: Sequence[Any], scope: Scope
+) -> tuple[dict[str, list[Any]], list[Any], list[Any], list[Any]]:
+    """Assignments per case in order; the cases, assignments and history `scope` keeps."""
     by_case: dict[str, list[Any]] = {}
     for a in sorted(given, key=lambda a: (a.case_id, a.seq)):
         by_case.setdefault(a.case_id, []).append(a)
@@ -91,6 +91,44 @@ def stats(cases: Sequence[Any], given: Sequence[Any], history: Sequence[Any], wi
     kept = [c for c in cases if c.case_id in in_scope]
     mine = [a for a in given if a.case_id in in_scope and scope.matches(a)]
     trail = sorted((h for h in history if h.case_id in in_scope), key=lambda h: h.id)
+    return by_case, kept, mine, trail
+
+
+DAILY = ("opened", "escalated", "resolved", "closed", "breached")
+
+
+def daily(
+    cases: Sequence[Any], given: Sequence[Any], history: Sequence[Any], window: Window, scope: Scope, zone: tzinfo
+) -> list[dict[str, Any]]:
+    """Per day of the policy's time zone that the window touches: cases opened (reported),
+    escalated (`case.escalated`, any reason, and `case.whistled`), resolved (`case.resolved`),
+    closed (`case.closed`, any reason) and breached (first breaches, supervised or not)."""
+    _, kept, _, trail = _scoped(cases, given, history, scope)
+    first, last = (
+        window.since.astimezone(zone).date(),
+        (window.until - timedelta(microseconds=1)).astimezone(zone).date(),
+    )
+    days = {first + timedelta(days=n): dict.fromkeys(DAILY, 0) for n in range((last - first).days + 1)}
+    kinds = {
+        "case.escalated": "escalated",
+        "case.whistled": "escalated",
+        "case.resolved": "resolved",
+        "case.closed": "closed",
+        "case.sla_breached": "breached",
+    }
+    moments = [(c.created_at, "opened") for c in kept]
+    moments += [(h.at, kinds[h.type]) for h in trail if h.type in kinds and not h.details.get("repeat")]
+    for at, kind in moments:
+        if window.holds(at):
+            days[at.astimezone(zone).date()][kind] += 1
+    return [{"day": d.isoformat(), **counts} for d, counts in days.items()]
+
+
+def stats(cases: Sequence[Any], given: Sequence[Any], history: Sequence[Any], window: Window, scope: Scope) -> dict:
+    """The window's figures. `cases`, `given` (assignments) and `history` are rows of the
+    dispatcher's tables, already narrowed by the case filters (street, community, category,
+    priority), and holding at least every case with anything in the window."""
+    by_case, kept, mine, trail = _scoped(cases, given, history, scope)
     tier_of = {a.assignment_id: a.tier for a in given}
     created = {c.case_id: c.created_at for c in kept}
     ended = _ended(trail)

@@ -1,13 +1,14 @@
 """Ops figures over a window: `/v1/ops/stats`. The rows are read here, the figures are worked
 out in `dispatcher/figures.py`."""
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from sqlalchemy import or_, select
 
-from dispatcher.figures import Scope, Window, stats
+from dispatcher.figures import Scope, Window, daily, stats
 from dispatcher.tables import assignments, cases, history
 from services.auth import OpsDep
 from services.bulk import among
@@ -66,19 +67,46 @@ def _has(lookup: Any, value: str) -> bool:
     return True
 
 
+Since = Annotated[datetime | None, Query(description="from, with a time zone (default: 30 days ago)")]
+Until = Annotated[datetime | None, Query(description="to, excluded, with a time zone (default: now)")]
+Street = Annotated[Identifier | None, Query(description="street id, e.g. S1")]
+CommunityQ = Annotated[Identifier | None, Query(description="community id, e.g. C2")]
+UnitQ = Annotated[Identifier | None, Query(description="a unit that held an assignment")]
+TierQ = Annotated[Tier | None, Query(description="the tier of an assignment")]
+
+
 def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRouter:
     api = APIRouter(prefix="/v1/ops", tags=["ops"])
+
+    async def rows(window: Window, **only: Any) -> tuple[Sequence[Any], Sequence[Any], Sequence[Any]]:
+        """The cases the filters keep that may have anything in the window (every case still
+        open, and the closed ones touched since `since`), their assignments and history."""
+        query = select(cases.c.case_id, cases.c.category, cases.c.created_at).where(
+            cases.c.created_at < window.until, or_(~cases.c.closed, cases.c.updated_at >= window.since)
+        )
+        for name, value in only.items():
+            if value is not None:
+                query = query.where(cases.c[f"{name}_id" if name in ("street", "community") else name] == value)
+        async with db.sessions() as s:
+            kept = (await s.execute(query)).all()
+            ids = [r.case_id for r in kept]
+            if not ids:
+                return kept, [], []
+            given = (await s.execute(select(assignments).where(among(s, assignments.c.case_id, ids)))).all()
+            picked = among(s, history.c.case_id, ids), history.c.type.in_(FIGURE_EVENTS)
+            trail = (await s.execute(select(history).where(*picked))).all()
+        return kept, given, trail
 
     @api.get("/stats")
     async def figures(
         _: OpsDep,
-        since: Annotated[datetime | None, Query(description="from, with a time zone (default: 30 days ago)")] = None,
-        until: Annotated[datetime | None, Query(description="to, excluded, with a time zone (default: now)")] = None,
-        street: Annotated[Identifier | None, Query(description="street id, e.g. S1")] = None,
-        community: Annotated[Identifier | None, Query(description="community id, e.g. C2")] = None,
-        unit: Annotated[Identifier | None, Query(description="a unit that held an assignment")] = None,
+        since: Since = None,
+        until: Until = None,
+        street: Street = None,
+        community: CommunityQ = None,
+        unit: UnitQ = None,
         category: Annotated[Identifier | None, Query()] = None,
-        tier: Annotated[Tier | None, Query(description="the tier of an assignment")] = None,
+        tier: TierQ = None,
         priority: Annotated[Priority | None, Query()] = None,
     ) -> dict[str, Any]:
         """The three rates (三率), closure rates (小事不出网格，大事不出社区), counts, times and
@@ -86,33 +114,29 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
         ("Figures")."""
         window = window_of(since, until, clock.now(), policy)
         check_places(j, policy, street=street, community=community, unit=unit, category=category)
-        query = select(cases.c.case_id, cases.c.category, cases.c.created_at).where(
-            cases.c.created_at < window.until, or_(~cases.c.closed, cases.c.updated_at >= window.since)
-        )
-        for column, value in (
-            (cases.c.street_id, street),
-            (cases.c.community_id, community),
-            (cases.c.category, category),
-            (cases.c.priority, priority and priority.value),
-        ):
-            if value is not None:
-                query = query.where(column == value)
-        async with db.sessions() as s:
-            rows = (await s.execute(query)).all()
-            ids = [r.case_id for r in rows]
-            given = (
-                (await s.execute(select(assignments).where(among(s, assignments.c.case_id, ids)))).all() if ids else []
-            )
-            trail = (
-                (
-                    await s.execute(
-                        select(history).where(among(s, history.c.case_id, ids), history.c.type.in_(FIGURE_EVENTS))
-                    )
-                ).all()
-                if ids
-                else []
-            )
+        found = await rows(window, street=street, community=community, category=category, priority=priority)
         scope = Scope(unit=unit, tier=tier and tier.value)
-        return {"since": window.since, "until": window.until, **stats(rows, given, trail, window, scope)}
+        return {"since": window.since, "until": window.until, **stats(*found, window, scope)}
+
+    @api.get("/stats/daily")
+    async def figures_per_day(
+        _: OpsDep,
+        since: Since = None,
+        until: Until = None,
+        street: Street = None,
+        community: CommunityQ = None,
+        unit: UnitQ = None,
+        category: Annotated[Identifier | None, Query()] = None,
+        tier: TierQ = None,
+        priority: Annotated[Priority | None, Query()] = None,
+    ) -> dict[str, Any]:
+        """Per day of the policy's time zone, for charts: cases opened, escalated, resolved,
+        closed and breached (docs/architecture.md, "Figures")."""
+        window = window_of(since, until, clock.now(), policy)
+        check_places(j, policy, street=street, community=community, unit=unit, category=category)
+        found = await rows(window, street=street, community=community, category=category, priority=priority)
+        scope = Scope(unit=unit, tier=tier and tier.value)
+        zone = policy.calendar.zone
+        return {"since": window.since, "until": window.until, "days": daily(*found, window, scope, zone)}
 
     return api

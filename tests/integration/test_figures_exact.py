@@ -389,3 +389,42 @@ async def test_the_breach_history_lists_every_first_breach_with_what_followed(si
             want[(e.assignment_id, e.clock.value)] = ("supervised" if e.supervised else "escalated", to)
     assert len(got) == len(r.json()) and 0 < len(want) < 1000
     assert got == want
+
+
+@pytest.mark.parametrize("only", [{}, {"tier": "community"}, {"street": "S2"}])
+async def test_the_daily_counts_match_the_events_per_local_day(simulated, client, only):
+    since, until = START + timedelta(days=4, hours=7), START + timedelta(days=11, hours=3)
+    query = {"since": since.isoformat(), "until": until.isoformat(), **only}
+    r = await client.get("/v1/ops/stats/daily", params=query)
+    assert r.status_code == 200, r.text
+    days = r.json()["days"]
+    zone = simulated.policy.calendar.zone
+    local = [since.astimezone(zone).date() + timedelta(days=n) for n in range(len(days))]
+    assert [d["day"] for d in days] == [d.isoformat() for d in local]
+    assert local[-1] == until.astimezone(zone).date()
+    want = {d: dict.fromkeys(("opened", "escalated", "resolved", "closed", "breached"), 0) for d in local}
+    chosen = set(chosen_cases(simulated, **only))
+    for cid, (_, at) in simulated.cases.items():
+        if cid in chosen and since <= at < until:
+            want[at.astimezone(zone).date()]["opened"] += 1
+    kinds = {CaseEscalated: "escalated", CaseWhistled: "escalated", CaseResolved: "resolved", CaseClosed: "closed"}
+    for cid, at, e in simulated.events:
+        kind = "breached" if isinstance(e, CaseSlaBreached) and e.repeat == 0 else kinds.get(type(e))
+        if kind and cid in chosen and since <= at < until:
+            want[at.astimezone(zone).date()][kind] += 1
+    assert days == [{"day": d.isoformat(), **counts} for d, counts in want.items()]
+    total = (await client.get("/v1/ops/stats", params=query)).json()
+    assert sum(d["opened"] for d in days) == total["reported"]
+    assert sum(d["resolved"] for d in days) == total["resolved"]
+
+
+def chosen_cases(sim: Simulation, **only: str) -> list[str]:
+    out = []
+    for cid, (case, _) in sim.cases.items():
+        street = sim.j.community(sim.j.grid(case.grid_id).community_id).street_id
+        if only.get("street") not in (None, street):
+            continue
+        if only.get("tier") and not any(a.tier.value == only["tier"] for a in case.assignments):
+            continue
+        out.append(cid)
+    return out

@@ -311,6 +311,13 @@ async def test_ops_stats_count_a_journey_and_refuse_bad_windows_and_unknown_plac
     assert "C9" in problem(await stats(community="C9"), "community")
     assert "no category" in problem(await stats(category="dragons"), "category")
     problem(await stats(tier="moon"), "tier")
+    daily = await client.get("/v1/ops/stats/daily", params={"until": "2026-11-03T00:00:00"}, headers=ops)
+    assert "time zone" in problem(daily, "until")
+    daily = await client.get("/v1/ops/stats/daily", params={"unit": "U-MARS"}, headers=ops)
+    assert "U-MARS" in problem(daily, "unit")
+    window = {"since": "2026-11-02T00:00:00+08:00", "until": "2026-11-03T00:00:00+08:00"}
+    [today] = (await client.get("/v1/ops/stats/daily", params=window, headers=ops)).json()["days"]
+    assert (today["day"], today["opened"], today["resolved"]) == ("2026-11-02", 1, 1)
     assert (await client.get("/v1/ops/stats", headers=bearer(token("U-G11")))).status_code == 403
 
 
