@@ -228,3 +228,87 @@ def _closure(
         if c.case_id in resolved and all(a.tier in tiers for a in by_case[c.case_id] if a.assigned_at < window.until)
     ]
     return {"kept": len(kept), "started": len(started), "rate": rate(len(kept), len(started))}
+
+
+SCORE_RATES = ("response", "resolution", "satisfaction")
+
+
+def scorecards(
+    given: Sequence[Any], history: Sequence[Any], window: Window, units: Sequence[Any], weights: Any
+) -> list[dict[str, Any]]:
+    """红星考评: each of `units` with its figures in the window and its score, ranked. A unit's
+    figures: its assignments' response and resolution clocks decided in the window (as in
+    `stats`), the resolutions it made, the visits after them (a closing goes to the unit whose
+    resolution it closed, a reopening to the unit it reopened with), its first breaches, and the
+    cases it sent up (上报) or returned (退单)."""
+    ours = {u.id for u in units}
+    figures = {u.id: _blank() for u in units}
+    trail = sorted(history, key=lambda h: h.id)
+    ended = _ended(trail)
+    for a in given:
+        if a.unit_id not in ours:
+            continue
+        f = figures[a.unit_id]
+        f["assigned"] += window.holds(a.assigned_at)
+        for clock in ("response", "resolution"):
+            outcome = clock_outcome(a, clock, ended.get(a.assignment_id), window)
+            if outcome is not None and window.holds(outcome[1]):
+                f[f"{clock}_counted"] += 1
+                f[f"{clock}_met"] += outcome[0]
+    resolver: dict[str, str] = {}
+    for h in trail:
+        unit = _credited(h, resolver)
+        if h.type == "case.resolved":
+            resolver[h.case_id] = h.details["unit_id"]
+        if unit in ours and window.holds(h.at):
+            figures[unit][_COUNTED[h.type] if h.type in _COUNTED else h.details["reason"]] += 1
+    rows = []
+    for u in units:
+        f = figures[u.id]
+        rates = {
+            "response": rate(f["response_met"], f["response_counted"]),
+            "resolution": rate(f["resolution_met"], f["resolution_counted"]),
+            "satisfaction": rate(f["satisfied"], f["satisfied"] + f["unsatisfied"]),
+        }
+        weighed = [(getattr(weights, r), v) for r, v in rates.items() if v is not None and getattr(weights, r) > 0]
+        total = sum(w for w, _ in weighed)
+        score = round(100 * sum(w * v for w, v in weighed) / total, 2) if total else None
+        if f["assigned"] < weights.min_assignments:
+            score = None
+        rows.append(
+            {"unit_id": u.id, "unit_name": u.name, "kind": u.kind.value, "score": score, **f}
+            | {f"{r}_rate": v for r, v in rates.items()}
+        )
+    rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0), -r["assigned"], r["unit_id"]))
+    for n, r in enumerate(rows, 1):
+        r["rank"] = n if r["score"] is not None else None
+    return rows
+
+
+_COUNTED = {
+    "case.resolved": "resolved",
+    "case.reopened": "unsatisfied",
+    "case.sla_breached": "breaches",
+    "case.escalated": "escalated",
+    "case.returned": "returned",
+}
+
+
+def _credited(h: Any, resolver: dict[str, str]) -> str | None:
+    """The unit an event counts for on a scorecard, if any."""
+    d = h.details
+    match h.type:
+        case "case.resolved" | "case.reopened" | "case.returned":
+            return str(d["unit_id"])
+        case "case.sla_breached" if not d.get("repeat"):
+            return str(d["unit_id"])
+        case "case.escalated" if d["reason"] == "handler":
+            return str(d["from_unit_id"])
+        case "case.closed" if d["reason"] in CLOSING:
+            return resolver.get(h.case_id)
+    return None
+
+
+def _blank() -> dict[str, int]:
+    names = ("assigned", "response_met", "response_counted", "resolution_met", "resolution_counted", "resolved")
+    return dict.fromkeys((*names, "satisfied", "unsatisfied", "no_answer", "breaches", "escalated", "returned"), 0)

@@ -1,14 +1,16 @@
-"""Ops figures over a window: `/v1/ops/stats`. The rows are read here, the figures are worked
-out in `dispatcher/figures.py`."""
+"""Ops figures over a window: `/v1/ops/stats`, `/v1/ops/stats/daily`, `/v1/ops/scorecards`.
+The rows are read here, the figures are worked out in `dispatcher/figures.py`."""
 
+import csv
+import io
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import or_, select
 
-from dispatcher.figures import Scope, Window, daily, stats
+from dispatcher.figures import Scope, Window, daily, scorecards, stats
 from dispatcher.tables import assignments, cases, history
 from services.auth import OpsDep
 from services.bulk import among
@@ -16,7 +18,7 @@ from services.clock import Clock
 from services.db import Database
 from services.errors import Invalid
 from services.events import Priority, Tier
-from services.jurisdiction import Jurisdiction
+from services.jurisdiction import Jurisdiction, UnitKind
 from services.policy import Policy
 from services.text import Identifier
 
@@ -139,4 +141,64 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
         zone = policy.calendar.zone
         return {"since": window.since, "until": window.until, "days": daily(*found, window, scope, zone)}
 
+    @api.get(
+        "/scorecards",
+        responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "ranked units"}},
+    )
+    async def scorecard(
+        _: OpsDep,
+        request: Request,
+        kind: Annotated[UnitKind, Query(description="which units to rank")],
+        since: Since = None,
+        until: Until = None,
+        format: Annotated[Literal["json", "csv"] | None, Query(description="csv, or send Accept: text/csv")] = None,
+    ) -> Any:
+        """红星考评: the units of one kind ranked by their score (the weighted mean of their
+        response, resolution and satisfaction rates, weights in the policy's `scorecard`), with
+        each unit's figures; as CSV for a spreadsheet with `Accept: text/csv` or `format=csv`."""
+        window = window_of(since, until, clock.now(), policy)
+        units = [u for u in j.units if u.kind is kind]
+        _cases, given, trail = await rows(window)
+        ranked = scorecards(given, trail, window, units, policy.scorecard)
+        if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
+            return _csv(ranked, f"scorecards-{kind.value}-{window.since.date()}-{window.until.date()}.csv")
+        return {"since": window.since, "until": window.until, "kind": kind.value, "units": ranked}
+
     return api
+
+
+CSV_COLUMNS = (
+    "rank",
+    "unit_id",
+    "unit_name",
+    "kind",
+    "score",
+    "assigned",
+    "response_met",
+    "response_counted",
+    "response_rate",
+    "resolution_met",
+    "resolution_counted",
+    "resolution_rate",
+    "resolved",
+    "satisfied",
+    "unsatisfied",
+    "no_answer",
+    "satisfaction_rate",
+    "breaches",
+    "escalated",
+    "returned",
+)
+
+
+def _csv(ranked: list[dict[str, Any]], filename: str) -> Response:
+    """UTF-8 with a byte-order mark, so a spreadsheet shows the units' Chinese names."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(ranked)
+    return Response(
+        "\ufeff" + out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

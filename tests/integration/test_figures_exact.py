@@ -428,3 +428,46 @@ def chosen_cases(sim: Simulation, **only: str) -> list[str]:
             continue
         out.append(cid)
     return out
+
+
+@pytest.mark.parametrize("kind", ["grid", "department", "community"])
+async def test_scorecards_agree_with_each_units_figures_and_rank_by_the_documented_score(simulated, client, kind):
+    since, until = START + timedelta(days=3), START + timedelta(days=15)
+    window = {"since": since.isoformat(), "until": until.isoformat()}
+    r = await client.get("/v1/ops/scorecards", params={**window, "kind": kind})
+    assert r.status_code == 200, r.text
+    units = r.json()["units"]
+    assert {u["unit_id"] for u in units} == {u.id for u in simulated.j.units if u.kind.value == kind}
+    weights = simulated.policy.scorecard
+    for u in units:
+        want = expected(simulated, since, until, unit=u["unit_id"])
+        assert (u["assigned"], u["response_met"], u["response_counted"]) == (
+            want["assigned"],
+            want["response"]["met"],
+            want["response"]["counted"],
+        )
+        assert (u["resolution_met"], u["resolution_counted"]) == (
+            want["resolution"]["met"],
+            want["resolution"]["counted"],
+        )
+        visits = (await client.get("/v1/ops/satisfaction", params={**window, "unit": u["unit_id"]})).json()
+        assert (u["satisfied"], u["unsatisfied"], u["no_answer"]) == (
+            visits["satisfied"],
+            visits["unsatisfied"],
+            visits["no_answer"],
+        )
+        rates = [(weights.response, u["response_rate"]), (weights.resolution, u["resolution_rate"])]
+        rates.append((weights.satisfaction, u["satisfaction_rate"]))
+        rated = [(w, v) for w, v in rates if v is not None]
+        score = round(100 * sum(w * v for w, v in rated) / sum(w for w, _ in rated), 2) if rated else None
+        assert u["score"] == (score if u["assigned"] >= weights.min_assignments else None)
+    ranked = [u["score"] for u in units if u["rank"] is not None]
+    assert ranked  # the seeded history gives every kind enough work to rank
+    assert ranked == sorted(ranked, reverse=True) and [u["rank"] for u in units][: len(ranked)] == list(
+        range(1, len(ranked) + 1)
+    )
+    csv_answer = await client.get("/v1/ops/scorecards", params={**window, "kind": kind}, headers={"Accept": "text/csv"})
+    assert csv_answer.headers["content-type"].startswith("text/csv")
+    lines = csv_answer.content.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("rank,unit_id,unit_name,kind,score") and len(lines) == len(units) + 1
+    assert [line.split(",")[1] for line in lines[1:]] == [u["unit_id"] for u in units]

@@ -320,6 +320,21 @@ async def test_ops_stats_count_a_journey_and_refuse_bad_windows_and_unknown_plac
     assert (today["day"], today["opened"], today["resolved"]) == ("2026-11-02", 1, 1)
     assert (await client.get("/v1/ops/stats", headers=bearer(token("U-G11")))).status_code == 403
 
+    cards = await client.get("/v1/ops/scorecards", params={"kind": "grid", "format": "csv"}, headers=ops)
+    assert cards.status_code == 200 and cards.headers["content-type"].startswith("text/csv")
+    assert "attachment" in cards.headers["content-disposition"]
+    rows = cards.content.decode("utf-8-sig").splitlines()
+    assert rows[0].startswith("rank,unit_id") and any(row.split(",")[1] == "U-G11" for row in rows[1:])
+    cards = (await client.get("/v1/ops/scorecards", params={"kind": "grid"}, headers=ops)).json()
+    g11 = next(u for u in cards["units"] if u["unit_id"] == "U-G11")
+    assert (g11["assigned"], g11["resolved"], g11["score"], g11["rank"]) == (1, 1, None, None)  # too few to rank
+    problem(await client.get("/v1/ops/scorecards", headers=ops), "kind")
+    problem(await client.get("/v1/ops/scorecards", params={"kind": "moon"}, headers=ops), "kind")
+    problem(await client.get("/v1/ops/scorecards", params={"kind": "grid", "format": "xls"}, headers=ops), "format")
+    late = {"kind": "grid", "since": "2026-11-02T00:00:00"}
+    assert "time zone" in problem(await client.get("/v1/ops/scorecards", params=late, headers=ops), "since")
+    assert (await client.get("/v1/ops/scorecards?kind=grid", headers=bearer(token("U-G11")))).status_code == 403
+
 
 async def test_ops_breach_history_keeps_every_breach_with_what_followed(stack):
     """A breach below the bureau escalates at once, so the current list never shows it; the
