@@ -1,11 +1,13 @@
 from datetime import datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, and_, case, func, or_, select
 
 from dispatcher.domain import AssignmentStatus, CaseStatus
+from dispatcher.figures import Window
+from dispatcher.figures_api import check_places, window_of
 from dispatcher.tables import assignments, cases, history
 from services.auth import OpsDep
 from services.clock import Clock
@@ -14,6 +16,7 @@ from services.errors import Invalid, NotFound
 from services.events import Priority, Role, Tier
 from services.jurisdiction import Jurisdiction
 from services.openapi import problem
+from services.policy import Policy
 from services.text import Identifier
 
 ESCALATION_TYPES = ("case.sla_breached", "case.escalated", "case.returned", "case.whistled")
@@ -34,6 +37,15 @@ class Breach(BaseModel):
     late_seconds: float
     supervised: bool
     escalations: list[dict[str, Any]]
+    breached_at: datetime | None = Field(None, description="state=all: when the breach was recorded")
+    outcome: str | None = Field(
+        None, description="state=all: what followed: escalated (to the next tier) or supervised (督办, at the top tier)"
+    )
+    escalated_to_unit_id: str | None = None
+    escalated_to_tier: str | None = None
+    met_at: datetime | None = Field(
+        None, description="state=all: when the missed clock was met after all (a late claim or resolution), if it was"
+    )
 
 
 class Visits(BaseModel):
@@ -136,7 +148,7 @@ def _rated(counts: dict[str, int]) -> dict[str, Any]:
     return {**counts, "rate": round(counts.get("satisfied", 0) / answered, 4) if answered else None}
 
 
-def router(db: Database, clock: Clock, j: Jurisdiction) -> APIRouter:
+def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRouter:
     api = APIRouter(prefix="/v1/ops", tags=["ops"])
 
     @api.get("/satisfaction", response_model=Satisfaction)
@@ -188,12 +200,33 @@ def router(db: Database, clock: Clock, j: Jurisdiction) -> APIRouter:
         _: OpsDep,
         street: Annotated[Identifier | None, Query(description="street id, e.g. S1")] = None,
         community: Annotated[Identifier | None, Query(description="community id, e.g. C2")] = None,
-        unit: Annotated[Identifier | None, Query(description="the unit now holding the case")] = None,
+        unit: Annotated[
+            Identifier | None, Query(description="current: the unit now holding the case; all: the unit that missed")
+        ] = None,
         category: Annotated[Identifier | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+        state: Annotated[
+            Literal["current", "all"], Query(description="current: late right now; all: every breach recorded")
+        ] = "current",
+        since: Annotated[
+            datetime | None, Query(description="state=all: from, with a time zone (default: 30 days ago)")
+        ] = None,
+        until: Annotated[
+            datetime | None, Query(description="state=all: to, excluded, with a time zone (default: now)")
+        ] = None,
     ) -> list[dict[str, Any]]:
-        """Cases past a limit right now: an open assignment past its response or resolution
-        limit, including cases under supervision (督办) at the top tier. Most late first."""
+        """`current` (the default): cases past a limit right now: an open assignment past its
+        response or resolution limit, including cases under supervision (督办) at the top tier,
+        most late first. `all`: every breach recorded in the window (a breach below the bureau
+        escalates the case at once, so it is late "now" for no time at all), newest first, with
+        the unit that missed, the clock, how late it was when recorded, what followed, and when
+        the clock was met after all."""
+        check_places(j, policy, street=street, community=community, unit=unit, category=category)
+        if state == "all":
+            window = window_of(since, until, clock.now(), policy)
+            return await breach_history(
+                db, window, limit, street=street, community=community, unit=unit, category=category
+            )
         now = clock.now()
         response_late = and_(assignments.c.status == "open", assignments.c.response_due <= now)
         resolution_late = and_(assignments.c.status.in_(["open", "claimed"]), assignments.c.resolution_due <= now)
@@ -261,3 +294,78 @@ def router(db: Database, clock: Clock, j: Jurisdiction) -> APIRouter:
             }
 
     return api
+
+
+async def breach_history(db: Database, window: Window, limit: int, **only: str | None) -> list[dict[str, Any]]:
+    """Every first breach (`repeat` 0; a supervised case's later alerts are not new breaches)
+    recorded in the window, newest first, with the escalation recorded with it."""
+    missed = history.c.details["assignment_id"].as_string()
+    query = (
+        select(
+            history.c.id,
+            history.c.at,
+            history.c.details,
+            cases.c.case_id,
+            cases.c.category,
+            cases.c.street_id,
+            cases.c.community_id,
+            cases.c.grid_id,
+            cases.c.supervised,
+            assignments.c.role,
+            assignments.c.claimed_at,
+            assignments.c.resolved_at,
+        )
+        .join_from(history, cases, history.c.case_id == cases.c.case_id)
+        .join(assignments, assignments.c.assignment_id == missed)
+        .where(
+            history.c.type == "case.sla_breached",
+            history.c.at >= window.since,
+            history.c.at < window.until,
+            func.coalesce(history.c.details["repeat"].as_integer(), 0) == 0,
+        )
+    )
+    query = _equal(query, (cases.c.street_id, only["street"]), (cases.c.community_id, only["community"]))
+    query = _equal(
+        query, (history.c.details["unit_id"].as_string(), only["unit"]), (cases.c.category, only["category"])
+    )
+    async with db.sessions() as s:
+        rows = (await s.execute(query.order_by(history.c.at.desc(), history.c.id.desc()).limit(limit))).all()
+        trail = (
+            await s.execute(
+                select(history)
+                .where(history.c.case_id.in_({r.case_id for r in rows}), history.c.type.in_(ESCALATION_TYPES))
+                .order_by(history.c.id)
+            )
+        ).all()
+    out = []
+    for r in rows:
+        d = r.details
+        due = datetime.fromisoformat(d["due_at"])
+        met = r.claimed_at if d["clock"] == "response" else r.resolved_at
+        followed = next(
+            (
+                h
+                for h in trail
+                if h.case_id == r.case_id and h.id > r.id and h.at == r.at and h.type == "case.escalated"
+            ),
+            None,
+        )
+        out.append(
+            {
+                **{k: getattr(r, k) for k in ("case_id", "category", "street_id", "community_id", "grid_id", "role")},
+                "supervised": r.supervised,
+                "tier": d["tier"],
+                "unit_id": d["unit_id"],
+                "assignment_id": d["assignment_id"],
+                "clock": d["clock"],
+                "due_at": due,
+                "late_seconds": d["late_seconds"],
+                "breached_at": r.at,
+                "outcome": "supervised" if d.get("supervised") else "escalated",
+                "escalated_to_unit_id": followed.details["to_unit_id"] if followed else None,
+                "escalated_to_tier": followed.details["to_tier"] if followed else None,
+                "met_at": met if met is not None and met > due else None,
+                "escalations": [{"at": h.at, "type": h.type, **h.details} for h in trail if h.case_id == r.case_id],
+            }
+        )
+    return out

@@ -1,6 +1,8 @@
 from datetime import timedelta
 
-from dispatcher import api, tables
+from fastapi import APIRouter
+
+from dispatcher import api, figures_api, tables
 from dispatcher.domain import Router
 from dispatcher.handlers import handlers, lock_cases
 from dispatcher.timers import TimerWorker
@@ -17,7 +19,9 @@ def bootstrap(ctx: Context) -> ServiceParts:
     worker = TimerWorker(
         store, router, interval=ctx.settings.timer_interval, lease=timedelta(seconds=ctx.settings.timer_lease)
     )
-    ops = api.router(ctx.db, ctx.clock, ctx.jurisdiction)
+    ops = APIRouter()
+    ops.include_router(api.router(ctx.db, ctx.clock, ctx.jurisdiction, ctx.policy))
+    ops.include_router(figures_api.router(ctx.db, ctx.clock, ctx.jurisdiction, ctx.policy))
     parts = ServiceParts(NAME, ops, store, consumers=[consumer], workers=[worker.run])
     parts.extras["timers"] = worker
     ctx.metrics.probe(worker.gauges)

@@ -257,6 +257,23 @@ class DuplicatePolicy(BaseModel):
         return window
 
 
+class ScorecardPolicy(BaseModel):
+    """红星考评: how `/v1/ops/scorecards` weighs a unit's rates into its score (0-100): the
+    weighted mean of the rates the unit has in the window (docs/architecture.md, Figures)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    response: float = Field(0.3, ge=0, description="weight of the response rate (响应率)")
+    resolution: float = Field(0.4, ge=0, description="weight of the resolution rate (办结率)")
+    satisfaction: float = Field(0.3, ge=0, description="weight of the satisfaction rate (满意率)")
+    min_assignments: int = Field(5, ge=0, description="units given fewer assignments in the window are not ranked")
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> Self:
+        if self.response + self.resolution + self.satisfaction <= 0:
+            raise ValueError("scorecard: at least one weight must be positive")
+        return self
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     calendar: Calendar = Calendar()
@@ -274,6 +291,7 @@ class Policy(BaseModel):
     )
     sla: dict[Priority, dict[Tier, TierSla]]
     categories: list[CategoryPolicy] = Field(min_length=1)
+    scorecard: ScorecardPolicy = ScorecardPolicy()
 
     @model_validator(mode="after")
     def _complete(self) -> Self:

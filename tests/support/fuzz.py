@@ -44,6 +44,9 @@ DATA_DEPENDENT = {
     ("POST", "/v1/tickets/{ticket_id}/return"),
     ("POST", "/v1/tickets/{ticket_id}/whistle"),
     ("GET", "/v1/ops/satisfaction"),
+    ("GET", "/v1/ops/stats"),  # and the streets, communities, units and categories that exist
+    ("GET", "/v1/ops/stats/daily"),
+    ("GET", "/v1/ops/breaches"),  # state=all: the window
     ("GET", "/open311/v2/requests.{fmt}"),  # start_date before end_date, at most 90 days apart
 }
 # Text a database or a log line may choke on: aimed requests carry one now and then, in a real id,

@@ -154,3 +154,14 @@ def test_an_unknown_handler_is_refused(tmp_path):
 
 def _category(raw: dict, code: str) -> dict:
     return next(c for c in raw["categories"] if c["code"] == code)
+
+
+def test_the_scorecard_weights_are_optional_and_checked(tmp_path):
+    assert (POLICY.scorecard.response, POLICY.scorecard.resolution, POLICY.scorecard.satisfaction) == (0.3, 0.4, 0.3)
+    weighed = load_policy(_policy_file(tmp_path, lambda raw: raw.update(scorecard={"satisfaction": 1})), J)
+    assert (weighed.scorecard.satisfaction, weighed.scorecard.min_assignments) == (1, 5)
+    none = {"response": 0, "resolution": 0, "satisfaction": 0}
+    with pytest.raises(PolicyError, match="scorecard"):
+        load_policy(_policy_file(tmp_path, lambda raw: raw.update(scorecard=none)), J)
+    with pytest.raises(PolicyError, match=r"scorecard\.speed"):
+        load_policy(_policy_file(tmp_path, lambda raw: raw.update(scorecard={"speed": 1})), J)

@@ -265,3 +265,120 @@ async def report_and_ticket_at(client, token, unit: str, lat: float):
     body = {"category": "garbage", "description": "a problem", "location": {"lat": lat, "lon": 114.305}}
     case = await file_report(client, {**body, "insist": True})
     return case, await open_ticket(client, unit, token(unit), case["case_id"])
+
+
+async def test_ops_stats_count_a_journey_and_refuse_bad_windows_and_unknown_places(stack):
+    client, token, clock = stack
+    case, ticket = await report_and_ticket(client, token, "garbage", "U-G11")
+    await post(client, token, "U-G11", ticket, "claim")
+    await post(client, token, "U-G11", ticket, "resolve", {"note": "done"})
+    await case_in_status(client, case, "resolved")
+    clock.advance(timedelta(seconds=1))  # the window ends at now, excluded
+    ops = bearer(token())
+
+    async def stats(**query):
+        return await client.get("/v1/ops/stats", params=query, headers=ops)
+
+    async def counted():
+        r = await stats(street="S1", tier="grid")
+        assert r.status_code == 200, r.text
+        s = r.json()
+        return s if s["resolved"] == 1 else None
+
+    s = await eventually(counted)
+    assert (s["reported"], s["assigned"], s["claimed"], s["response"]["rate"], s["resolution"]["rate"]) == (
+        1,
+        1,
+        1,
+        1.0,
+        1.0,
+    )
+    assert s["grid_closure"] == {"kept": 1, "started": 1, "rate": 1.0}
+    assert s["since"].endswith("+08:00")  # the policy's time zone
+    assert (await stats(street="S2")).json()["reported"] == 0
+
+    def problem(r, where):
+        assert r.status_code == 422, r.text
+        [p] = r.json()["detail"]
+        assert p["loc"] == ["query", where]
+        return p["msg"]
+
+    assert "time zone" in problem(await stats(since="2026-11-01T00:00:00"), "since")
+    assert "after since" in problem(await stats(since="2026-11-02T00:00:00Z", until="2026-11-01T00:00:00Z"), "until")
+    problem(await stats(since="yesterday"), "since")
+    assert "U-MARS" in problem(await stats(unit="U-MARS"), "unit")
+    assert "S9" in problem(await stats(street="S9"), "street")
+    assert "C9" in problem(await stats(community="C9"), "community")
+    assert "no category" in problem(await stats(category="dragons"), "category")
+    problem(await stats(tier="moon"), "tier")
+    daily = await client.get("/v1/ops/stats/daily", params={"until": "2026-11-03T00:00:00"}, headers=ops)
+    assert "time zone" in problem(daily, "until")
+    daily = await client.get("/v1/ops/stats/daily", params={"unit": "U-MARS"}, headers=ops)
+    assert "U-MARS" in problem(daily, "unit")
+    window = {"since": "2026-11-02T00:00:00+08:00", "until": "2026-11-03T00:00:00+08:00"}
+    [today] = (await client.get("/v1/ops/stats/daily", params=window, headers=ops)).json()["days"]
+    assert (today["day"], today["opened"], today["resolved"]) == ("2026-11-02", 1, 1)
+    assert (await client.get("/v1/ops/stats", headers=bearer(token("U-G11")))).status_code == 403
+
+    cards = await client.get("/v1/ops/scorecards", params={"kind": "grid", "format": "csv"}, headers=ops)
+    assert cards.status_code == 200 and cards.headers["content-type"].startswith("text/csv")
+    assert "attachment" in cards.headers["content-disposition"]
+    rows = cards.content.decode("utf-8-sig").splitlines()
+    assert rows[0].startswith("rank,unit_id") and any(row.split(",")[1] == "U-G11" for row in rows[1:])
+    cards = (await client.get("/v1/ops/scorecards", params={"kind": "grid"}, headers=ops)).json()
+    g11 = next(u for u in cards["units"] if u["unit_id"] == "U-G11")
+    assert (g11["assigned"], g11["resolved"], g11["score"], g11["rank"]) == (1, 1, None, None)  # too few to rank
+    problem(await client.get("/v1/ops/scorecards", headers=ops), "kind")
+    problem(await client.get("/v1/ops/scorecards", params={"kind": "moon"}, headers=ops), "kind")
+    problem(await client.get("/v1/ops/scorecards", params={"kind": "grid", "format": "xls"}, headers=ops), "format")
+    late = {"kind": "grid", "since": "2026-11-02T00:00:00"}
+    assert "time zone" in problem(await client.get("/v1/ops/scorecards", params=late, headers=ops), "since")
+    assert (await client.get("/v1/ops/scorecards?kind=grid", headers=bearer(token("U-G11")))).status_code == 403
+
+
+async def test_ops_breach_history_keeps_every_breach_with_what_followed(stack):
+    """A breach below the bureau escalates at once, so the current list never shows it; the
+    history does, with the unit that missed, the clock and the escalation that followed."""
+    client, token, clock = stack
+    grid_case, _ = await report_and_ticket(client, token, "garbage", "U-G11")
+    bus_case, bus_ticket = await report_and_ticket(client, token, "bus_stop", "D-BUS")
+    clock.advance(timedelta(days=3))
+    ops = bearer(token())
+
+    async def history(**query):
+        until = (clock.now() + timedelta(hours=1)).isoformat()
+        r = await client.get("/v1/ops/breaches", params={"state": "all", "until": until, **query}, headers=ops)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def recorded():
+        missed = {(b["case_id"], b["unit_id"]): b for b in await history()}
+        return missed if {(grid_case["case_id"], "U-G11"), (bus_case["case_id"], "D-BUS")} <= set(missed) else None
+
+    missed = await eventually(recorded)
+    grid = missed[(grid_case["case_id"], "U-G11")]
+    assert (grid["tier"], grid["clock"], grid["outcome"]) == ("grid", "response", "escalated")
+    assert (grid["escalated_to_unit_id"], grid["escalated_to_tier"]) == ("U-C1", "community")
+    assert grid["breached_at"] and grid["late_seconds"] >= 0 and grid["met_at"] is None
+    bus = missed[(bus_case["case_id"], "D-BUS")]
+    assert (bus["outcome"], bus["escalated_to_unit_id"]) == ("supervised", None)
+    assert [b["unit_id"] for b in await history(unit="U-G11")] == ["U-G11"]
+
+    await post(client, token, "D-BUS", bus_ticket, "claim")  # late: the response clock is met after all
+
+    async def met():
+        [b] = await history(unit="D-BUS")
+        return b if b["met_at"] else None
+
+    assert (await eventually(met))["clock"] == "response"
+
+    def problem(r, where):
+        assert r.status_code == 422, r.text
+        return r.json()["detail"][0]["loc"] == ["query", where]
+
+    assert problem(await client.get("/v1/ops/breaches", params={"state": "past"}, headers=ops), "state")
+    r = await client.get("/v1/ops/breaches", params={"state": "all", "since": "2026-11-01T00:00"}, headers=ops)
+    assert problem(r, "since") and "time zone" in r.text
+    window = {"state": "all", "since": "2026-11-02T00:00Z", "until": "2026-11-01T00:00Z"}
+    assert problem(await client.get("/v1/ops/breaches", params=window, headers=ops), "until")
+    assert problem(await client.get("/v1/ops/breaches", params={"unit": "U-MARS"}, headers=ops), "unit")
