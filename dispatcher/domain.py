@@ -431,6 +431,11 @@ class Router:
                 by=event.by,
             )
         ]
+        return self._resolved_when_done(case, events, now)
+
+    def _resolved_when_done(self, case: Case, events: list[Event], now: datetime) -> Decision:
+        """The case is resolved once its lead has resolved and no co-handler is still at work
+        (the last one may resolve its part, or return it)."""
         lead = case.lead
         if lead.status is AssignmentStatus.RESOLVED and not case.active:
             case = replace(case, resolved=True, supervised=False, resolved_by=lead.unit_id, resolved_at=now)
@@ -484,7 +489,7 @@ class Router:
         )
         if a.role is Role.CO:
             case, unassigned = self._end(case, a, "returned")
-            return Decision(case, [returned, unassigned])
+            return self._resolved_when_done(case, [returned, unassigned], now)
         case = replace(case, returns=case.returns + 1)
         street = self.handling_unit(case, Tier.STREET)
         suggested = self.j.unit(event.suggested_unit_id) if event.suggested_unit_id else None

@@ -312,6 +312,26 @@ def test_a_whistled_case_resolves_only_when_the_lead_and_every_co_handler_report
     assert isinstance(events[-1], CaseResolved) and events[-1].note == "road fixed"
 
 
+def test_a_co_handler_returning_its_part_after_the_lead_resolved_resolves_the_case():
+    """The last co-handler may give its part back (退单) instead of resolving it: the case is
+    then resolved with the lead's result, not left with nobody at work and no timers."""
+    new_id = ids()
+    case, _ = new_case("road_damage", new_id=new_id)
+    case = whistled(case, new_id)
+    lead, housing, power = case.active
+    for a in case.active:
+        case = claimed(case, a.assignment_id)
+    case, _ = resolved(case, lead.assignment_id, note="road fixed")
+    case, _ = resolved(case, housing.assignment_id)
+    back = TicketReturned(
+        case_id="c1", ticket_id=power.assignment_id, unit_id=power.unit_id,
+        reason_code=ReturnReason.NOT_OUR_RESPONSIBILITY, reason="no cables here",
+    )  # fmt: skip
+    d = ROUTER.return_(case, back, MONDAY_10AM, new_id)
+    assert d.case.status is CaseStatus.RESOLVED and isinstance(d.events[-1], CaseResolved)
+    assert d.events[-1].note == "road fixed" and ROUTER.timers(d.case)[0].kind is TimerKind.SATISFACTION_WINDOW
+
+
 def test_only_the_street_office_can_whistle():
     case, _ = new_case("garbage")
     with pytest.raises(InvalidTransition, match="street office"):
