@@ -44,7 +44,6 @@ async def steps(session: Any, start: datetime, end: datetime, public_codes: list
         .join(reports, listed)
         .where(in_window)
         .group_by(timeline.c.case_id)
-        .order_by(timeline.c.case_id)
     )
     query = (
         select(timeline, case_views.c.unit_name.label("view_unit_name"), case_views.c.tier.label("view_tier"))

@@ -62,6 +62,7 @@ timeline = Table(
     Column("at", UtcDateTime(), nullable=False),
     Column("type", String(32), nullable=False),
     Column("details", JSON, nullable=False),
+    Index("ix_intake_timeline_at", "at"),
 )
 
 idempotency_keys = Table(

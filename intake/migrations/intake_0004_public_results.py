@@ -1,5 +1,6 @@
 """intake case views: the latest resolution (when, by which unit, its note), the closing time and
-the satisfaction outcome, for the public results feed (公示); filled in from the timeline
+the satisfaction outcome, for the public results feed (公示); filled in from the timeline. The
+timeline by time, for Open311's servicerequestupdates
 
 Revision ID: intake_0004
 Revises: intake_0003
@@ -27,6 +28,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('satisfaction', sa.String(length=16), nullable=True))
         batch_op.create_index('ix_intake_case_views_resolved_at', ['resolved_at', 'case_id'], unique=False)
+    with op.batch_alter_table('intake_timeline', schema=None) as batch_op:
+        batch_op.create_index('ix_intake_timeline_at', ['at'], unique=False)
     _backfill()
 
 
@@ -68,6 +71,8 @@ def _backfill() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('intake_timeline', schema=None) as batch_op:
+        batch_op.drop_index('ix_intake_timeline_at')
     with op.batch_alter_table('intake_case_views', schema=None) as batch_op:
         batch_op.drop_index('ix_intake_case_views_resolved_at')
         batch_op.drop_column('satisfaction')
