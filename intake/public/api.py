@@ -114,11 +114,16 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
 
     @api.get("/public", include_in_schema=False, dependencies=[Depends(rate_limit)])
     async def page(
-        q: FeedQueryDep,
+        community: Annotated[str | None, Query(max_length=64)] = None,
+        category: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
         lang: Annotated[str | None, Query(max_length=20)] = None,
     ) -> HTMLResponse:
-        """The results as a page a community office can put on a screen; Chinese unless `?lang=en`."""
+        """The results as a page a community office can put on a screen; Chinese unless `?lang=en`.
+        The filter form sends an empty value for "all"."""
         chosen = language(lang)
+        q = feed.FeedQuery(community=community or None, category=category or None, limit=limit, cursor=cursor or None)
         try:
             found = await results(q)
             problem = None

@@ -45,6 +45,8 @@ DATA_DEPENDENT = {
     ("POST", "/v1/tickets/{ticket_id}/whistle"),
     ("GET", "/v1/ops/satisfaction"),
     ("GET", "/open311/v2/requests.{fmt}"),  # start_date before end_date, at most 90 days apart
+    ("GET", "/open311/v2/servicerequestupdates.{fmt}"),  # likewise
+    ("GET", "/v1/public/results"),  # a community and a category the district has, a cursor it gave
 }
 # Text a database or a log line may choke on: aimed requests carry one now and then, in a real id,
 # a query value or a body field, where generated data would take long to put it.
