@@ -197,3 +197,25 @@ async def test_open311_updates_list_each_public_step_in_the_window_in_json_and_x
     ):
         r = await client.get("/open311/v2/servicerequestupdates.json", params=bad)
         assert r.status_code == 400 and says in r.json()[0]["description"], r.text
+
+
+async def test_an_unsatisfied_answer_takes_the_case_off_the_feed_until_it_is_resolved_again(stack):
+    client, tokens, clock = stack
+    case = await resolved(client, tokens, clock, garbage(), note="swept")
+    r = await client.post(
+        f"/v1/cases/{case['case_id']}/satisfaction",
+        json={"answer": "unsatisfied", "comment": "still there"},
+        headers={"X-Tracking-Token": case["tracking_token"]},
+    )
+    assert r.status_code == 202, r.text
+    await case_in_status(client, case, "assigned")
+    assert (await results(client))["results"] == []
+
+    worker = tokens("U-G11")
+    ticket = await open_ticket(client, "U-G11", worker, case["case_id"])
+    for action, sent in (("claim", None), ("resolve", {"note": "removed by truck"})):
+        r = await client.post(f"/v1/tickets/{ticket['ticket_id']}/{action}", headers=bearer(worker), json=sent)
+        assert r.status_code == 200, r.text
+    await case_in_status(client, case, "resolved")
+    [shown] = (await results(client))["results"]
+    assert (shown["result_note"], shown["satisfaction"], shown["status"]) == ("removed by truck", None, "resolved")
