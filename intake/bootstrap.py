@@ -6,6 +6,7 @@ from intake import api, open311, tables
 from intake.filing import ReportWriter
 from intake.handlers import handlers, lock_views
 from intake.keys import ApiKeys
+from intake.public import api as public
 from services.events import Stream
 from services.ratelimit import RateLimit
 from services.runtime import Context, ServiceParts
@@ -30,7 +31,8 @@ def bootstrap(ctx: Context) -> ServiceParts:
     georeport = open311.router(store, writer, ctx.jurisdiction, ctx.policy, keys, rate_limit, changeset=changed)
     # One router holding both faces' routes rather than one including the other two: FastAPI
     # matches a request once more at every level of included routers.
-    routes = APIRouter(routes=[*residents.routes, *georeport.routes])
+    results = public.router(store, ctx.jurisdiction, ctx.policy, rate_limit)
+    routes = APIRouter(routes=[*residents.routes, *georeport.routes, *results.routes])
     parts = ServiceParts(
         NAME,
         routes,

@@ -186,10 +186,26 @@ def token_matches(token: str | None, stored_hash: str) -> bool:
 
 @dataclass(frozen=True)
 class ViewChange:
+    """`stamped`: columns set to the time of the event."""
+
     status: CaseStatus | None
     timeline_type: str | None
     columns: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    stamped: tuple[str, ...] = ()
+
+
+class Satisfaction(StrEnum):
+    """The outcome of a resolution's satisfaction visit (回访)."""
+
+    SATISFIED = "satisfied"
+    UNSATISFIED = "unsatisfied"
+    NO_ANSWER = "no_answer"
+
+
+# A closing reason that tells the visit's outcome; a cancelled case was never resolved.
+CLOSING_OUTCOMES = {"satisfied": Satisfaction.SATISFIED, "no_answer": Satisfaction.NO_ANSWER}
+UNRESOLVED: dict[str, Any] = {"resolved_at": None, "resolved_unit_id": None, "result_note": None, "satisfaction": None}
 
 
 TIMELINE_MOVES = {"returned": "redispatched", "reassigned": "reassigned"}
@@ -208,11 +224,16 @@ def view_change(event: Event) -> ViewChange | None:
         case CaseClaimed(role=Role.LEAD):
             return ViewChange(CaseStatus.CLAIMED, "claimed", {}, {"unit_id": event.unit_id})
         case CaseResolved():
-            return ViewChange(CaseStatus.RESOLVED, "resolved", {}, {"unit_id": event.unit_id, "result": event.note})
+            result = {"resolved_unit_id": event.unit_id, "result_note": event.note, "satisfaction": None}
+            details = {"unit_id": event.unit_id, "result": event.note}
+            return ViewChange(CaseStatus.RESOLVED, "resolved", result, details, stamped=("resolved_at",))
         case CaseClosed():
-            return ViewChange(CaseStatus.CLOSED, "closed", {}, {"reason": event.reason})
+            outcome = CLOSING_OUTCOMES.get(event.reason)
+            outcomes = {"satisfaction": outcome.value} if outcome else {}
+            return ViewChange(CaseStatus.CLOSED, "closed", outcomes, {"reason": event.reason}, stamped=("closed_at",))
         case CaseReopened():
-            return ViewChange(None, "reopened", {"satisfaction_answered_at": None}, {"unit_id": event.unit_id})
+            columns = {"satisfaction_answered_at": None, **UNRESOLVED}
+            return ViewChange(None, "reopened", columns, {"unit_id": event.unit_id})
         case CaseEscalated():
             return ViewChange(
                 None,

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from intake.domain import CaseConflict, CaseStatus, ViewChange, view_change
+from intake.domain import CaseConflict, CaseStatus, Satisfaction, ViewChange, view_change
 from intake.tables import case_views, timeline
 from services.events import (
     CaseAssigned,
@@ -43,8 +43,11 @@ async def answer_satisfaction(store: Store, case_id: str, satisfied: bool, comme
         if view.satisfaction_answered_at is not None:
             raise CaseConflict("this resolution has been answered already")
         now = store.clock.now()
+        outcome = Satisfaction.SATISFIED if satisfied else Satisfaction.UNSATISFIED
         await tx.session.execute(
-            update(case_views).where(case_views.c.case_id == case_id).values(satisfaction_answered_at=now)
+            update(case_views)
+            .where(case_views.c.case_id == case_id)
+            .values(satisfaction_answered_at=now, satisfaction=outcome.value)
         )
         await tx.session.execute(
             timeline.insert().values(case_id=case_id, at=now, type="satisfaction", details={"satisfied": satisfied})
@@ -81,6 +84,11 @@ CHANGING = (
     "resolution_due",
     "satisfaction_answered_at",
     "cancel_requested_at",
+    "resolved_at",
+    "resolved_unit_id",
+    "result_note",
+    "closed_at",
+    "satisfaction",
     "updated_at",
 )
 SAVE_VIEW = update(case_views).where(case_views.c.case_id == bindparam("view_id"))
@@ -117,7 +125,7 @@ class ViewBatch:
     def apply(self, case_id: str, change: ViewChange, at: datetime) -> None:
         view = self.views[case_id]
         if view is not None:
-            view.update(change.columns, updated_at=at)
+            view.update(change.columns, **dict.fromkeys(change.stamped, at), updated_at=at)
             if change.status is not None:
                 view["status"] = change.status.value
             self.changed.add(case_id)

@@ -46,11 +46,13 @@ from intake.open311_schema import (
     CreatedRequest,
     Discovery,
     RequestToken,
+    RequestUpdate,
     Service,
     ServiceDefinition,
     ServiceRequest,
     answer,
 )
+from intake.open311_updates import step_view, steps
 from intake.tables import case_views, reports, timeline
 from services.edge import MAX_FORM_BODY
 from services.errors import BadRequest, DomainError, Forbidden, Invalid, NotFound
@@ -81,6 +83,7 @@ ITEMS = {
     "endpoints": "endpoint",
     "formats": "format",
     "errors": "error",
+    "service_requests_updates": "request_update",
 }
 
 
@@ -148,6 +151,21 @@ def parse_w3(name: str, text: str) -> datetime:
     if moment.tzinfo is None:
         raise BadRequest(f"{name} must include a time zone (Z or an offset such as +08:00)")
     return moment
+
+
+def window(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """The span asked for: at most 90 days, the last 90 days by default."""
+    if start and end and start > end:
+        raise BadRequest("start_date is after end_date")
+    if start and end and end - start > WINDOW:
+        raise BadRequest("start_date and end_date may not span more than 90 days")
+    try:
+        if start is None:
+            end = end or now
+            return end - WINDOW, end
+        return start, end or start + WINDOW
+    except OverflowError:
+        raise BadRequest("start_date or end_date is out of range") from None
 
 
 # --- the mapping --------------------------------------------------------------------------
@@ -340,9 +358,6 @@ def router(
     async def requests_where(*conditions: Any, public: bool, limit: int = MAX_REQUESTS) -> list[dict[str, Any]]:
         first = and_(reports.c.case_id == case_views.c.case_id, reports.c.linked.is_(False))
         last_step = select(func.max(timeline.c.id)).where(timeline.c.case_id == case_views.c.case_id)
-        resolved = select(func.max(timeline.c.at)).where(
-            timeline.c.case_id == case_views.c.case_id, timeline.c.type == "resolved"
-        )
         step = timeline.alias("step")
         query = (
             select(
@@ -355,7 +370,6 @@ def router(
                 step.c.type.label("step_type"),
                 step.c.details.label("step_details"),
                 func.coalesce(step.c.at, case_views.c.updated_at).label("changed_at"),
-                resolved.scalar_subquery().label("resolved_at"),
             )
             .join(reports, first)
             .outerjoin(step, step.c.id == last_step.scalar_subquery())
@@ -612,18 +626,7 @@ def router(
                 raise BadRequest(f"status {sorted(unknown)[0]!r} is not one of: open, closed")
             if ids := _listed(service_request_id):  # overrides all other arguments
                 return await requests_where(case_views.c.case_id.in_(ids), public=True)
-            if start and end and start > end:
-                raise BadRequest("start_date is after end_date")
-            if start and end and end - start > WINDOW:
-                raise BadRequest("start_date and end_date may not span more than 90 days")
-            try:
-                if start is None:
-                    end = end or store.clock.now()
-                    start = end - WINDOW
-                elif end is None:
-                    end = start + WINDOW
-            except OverflowError:
-                raise BadRequest("start_date or end_date is out of range") from None
+            start, end = window(start, end, store.clock.now())
             conditions = [case_views.c.created_at >= start, case_views.c.created_at <= end]
             if codes := _listed(service_code):
                 conditions.append(case_views.c.category.in_(codes))
@@ -649,6 +652,52 @@ def router(
             return found
 
         return await respond(request, fmt, "service_requests", produce)
+
+    @api.get(
+        "/servicerequestupdates.{fmt}",
+        summary="GET Service Request Updates (FixMyStreet's extension; 90 days / 1,000 updates by default)",
+        responses={
+            200: answer(list[RequestUpdate], "every public step of the listed requests, oldest first"),
+            **BAD_ARGUMENT,
+        },
+    )
+    async def request_updates(
+        request: Request,
+        fmt: Format,
+        start_date: Annotated[
+            str | None,
+            Query(
+                description="w3 date-time with a zone, e.g. 2026-11-01T00:00:00+08:00",
+                json_schema_extra={"format": "date-time"},
+            ),
+        ] = None,
+        end_date: Annotated[
+            str | None,
+            Query(
+                description="w3 date-time; at most 90 days after start_date", json_schema_extra={"format": "date-time"}
+            ),
+        ] = None,
+    ) -> Response:
+        async def produce() -> list[dict[str, Any]]:
+            await rate_limit.hit(request)
+            start = parse_w3("start_date", start_date) if start_date is not None else None
+            end = parse_w3("end_date", end_date) if end_date is not None else None
+            start, end = window(start, end, store.clock.now())
+            async with store.db.sessions() as s:
+                found = await steps(s, start, end, public_codes, MAX_REQUESTS)
+            return [
+                {
+                    "update_id": str(row.id),
+                    "service_request_id": row.case_id,
+                    "status": status,
+                    "updated_datetime": w3(row.at, zone),
+                    "description": status_note(row.type, row.details or {}, step_view(row, j)),
+                    "media_url": None,
+                }
+                for row, status in found
+            ]
+
+        return await respond(request, fmt, "service_requests_updates", produce)
 
     @api.api_route(
         "/{anything:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"], include_in_schema=False

@@ -103,6 +103,17 @@ class ServiceRequest(_Document):
     media_url: str | None
 
 
+class RequestUpdate(_Document):
+    """FixMyStreet's servicerequestupdates extension: one public step of a request."""
+
+    update_id: str
+    service_request_id: str
+    status: Literal["open", "closed"] = Field(description="the request's status after this step")
+    updated_datetime: str
+    description: str | None = Field(description="the step in words, as in status_notes")
+    media_url: str | None
+
+
 XML = {"text/xml": {"schema": {"type": "string", "description": "the same document in XML"}}}
 
 

@@ -43,8 +43,14 @@ case_views = Table(
     Column("resolution_due", UtcDateTime()),
     Column("satisfaction_answered_at", UtcDateTime()),
     Column("cancel_requested_at", UtcDateTime()),
+    Column("resolved_at", UtcDateTime(), doc="the latest resolution; cleared when the case reopens"),
+    Column("resolved_unit_id", String(64)),
+    Column("result_note", Text, doc="the resolving unit's note, shown to the resident and in 公示"),
+    Column("closed_at", UtcDateTime()),
+    Column("satisfaction", String(16), doc="satisfied, unsatisfied or no_answer: the latest resolution's visit"),
     Index("ix_intake_case_views_open_nearby", "category", "status", "created_at"),
     Index("ix_intake_case_views_created_at", "created_at"),
+    Index("ix_intake_case_views_resolved_at", "resolved_at", "case_id"),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
@@ -56,6 +62,7 @@ timeline = Table(
     Column("at", UtcDateTime(), nullable=False),
     Column("type", String(32), nullable=False),
     Column("details", JSON, nullable=False),
+    Index("ix_intake_timeline_at", "at"),
 )
 
 idempotency_keys = Table(

@@ -48,6 +48,8 @@ DATA_DEPENDENT = {
     ("GET", "/v1/ops/stats/daily"),
     ("GET", "/v1/ops/breaches"),  # state=all: the window
     ("GET", "/open311/v2/requests.{fmt}"),  # start_date before end_date, at most 90 days apart
+    ("GET", "/open311/v2/servicerequestupdates.{fmt}"),  # likewise
+    ("GET", "/v1/public/results"),  # a community and a category the district has, a cursor it gave
 }
 # Text a database or a log line may choke on: aimed requests carry one now and then, in a real id,
 # a query value or a body field, where generated data would take long to put it.

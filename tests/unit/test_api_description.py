@@ -128,7 +128,7 @@ async def test_location_states_its_one_of_three_rule_in_the_schema(embedded_sett
 async def test_open311_operations_describe_their_format_arguments_and_answers(embedded_settings):
     doc = await served_description(embedded_settings, "intake")
     open311 = [(m, p, o) for m, p, o in operations(doc) if p.startswith("/open311/")]
-    assert len(open311) == 7
+    assert len(open311) == 8
     for _, path, operation in open311:
         [fmt] = [p for p in operation["parameters"] if p["name"] == "fmt"]
         assert fmt["schema"]["enum"] == ["json", "xml"], path

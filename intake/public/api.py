@@ -1,0 +1,166 @@
+"""The feed's routes: GET /v1/public/results (JSON, no token) and the page at /public."""
+
+import hashlib
+from datetime import datetime
+from importlib.resources import files
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import BaseModel, Field
+
+from intake.domain import CaseStatus, Satisfaction
+from intake.public import feed
+from intake.public.labels import LABELS, SATISFACTION, language
+from services.errors import Invalid, NotFound
+from services.jurisdiction import Jurisdiction
+from services.messaging import Store
+from services.openapi import RATE_LIMITED
+from services.policy import Policy
+from services.ratelimit import RateLimit
+from services.text import Identifier
+
+PACKAGE = "intake.public"
+STYLE = "public.css"
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+class Named(BaseModel):
+    name: str
+    name_zh: str | None
+
+
+class CategoryRef(Named):
+    code: str
+
+
+class CommunityRef(Named):
+    id: str
+
+
+class GridRef(BaseModel):
+    id: str
+    name: str
+
+
+class UnitRef(BaseModel):
+    unit_id: str | None
+    name: str | None
+
+
+class PublicResult(BaseModel):
+    case_id: str
+    status: Literal[CaseStatus.RESOLVED, CaseStatus.CLOSED]
+    category: CategoryRef
+    community: CommunityRef | None
+    grid: GridRef | None
+    reported_at: datetime
+    resolved_at: datetime = Field(description="the latest resolution")
+    closed_at: datetime | None
+    resolved_by: UnitRef = Field(description="the unit that resolved it")
+    result_note: str = Field(description="what the unit did, as it told the resident")
+    satisfaction: Satisfaction | None = Field(description="the satisfaction visit's outcome; null while it is open")
+
+
+class PublicResults(BaseModel):
+    results: list[PublicResult]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
+
+
+def feed_query(
+    community: Annotated[Identifier | None, Query(description="a community id (GET /v1/units)")] = None,
+    category: Annotated[Identifier | None, Query(description="a public category's code (GET /v1/categories)")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+) -> feed.FeedQuery:
+    return feed.FeedQuery(community=community, category=category, limit=limit, cursor=cursor)
+
+
+FeedQueryDep = Annotated[feed.FeedQuery, Depends(feed_query)]
+
+
+def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit) -> APIRouter:
+    api = APIRouter()
+    style = (files(PACKAGE) / "static" / STYLE).read_bytes()
+    version = hashlib.sha256(style).hexdigest()[:12]
+    env = Environment(loader=PackageLoader(PACKAGE), autoescape=select_autoescape(default=True))
+
+    async def results(q: feed.FeedQuery) -> dict[str, Any]:
+        async with store.db.sessions() as s:
+            rows, cursor = await feed.page(s, q, j, policy)
+        return {"results": [feed.result(r, j, policy) for r in rows], "next_cursor": cursor}
+
+    @api.get(
+        "/v1/public/results",
+        tags=["public"],
+        dependencies=[Depends(rate_limit)],
+        response_model=PublicResults,
+        responses=RATE_LIMITED,
+    )
+    async def public_results(q: FeedQueryDep) -> dict[str, Any]:
+        """公示: resolved and closed cases of public categories, the latest resolution first;
+        no personal data, no one-key calls."""
+        return await results(q)
+
+    @api.get("/public", include_in_schema=False, dependencies=[Depends(rate_limit)])
+    async def page(
+        community: Annotated[str | None, Query(max_length=64)] = None,
+        category: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+        lang: Annotated[str | None, Query(max_length=20)] = None,
+    ) -> HTMLResponse:
+        """The results as a page a community office can put on a screen; Chinese unless `?lang=en`.
+        The filter form sends an empty value for "all"."""
+        chosen = language(lang)
+        q = feed.FeedQuery(community=community or None, category=category or None, limit=limit, cursor=cursor or None)
+        try:
+            found = await results(q)
+            problem = None
+        except Invalid as exc:
+            found, problem = {"results": [], "next_cursor": None}, exc.message
+        zh = chosen == "zh-CN"
+
+        def name(thing: Any) -> str:
+            return (thing.get("name_zh") if zh else None) or thing["name"]
+
+        def link(**changes: Any) -> str:
+            params = {"lang": "en" if not zh else None, "community": q.community, "category": q.category}
+            params |= changes
+            return "/public?" + urlencode({k: v for k, v in params.items() if v})
+
+        html = env.get_template("public.html").render(
+            lang=chosen,
+            t=LABELS[chosen],
+            satisfaction=SATISFACTION[chosen],
+            results=found["results"],
+            problem=problem,
+            name=name,
+            communities=[(c.id, (c.name_zh if zh else None) or c.name) for c in j.communities],
+            categories=[(c.code, (c.name_zh if zh else None) or c.name) for c in policy.categories if c.public],
+            chosen={"community": q.community, "category": q.category},
+            next_link=link(cursor=found["next_cursor"]) if found["next_cursor"] else None,
+            first_link=link() if q.cursor else None,
+            other_link=link(lang="en" if zh else None, cursor=q.cursor),
+            version=version,
+        )
+        return HTMLResponse(html, status_code=422 if problem else 200, headers=HEADERS)
+
+    @api.get("/public/static/{name}", include_in_schema=False)
+    async def asset(name: str) -> Response:
+        if name != STYLE:
+            raise NotFound(f"no public page file {name!r}")
+        headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=86400"}
+        return Response(style, media_type="text/css; charset=utf-8", headers=headers)
+
+    return api
