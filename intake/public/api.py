@@ -1,20 +1,18 @@
 """The feed's routes: GET /v1/public/results (JSON, no token) and the page at /public."""
 
-import hashlib
 from datetime import datetime
-from importlib.resources import files
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from intake.domain import CaseStatus, Satisfaction
 from intake.public import feed
 from intake.public.labels import LABELS, SATISFACTION, language
-from services.errors import Invalid, NotFound
+from services import pages
+from services.errors import Invalid
 from services.jurisdiction import Jurisdiction
 from services.messaging import Store
 from services.openapi import RATE_LIMITED
@@ -24,15 +22,8 @@ from services.text import Identifier
 
 PACKAGE = "intake.public"
 STYLE = "public.css"
-HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; "
-        "frame-ancestors 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
+# No script at all; only a page of gridcall's own origin may frame it.
+HEADERS = pages.headers(pages.csp(script=False, frame_ancestors="'self'"))
 
 
 class Named(BaseModel):
@@ -91,9 +82,8 @@ FeedQueryDep = Annotated[feed.FeedQuery, Depends(feed_query)]
 
 def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit) -> APIRouter:
     api = APIRouter()
-    style = (files(PACKAGE) / "static" / STYLE).read_bytes()
-    version = hashlib.sha256(style).hexdigest()[:12]
-    env = Environment(loader=PackageLoader(PACKAGE), autoescape=select_autoescape(default=True))
+    static = pages.StaticFiles(PACKAGE, (STYLE,), "/public")
+    env = pages.templates(PACKAGE)
 
     async def results(q: feed.FeedQuery) -> dict[str, Any]:
         async with store.db.sessions() as s:
@@ -152,15 +142,9 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
             next_link=link(cursor=found["next_cursor"]) if found["next_cursor"] else None,
             first_link=link() if q.cursor else None,
             other_link=link(lang="en" if zh else None, cursor=q.cursor),
-            version=version,
+            version=static.versions[STYLE],
         )
         return HTMLResponse(html, status_code=422 if problem else 200, headers=HEADERS)
 
-    @api.get("/public/static/{name}", include_in_schema=False)
-    async def asset(name: str) -> Response:
-        if name != STYLE:
-            raise NotFound(f"no public page file {name!r}")
-        headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=86400"}
-        return Response(style, media_type="text/css; charset=utf-8", headers=headers)
-
+    api.include_router(static.router())
     return api
