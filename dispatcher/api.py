@@ -296,9 +296,18 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
     return api
 
 
-async def breach_history(db: Database, window: Window, limit: int, **only: str | None) -> list[dict[str, Any]]:
+async def breach_history(
+    db: Database,
+    window: Window,
+    limit: int,
+    *,
+    after: int | None = None,
+    through: int | None = None,
+    **only: str | None,
+) -> list[dict[str, Any]]:
     """Every first breach (`repeat` 0; a supervised case's later alerts are not new breaches)
-    recorded in the window, newest first, with the escalation recorded with it."""
+    recorded in the window, newest first, with the escalation recorded with it; `after` and
+    `through` bound the history rows' ids (the live board asks for those it has not seen)."""
     missed = history.c.details["assignment_id"].as_string()
     query = (
         select(
@@ -324,9 +333,13 @@ async def breach_history(db: Database, window: Window, limit: int, **only: str |
             func.coalesce(history.c.details["repeat"].as_integer(), 0) == 0,
         )
     )
-    query = _equal(query, (cases.c.street_id, only["street"]), (cases.c.community_id, only["community"]))
+    if after is not None:
+        query = query.where(history.c.id > after)
+    if through is not None:
+        query = query.where(history.c.id <= through)
+    query = _equal(query, (cases.c.street_id, only.get("street")), (cases.c.community_id, only.get("community")))
     query = _equal(
-        query, (history.c.details["unit_id"].as_string(), only["unit"]), (cases.c.category, only["category"])
+        query, (history.c.details["unit_id"].as_string(), only.get("unit")), (cases.c.category, only.get("category"))
     )
     async with db.sessions() as s:
         rows = (await s.execute(query.order_by(history.c.at.desc(), history.c.id.desc()).limit(limit))).all()
@@ -352,6 +365,7 @@ async def breach_history(db: Database, window: Window, limit: int, **only: str |
         )
         out.append(
             {
+                "breach_id": r.id,
                 **{k: getattr(r, k) for k in ("case_id", "category", "street_id", "community_id", "grid_id", "role")},
                 "supervised": r.supervised,
                 "tier": d["tier"],

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 
-from dispatcher import api, figures_api, tables
+from dispatcher import api, board, figures_api, tables
 from dispatcher.domain import Router
 from dispatcher.handlers import handlers, lock_cases
 from dispatcher.timers import TimerWorker
@@ -22,6 +22,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
     ops = APIRouter()
     ops.include_router(api.router(ctx.db, ctx.clock, ctx.jurisdiction, ctx.policy))
     ops.include_router(figures_api.router(ctx.db, ctx.clock, ctx.jurisdiction, ctx.policy))
+    ops.include_router(board.router(ctx.db, ctx.clock, ctx.jurisdiction, ctx.policy))  # the live board at /ops
     parts = ServiceParts(NAME, ops, store, consumers=[consumer], workers=[worker.run])
     parts.extras["timers"] = worker
     ctx.metrics.probe(worker.gauges)

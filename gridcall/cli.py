@@ -76,8 +76,17 @@ def _serve(settings: Settings, names: list[str] | None, port: int, *, welcome: b
     loop, http = _server_parts()
     logging.getLogger("gridcall").info("serving with the %s event loop and the %s HTTP parser", loop, http)
     # log_config=None: uvicorn's own lines go through the root handler, as JSON when the rest are.
+    # timeout_graceful_shutdown: an open event stream (the ops board's) would hold a shutdown for good.
     uvicorn.run(
-        api, host=settings.host, port=port, log_level="info", log_config=None, access_log=False, loop=loop, http=http
+        api,
+        host=settings.host,
+        port=port,
+        log_level="info",
+        log_config=None,
+        access_log=False,
+        loop=loop,
+        http=http,
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -8,7 +8,7 @@ service's to check, on every request (departments/staff.py)."""
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import jwt
@@ -67,6 +67,26 @@ class Authenticator:
         else:
             claims |= {"sub": "ops", "name": name or "ops"}
         return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def issue_ticket(self, purpose: str, ttl: timedelta) -> str:
+        """A short-lived ticket that opens one thing (`purpose`, its audience) and nothing else:
+        `verify` refuses it as a token, since a token has no audience. Wall time, as for tokens."""
+        now = datetime.now(UTC)
+        claims = {"iss": ISSUER, "aud": purpose, "sub": "ops", "iat": now, "exp": now + ttl}
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def verify_ticket(self, ticket: str, purpose: str) -> None:
+        try:
+            jwt.decode(
+                ticket,
+                self._secret,
+                algorithms=["HS256"],
+                issuer=ISSUER,
+                audience=purpose,
+                options={"require": [*REQUIRED_CLAIMS, "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise ValueError(f"invalid ticket: {exc}; ask for a new one") from None
 
     def verify(self, token: str) -> Principal:
         try:

@@ -1,0 +1,171 @@
+"""The live board for ops at /ops: breaches as they happen, the rates per street and community,
+and cases per day. The page is rendered on the server; its script asks the JSON API for the
+figures (`/v1/ops/stats`, `/v1/ops/stats/daily`, `/v1/ops/cases/{id}`) with the ops token the
+person pasted, and listens to `GET /v1/ops/breaches/stream` (Server-Sent Events) for breaches."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, StreamingResponse
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from dispatcher.api import breach_history
+from dispatcher.board.labels import LABELS, TIERS, language
+from dispatcher.figures import Window
+from dispatcher.tables import history
+from services import pages
+from services.auth import Authenticator, OpsDep
+from services.clock import Clock
+from services.db import Database
+from services.jurisdiction import Jurisdiction
+from services.policy import Policy
+
+PACKAGE = "dispatcher.board"
+HEADERS = pages.headers(pages.csp(script=True))
+PURPOSE = "ops-breach-stream"
+TICKET_TTL = timedelta(seconds=60)
+POLL_SECONDS = 1.0
+RECENT = timedelta(hours=24)  # what a board shows when it connects
+STREAM_SECONDS = 600  # then the page reconnects with a new ticket, so a stream never outlives its check by long
+KEEP_ALIVE_POLLS = 15
+
+
+class StreamTicket(BaseModel):
+    ticket: str
+    expires_in: int
+
+
+def _sse(event: str, data: Any, event_id: int | None = None) -> str:
+    body = json.dumps(jsonable_encoder(data), ensure_ascii=False)
+    return (f"id: {event_id}\n" if event_id is not None else "") + f"event: {event}\ndata: {body}\n\n"
+
+
+def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRouter:
+    static = pages.StaticFiles(PACKAGE, ("ops.js", "ops.css"), "/ops")
+    env = pages.templates(PACKAGE)
+    api = APIRouter()
+
+    @api.get("/ops", include_in_schema=False)
+    async def board(lang: Annotated[str | None, Query(max_length=20)] = None) -> HTMLResponse:
+        """督办看板: the live board; Chinese unless `?lang=en`."""
+        chosen = language(lang)
+        zh = chosen == "zh-CN"
+        now = clock.now().astimezone(policy.calendar.zone)
+
+        def named(thing: Any) -> str:
+            return str((thing.name_zh if zh else None) or thing.name)
+
+        data = {
+            "lang": chosen,
+            "labels": LABELS[chosen],
+            "tiers": TIERS[chosen],
+            "streets": [{"id": s.id, "name": named(s)} for s in j.streets],
+            "communities": [{"id": c.id, "name": named(c), "street_id": c.street_id} for c in j.communities],
+            "units": {u.id: u.name for u in j.units},
+            "categories": {c.code: named(c) if c.name_zh else c.name for c in policy.categories},
+            "today": now.replace(hour=0, minute=0, second=0, microsecond=0).isoformat(),
+            "month": (now - timedelta(days=30)).isoformat(),
+        }
+        html = env.get_template("ops.html").render(
+            lang=chosen, other="en" if zh else "zh-CN", t=LABELS[chosen], data=data, static=static
+        )
+        return HTMLResponse(html, headers=HEADERS)
+
+    api.include_router(static.router())
+
+    @api.post("/v1/ops/breaches/stream-tickets", tags=["ops"], response_model=StreamTicket)
+    async def stream_ticket(request: Request, _: OpsDep) -> dict[str, Any]:
+        """A ticket that opens the breach stream for a minute. A browser's EventSource cannot
+        send an Authorization header; the ticket goes in the stream's URL instead of the token."""
+        authenticator: Authenticator = request.app.state.authenticator
+        return {"ticket": authenticator.issue_ticket(PURPOSE, TICKET_TTL), "expires_in": TICKET_TTL.seconds}
+
+    @api.get(
+        "/v1/ops/breaches/stream",
+        tags=["ops"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+    )
+    async def stream(
+        request: Request,
+        ticket: Annotated[
+            str | None, Query(max_length=1000, description="from POST /v1/ops/breaches/stream-tickets")
+        ] = None,
+    ) -> StreamingResponse:
+        """Breaches as they are recorded (Server-Sent Events): first a `snapshot` of those of the
+        last 24 hours, newest first, then a `breach` event for each new one; rows as in
+        `GET /v1/ops/breaches?state=all`, with their `breach_id`. Opened with an ops bearer
+        token or, from a browser, a stream ticket.
+
+        Why a ticket and not the token in the URL: URLs end up in proxies' logs and the
+        browser's history, and the ops token lives for days. A ticket lives a minute, opens
+        only this stream (a bearer check refuses it: it has an audience) and is logged
+        nowhere (gridcall logs no URLs; metrics see only the route's template)."""
+        _authorize(request, ticket)
+        return StreamingResponse(
+            _events(db, clock),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    return api
+
+
+def _authorize(request: Request, ticket: str | None) -> None:
+    """A stream ticket, or else an ops bearer token (for curl and scripts)."""
+    authenticator: Authenticator = request.app.state.authenticator
+    if ticket is not None:
+        try:
+            authenticator.verify_ticket(ticket, PURPOSE)
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing ticket: POST /v1/ops/breaches/stream-tickets with the ops token, "
+            "or send 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        principal = authenticator.verify(token.strip())
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+    if principal.role != "ops":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this endpoint needs an ops token")
+
+
+async def _events(db: Database, clock: Clock) -> AsyncIterator[str]:
+    """One cheap query a second while nothing happens: the newest history id (the primary
+    key's index); the breaches are read only when it moved."""
+
+    async def newest() -> int:
+        async with db.sessions() as s:
+            return int((await s.execute(select(func.max(history.c.id)))).scalar() or 0)
+
+    def window() -> Window:
+        now = clock.now()
+        return Window(now - RECENT, now + RECENT, now)  # `until` ahead: ids bound what is new
+
+    seen = await newest()
+    yield "retry: 2000\n\n" + _sse("snapshot", await breach_history(db, window(), 200, through=seen), seen)
+    quiet = 0
+    for _ in range(int(STREAM_SECONDS / POLL_SECONDS)):
+        await asyncio.sleep(POLL_SECONDS)
+        top = await newest()
+        if top > seen:
+            found = await breach_history(db, window(), 1000, after=seen, through=top)
+            for breach in reversed(found):
+                yield _sse("breach", breach, breach["breach_id"])
+            seen, quiet = top, 0
+        quiet += 1
+        if quiet >= KEEP_ALIVE_POLLS:
+            yield ": keep-alive\n\n"
+            quiet = 0

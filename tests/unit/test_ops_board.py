@@ -1,0 +1,120 @@
+"""The live board at /ops and its breach stream, on the embedded app with a frozen clock.
+
+The stream is read over a real socket (uvicorn in this process): httpx's ASGI transport
+gathers a whole response before it answers, and an event stream has no end."""
+
+import asyncio
+import json
+import re
+import socket
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import httpx
+import pytest
+import uvicorn
+from asgi_lifespan import LifespanManager
+
+from gridcall.app import build_app
+from services.clock import FrozenClock
+from tests.support.journey import bearer, file_report, open_ticket
+from tests.support.staff import enrol
+from tests.support.waiting import eventually
+
+IN_G11 = {"lat": 30.505, "lon": 114.305}
+
+
+@pytest.fixture
+async def stack(embedded_settings):
+    clock = FrozenClock()
+    settings = embedded_settings.model_copy(update={"timer_interval": 0.05})
+    app = build_app(settings, clock=clock)
+    async with LifespanManager(app), served(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        token = await enrol(settings.db_url, settings.secret_key.get_secret_value())
+        yield client, token, clock
+
+
+@asynccontextmanager
+async def served(app):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, port=port, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return server.started
+
+    await eventually(started)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = server.force_exit = True
+        await task
+
+
+async def test_the_board_renders_in_both_languages_with_its_own_files_only(stack):
+    client, _, _ = stack
+    zh = await client.get("/ops")
+    assert zh.status_code == 200 and '<html lang="zh-CN">' in zh.text and "超时督办看板" in zh.text
+    assert "default-src 'none'" in zh.headers["content-security-policy"]
+    en = await client.get("/ops", params={"lang": "en"})
+    assert '<html lang="en">' in en.text and "Breach board" in en.text
+    assert not re.search(r"(src|href)=\"(https?:)?//", zh.text + en.text)
+    for name, kind in (("ops.js", "javascript"), ("ops.css", "css")):
+        [link] = re.findall(rf'"(/ops/static/{re.escape(name)}\?v=[0-9a-f]+)"', zh.text)
+        r = await client.get(link)
+        assert r.status_code == 200 and kind in r.headers["content-type"]
+        assert "http://" not in r.text.replace("http://www.w3.org/2000/svg", "")
+    assert (await client.get("/ops/static/ops.py")).status_code == 404
+
+
+async def test_the_stream_wants_an_ops_token_or_a_ticket(stack):
+    client, token, _ = stack
+    url = "/v1/ops/breaches/stream"
+    assert (await client.get(url)).status_code == 401
+    assert (await client.get(url, headers=bearer("not-a-token"))).status_code == 401
+    assert (await client.get(url, params={"ticket": "forged"})).status_code == 401
+    assert (await client.get(url, headers=bearer(token("U-G11")))).status_code == 403
+    tickets = "/v1/ops/breaches/stream-tickets"
+    assert (await client.post(tickets, headers=bearer(token("U-G11")))).status_code == 403
+    ticket = (await client.post(tickets, headers=bearer(token()))).json()["ticket"]
+    # a ticket opens the stream and nothing else
+    assert (await client.get("/v1/ops/breaches", headers=bearer(ticket))).status_code == 401
+    assert (await client.get(url, params={"ticket": token()})).status_code == 401
+
+
+async def events(response: httpx.Response):
+    event, data = None, None
+    async for line in response.aiter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data = json.loads(line[6:])
+        elif line == "" and event:
+            yield event, data
+            event, data = None, None
+
+
+async def test_a_breach_is_streamed_as_it_is_recorded(stack):
+    client, token, clock = stack
+    case = await file_report(client, {"category": "bus_stop", "description": "a problem", "location": IN_G11})
+    await open_ticket(client, "D-BUS", token("D-BUS"), case["case_id"])
+    ticket = (await client.post("/v1/ops/breaches/stream-tickets", headers=bearer(token()))).json()["ticket"]
+    async with client.stream("GET", "/v1/ops/breaches/stream", params={"ticket": ticket}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        stream = events(r)
+        assert await anext(stream) == ("snapshot", [])
+        clock.advance(timedelta(days=3))  # far past the bureau's response limit: supervised (督办)
+        event, breach = await asyncio.wait_for(anext(stream), timeout=10)
+    assert event == "breach"
+    assert (breach["case_id"], breach["unit_id"], breach["tier"], breach["clock"]) == (
+        case["case_id"],
+        "D-BUS",
+        "bureau",
+        "response",
+    )
+    assert breach["supervised"] and breach["late_seconds"] > 0 and breach["breach_id"]
+    async with client.stream("GET", "/v1/ops/breaches/stream", headers=bearer(token())) as r:
+        event, snapshot = await anext(events(r))
+    assert event == "snapshot" and [b["case_id"] for b in snapshot] == [case["case_id"]]
