@@ -89,8 +89,10 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
     @api.get(
         "/v1/ops/breaches/stream",
         tags=["ops"],
-        response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+        response_model=str,  # the events' text; typed under text/event-stream
+        responses={
+            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "Server-Sent Events"}
+        },
     )
     async def stream(
         request: Request,

@@ -1,0 +1,65 @@
+"""The ops board in a real browser (Debian's chromium through Debian's chromedriver) against
+gridcall run as a process, with a policy whose grid response limit for garbage is 2 s: a
+report breaches its limit and shows on the board; a second one shows without a reload.
+
+`make chromium` installs the browser; without it this test fails, it is never skipped."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.e2e.test_console_browser import browser, ops_token, waiting  # noqa: F401 (browser: a fixture)
+from tests.support.cluster import embedded
+from tests.support.journey import TEST_SECRET, file_report
+from tests.support.policies import demo_policy_with
+
+pytestmark = pytest.mark.e2e
+
+IN_G11 = {"lat": 30.505, "lon": 114.305}
+QUICK_GARBAGE = {"garbage": {"grid": {"response": "2s", "resolution": "1h"}}}
+
+
+async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, browser):  # noqa: F811
+    env = {
+        "GRIDCALL_ENV": "dev",
+        "GRIDCALL_SECRET_KEY": TEST_SECRET,
+        "GRIDCALL_VAR_DIR": str(tmp_path / "var"),
+        "GRIDCALL_RELAY_INTERVAL": "0.05",
+        "GRIDCALL_TIMER_INTERVAL": "0.1",
+        "GRIDCALL_RATE_LIMIT": "1000000/minute",
+        "GRIDCALL_POLICY_FILE": str(demo_policy_with(tmp_path / "policy.yaml", QUICK_GARBAGE)),
+    }
+    with embedded(env, tmp_path) as gridcall:
+        async with httpx.AsyncClient(base_url=gridcall.url, timeout=10) as client:
+            wait = waiting(browser, timeout=15)
+            try:
+                browser.get(f"{gridcall.url}/ops")
+                assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
+                browser.find_element(By.ID, "token").send_keys(ops_token())
+                browser.find_element(By.ID, "sign-in").click()
+                wait.until(lambda d: d.find_element(By.ID, "live").text == "实时连接中")
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart svg polyline[data-series=opened]"))
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#rates tr[data-place=S1]"))
+                browser.execute_script("window.notReloaded = true;")
+
+                first = await file_report(client, {"category": "garbage", "description": "楼道垃圾", "location": IN_G11})
+                row = f'#breaches tr[data-case-id="{first["case_id"]}"]'
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+                text = browser.find_element(By.CSS_SELECTOR, row).text
+                assert "网格" in text and "响应" in text
+
+                second = await file_report(client, {"category": "garbage", "description": "路口垃圾", "location": IN_G11, "insist": True})
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#breaches tr[data-case-id="{second["case_id"]}"]'))
+                rows = browser.find_elements(By.CSS_SELECTOR, "#breaches tr")
+                assert [r.get_attribute("data-case-id") for r in rows][:2] == [second["case_id"], first["case_id"]]
+                assert browser.execute_script("return window.notReloaded === true;")
+
+                browser.find_element(By.CSS_SELECTOR, f"{row} .case-link").click()
+                wait.until(lambda d: "case.sla_breached" in d.find_element(By.ID, "case-history").text)
+                assert not browser.find_element(By.ID, "error").is_displayed()
+            finally:
+                browser.save_screenshot(str(tmp_path / "ops-board.png"))
+                browser.get("about:blank")  # close the event stream before gridcall stops
+    assert (tmp_path / "ops-board.png").stat().st_size > 0
