@@ -17,7 +17,7 @@ from tests.support.policies import demo_policy_with
 
 pytestmark = pytest.mark.e2e
 
-IN_G11 = {"lat": 30.505, "lon": 114.305}
+GARBAGE = {"category": "garbage", "location": {"lat": 30.505, "lon": 114.305}}
 QUICK_GARBAGE = {"garbage": {"grid": {"response": "2s", "resolution": "1h"}}}
 
 
@@ -44,14 +44,16 @@ async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, brows
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#rates tr[data-place=S1]"))
                 browser.execute_script("window.notReloaded = true;")
 
-                first = await file_report(client, {"category": "garbage", "description": "楼道垃圾", "location": IN_G11})
+                first = await file_report(client, {**GARBAGE, "description": "楼道垃圾"})
                 row = f'#breaches tr[data-case-id="{first["case_id"]}"]'
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
                 text = browser.find_element(By.CSS_SELECTOR, row).text
                 assert "网格" in text and "响应" in text
 
-                second = await file_report(client, {"category": "garbage", "description": "路口垃圾", "location": IN_G11, "insist": True})
-                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#breaches tr[data-case-id="{second["case_id"]}"]'))
+                # insist: not a duplicate of the first, which is still open nearby
+                second = await file_report(client, {**GARBAGE, "description": "路口垃圾", "insist": True})
+                later = f'#breaches tr[data-case-id="{second["case_id"]}"]'
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, later))
                 rows = browser.find_elements(By.CSS_SELECTOR, "#breaches tr")
                 assert [r.get_attribute("data-case-id") for r in rows][:2] == [second["case_id"], first["case_id"]]
                 assert browser.execute_script("return window.notReloaded === true;")
