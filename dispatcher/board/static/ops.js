@@ -9,6 +9,8 @@
   const breaches = new Map(); // breach_id -> breach
   let source = null;
   let retry = null;
+  let refresher = null;
+  const FIGURES_EVERY_MS = 60000; // the rates and the chart are re-read each minute; breaches arrive live
 
   const $ = (id) => document.getElementById(id);
   const token = () => sessionStorage.getItem(TOKEN_KEY);
@@ -201,13 +203,17 @@
     $("sign-out").hidden = false;
     document.body.dataset.state = "signed-in";
     connect();
-    Promise.all([loadRates(), loadChart()]).catch((e) => showError(e.message));
+    const figures = () => Promise.all([loadRates(), loadChart()]).catch((e) => showError(e.message));
+    figures();
+    clearInterval(refresher);
+    refresher = setInterval(figures, FIGURES_EVERY_MS);
   }
 
   function signOut() {
     sessionStorage.removeItem(TOKEN_KEY);
     if (source) source.close();
     clearTimeout(retry);
+    clearInterval(refresher);
     breaches.clear();
     $("breaches").replaceChildren();
     $("board").hidden = true;
