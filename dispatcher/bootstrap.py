@@ -26,4 +26,5 @@ def bootstrap(ctx: Context) -> ServiceParts:
     parts = ServiceParts(NAME, ops, store, consumers=[consumer], workers=[worker.run])
     parts.extras["timers"] = worker
     ctx.metrics.probe(worker.gauges)
+    ctx.metrics.probe(figures_api.rates_probe(ctx.db, ctx.clock, ctx.policy, ctx.metrics))
     return parts

@@ -3,6 +3,7 @@ The rows are read here, the figures are worked out in `dispatcher/figures.py`.""
 
 import csv
 import io
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -19,6 +20,7 @@ from services.db import Database
 from services.errors import Invalid
 from services.events import Priority, Tier
 from services.jurisdiction import Jurisdiction, UnitKind
+from services.metrics import Metrics, Probe
 from services.policy import Policy
 from services.text import Identifier
 
@@ -77,27 +79,50 @@ UnitQ = Annotated[Identifier | None, Query(description="a unit that held an assi
 TierQ = Annotated[Tier | None, Query(description="the tier of an assignment")]
 
 
+async def rows(db: Database, window: Window, **only: Any) -> tuple[Sequence[Any], Sequence[Any], Sequence[Any]]:
+    """The cases the filters keep that may have anything in the window (every case still
+    open, and the closed ones touched since `since`), their assignments and history."""
+    query = select(cases.c.case_id, cases.c.category, cases.c.created_at).where(
+        cases.c.created_at < window.until, or_(~cases.c.closed, cases.c.updated_at >= window.since)
+    )
+    for name, value in only.items():
+        if value is not None:
+            query = query.where(cases.c[f"{name}_id" if name in ("street", "community") else name] == value)
+    async with db.sessions() as s:
+        kept = (await s.execute(query)).all()
+        ids = [r.case_id for r in kept]
+        if not ids:
+            return kept, [], []
+        given = (await s.execute(select(assignments).where(among(s, assignments.c.case_id, ids)))).all()
+        picked = among(s, history.c.case_id, ids), history.c.type.in_(FIGURE_EVENTS)
+        trail = (await s.execute(select(history).where(*picked))).all()
+    return kept, given, trail
+
+
+RATES = ("response", "resolution", "satisfaction", "on_time_closure", "grid_closure", "community_closure")
+
+
+def rates_probe(db: Database, clock: Clock, policy: Policy, metrics: Metrics, every: float = 60.0) -> Probe:
+    """The district's rates over the last 30 days as gauges, for the operators' dashboard:
+    worked out as `/v1/ops/stats` works them out, at most once a minute however often
+    Prometheus scrapes (a window's figures read every case touched in it)."""
+    last = [float("-inf")]
+
+    async def probe() -> None:
+        if time.monotonic() - last[0] < every:
+            return
+        last[0] = time.monotonic()
+        window = window_of(None, None, clock.now(), policy)
+        figures = stats(*await rows(db, window), window, Scope())
+        for name in RATES:
+            value = figures[name]["rate"]
+            metrics.child(metrics.rates, (name,)).set(float("nan") if value is None else value)
+
+    return probe
+
+
 def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRouter:
     api = APIRouter(prefix="/v1/ops", tags=["ops"])
-
-    async def rows(window: Window, **only: Any) -> tuple[Sequence[Any], Sequence[Any], Sequence[Any]]:
-        """The cases the filters keep that may have anything in the window (every case still
-        open, and the closed ones touched since `since`), their assignments and history."""
-        query = select(cases.c.case_id, cases.c.category, cases.c.created_at).where(
-            cases.c.created_at < window.until, or_(~cases.c.closed, cases.c.updated_at >= window.since)
-        )
-        for name, value in only.items():
-            if value is not None:
-                query = query.where(cases.c[f"{name}_id" if name in ("street", "community") else name] == value)
-        async with db.sessions() as s:
-            kept = (await s.execute(query)).all()
-            ids = [r.case_id for r in kept]
-            if not ids:
-                return kept, [], []
-            given = (await s.execute(select(assignments).where(among(s, assignments.c.case_id, ids)))).all()
-            picked = among(s, history.c.case_id, ids), history.c.type.in_(FIGURE_EVENTS)
-            trail = (await s.execute(select(history).where(*picked))).all()
-        return kept, given, trail
 
     @api.get("/stats")
     async def figures(
@@ -116,7 +141,7 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
         ("Figures")."""
         window = window_of(since, until, clock.now(), policy)
         check_places(j, policy, street=street, community=community, unit=unit, category=category)
-        found = await rows(window, street=street, community=community, category=category, priority=priority)
+        found = await rows(db, window, street=street, community=community, category=category, priority=priority)
         scope = Scope(unit=unit, tier=tier and tier.value)
         return {"since": window.since, "until": window.until, **stats(*found, window, scope)}
 
@@ -136,7 +161,7 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
         closed and breached (docs/architecture.md, "Figures")."""
         window = window_of(since, until, clock.now(), policy)
         check_places(j, policy, street=street, community=community, unit=unit, category=category)
-        found = await rows(window, street=street, community=community, category=category, priority=priority)
+        found = await rows(db, window, street=street, community=community, category=category, priority=priority)
         scope = Scope(unit=unit, tier=tier and tier.value)
         zone = policy.calendar.zone
         return {"since": window.since, "until": window.until, "days": daily(*found, window, scope, zone)}
@@ -158,7 +183,7 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
         each unit's figures; as CSV for a spreadsheet with `Accept: text/csv` or `format=csv`."""
         window = window_of(since, until, clock.now(), policy)
         units = [u for u in j.units if u.kind is kind]
-        _cases, given, trail = await rows(window)
+        _cases, given, trail = await rows(db, window)
         ranked = scorecards(given, trail, window, units, policy.scorecard)
         if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
             return _csv(ranked, f"scorecards-{kind.value}-{window.since.date()}-{window.until.date()}.csv")

@@ -80,6 +80,9 @@ class Metrics:
             registry=r,
         )
         self.deadletters = Gauge("gridcall_deadletters", "records parked, per consumer", ["consumer"], registry=r)
+        self.rates = Gauge(
+            "gridcall_rate", "the district's rates over the last 30 days (/v1/ops/stats)", ["rate"], registry=r
+        )
         self._children: dict[tuple[int, Hashable], Any] = {}
         self._probes: list[Probe] = []
 

@@ -4,6 +4,7 @@ moved as the journey says, and its JSON log lines name cases but never a residen
 import io
 import json
 import logging
+import math
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from prometheus_client.parser import text_string_to_metric_families
 
+from dispatcher.figures_api import RATES, rates_probe
 from gridcall.app import build_app
 from services.clock import FrozenClock
 from services.logs import JsonFormatter, about
@@ -96,6 +98,17 @@ async def test_metrics_after_a_journey_count_requests_events_timers_and_deliveri
     assert samples(text, "gridcall_http_requests_total", service="departments", route="/v1/tickets/{ticket_id}/claim")
     assert samples(text, "gridcall_http_requests_total", route="/v1/cases/{case_id}", status="200") >= 1
     assert handled["case_id"] not in text and late["case_id"] not in text  # route templates, never raw paths
+    # the district's rates, as /v1/ops/stats works them out, once the journey is over (the
+    # probe works them out at most once a minute: a fresh one here, as at a scrape a minute on)
+    ctx = client._transport.app.state.ctx
+    probe = rates_probe(ctx.db, clock, ctx.policy, ctx.metrics, every=0)
+    await probe()
+    stats = (await client.get("/v1/ops/stats", headers=bearer(tokens()))).json()
+    text = await scrape(client)
+    for rate in RATES:
+        shown, expected = samples(text, "gridcall_rate", rate=rate), stats[rate]["rate"]
+        assert shown == expected or (expected is None and math.isnan(shown)), rate
+    assert stats["response"]["rate"] == 0.5  # one claimed in time, one let pass its limit
 
     reported = samples(text, "gridcall_events_produced_total", service="intake", type="gridcall.case.reported")
     assert reported == samples(text, "gridcall_events_produced_total", topic=cases, type="gridcall.case.reported") == 2
