@@ -24,6 +24,7 @@ from services.auth import Authenticator, OpsDep
 from services.clock import Clock
 from services.db import Database
 from services.jurisdiction import Jurisdiction
+from services.openapi import problem
 from services.policy import Policy
 
 PACKAGE = "dispatcher.board"
@@ -44,6 +45,19 @@ class StreamTicket(BaseModel):
 def _sse(event: str, data: Any, event_id: int | None = None) -> str:
     body = json.dumps(jsonable_encoder(data), ensure_ascii=False)
     return (f"id: {event_id}\n" if event_id is not None else "") + f"event: {event}\ndata: {body}\n\n"
+
+
+# One Server-Sent Event as a client parses it: `data` is JSON text (a list of breaches for
+# `snapshot`, one breach for `breach`).
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["snapshot", "breach"]},
+        "data": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
 
 
 def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRouter:
@@ -91,7 +105,9 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
         tags=["ops"],
         response_model=str,  # the events' text; typed under text/event-stream
         responses={
-            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "Server-Sent Events"}
+            200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}, "description": "Server-Sent Events"},
+            401: problem("no ticket or ops token, or a bad or expired one: ask for a new ticket"),
+            403: problem("a staff token: the stream is for ops"),
         },
     )
     async def stream(
