@@ -5,10 +5,11 @@ import csv
 import io
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import or_, select
 
 from dispatcher.figures import Scope, Window, daily, scorecards, stats
@@ -124,9 +125,15 @@ def rates_probe(db: Database, clock: Clock, policy: Policy, metrics: Metrics, ev
 def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRouter:
     api = APIRouter(prefix="/v1/ops", tags=["ops"])
 
-    @api.get("/stats")
-    async def figures(
-        _: OpsDep,
+    @dataclass(frozen=True)
+    class Selection:
+        """A window's rows as the filters keep them, and the assignments the figures count."""
+
+        window: Window
+        found: tuple[Sequence[Any], Sequence[Any], Sequence[Any]]
+        scope: Scope
+
+    async def selection(
         since: Since = None,
         until: Until = None,
         street: Street = None,
@@ -135,36 +142,28 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
         category: Annotated[Identifier | None, Query()] = None,
         tier: TierQ = None,
         priority: Annotated[Priority | None, Query()] = None,
-    ) -> dict[str, Any]:
+    ) -> Selection:
+        window = window_of(since, until, clock.now(), policy)
+        check_places(j, policy, street=street, community=community, unit=unit, category=category)
+        found = await rows(db, window, street=street, community=community, category=category, priority=priority)
+        return Selection(window, found, Scope(unit=unit, tier=tier and tier.value))
+
+    Selected = Annotated[Selection, Depends(selection)]
+
+    @api.get("/stats")
+    async def figures(_: OpsDep, chosen: Selected) -> dict[str, Any]:
         """The three rates (三率), closure rates (小事不出网格，大事不出社区), counts, times and
         escalations by cause for a window; each figure as defined in docs/architecture.md
         ("Figures")."""
-        window = window_of(since, until, clock.now(), policy)
-        check_places(j, policy, street=street, community=community, unit=unit, category=category)
-        found = await rows(db, window, street=street, community=community, category=category, priority=priority)
-        scope = Scope(unit=unit, tier=tier and tier.value)
-        return {"since": window.since, "until": window.until, **stats(*found, window, scope)}
+        window = chosen.window
+        return {"since": window.since, "until": window.until, **stats(*chosen.found, window, chosen.scope)}
 
     @api.get("/stats/daily")
-    async def figures_per_day(
-        _: OpsDep,
-        since: Since = None,
-        until: Until = None,
-        street: Street = None,
-        community: CommunityQ = None,
-        unit: UnitQ = None,
-        category: Annotated[Identifier | None, Query()] = None,
-        tier: TierQ = None,
-        priority: Annotated[Priority | None, Query()] = None,
-    ) -> dict[str, Any]:
+    async def figures_per_day(_: OpsDep, chosen: Selected) -> dict[str, Any]:
         """Per day of the policy's time zone, for charts: cases opened, escalated, resolved,
         closed and breached (docs/architecture.md, "Figures")."""
-        window = window_of(since, until, clock.now(), policy)
-        check_places(j, policy, street=street, community=community, unit=unit, category=category)
-        found = await rows(db, window, street=street, community=community, category=category, priority=priority)
-        scope = Scope(unit=unit, tier=tier and tier.value)
-        zone = policy.calendar.zone
-        return {"since": window.since, "until": window.until, "days": daily(*found, window, scope, zone)}
+        window, zone = chosen.window, policy.calendar.zone
+        return {"since": window.since, "until": window.until, "days": daily(*chosen.found, window, chosen.scope, zone)}
 
     @api.get(
         "/scorecards",

@@ -87,6 +87,17 @@ ITEMS = {
 }
 
 
+# The window of a listing: w3 date-times, as the spec (and FixMyStreet's extension) take them.
+DATE_TIME: dict[str, Any] = {"format": "date-time"}
+StartDate = Annotated[
+    str | None,
+    Query(description="w3 date-time with a zone, e.g. 2026-11-01T00:00:00+08:00", json_schema_extra=DATE_TIME),
+]
+EndDate = Annotated[
+    str | None, Query(description="w3 date-time; at most 90 days after start_date", json_schema_extra=DATE_TIME)
+]
+
+
 # --- rendering: one structure, two formats ------------------------------------------------
 
 
@@ -592,19 +603,8 @@ def router(
         service_code: Annotated[
             str | None, Query(description="comma-separated service codes", pattern=STORABLE_PATTERN)
         ] = None,
-        start_date: Annotated[
-            str | None,
-            Query(
-                description="w3 date-time with a zone, e.g. 2026-11-01T00:00:00+08:00",
-                json_schema_extra={"format": "date-time"},
-            ),
-        ] = None,
-        end_date: Annotated[
-            str | None,
-            Query(
-                description="w3 date-time; at most 90 days after start_date", json_schema_extra={"format": "date-time"}
-            ),
-        ] = None,
+        start_date: StartDate = None,
+        end_date: EndDate = None,
         status: Annotated[
             str | None,
             Query(
@@ -664,19 +664,8 @@ def router(
     async def request_updates(
         request: Request,
         fmt: Format,
-        start_date: Annotated[
-            str | None,
-            Query(
-                description="w3 date-time with a zone, e.g. 2026-11-01T00:00:00+08:00",
-                json_schema_extra={"format": "date-time"},
-            ),
-        ] = None,
-        end_date: Annotated[
-            str | None,
-            Query(
-                description="w3 date-time; at most 90 days after start_date", json_schema_extra={"format": "date-time"}
-            ),
-        ] = None,
+        start_date: StartDate = None,
+        end_date: EndDate = None,
     ) -> Response:
         async def produce() -> list[dict[str, Any]]:
             await rate_limit.hit(request)
