@@ -19,8 +19,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)                 ## all services in one process on http://127.0.0.1:8000
 	$(BIN)/gridcall run
 
+# The suite's frozen clock moved years from today (tests/support/clock.py): the whole suite runs with
+# it years back, and the tests on it once more years ahead, so that nothing that mixes the injected
+# clock with the wall clock passes on the day it was written and fails on another.
+CLOCK_YEARS ?= 7
+
 test: $(STAMP) chromium asyncapi-specs  ## the whole suite: unit, integration (PostgreSQL + broker), e2e
-	$(BIN)/pytest -q
+	GRIDCALL_TEST_CLOCK_YEARS=-$(CLOCK_YEARS) $(BIN)/pytest -q
+	GRIDCALL_TEST_CLOCK_YEARS=+$(CLOCK_YEARS) $(BIN)/pytest -q -m frozen_clock
 
 unit: $(STAMP) asyncapi-specs
 	$(BIN)/pytest -q tests/unit

@@ -44,7 +44,6 @@ class Accounts:
             staff_id=account.staff_id,
             name=account.name,
             duty=account.role,
-            now=self.clock.now(),
             ttl=timedelta(days=days),
         )
 

@@ -154,7 +154,7 @@ def token_issue(
     if unit is None:
         settings = _settings()
         auth = _checked(lambda: _authenticator(settings, load_jurisdiction(settings.jurisdiction_file)))
-        typer.echo(auth.issue("ops", name=name, now=SystemClock().now(), ttl=timedelta(days=days)))
+        typer.echo(auth.issue("ops", name=name, ttl=timedelta(days=days)))
         return
 
     async def issue(accounts: Accounts) -> str:
@@ -267,7 +267,7 @@ def _with_accounts(work: Callable[[Accounts], Awaitable[T]]) -> T:
 
 
 def _authenticator(settings: Settings, j: Jurisdiction) -> Authenticator:
-    return Authenticator(settings.signing_key(), units=[u.id for u in j.units])
+    return Authenticator(settings.signing_key(), SystemClock(), units=[u.id for u in j.units])
 
 
 @open311_app.command("create")
@@ -383,7 +383,7 @@ Demo handler of {grid.unit_id} (the unit of grid {grid.id}):
 Demo supervisor of {community.unit_id} (sees its grids' tickets):
   {supervisor}
 Ops token:
-  {auth.issue("ops", now=SystemClock().now(), ttl=timedelta(days=30))}
+  {auth.issue("ops", ttl=timedelta(days=30))}
 More people: .venv/bin/gridcall staff add --unit UNIT_ID --name NAME [--role supervisor]   (units: GET {url}/v1/units)
 Tokens are signed with {_secret_source(settings)}.
 """

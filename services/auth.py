@@ -8,12 +8,14 @@ service's to check, on every request (departments/staff.py)."""
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 
 import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.clock import Clock
 
 Role = Literal["staff", "ops"]
 Duty = Literal["handler", "supervisor"]
@@ -37,10 +39,15 @@ class Principal:
 
 class Authenticator:
     """Issues and checks tokens. `units`: the unit ids of the jurisdiction, which a staff token
-    must name; None only where tokens are issued for a unit checked elsewhere (tests)."""
+    must name; None only where tokens are issued for a unit checked elsewhere (tests).
 
-    def __init__(self, secret: str, units: Collection[str] | None = None) -> None:
+    `clock` decides a token's life at both ends: when it is issued and whether it has expired
+    (PyJWT would check `exp` against the wall clock; a token issued by one clock and checked
+    by another lives as long as the two disagree)."""
+
+    def __init__(self, secret: str, clock: Clock, units: Collection[str] | None = None) -> None:
         self._secret = secret
+        self._clock = clock
         self._units = frozenset(units) if units is not None else None
 
     def issue(
@@ -51,10 +58,10 @@ class Authenticator:
         staff_id: str | None = None,
         name: str | None = None,
         duty: Duty = "handler",
-        now: datetime,
         ttl: timedelta = timedelta(days=30),
     ) -> str:
         """A staff token names its person (`staff_id`, an account made by departments/staff.py)."""
+        now = self._clock.now()
         if ttl <= timedelta(0):
             raise ValueError(f"a token's lifetime must be positive, not {ttl}")
         if role == "staff" and not (unit_id and staff_id):
@@ -70,29 +77,20 @@ class Authenticator:
 
     def issue_ticket(self, purpose: str, ttl: timedelta) -> str:
         """A short-lived ticket that opens one thing (`purpose`, its audience) and nothing else:
-        `verify` refuses it as a token, since a token has no audience. Wall time, as for tokens."""
-        now = datetime.now(UTC)
+        `verify` refuses it as a token, since a token has no audience."""
+        now = self._clock.now()
         claims = {"iss": ISSUER, "aud": purpose, "sub": "ops", "iat": now, "exp": now + ttl}
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify_ticket(self, ticket: str, purpose: str) -> None:
         try:
-            jwt.decode(
-                ticket,
-                self._secret,
-                algorithms=["HS256"],
-                issuer=ISSUER,
-                audience=purpose,
-                options={"require": [*REQUIRED_CLAIMS, "aud"]},
-            )
+            self._decode(ticket, audience=purpose, require=[*REQUIRED_CLAIMS, "aud"])
         except jwt.PyJWTError as exc:
             raise ValueError(f"invalid ticket: {exc}; ask for a new one") from None
 
     def verify(self, token: str) -> Principal:
         try:
-            claims = jwt.decode(
-                token, self._secret, algorithms=["HS256"], issuer=ISSUER, options={"require": REQUIRED_CLAIMS}
-            )
+            claims = self._decode(token, audience=None, require=REQUIRED_CLAIMS)
         except jwt.MissingRequiredClaimError as exc:
             why = "it never expires (no 'exp' claim)" if exc.claim == "exp" else f"it has no {exc.claim!r} claim"
             raise ValueError(f"invalid token: {why}; {REISSUE}") from None
@@ -112,6 +110,27 @@ class Authenticator:
         if role == "ops":
             return Principal("ops", None, name)
         raise ValueError("invalid token: unknown role")
+
+    def _decode(self, token: str, *, audience: str | None, require: list[str]) -> dict[str, Any]:
+        """The claims of a token signed with this secret, with `exp` and `iat` read against this
+        authenticator's clock rather than PyJWT's wall clock."""
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            self._secret,
+            algorithms=["HS256"],
+            issuer=ISSUER,
+            audience=audience,
+            options={"require": require, "verify_exp": False, "verify_iat": False, "verify_nbf": False},
+        )
+        now = self._clock.now().timestamp()
+        exp, iat = claims["exp"], claims["iat"]
+        if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in (exp, iat)):
+            raise jwt.DecodeError("its 'exp' and 'iat' claims must be numbers")
+        if exp <= now:
+            raise jwt.ExpiredSignatureError("Signature has expired")
+        if iat > now:
+            raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")
+        return claims
 
 
 _bearer = HTTPBearer(auto_error=False)

@@ -14,8 +14,8 @@ class SystemClock:
 class FrozenClock:
     """A clock that moves only when told: tests advance time instead of sleeping."""
 
-    def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    def __init__(self, start: datetime) -> None:
+        self._now = start
 
     def now(self) -> datetime:
         return self._now

@@ -26,6 +26,7 @@ def create_engine(url: str, *, application_name: str | None = None, **kwargs: An
 
         def connect() -> sqlite.Connection:
             args, options = engine.dialect.create_connect_args(engine.url)
+            options.setdefault("timeout", sqlite.BUSY_TIMEOUT)
             return sqlite.connect(*args, **options)
 
         engine = create_async_engine(url, async_creator=connect, **kwargs)
@@ -50,9 +51,11 @@ def _sqlite_serialised_writes(engine: AsyncEngine) -> None:
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        # The wait first: switching to WAL takes a lock, and a process opening the file while
-        # another writes (the CLI beside `gridcall run`, a test enrolling staff) must queue.
-        cursor.execute("PRAGMA busy_timeout=30000")
+        # The wait (`sqlite.BUSY_TIMEOUT`) is set as the file opens, before this: switching to
+        # WAL takes a lock, and a process opening the file while another writes (the CLI beside
+        # `gridcall run`, a test enrolling staff) must queue. The migrations make the file on
+        # this same engine, so it is in WAL mode from its first statement on and the switch
+        # here is a no-op: no connection ever races another into WAL.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()

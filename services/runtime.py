@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -97,14 +96,15 @@ def build_context(settings: Settings, *, clock: Clock | None = None, name: str =
     if settings.db_url.startswith("sqlite"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
     jurisdiction = load_jurisdiction(settings.jurisdiction_file)
+    clock = clock or SystemClock()
     return Context(
         settings=settings,
         db=Database(settings.db_url, application_name=name),
         bus=bus,
-        clock=clock or SystemClock(),
+        clock=clock,
         jurisdiction=jurisdiction,
         policy=load_policy(settings.policy_file, jurisdiction),
-        authenticator=Authenticator(settings.signing_key(), units=[u.id for u in jurisdiction.units]),
+        authenticator=Authenticator(settings.signing_key(), clock, units=[u.id for u in jurisdiction.units]),
     )
 
 
@@ -224,7 +224,7 @@ async def _outbox_gauges(store: Store) -> None:
     table = store.outbox
     async with store.db.sessions() as s:
         count, oldest = (await s.execute(select(func.count(), func.min(table.c.created_at)))).one()
-    age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
+    age = (store.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
     m = store.metrics
     m.child(m.outbox_backlog, (store.service,)).set(count)
     m.child(m.outbox_age, (store.service,)).set(max(age, 0.0))

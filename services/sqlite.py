@@ -23,6 +23,10 @@ from typing import Any
 
 import aiosqlite
 
+# How long a statement waits for another connection's write lock before "database is locked":
+# set on every connection as it opens (sqlite3's `timeout`), so a lock is a wait, not an error.
+BUSY_TIMEOUT = 30.0
+
 Row = tuple[Any, ...]
 Description = tuple[tuple[Any, ...], ...] | None
 

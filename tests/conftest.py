@@ -75,3 +75,11 @@ def embedded_settings(tmp_path: Path) -> Settings:
     )
     upgrade(settings.db_url)
     return settings
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests of modules that run on the suite's frozen clock carry the `frozen_clock` marker:
+    `make test` runs them once more with the clock moved the other way (tests/support/clock.py)."""
+    for item in items:
+        if hasattr(getattr(item, "module", None), "frozen_clock"):
+            item.add_marker(pytest.mark.frozen_clock)

@@ -1,7 +1,8 @@
 import asyncio
 
 from alembic import context
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.db import create_engine
 
 config = context.config
 URL = config.attributes["database_url"]
@@ -20,7 +21,7 @@ def _configure(connection) -> None:  # type: ignore[no-untyped-def]
 
 
 async def _run() -> None:
-    engine = create_async_engine(URL)
+    engine = create_engine(URL)  # the services' own: SQLite files are in WAL mode from the start
     async with engine.connect() as conn:
         await conn.run_sync(_configure)
         await conn.commit()

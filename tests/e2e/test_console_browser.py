@@ -74,7 +74,7 @@ def listed(driver: WebDriver, selector: str, timeout: float = 30) -> None:
 
 
 def ops_token() -> str:
-    return Authenticator(TEST_SECRET).issue("ops", now=SystemClock().now(), ttl=timedelta(hours=1))
+    return Authenticator(TEST_SECRET, SystemClock()).issue("ops", ttl=timedelta(hours=1))
 
 
 def attribute(driver: WebDriver, selector: str, name: str) -> str | None:

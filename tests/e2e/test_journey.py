@@ -7,6 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.auth import Authenticator
+from services.clock import SystemClock
 from tests.support.cluster import distributed, embedded
 from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report, open_ticket
 from tests.support.staff import person, signed
@@ -129,7 +130,7 @@ async def test_embedded_loop_survives_kill_9(tmp_path):
             view = await case_in_status(client, case, "assigned")
             assert (view["tier"], view["unit_id"]) == ("community", "U-C3")
 
-            ops = signed(Authenticator(TEST_SECRET))
+            ops = signed(Authenticator(TEST_SECRET, SystemClock()))
             staff = await person(client, ops, "U-C3", "Community clerk")
             ticket = await open_ticket(client, "U-C3", staff, case["case_id"])
             gridcall.kill()  # between filing and claiming

@@ -13,12 +13,12 @@ from sqlalchemy import select
 
 from departments.bootstrap import bootstrap as departments_bootstrap
 from departments.tables import deliveries, outbox
-from services.clock import FrozenClock
 from services.events import CaseContactGiven, CaseReopened
 from services.runtime import Context, build_context
 from services.settings import Settings
 from tests.integration.test_set_based_consumers import as_one_batch, assigned, records, unassigned
 from tests.support.adapters import district_with_adapters, secret_env
+from tests.support.clock import frozen_clock
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ async def ctx(base, tmp_path, monkeypatch) -> AsyncIterator[Context]:
     district = district_with_adapters(tmp_path / "district.yaml", {"U-G11": adapter})
     monkeypatch.setenv(secret_env("U-G11"), "whsec_" + "A" * 44)
     settings = base.model_copy(update={"jurisdiction_file": district})
-    context = build_context(settings, clock=FrozenClock())
+    context = build_context(settings, clock=frozen_clock())
     yield context
     await context.db.dispose()
 

@@ -35,9 +35,7 @@ def reported(case_id: str, category: str = "garbage") -> CaseReported:
 async def dispatcher(pg_settings):
     """The dispatcher in-process, its consumer running on the broker, and an ops client."""
     app = build_app(pg_settings, ["dispatcher"])
-    ops = Authenticator(pg_settings.secret_key.get_secret_value()).issue(
-        "ops", now=SystemClock().now(), ttl=timedelta(hours=1)
-    )
+    ops = Authenticator(pg_settings.secret_key.get_secret_value(), SystemClock()).issue("ops", ttl=timedelta(hours=1))
     async with (
         LifespanManager(app),
         httpx.AsyncClient(
@@ -137,7 +135,7 @@ async def test_a_record_that_fails_again_stays_parked_with_the_new_error(dispatc
 async def test_ops_endpoints_need_an_ops_token_and_a_known_consumer(dispatcher, pg_settings):
     _, ops = dispatcher
     assert (await ops.get("/v1/ops/deadletters", headers={"Authorization": ""})).status_code == 401
-    staff = signed(Authenticator(pg_settings.secret_key.get_secret_value()), "U-G11")
+    staff = signed(Authenticator(pg_settings.secret_key.get_secret_value(), SystemClock()), "U-G11")
     assert (await ops.post("/v1/ops/deadletters/redrive", headers=bearer(staff))).status_code == 403
     r = await ops.get("/v1/ops/deadletters", params={"consumer": "nobody"})
     assert r.status_code == 404 and r.json()["detail"].endswith(".dispatcher")

@@ -22,7 +22,6 @@ from dispatcher.tables import assignments, cases, history
 from services import edge
 from services.auth import Authenticator
 from services.bulk import insert_rows
-from services.clock import FrozenClock, SystemClock
 from services.db import Database
 from services.events import (
     CaseAssigned,
@@ -53,6 +52,7 @@ from services.events import (
 from services.jurisdiction import UnitKind
 from services.policy import load_policy
 from services.settings import Settings
+from tests.support.clock import frozen_clock
 from tests.support.journey import TEST_SECRET, bearer
 from tests.support.staff import demo_jurisdiction
 
@@ -334,11 +334,11 @@ async def client(simulated: Simulation, pg_url: str) -> AsyncIterator[httpx.Asyn
     db = Database(pg_url)
     app = FastAPI()
     edge.install(app, {})
-    app.state.authenticator = Authenticator(TEST_SECRET, units=[u.id for u in simulated.j.units])
-    app.include_router(figures_api.router(db, FrozenClock(NOW), simulated.j, simulated.policy))
-    app.include_router(api.router(db, FrozenClock(NOW), simulated.j, simulated.policy))
+    app.state.authenticator = Authenticator(TEST_SECRET, frozen_clock(NOW), units=[u.id for u in simulated.j.units])
+    app.include_router(figures_api.router(db, frozen_clock(NOW), simulated.j, simulated.policy))
+    app.include_router(api.router(db, frozen_clock(NOW), simulated.j, simulated.policy))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c:
-        c.headers.update(bearer(app.state.authenticator.issue("ops", now=SystemClock().now(), ttl=timedelta(hours=1))))
+        c.headers.update(bearer(app.state.authenticator.issue("ops", ttl=timedelta(hours=1))))
         yield c
     await db.dispose()
 

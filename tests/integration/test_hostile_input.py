@@ -81,7 +81,7 @@ async def stack(settings) -> AsyncIterator[Stack]:
     ):
         key = await create_api_key(app.state.ctx.db, SystemClock(), "hostile tests")
         tokens = await enrol(settings.db_url, TEST_SECRET)
-        yield Stack(settings.db_url.split(":")[0], app, client, Authenticator(TEST_SECRET), key, tokens)
+        yield Stack(settings.db_url.split(":")[0], app, client, Authenticator(TEST_SECRET, SystemClock()), key, tokens)
 
 
 @pytest.fixture(scope="module")

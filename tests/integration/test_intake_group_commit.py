@@ -16,9 +16,9 @@ from intake import tables
 from intake.bootstrap import bootstrap as intake_bootstrap
 from intake.domain import IdempotencyConflict, Report, check_report
 from intake.filing import ReportWriter
-from services.clock import FrozenClock
 from services.events import Envelope, Location, Priority
 from services.runtime import Context, build_context
+from tests.support.clock import frozen_clock
 from tests.support.statements import statements
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def settings(request):
 @pytest.fixture
 async def ctx(settings):
     start = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=10 * next(TEST_DAYS))
-    context = build_context(settings, clock=FrozenClock(start))
+    context = build_context(settings, clock=frozen_clock(start))
     yield context
     await context.db.dispose()
 

@@ -18,7 +18,6 @@ from intake.tables import case_views, timeline
 from notifier.bootstrap import bootstrap as notifier_bootstrap
 from notifier.tables import deliveries, notifications
 from services.bus import Record
-from services.clock import FrozenClock
 from services.events import (
     CaseAssigned,
     CaseCancelRefused,
@@ -40,6 +39,7 @@ from services.events import (
 from services.messaging import Consumer, Envelope
 from services.runtime import Context, build_context
 from services.settings import Settings
+from tests.support.clock import frozen_clock
 from tests.support.statements import statements
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ def settings(request: pytest.FixtureRequest) -> Settings:
 
 @pytest.fixture
 async def ctx(settings: Settings) -> AsyncIterator[Context]:
-    context = build_context(settings, clock=FrozenClock())
+    context = build_context(settings, clock=frozen_clock())
     yield context
     await context.db.dispose()
 
@@ -76,7 +76,7 @@ async def as_one_batch(consumer: Consumer, batch: list[Record]) -> None:
 
 
 def assigned(case_id: str, assignment_id: str, *, role: Role = Role.LEAD, unit: str = "U-G11") -> CaseAssigned:
-    now = FrozenClock().now()
+    now = frozen_clock().now()
     return CaseAssigned(
         case_id=case_id,
         assignment_id=assignment_id,
@@ -166,12 +166,12 @@ async def test_a_batch_of_ticket_events_ends_as_one_by_one(ctx, handle):
 
 
 EXPECTED_TICKETS = [
-    ("a1", "a", "U-G11", "lead", 3, "withdrawn", "escalated", FrozenClock().now()),
+    ("a1", "a", "U-G11", "lead", 3, "withdrawn", "escalated", frozen_clock().now()),
     ("a2", "a", "D-SAN", "co", 3, "open", None, None),
-    ("b1", "b", "U-G11", "lead", 1, "withdrawn", "returned", FrozenClock().now()),
+    ("b1", "b", "U-G11", "lead", 1, "withdrawn", "returned", frozen_clock().now()),
     ("b2", "b", "U-G11", "lead", 1, "open", None, None),
     ("c1", "c", "U-G11", "lead", 1, "open", None, None),
-    ("d1", "d", "U-G11", "lead", 5, "withdrawn", "escalated", FrozenClock().now()),
+    ("d1", "d", "U-G11", "lead", 5, "withdrawn", "escalated", frozen_clock().now()),
     ("d2", "d", "U-G11", "lead", 5, "open", None, None),
 ]
 
@@ -220,7 +220,7 @@ async def test_a_ticket_the_database_refuses_is_the_only_record_dead_lettered(ct
 
 def notice_events(run: str) -> list[Event]:
     i = ids(run)
-    now = FrozenClock().now()
+    now = frozen_clock().now()
     return [
         assigned(i("a"), i("a1")),
         CaseSlaWarning(

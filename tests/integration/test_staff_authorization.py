@@ -197,7 +197,7 @@ async def desk(pg_url, broker) -> AsyncIterator[Desk]:
         LifespanManager(app, startup_timeout=60),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall", timeout=30) as client,
     ):
-        ops = bearer(Authenticator(TEST_SECRET).issue("ops", now=SystemClock().now(), ttl=timedelta(hours=1)))
+        ops = bearer(Authenticator(TEST_SECRET, SystemClock()).issue("ops", ttl=timedelta(hours=1)))
         desk = Desk(client, {"anonymous": {}, "garbage": bearer("not-a-token"), "ops": ops}, {}, ops)
         for caller, (role, unit, name) in PEOPLE.items():
             account = await desk.account(role, unit, name)

@@ -15,6 +15,7 @@ from services.clock import FrozenClock
 from services.db import Database
 from services.messaging import Store
 from services.runtime import build_context
+from tests.support.clock import frozen_clock
 from tests.support.seed import seed_cases
 
 pytestmark = pytest.mark.integration
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def ctx(pg_settings):
-    context = build_context(pg_settings, clock=FrozenClock())
+    context = build_context(pg_settings, clock=frozen_clock())
     yield context
     await context.db.dispose()
 

@@ -11,7 +11,7 @@ import httpx
 from departments.staff import Accounts, StaffRole
 from gridcall import migrate as migrations
 from services.auth import Authenticator
-from services.clock import SystemClock
+from services.clock import Clock, SystemClock
 from services.db import Database
 from services.jurisdiction import Jurisdiction, load_jurisdiction
 from services.settings import Settings
@@ -24,15 +24,22 @@ def demo_jurisdiction() -> Jurisdiction:
 
 
 async def enrol(
-    db_url: str, secret: str, units: Iterable[str] | None = None, role: StaffRole = StaffRole.HANDLER
+    db_url: str,
+    secret: str,
+    units: Iterable[str] | None = None,
+    role: StaffRole = StaffRole.HANDLER,
+    *,
+    clock: Clock | None = None,
 ) -> Tokens:
     """A person of `role` in each unit (all the district's by default), made if missing; the
-    schema must be in place (a started app, or `migrations.upgrade`)."""
+    schema must be in place (a started app, or `migrations.upgrade`). `clock`: the app's, which
+    dates the accounts and the tokens (the wall clock's by default)."""
     j = demo_jurisdiction()
-    auth = Authenticator(secret, units=[u.id for u in j.units])
+    clock = clock or SystemClock()
+    auth = Authenticator(secret, clock, units=[u.id for u in j.units])
     db = Database(db_url)
     try:
-        accounts = Accounts(db, SystemClock(), auth, j)
+        accounts = Accounts(db, clock, auth, j)
         made = {}
         for unit_id in units if units is not None else [u.id for u in j.units]:
             made[unit_id] = await accounts.named(unit_id, f"{role.value} of {unit_id}", create=True, role=role)
@@ -41,8 +48,10 @@ async def enrol(
 
     def token(unit_id: str | None = None) -> str:
         if unit_id is None:
-            return auth.issue("ops", now=SystemClock().now(), ttl=timedelta(hours=1))
-        return accounts.token(made[unit_id], days=1)
+            return auth.issue("ops", ttl=timedelta(days=30))
+        return accounts.token(
+            made[unit_id], days=30
+        )  # as `gridcall staff add` does: long enough for tests that move the clock days on
 
     return token
 
@@ -56,10 +65,9 @@ def enrol_now(db_url: str, secret: str, units: Iterable[str] | None = None) -> T
 def signed(auth: Authenticator, unit_id: str | None = None) -> str:
     """A correctly signed token with no account behind it: enough for services that check the
     signature alone (intake's household flag); departments refuses it (401)."""
-    now = SystemClock().now()
     if unit_id is None:
-        return auth.issue("ops", now=now, ttl=timedelta(hours=1))
-    return auth.issue("staff", unit_id=unit_id, staff_id=f"st-unenrolled-{unit_id}", now=now, ttl=timedelta(hours=1))
+        return auth.issue("ops", ttl=timedelta(hours=1))
+    return auth.issue("staff", unit_id=unit_id, staff_id=f"st-unenrolled-{unit_id}", ttl=timedelta(hours=1))
 
 
 async def person(client: httpx.AsyncClient, ops_token: str, unit_id: str, name: str, role: str = "handler") -> str:

@@ -17,11 +17,11 @@ from departments.adapters.retries import Verdict
 from departments.adapters.signing import key_of, new_secret
 from departments.adapters.webhooks import Webhooks
 from departments.tables import deliveries
-from services.clock import FrozenClock
 from services.db import Database
 from services.jurisdiction import load_jurisdiction
 from services.settings import parse_schedule
 from tests.support.adapters import district_with_adapters
+from tests.support.clock import frozen_clock
 
 SCHEDULE = [0.0, 5.0, 300.0]
 SECRET = new_secret()
@@ -131,7 +131,7 @@ async def states(db) -> dict[str, tuple[str, int, int | None]]:
 
 
 async def test_in_order_per_case_retried_then_dead_then_redriven_once(db, ops_of):
-    clock = FrozenClock()
+    clock = frozen_clock()
     dept = Department(m1=[503, 503, 503], m3=[503])
     hooks = worker(db, clock, dept)
     await pending(db, clock, ("m1", "C1"), ("m2", "C1"), ("m3", "C2"))
@@ -163,7 +163,7 @@ async def test_in_order_per_case_retried_then_dead_then_redriven_once(db, ops_of
 
 
 async def test_retry_after_sets_the_next_attempt(db, ops_of):
-    clock = FrozenClock()
+    clock = frozen_clock()
     hooks = worker(db, clock, Department(headers={"Retry-After": "120"}, m1=[429]))
     await pending(db, clock, ("m1", "C1"))
     await hooks.deliver_due("D-BUS")
@@ -176,7 +176,7 @@ async def test_retry_after_sets_the_next_attempt(db, ops_of):
 
 
 async def test_410_switches_the_adapter_off_until_ops_switch_it_on(db, ops_of, caplog):
-    clock = FrozenClock()
+    clock = frozen_clock()
     dept = Department(m1=[410])
     hooks = worker(db, clock, dept)
     await pending(db, clock, ("m1", "C1"))

@@ -12,8 +12,8 @@ from asgi_lifespan import LifespanManager
 from departments.adapters.signing import new_secret
 from gridcall.app import build_app
 from services.bus import Message
-from services.clock import FrozenClock
 from tests.support.adapters import NOWHERE, district_with_adapters, signed, update
+from tests.support.clock import frozen_clock
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.staff import enrol
 from tests.support.waiting import eventually
@@ -38,14 +38,14 @@ async def stack(embedded_settings, tmp_path, monkeypatch):
             "D-POWER": {"url": NOWHERE, "secret_env": "TEST_ADAPTER_D_POWER"},
         },
     )
-    clock = FrozenClock()
+    clock = frozen_clock()
     settings = embedded_settings.model_copy(update={"jurisdiction_file": district})
     app = build_app(settings, clock=clock)
     async with (
         LifespanManager(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
     ):
-        token = await enrol(settings.db_url, settings.secret_key.get_secret_value())
+        token = await enrol(settings.db_url, settings.secret_key.get_secret_value(), clock=clock)
         yield client, token, clock, app
 
 

@@ -92,7 +92,7 @@ async def test_the_ops_case_and_the_notifications_are_typed_and_their_answers_fi
     assert notifications["items"] == {"$ref": "#/components/schemas/Notification"}
 
     app = build_app(embedded_settings)
-    ops = bearer(Authenticator(embedded_settings.signing_key()).issue("ops", now=SystemClock().now()))
+    ops = bearer(Authenticator(embedded_settings.signing_key(), SystemClock()).issue("ops"))
     async with (
         LifespanManager(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,

@@ -9,6 +9,7 @@ from sqlalchemy.exc import DBAPIError
 from gridcall.app import build_app
 from services import edge
 from services.auth import Authenticator
+from services.clock import SystemClock
 from services.settings import Settings
 from tests.support.journey import STREETLIGHT_G11, TEST_SECRET, bearer
 from tests.support.servers import free_port
@@ -93,7 +94,7 @@ def nowhere(tmp_path) -> Settings:
     ],
 )
 async def test_every_service_answers_503_when_the_database_is_away(nowhere, method, path, body, unit):
-    auth = Authenticator(TEST_SECRET)
+    auth = Authenticator(TEST_SECRET, SystemClock())
     headers = {"X-Tracking-Token": "t"}
     if unit:
         role = "ops" if unit == "ops" else "staff"

@@ -27,7 +27,7 @@ async def client(embedded_settings):
         LifespanManager(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c,
     ):
-        c.auth_ = Authenticator(embedded_settings.secret_key.get_secret_value())  # type: ignore[attr-defined]
+        c.auth_ = Authenticator(embedded_settings.secret_key.get_secret_value(), SystemClock())  # type: ignore[attr-defined]
         c.tokens_ = await enrol(embedded_settings.db_url, embedded_settings.secret_key.get_secret_value())  # type: ignore[attr-defined]
         yield c
 
@@ -195,8 +195,8 @@ async def test_staff_endpoints_need_a_valid_token(client):
     assert (await client.get("/v1/units/U-G11/tickets")).status_code == 401
     r = await client.get("/v1/units/U-G11/tickets", headers=bearer("forged.token.value"))
     assert r.status_code == 401
-    forged = Authenticator("another-secret-of-the-right-length-0123").issue(
-        "staff", unit_id="U-G11", staff_id="st-forged", now=SystemClock().now()
+    forged = Authenticator("another-secret-of-the-right-length-0123", SystemClock()).issue(
+        "staff", unit_id="U-G11", staff_id="st-forged"
     )
     assert (await client.get("/v1/units/U-G11/tickets", headers=bearer(forged))).status_code == 401
     r = await client.get("/v1/notifications", params={"case_id": "x"}, headers=bearer(token(client, "U-G11")))

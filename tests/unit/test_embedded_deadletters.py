@@ -30,8 +30,8 @@ async def test_one_app_lists_and_redrives_the_dead_letters_of_every_service(embe
     await dispatcher.store.park(dispatcher.name, Record("t", 0, 1, "parked-case", good), RuntimeError("was a bug"))
     await notifier.store.park(notifier.name, Record("t", 0, 2, "junk", b"junk"), ValueError("not an event"))
 
-    ops = Authenticator(embedded_settings.secret_key.get_secret_value()).issue(
-        "ops", now=SystemClock().now(), ttl=timedelta(hours=1)
+    ops = Authenticator(embedded_settings.secret_key.get_secret_value(), SystemClock()).issue(
+        "ops", ttl=timedelta(hours=1)
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gridcall", headers=bearer(ops)) as c:

@@ -12,9 +12,9 @@ from notifier.bootstrap import bootstrap
 from notifier.channels import LogChannel, WebhookChannel
 from notifier.handlers import deliver_due
 from notifier.tables import deliveries, notifications
-from services.clock import FrozenClock
 from services.events import CaseResolved, Envelope
 from services.runtime import build_context
+from tests.support.clock import frozen_clock
 from tests.support.servers import free_port
 from tests.support.waiting import eventually
 
@@ -54,7 +54,7 @@ def settings(request):
 
 
 async def test_a_resolution_reaches_the_webhook_after_a_failed_attempt(settings, webhook):
-    clock = FrozenClock()
+    clock = frozen_clock()
     ctx = build_context(settings.model_copy(update={"notifier_webhook_url": webhook.url}), clock=clock)
     parts = bootstrap(ctx)
     consumer = parts.consumers[0]
@@ -83,7 +83,7 @@ async def test_a_resolution_reaches_the_webhook_after_a_failed_attempt(settings,
 
 async def test_due_deliveries_go_out_a_batch_at_a_time_each_once(settings, webhook):
     """A batch is sent together and marked in one statement: every delivery once, attempt 1."""
-    clock = FrozenClock()
+    clock = frozen_clock()
     ctx = build_context(settings.model_copy(update={"notifier_webhook_url": webhook.url}), clock=clock)
     parts = bootstrap(ctx)
     handle = parts.consumers[0].handlers[CaseResolved]

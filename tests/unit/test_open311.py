@@ -2,7 +2,7 @@
 resource in JSON and XML, the spec's fields and error format, in-process on the embedded stack."""
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, timedelta
 from xml.etree import ElementTree
 
 import httpx
@@ -17,7 +17,8 @@ from gridcall.app import build_app
 from gridcall.cli import app as cli
 from intake.keys import create_api_key
 from intake.tables import case_views
-from services.clock import FrozenClock, SystemClock
+from services.clock import SystemClock
+from tests.support.clock import frozen_clock, local, local_midnight
 from tests.support.journey import bearer, open_ticket
 from tests.support.staff import enrol
 from tests.support.waiting import eventually
@@ -47,7 +48,7 @@ W3 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$"
 
 @pytest.fixture
 async def open311(embedded_settings):
-    clock = FrozenClock()
+    clock = frozen_clock()
     app = build_app(embedded_settings.model_copy(update={"timer_interval": 0.05}), clock=clock)
     async with (
         LifespanManager(app),
@@ -56,7 +57,9 @@ async def open311(embedded_settings):
         ctx = app.state.ctx
         client.clock, client.db, client.unit = clock, ctx.db, ctx.jurisdiction.unit  # type: ignore[attr-defined]
         # tokens are checked against the wall clock, not the test's frozen one
-        client.staff = await enrol(embedded_settings.db_url, embedded_settings.secret_key.get_secret_value())  # type: ignore[attr-defined]
+        client.staff = await enrol(
+            embedded_settings.db_url, embedded_settings.secret_key.get_secret_value(), clock=clock
+        )  # type: ignore[attr-defined]
         client.key = await create_api_key(ctx.db, clock, "test app")  # type: ignore[attr-defined]
         yield client
 
@@ -190,7 +193,7 @@ async def test_a_posted_request_is_a_case_with_every_field_the_spec_lists(open31
     assert (req["lat"], req["long"]) == (30.505, 114.305)
     for field in ("requested_datetime", "updated_datetime", "expected_datetime"):
         assert req[field] is not None and req[field].endswith("+08:00"), field
-    assert req["requested_datetime"] == "2026-11-02T17:00:00+08:00"
+    assert req["requested_datetime"] == local().isoformat()
     assert "wang" not in r.text.lower() + str(req).lower()  # contact details are never published
 
     root = xml(await open311.get(f"{V2}/requests/{case_id}.xml"))
@@ -257,9 +260,10 @@ async def test_requests_are_listed_with_the_specs_filters_and_defaults(open311):
     assert await listed(service_code="streetlight,noise") == [light]
     assert await listed(status="open") == [garbage, light] and await listed(status="closed") == []
     assert await listed(service_request_id=f"{old},{light}", status="closed") == [light, old]  # overrides the rest
-    assert await listed(start_date="2026-11-01T00:00:00Z", end_date="2026-11-03T00:00:00+08:00") == [old]
-    assert await listed(end_date="2026-11-10T00:00:00Z") == [old]
-    r = await open311.get(f"{V2}/requests.xml", params={"start_date": "2027-02-11T00:00:00Z"})
+    window = {"start_date": local_midnight(-1).astimezone(UTC).isoformat(), "end_date": local_midnight(1).isoformat()}
+    assert await listed(**window) == [old]
+    assert await listed(end_date=local(8).astimezone(UTC).isoformat()) == [old]
+    r = await open311.get(f"{V2}/requests.xml", params={"start_date": local(101).astimezone(UTC).isoformat()})
     assert [q.findtext("service_request_id") for q in xml(r).findall("request")] == []
 
     bad = [

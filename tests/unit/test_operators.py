@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher.figures_api import RATES, rates_probe
 from gridcall.app import build_app
-from services.clock import FrozenClock
 from services.logs import JsonFormatter, about
 from services.metrics import Metrics
+from tests.support.clock import frozen_clock
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.staff import enrol
 from tests.support.waiting import eventually
@@ -29,14 +29,14 @@ G11 = {"lat": 30.505, "lon": 114.305}
 
 @pytest.fixture
 async def stack(embedded_settings):
-    clock = FrozenClock()
+    clock = frozen_clock()
     settings = embedded_settings.model_copy(update={"timer_interval": 0.05})
     app = build_app(settings, clock=clock)
     async with (
         LifespanManager(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
     ):
-        tokens = await enrol(settings.db_url, settings.secret_key.get_secret_value(), ["U-G11"])
+        tokens = await enrol(settings.db_url, settings.secret_key.get_secret_value(), ["U-G11"], clock=clock)
         yield client, tokens, clock, settings
 
 

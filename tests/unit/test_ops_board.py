@@ -16,7 +16,7 @@ import uvicorn
 from asgi_lifespan import LifespanManager
 
 from gridcall.app import build_app
-from services.clock import FrozenClock
+from tests.support.clock import frozen_clock
 from tests.support.journey import bearer, file_report, open_ticket
 from tests.support.staff import enrol
 from tests.support.waiting import eventually
@@ -26,11 +26,11 @@ IN_G11 = {"lat": 30.505, "lon": 114.305}
 
 @pytest.fixture
 async def stack(embedded_settings):
-    clock = FrozenClock()
+    clock = frozen_clock()
     settings = embedded_settings.model_copy(update={"timer_interval": 0.05})
     app = build_app(settings, clock=clock)
     async with LifespanManager(app), served(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
-        token = await enrol(settings.db_url, settings.secret_key.get_secret_value())
+        token = await enrol(settings.db_url, settings.secret_key.get_secret_value(), clock=clock)
         yield client, token, clock
 
 

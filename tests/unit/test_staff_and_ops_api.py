@@ -8,7 +8,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from gridcall.app import build_app
-from services.clock import FrozenClock
+from tests.support.clock import frozen_clock, local, local_midnight
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.staff import enrol
 from tests.support.waiting import eventually
@@ -18,7 +18,7 @@ IN_G11 = {"lat": 30.505, "lon": 114.305}
 
 @pytest.fixture
 async def stack(embedded_settings):
-    clock = FrozenClock()
+    clock = frozen_clock()
     settings = embedded_settings.model_copy(update={"timer_interval": 0.05})
     app = build_app(settings, clock=clock)
     async with (
@@ -26,7 +26,7 @@ async def stack(embedded_settings):
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
     ):
         # tokens are checked against the wall clock, not the test's frozen one
-        token = await enrol(settings.db_url, settings.secret_key.get_secret_value())
+        token = await enrol(settings.db_url, settings.secret_key.get_secret_value(), clock=clock)
         yield client, token, clock
 
 
@@ -315,9 +315,9 @@ async def test_ops_stats_count_a_journey_and_refuse_bad_windows_and_unknown_plac
     assert "time zone" in problem(daily, "until")
     daily = await client.get("/v1/ops/stats/daily", params={"unit": "U-MARS"}, headers=ops)
     assert "U-MARS" in problem(daily, "unit")
-    window = {"since": "2026-11-02T00:00:00+08:00", "until": "2026-11-03T00:00:00+08:00"}
+    window = {"since": local_midnight().isoformat(), "until": local_midnight(1).isoformat()}
     [today] = (await client.get("/v1/ops/stats/daily", params=window, headers=ops)).json()["days"]
-    assert (today["day"], today["opened"], today["resolved"]) == ("2026-11-02", 1, 1)
+    assert (today["day"], today["opened"], today["resolved"]) == (local().date().isoformat(), 1, 1)
     assert (await client.get("/v1/ops/stats", headers=bearer(token("U-G11")))).status_code == 403
 
     cards = await client.get("/v1/ops/scorecards", params={"kind": "grid", "format": "csv"}, headers=ops)

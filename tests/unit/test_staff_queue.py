@@ -11,7 +11,7 @@ from asgi_lifespan import LifespanManager
 
 from departments.staff import StaffRole
 from gridcall.app import build_app
-from services.clock import FrozenClock
+from tests.support.clock import frozen_clock
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.staff import enrol
 from tests.support.waiting import eventually
@@ -27,7 +27,7 @@ def spot(i: int) -> dict[str, float]:
 
 @pytest.fixture
 async def stack(embedded_settings):
-    clock = FrozenClock()
+    clock = frozen_clock()
     settings = embedded_settings.model_copy(update={"timer_interval": 0.05})
     app = build_app(settings, clock=clock)
     secret = settings.secret_key.get_secret_value()
@@ -35,8 +35,8 @@ async def stack(embedded_settings):
         LifespanManager(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
     ):
-        handlers = await enrol(settings.db_url, secret)
-        supervisors = await enrol(settings.db_url, secret, ["U-C1", "U-S1"], role=StaffRole.SUPERVISOR)
+        handlers = await enrol(settings.db_url, secret, clock=clock)
+        supervisors = await enrol(settings.db_url, secret, ["U-C1", "U-S1"], role=StaffRole.SUPERVISOR, clock=clock)
         yield client, handlers, supervisors, clock
 
 

@@ -3,7 +3,7 @@ reads in the source (the embedded default is a random key kept in the data direc
 
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
@@ -18,6 +18,7 @@ from services.auth import Authenticator
 from services.clock import SystemClock
 from services.runtime import build_context
 from services.settings import Settings
+from tests.support.clock import frozen_clock
 from tests.support.journey import TEST_SECRET, bearer
 
 SECRET_FILE = "secret_key"  # in the data directory (GRIDCALL_VAR_DIR)
@@ -67,7 +68,7 @@ async def test_an_expired_token_is_refused_and_the_answer_says_so(client):
 
 
 async def test_a_staff_token_for_a_unit_that_does_not_exist_is_refused(client):
-    nope = Authenticator(TEST_SECRET).issue("staff", unit_id="U-NOPE", staff_id="st-1", now=SystemClock().now())
+    nope = Authenticator(TEST_SECRET, SystemClock()).issue("staff", unit_id="U-NOPE", staff_id="st-1")
     r = await client.get("/v1/units/U-NOPE/tickets", headers=bearer(nope))
     assert r.status_code == 401, r.text
     assert "'U-NOPE' does not exist in this jurisdiction" in r.json()["detail"]
@@ -76,16 +77,16 @@ async def test_a_staff_token_for_a_unit_that_does_not_exist_is_refused(client):
 
 
 def test_the_authenticator_refuses_to_issue_a_token_that_is_born_expired_or_for_no_unit():
-    auth = Authenticator(TEST_SECRET, units=["U-G11"])
-    now = SystemClock().now()
+    auth = Authenticator(TEST_SECRET, SystemClock(), units=["U-G11"])
+    SystemClock().now()
     for ttl in (timedelta(0), timedelta(days=-5)):
         with pytest.raises(ValueError, match="lifetime must be positive"):
-            auth.issue("ops", now=now, ttl=ttl)
+            auth.issue("ops", ttl=ttl)
     with pytest.raises(ValueError, match="U-NOPE"):
-        auth.issue("staff", unit_id="U-NOPE", staff_id="st-1", now=now)
+        auth.issue("staff", unit_id="U-NOPE", staff_id="st-1")
     with pytest.raises(ValueError, match="names its unit and its person"):
-        auth.issue("staff", unit_id="U-G11", now=now)
-    person = auth.verify(auth.issue("staff", unit_id="U-G11", staff_id="st-1", name="Li", duty="supervisor", now=now))
+        auth.issue("staff", unit_id="U-G11")
+    person = auth.verify(auth.issue("staff", unit_id="U-G11", staff_id="st-1", name="Li", duty="supervisor"))
     assert (person.unit_id, person.staff_id, person.name, person.supervisor) == ("U-G11", "st-1", "Li", True)
 
 
@@ -123,11 +124,11 @@ def test_without_a_configured_secret_a_random_key_is_kept_in_the_data_directory(
     for _ in range(2):
         assert build_context(Settings()).authenticator.verify(token).unit_id == "U-G11"
     again = CliRunner().invoke(cli, ["token", "issue", "--ops"])
-    assert Authenticator(key.read_text().strip()).verify(again.stdout.strip()).role == "ops"
+    assert Authenticator(key.read_text().strip(), SystemClock()).verify(again.stdout.strip()).role == "ops"
     # the key that used to ship in the source signs nothing here
     with pytest.raises(ValueError, match="invalid token"):
-        Authenticator(OLD_DEV_SECRET).verify(token)
-    forged = Authenticator(OLD_DEV_SECRET).issue("ops", now=SystemClock().now())
+        Authenticator(OLD_DEV_SECRET, SystemClock()).verify(token)
+    forged = Authenticator(OLD_DEV_SECRET, SystemClock()).issue("ops")
     with pytest.raises(ValueError, match="invalid token"):
         build_context(Settings()).authenticator.verify(forged)
 
@@ -157,3 +158,33 @@ def test_prod_needs_a_real_secret_of_its_own():
         with pytest.raises(ValidationError, match="GRIDCALL_SECRET_KEY"):
             Settings(env="prod", secret_key=secret)
     assert Settings(env="prod", secret_key="x" * 40).signing_key() == "x" * 40
+
+
+@pytest.mark.parametrize("years", [-9, 9])
+def test_a_token_lives_by_the_injected_clock_alone_whatever_the_wall_clock_says(years):
+    """Issued and checked by one clock years away from today: valid until that clock passes its
+    expiry, refused after; the same for the board's stream tickets."""
+    clock = frozen_clock(datetime(2026, 11, 2, 9, 0, tzinfo=UTC) + timedelta(weeks=52 * years))
+    auth = Authenticator(TEST_SECRET, clock, units=["U-G11"])
+    token = auth.issue("staff", unit_id="U-G11", staff_id="st-1", ttl=timedelta(days=30))
+    ticket = auth.issue_ticket("breach-stream", timedelta(minutes=1))
+    clock.advance(timedelta(seconds=59))
+    assert auth.verify(token).staff_id == "st-1"
+    auth.verify_ticket(ticket, "breach-stream")
+    clock.advance(timedelta(seconds=1))
+    with pytest.raises(ValueError, match="invalid ticket"):
+        auth.verify_ticket(ticket, "breach-stream")
+    clock.advance(timedelta(days=30) - timedelta(minutes=1, seconds=1))
+    assert auth.verify(token).staff_id == "st-1"
+    clock.advance(timedelta(seconds=1))
+    with pytest.raises(ValueError, match="it has expired"):
+        auth.verify(token)
+
+
+def test_a_token_issued_after_the_clock_s_now_is_refused():
+    """One issued by a clock ahead of this one (another machine's, a forger's) is not yet valid."""
+    ahead = frozen_clock()
+    ahead.advance(timedelta(hours=1))
+    token = Authenticator(TEST_SECRET, ahead).issue("ops", ttl=timedelta(days=1))
+    with pytest.raises(ValueError, match="not yet valid"):
+        Authenticator(TEST_SECRET, frozen_clock()).verify(token)
