@@ -11,9 +11,9 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-from services.bus import Record
-from services.events import CaseAssigned, CaseReported, Envelope, Location, Stream
-from services.messaging import Consumer
+from services.district.events import CaseAssigned, CaseReported, Envelope, Location, Stream
+from services.messaging.bus import Record
+from services.messaging.consumer import Consumer
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -10,9 +10,8 @@ import asyncio
 import resource
 import uuid
 
-from services.bus import Message
-from services.bus.kafka import KafkaBus
-from services.messaging import TYPE_HEADER
+from services.messaging.bus import TYPE_HEADER, Message
+from services.messaging.bus.kafka import KafkaBus
 from tests.support.servers import kafka_broker, kafka_is_tansu
 
 PAYLOAD = b'{"specversion":"1.0","id":"x","type":"gridcall.case.assigned",' + b'"data":"' + b"x" * 700 + b'"}'

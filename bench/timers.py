@@ -20,9 +20,9 @@ from bench.common import pct
 from dispatcher.domain import Router
 from dispatcher.tables import history
 from dispatcher.tables import timers as timer_rows
-from services.clock import SystemClock
-from services.runtime import build_context
-from services.settings import DATA_DIR, Settings
+from services.district.clock import SystemClock
+from services.runtime.context import build_context
+from services.runtime.settings import DATA_DIR, Settings
 from tests.support.cluster import distributed
 from tests.support.seed import seed_cases
 from tests.support.servers import kafka_is_tansu

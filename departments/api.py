@@ -15,12 +15,12 @@ from departments.desk import Desk
 from departments.domain import TicketStatus, check_sees, check_sees_ticket, visible_units
 from departments.staff import DEFAULT_DAYS, Accounts, StaffRole, standing
 from departments.tables import tickets
-from services.auth import Principal, PrincipalDep
-from services.errors import Forbidden, NotFound
-from services.events import NoteVisibility, Priority, ReturnReason
-from services.jurisdiction import Jurisdiction, UnitKind
-from services.openapi import problem
-from services.text import WORDS, Identifier
+from services.district.events import NoteVisibility, Priority, ReturnReason
+from services.district.jurisdiction import Jurisdiction, UnitKind
+from services.district.text import WORDS, Identifier
+from services.web.auth import Principal, PrincipalDep
+from services.web.errors import Forbidden, NotFound
+from services.web.openapi import problem
 
 
 class Person(BaseModel):

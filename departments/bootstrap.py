@@ -9,10 +9,10 @@ from departments.adapters.webhooks import Webhooks
 from departments.desk import Desk
 from departments.handlers import handlers, load_tickets
 from departments.staff import Accounts
-from services.events import Stream
-from services.lifecycle import Stop
-from services.messaging import TopicConsumer
-from services.runtime import Context, ServiceParts
+from services.district.events import Stream
+from services.messaging.consumer import TopicConsumer
+from services.runtime.context import Context, ServiceParts
+from services.runtime.lifecycle import Stop
 
 NAME = "departments"
 

@@ -27,9 +27,7 @@ from departments.domain import (
     check_unclaim,
 )
 from departments.tables import notes, tickets
-from services.auth import Principal
-from services.bulk import insert_new
-from services.events import (
+from services.district.events import (
     Actor,
     Event,
     NoteVisibility,
@@ -45,8 +43,10 @@ from services.events import (
     TicketWhistled,
     Tier,
 )
-from services.jurisdiction import Jurisdiction, UnitKind
-from services.messaging import Store, Tx
+from services.district.jurisdiction import Jurisdiction, UnitKind
+from services.messaging.transaction import Store, Tx
+from services.storage.bulk import insert_new
+from services.web.auth import Principal
 
 MAX_EVIDENCE = 10
 

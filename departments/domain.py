@@ -12,9 +12,9 @@ A refusal says why without any of the ticket's data."""
 from enum import StrEnum
 from typing import Any
 
-from services.auth import Principal
-from services.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
-from services.jurisdiction import Jurisdiction
+from services.district.jurisdiction import Jurisdiction
+from services.web.auth import Principal
+from services.web.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 
 
 class TicketStatus(StrEnum):

@@ -16,8 +16,7 @@ from departments.adapters import outbound
 from departments.adapters.outbound import Outbound
 from departments.domain import TicketStatus
 from departments.tables import contacts, tickets
-from services.bulk import among, insert_new, insert_rows
-from services.events import (
+from services.district.events import (
     CaseAssigned,
     CaseContactGiven,
     CaseDuplicateReported,
@@ -26,7 +25,9 @@ from services.events import (
     Envelope,
     Event,
 )
-from services.messaging import Handler, Tx
+from services.messaging.consumer import Handler
+from services.messaging.transaction import Tx
+from services.storage.bulk import among, insert_new, insert_rows
 
 IN_HAND = (TicketStatus.OPEN.value, TicketStatus.CLAIMED.value)
 WITHDRAW = (

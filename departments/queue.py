@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from departments.domain import TicketStatus
 from departments.tables import contacts, notes, tickets
-from services.auth import Principal
-from services.bulk import among
-from services.errors import Invalid
+from services.storage.bulk import among
+from services.web.auth import Principal
+from services.web.errors import Invalid
 
 TO_DO = (TicketStatus.OPEN, TicketStatus.CLAIMED)
 

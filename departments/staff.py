@@ -13,12 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from departments.tables import staff
-from services.auth import Authenticator, Principal
-from services.clock import Clock
-from services.db import Database
-from services.errors import Conflict, Invalid, NotFound, Unauthorized
-from services.jurisdiction import Jurisdiction
-from services.text import not_blank, words
+from services.district.clock import Clock
+from services.district.jurisdiction import Jurisdiction
+from services.district.text import not_blank, words
+from services.storage.db import Database
+from services.web.auth import Authenticator, Principal
+from services.web.errors import Conflict, Invalid, NotFound, Unauthorized
 
 DEFAULT_DAYS = 30
 BEARER = {"WWW-Authenticate": "Bearer"}

@@ -1,7 +1,7 @@
 from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
-from services.db import UtcDateTime
-from services.messaging import deadletter_table, inbox_table, outbox_table
+from services.messaging.tables import deadletter_table, inbox_table, outbox_table
+from services.storage.db import UtcDateTime
 
 metadata = MetaData()
 

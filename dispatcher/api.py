@@ -9,15 +9,15 @@ from dispatcher.domain import AssignmentStatus, CaseStatus
 from dispatcher.figures import Window
 from dispatcher.figures_api import check_places, window_of
 from dispatcher.tables import assignments, cases, history
-from services.auth import OpsDep
-from services.clock import Clock
-from services.db import Database
-from services.errors import Invalid, NotFound
-from services.events import Priority, Role, Tier
-from services.jurisdiction import Jurisdiction
-from services.openapi import problem
-from services.policy import Policy
-from services.text import Identifier
+from services.district.clock import Clock
+from services.district.events import Priority, Role, Tier
+from services.district.jurisdiction import Jurisdiction
+from services.district.policy import Policy
+from services.district.text import Identifier
+from services.storage.db import Database
+from services.web.auth import OpsDep
+from services.web.errors import Invalid, NotFound
+from services.web.openapi import problem
 
 ESCALATION_TYPES = ("case.sla_breached", "case.escalated", "case.returned", "case.whistled")
 

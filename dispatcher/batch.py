@@ -16,8 +16,8 @@ from functools import partial
 from dispatcher import repository
 from dispatcher.domain import Case, Decision, NewId, Router, Timer
 from dispatcher.repository import Changes, Loaded, StoredTimer, TimerKey
-from services.events import Envelope
-from services.messaging import Tx
+from services.district.events import Envelope
+from services.messaging.transaction import Tx
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from dispatcher import api, board, figures_api, tables
 from dispatcher.domain import Router
 from dispatcher.handlers import handlers, lock_cases
 from dispatcher.timers import TimerWorker
-from services.events import Stream
-from services.runtime import Context, ServiceParts
+from services.district.events import Stream
+from services.runtime.context import Context, ServiceParts
 
 NAME = "dispatcher"
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from services.events import (
+from services.district.events import (
     Actor,
     CaseAssigned,
     CaseCancelRefused,
@@ -49,8 +49,8 @@ from services.events import (
     TicketWhistled,
     Tier,
 )
-from services.jurisdiction import Grid, Jurisdiction, Unit, UnitKind
-from services.policy import CategoryPolicy, Handler, Policy, next_tier
+from services.district.jurisdiction import Grid, Jurisdiction, Unit, UnitKind
+from services.district.policy import CategoryPolicy, Handler, Policy, next_tier
 
 NewId = Callable[[], str]
 

@@ -14,16 +14,16 @@ from sqlalchemy import or_, select
 
 from dispatcher.figures import Scope, Window, daily, scorecards, stats
 from dispatcher.tables import assignments, cases, history
-from services.auth import OpsDep
-from services.bulk import among
-from services.clock import Clock
-from services.db import Database
-from services.errors import Invalid
-from services.events import Priority, Tier
-from services.jurisdiction import Jurisdiction, UnitKind
-from services.metrics import Metrics, Probe
-from services.policy import Policy
-from services.text import Identifier
+from services.district.clock import Clock
+from services.district.events import Priority, Tier
+from services.district.jurisdiction import Jurisdiction, UnitKind
+from services.district.policy import Policy
+from services.district.text import Identifier
+from services.runtime.metrics import Metrics, Probe
+from services.storage.bulk import among
+from services.storage.db import Database
+from services.web.auth import OpsDep
+from services.web.errors import Invalid
 
 FIGURE_EVENTS = (
     "case.unassigned",

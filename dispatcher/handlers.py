@@ -7,7 +7,7 @@ import uuid
 
 from dispatcher.batch import batch
 from dispatcher.domain import Router, Step
-from services.events import (
+from services.district.events import (
     CaseCancelRequested,
     CaseReported,
     CaseSatisfactionAnswered,
@@ -22,7 +22,8 @@ from services.events import (
     TicketUnclaimed,
     TicketWhistled,
 )
-from services.messaging import Handler, Lock, Tx
+from services.messaging.consumer import Handler, Lock
+from services.messaging.transaction import Tx
 
 
 def new_id() -> str:

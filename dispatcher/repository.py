@@ -3,7 +3,7 @@
 `load` reads the cases of a batch, their assignments and their timers in three queries for
 all case ids at once, taking the case rows' locks in case-id order (the order every locker
 uses, so consumers and timer workers never deadlock). `save` writes what a batch changed as
-a handful of set-based statements, whatever the number of cases (services/bulk.py): one
+a handful of set-based statements, whatever the number of cases (services/storage/bulk.py): one
 insert per table for new rows, one update per table for changed rows, one delete for the
 timers no longer needed. What changed is worked out by `dispatcher/batch.py`.
 """
@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.domain import Assignment, AssignmentStatus, Case, TimerKind
 from dispatcher.tables import assignments, cases, history, timers
-from services.bulk import among, insert_rows, update_rows
-from services.events import Envelope, Location, Priority, Role, Tier
-from services.jurisdiction import Jurisdiction
+from services.district.events import Envelope, Location, Priority, Role, Tier
+from services.district.jurisdiction import Jurisdiction
+from services.storage.bulk import among, insert_rows, update_rows
 
 TimerKey = tuple[str, TimerKind]  # (assignment id, kind): one row of each per case at most
 

@@ -13,8 +13,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from services.db import UtcDateTime
-from services.messaging import deadletter_table, inbox_table, outbox_table
+from services.messaging.tables import deadletter_table, inbox_table, outbox_table
+from services.storage.db import UtcDateTime
 
 metadata = MetaData()
 

@@ -27,10 +27,11 @@ from dispatcher.batch import batch
 from dispatcher.domain import Router
 from dispatcher.handlers import new_id
 from dispatcher.tables import timers
-from services.lifecycle import Stop
-from services.messaging import Store, error_text
-from services.retry import Stopped, retry, transient
-from services.text import printable
+from services.district.text import printable
+from services.messaging.tables import error_text
+from services.messaging.transaction import Store
+from services.runtime.lifecycle import Stop
+from services.runtime.retry import Stopped, retry, transient
 
 log = logging.getLogger(__name__)
 SHORTEST_SLEEP = 0.01  # due rows another replica is leasing right now: look again very soon

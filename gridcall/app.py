@@ -5,9 +5,10 @@ from collections.abc import Sequence
 from fastapi import FastAPI
 
 from gridcall.services import BOOTSTRAP
-from services.clock import Clock
-from services.runtime import build_context, create_app
-from services.settings import Settings
+from services.district.clock import Clock
+from services.runtime.app import create_app
+from services.runtime.context import build_context
+from services.runtime.settings import Settings
 
 
 def build_app(settings: Settings, names: Sequence[str] | None = None, *, clock: Clock | None = None) -> FastAPI:

@@ -19,16 +19,17 @@ from gridcall import migrate as migrations
 from gridcall.app import build_app
 from gridcall.services import BOOTSTRAP
 from intake import keys
-from services import deadletters, logs
-from services.auth import Authenticator
-from services.clock import SystemClock
-from services.db import Database
-from services.errors import DomainError, Invalid
-from services.jurisdiction import Jurisdiction, JurisdictionError, load_jurisdiction
-from services.messaging import Consumer
-from services.policy import PolicyError
-from services.runtime import build_context
-from services.settings import SECRET_FILE, SecretFileError, Settings
+from services.district.clock import SystemClock
+from services.district.jurisdiction import Jurisdiction, JurisdictionError, load_jurisdiction
+from services.district.policy import PolicyError
+from services.messaging import deadletters
+from services.messaging.consumer import Consumer
+from services.runtime import logs
+from services.runtime.context import build_context
+from services.runtime.settings import SECRET_FILE, SecretFileError, Settings
+from services.storage.db import Database
+from services.web.auth import Authenticator
+from services.web.errors import DomainError, Invalid
 
 T = TypeVar("T")
 app = typer.Typer(help="gridcall: case routing for grid-governance service hotlines.", no_args_is_help=True)

@@ -17,7 +17,7 @@ from intake import bootstrap as intake_bootstrap
 from intake import tables as intake_tables
 from notifier import bootstrap as notifier_bootstrap
 from notifier import tables as notifier_tables
-from services.runtime import Context, ServiceParts
+from services.runtime.context import Context, ServiceParts
 
 BOOTSTRAP: dict[str, Callable[[Context], ServiceParts]] = {
     "intake": intake_bootstrap.bootstrap,

@@ -9,16 +9,16 @@ from intake.domain import CaseStatus, Report, token_matches
 from intake.filing import ReportWriter
 from intake.handlers import answer_satisfaction, body_hash, request_cancel
 from intake.tables import case_views, reports, timeline
-from services.auth import Authenticator
-from services.errors import Forbidden, NotFound
-from services.events import Location, Priority, Tier
-from services.jurisdiction import Jurisdiction, UnitKind
-from services.messaging import Store
-from services.openapi import RATE_LIMITED
-from services.openapi import problem as _problem
-from services.policy import Policy
-from services.ratelimit import RateLimit
-from services.text import REMARK, WORDS, Identifier
+from services.district.events import Location, Priority, Tier
+from services.district.jurisdiction import Jurisdiction, UnitKind
+from services.district.policy import Policy
+from services.district.text import REMARK, WORDS, Identifier
+from services.messaging.transaction import Store
+from services.web.auth import Authenticator
+from services.web.errors import Forbidden, NotFound
+from services.web.openapi import RATE_LIMITED
+from services.web.openapi import problem as _problem
+from services.web.ratelimit import RateLimit
 
 Name = Annotated[str, Field(min_length=1, max_length=100), WORDS]
 Address = Annotated[str, Field(min_length=1, max_length=200), WORDS]

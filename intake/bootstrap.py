@@ -7,9 +7,9 @@ from intake.filing import ReportWriter
 from intake.handlers import handlers, lock_views
 from intake.keys import ApiKeys
 from intake.public import api as public
-from services.events import Stream
-from services.ratelimit import RateLimit
-from services.runtime import Context, ServiceParts
+from services.district.events import Stream
+from services.runtime.context import Context, ServiceParts
+from services.web.ratelimit import RateLimit
 
 NAME = "intake"
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from services.errors import Conflict, Invalid
-from services.events import (
+from services.district.events import (
     CaseAssigned,
     CaseCancelRefused,
     CaseClaimed,
@@ -25,8 +24,9 @@ from services.events import (
     Priority,
     Role,
 )
-from services.jurisdiction import Grid, Jurisdiction
-from services.policy import CategoryPolicy, Policy
+from services.district.jurisdiction import Grid, Jurisdiction
+from services.district.policy import CategoryPolicy, Policy
+from services.web.errors import Conflict, Invalid
 
 
 class CaseStatus(StrEnum):

@@ -1,4 +1,4 @@
-"""Filing reports: a group commit (services/batching.py) with intake's rules.
+"""Filing reports: a group commit (services/storage/batching.py) with intake's rules.
 
 Each report is checked in its own request (category, answers, place: no I/O), then queued for
 the process's one writer, which writes whatever is waiting in one transaction and answers each
@@ -33,11 +33,11 @@ from intake.domain import (
     token_hash,
 )
 from intake.tables import case_views, idempotency_keys, reports, timeline
-from services.batching import GroupCommit
-from services.events import CaseContactGiven, CaseDuplicateReported, CaseReported, Event, Location
-from services.jurisdiction import Jurisdiction
-from services.messaging import Store, Tx
-from services.policy import DuplicatePolicy, Policy
+from services.district.events import CaseContactGiven, CaseDuplicateReported, CaseReported, Event, Location
+from services.district.jurisdiction import Jurisdiction
+from services.district.policy import DuplicatePolicy, Policy
+from services.messaging.transaction import Store, Tx
+from services.storage.batching import GroupCommit
 
 Answer = dict[str, Any]
 

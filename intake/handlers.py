@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.domain import CaseConflict, CaseStatus, Satisfaction, ViewChange, view_change
 from intake.tables import case_views, timeline
-from services.events import (
+from services.district.events import (
     CaseAssigned,
     CaseCancelRefused,
     CaseCancelRequested,
@@ -25,7 +25,8 @@ from services.events import (
     Envelope,
     Event,
 )
-from services.messaging import Handler, Store, Tx
+from services.messaging.consumer import Handler
+from services.messaging.transaction import Store, Tx
 
 
 def body_hash(canonical_json: str) -> str:

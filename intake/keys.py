@@ -9,8 +9,8 @@ import time
 from sqlalchemy import delete, func, select
 
 from intake.tables import open311_keys
-from services.clock import Clock
-from services.db import Database
+from services.district.clock import Clock
+from services.storage.db import Database
 
 
 def key_hash(key: str) -> str:

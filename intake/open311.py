@@ -54,14 +54,14 @@ from intake.open311_schema import (
 )
 from intake.open311_updates import step_view, steps
 from intake.tables import case_views, reports, timeline
-from services.edge import MAX_FORM_BODY
-from services.errors import BadRequest, DomainError, Forbidden, Invalid, NotFound
-from services.events import Location, Priority
-from services.jurisdiction import Jurisdiction
-from services.messaging import Store
-from services.policy import CategoryPolicy, Policy
-from services.ratelimit import RateLimit
-from services.text import STORABLE_PATTERN, words
+from services.district.events import Location, Priority
+from services.district.jurisdiction import Jurisdiction
+from services.district.policy import CategoryPolicy, Policy
+from services.district.text import STORABLE_PATTERN, words
+from services.messaging.transaction import Store
+from services.web.edge import MAX_FORM_BODY
+from services.web.errors import BadRequest, DomainError, Forbidden, Invalid, NotFound
+from services.web.ratelimit import RateLimit
 
 PREFIX = "/open311/"
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
@@ -282,7 +282,7 @@ def status_note(kind: str | None, details: Mapping[str, Any], view: Any) -> str 
 
 
 def text(fields: Mapping[str, str], name: str) -> str:
-    """A free-text form field, checked as every free text is (services/text.py)."""
+    """A free-text form field, checked as every free text is (services/district/text.py)."""
     try:
         return words(fields.get(name) or "")
     except ValueError as exc:

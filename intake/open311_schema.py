@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.openapi import retry_after
-from services.text import CONTROL, FREE_TEXT_PATTERN
+from services.district.text import CONTROL, FREE_TEXT_PATTERN
+from services.web.openapi import retry_after
 
 FORMAT = {
     "description": "the answer's format: json, or xml (the spec's default)",
@@ -142,7 +142,7 @@ BAD_ARGUMENT: dict[int | str, dict[str, Any]] = {
 }
 BAD_KEY: dict[int | str, dict[str, Any]] = {403: spec_error("api_key is missing or not one this service issued")}
 
-_text = {"type": "string", "pattern": FREE_TEXT_PATTERN}  # what free text may hold (services/text.py)
+_text = {"type": "string", "pattern": FREE_TEXT_PATTERN}  # what free text may hold (services/district/text.py)
 REQUEST_FORM: dict[str, Any] = {
     "type": "object",
     "required": ["api_key", "service_code"],

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import and_, select
 
 from intake.tables import case_views, reports, timeline
-from services.jurisdiction import Jurisdiction
+from services.district.jurisdiction import Jurisdiction
 
 PRIVATE_CHANNELS = ("one_key",)
 # What a step makes of the request's status; the steps not named leave it as it was.

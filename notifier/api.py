@@ -7,9 +7,9 @@ from sqlalchemy import select
 
 from notifier.domain import Audience
 from notifier.tables import deliveries, notifications
-from services.auth import OpsDep
-from services.db import Database
-from services.text import Identifier
+from services.district.text import Identifier
+from services.storage.db import Database
+from services.web.auth import OpsDep
 
 
 class Delivery(BaseModel):

@@ -3,9 +3,9 @@ from collections.abc import Awaitable
 from notifier import api, tables
 from notifier.channels import Channel, LogChannel, WebhookChannel
 from notifier.handlers import delivery_loop, handlers
-from services.events import Stream
-from services.lifecycle import Stop
-from services.runtime import Context, ServiceParts
+from services.district.events import Stream
+from services.runtime.context import Context, ServiceParts
+from services.runtime.lifecycle import Stop
 
 NAME = "notifier"
 

@@ -5,7 +5,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from services.text import printable
+from services.district.text import printable
 
 log = logging.getLogger("gridcall.notifications")
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from services.events import (
+from services.district.events import (
     CaseAssigned,
     CaseEscalated,
     CaseReopened,

@@ -12,8 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notifier.channels import Channel
 from notifier.domain import MAX_ATTEMPTS, Draft, drafts_for, retry_delay
 from notifier.tables import deliveries, notifications
-from services.bulk import among, insert_rows, update_rows
-from services.events import (
+from services.district.events import (
     CaseAssigned,
     CaseEscalated,
     CaseReopened,
@@ -23,9 +22,11 @@ from services.events import (
     Envelope,
     Event,
 )
-from services.lifecycle import Stop
-from services.messaging import Handler, Store, Tx
-from services.text import printable
+from services.district.text import printable
+from services.messaging.consumer import Handler
+from services.messaging.transaction import Store, Tx
+from services.runtime.lifecycle import Stop
+from services.storage.bulk import among, insert_rows, update_rows
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from gridcall.migrate import upgrade
-from services.settings import Settings
+from services.runtime.settings import Settings
 from tests.support.journey import TEST_SECRET
 from tests.support.servers import Broker, admin_postgres, kafka_broker, kafka_is_tansu, scratch_database
 

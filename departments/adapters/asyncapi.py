@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, create_model
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from departments.adapters.messages import AssignmentData, CloudEvent, ReopenedData, UnassignedData, Update
-from services.messaging import ID_HEADER
+from services.messaging.bus import ID_HEADER
 
 VERSION = "1.0.0"
 SCHEMAS = "#/components/schemas/"

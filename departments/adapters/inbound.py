@@ -26,12 +26,13 @@ from departments.api import Ticket
 from departments.desk import Desk, Step
 from departments.domain import NotYourTicket, TicketConflict, TicketNotFound
 from departments.tables import tickets
-from services.auth import Principal
-from services.bus import Record
-from services.errors import Invalid, Unauthorized
-from services.events import NoteVisibility
-from services.messaging import ID_HEADER, Decode, Tx, Work
-from services.openapi import problem
+from services.district.events import NoteVisibility
+from services.messaging.bus import ID_HEADER, Record
+from services.messaging.consumer import Decode, Work
+from services.messaging.transaction import Tx
+from services.web.auth import Principal
+from services.web.errors import Invalid, Unauthorized
+from services.web.openapi import problem
 
 UPDATE_TYPE = "gridcall.adapter.update"  # how an update shows in the logs and the dead letters
 KEY_LIMIT = 64  # the inbox's event_id column

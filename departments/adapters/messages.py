@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
-from services.events import Location, Priority, ReturnReason, Role, Tier
-from services.text import WORDS
+from services.district.events import Location, Priority, ReturnReason, Role, Tier
+from services.district.text import WORDS
 
 SOURCE = "/gridcall/departments"
 

@@ -10,13 +10,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select, update
 
 from departments.tables import adapters, deliveries
-from services.auth import OpsDep
-from services.clock import Clock
-from services.db import Database
-from services.errors import Conflict, NotFound
-from services.jurisdiction import Jurisdiction
-from services.openapi import problem
-from services.text import Identifier
+from services.district.clock import Clock
+from services.district.jurisdiction import Jurisdiction
+from services.district.text import Identifier
+from services.storage.db import Database
+from services.web.auth import OpsDep
+from services.web.errors import Conflict, NotFound
+from services.web.openapi import problem
 
 State = Literal["pending", "delivered", "dead"]
 

@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from departments.adapters.messages import AssignmentData, CloudEvent, ReopenedData, UnassignedData
 from departments.tables import contacts, deliveries
-from services.bulk import insert_new
-from services.events import CaseAssigned, CaseReopened, CaseUnassigned, Envelope
-from services.jurisdiction import Adapter, Jurisdiction
-from services.messaging import Tx
+from services.district.events import CaseAssigned, CaseReopened, CaseUnassigned, Envelope
+from services.district.jurisdiction import Adapter, Jurisdiction
+from services.messaging.transaction import Tx
+from services.storage.bulk import insert_new
 
 _MESSAGE_IDS = uuid.UUID("5d0c3f7e-7a8e-4b8a-9a4c-2f1c6b0e9d11")
 

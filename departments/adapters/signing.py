@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Mapping
 from datetime import datetime
 
-from services.jurisdiction import Jurisdiction, JurisdictionError
+from services.district.jurisdiction import Jurisdiction, JurisdictionError
 
 PREFIX = "whsec_"
 TOLERANCE_SECONDS = 5 * 60  # a timestamp further from now than this is refused (replays, wrong clocks)

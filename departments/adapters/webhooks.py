@@ -28,12 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from departments.adapters import retries, signing
 from departments.adapters.retries import Verdict
 from departments.tables import adapters, deliveries
-from services.bulk import insert_new, update_rows
-from services.clock import Clock
-from services.db import Database
-from services.lifecycle import Stop
-from services.metrics import Metrics
-from services.retry import Stopped, always, describe, retry
+from services.district.clock import Clock
+from services.runtime.lifecycle import Stop
+from services.runtime.metrics import Metrics
+from services.runtime.retry import Stopped, always, describe, retry
+from services.storage.bulk import insert_new, update_rows
+from services.storage.db import Database
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/cloudevents+json"

@@ -12,9 +12,9 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment
 
 from departments.console.labels import DEFAULT_STATUSES, LABELS, STATUSES, Lang, language
-from services import pages
-from services.events import ReturnReason
-from services.policy import Policy
+from services.district.events import ReturnReason
+from services.district.policy import Policy
+from services.web import pages
 
 PACKAGE = "departments.console"
 # The page loads nothing from elsewhere and runs no inline script; evidence links may point anywhere.

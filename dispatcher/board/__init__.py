@@ -19,13 +19,13 @@ from dispatcher.api import breach_history
 from dispatcher.board.labels import LABELS, TIERS, language
 from dispatcher.figures import Window
 from dispatcher.tables import history
-from services import pages
-from services.auth import Authenticator, OpsDep
-from services.clock import Clock
-from services.db import Database
-from services.jurisdiction import Jurisdiction
-from services.openapi import problem
-from services.policy import Policy
+from services.district.clock import Clock
+from services.district.jurisdiction import Jurisdiction
+from services.district.policy import Policy
+from services.storage.db import Database
+from services.web import pages
+from services.web.auth import Authenticator, OpsDep
+from services.web.openapi import problem
 
 PACKAGE = "dispatcher.board"
 HEADERS = pages.headers(pages.csp(script=True))

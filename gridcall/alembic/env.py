@@ -2,7 +2,7 @@ import asyncio
 
 from alembic import context
 
-from services.db import create_engine
+from services.storage.db import create_engine
 
 config = context.config
 URL = config.attributes["database_url"]

@@ -11,14 +11,14 @@ from pydantic import BaseModel, Field
 from intake.domain import CaseStatus, Satisfaction
 from intake.public import feed
 from intake.public.labels import LABELS, SATISFACTION, language
-from services import pages
-from services.errors import Invalid
-from services.jurisdiction import Jurisdiction
-from services.messaging import Store
-from services.openapi import RATE_LIMITED
-from services.policy import Policy
-from services.ratelimit import RateLimit
-from services.text import Identifier
+from services.district.jurisdiction import Jurisdiction
+from services.district.policy import Policy
+from services.district.text import Identifier
+from services.messaging.transaction import Store
+from services.web import pages
+from services.web.errors import Invalid
+from services.web.openapi import RATE_LIMITED
+from services.web.ratelimit import RateLimit
 
 PACKAGE = "intake.public"
 STYLE = "public.css"

@@ -17,8 +17,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from services.auth import Authenticator
-from services.clock import SystemClock
+from services.district.clock import SystemClock
+from services.web.auth import Authenticator
 from tests.support.cluster import embedded
 from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report
 

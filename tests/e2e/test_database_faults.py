@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from dispatcher import tables as dispatcher_tables
 from gridcall.services import METADATA
 from intake import tables as intake_tables
-from services.db import Database
+from services.storage.db import Database
 from tests.support.cluster import distributed
 from tests.support.journey import STREETLIGHT_G11
 from tests.support.waiting import eventually

@@ -11,8 +11,8 @@ import pytest
 import schemathesis
 
 from intake.keys import create_api_key
-from services.clock import SystemClock
-from services.db import Database
+from services.district.clock import SystemClock
+from services.storage.db import Database
 from tests.support.cluster import SERVICES, distributed
 from tests.support.fuzz import (
     Run,

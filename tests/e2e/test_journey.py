@@ -6,8 +6,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.auth import Authenticator
-from services.clock import SystemClock
+from services.district.clock import SystemClock
+from services.web.auth import Authenticator
 from tests.support.cluster import distributed, embedded
 from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report, open_ticket
 from tests.support.staff import person, signed

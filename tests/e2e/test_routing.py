@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.settings import DATA_DIR
+from services.runtime.settings import DATA_DIR
 from tests.support.cluster import distributed, distributed_settings, service_clients
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.waiting import eventually

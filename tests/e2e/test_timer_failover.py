@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from dispatcher.domain import Router
 from dispatcher.tables import assignments, history
-from services.clock import SystemClock
-from services.runtime import build_context
+from services.district.clock import SystemClock
+from services.runtime.context import build_context
 from tests.support.cluster import distributed
 from tests.support.seed import seed_cases
 from tests.support.waiting import eventually

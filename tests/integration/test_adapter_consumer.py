@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from departments.bootstrap import bootstrap as departments_bootstrap
 from departments.tables import deliveries, outbox
-from services.events import CaseContactGiven, CaseReopened
-from services.runtime import Context, build_context
-from services.settings import Settings
+from services.district.events import CaseContactGiven, CaseReopened
+from services.runtime.context import Context, build_context
+from services.runtime.settings import Settings
 from tests.integration.test_set_based_consumers import as_one_batch, assigned, records, unassigned
 from tests.support.adapters import district_with_adapters, secret_env
 from tests.support.clock import frozen_clock

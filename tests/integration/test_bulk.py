@@ -1,4 +1,4 @@
-"""Many rows in one statement (services/bulk.py), on real PostgreSQL and on SQLite: every
+"""Many rows in one statement (services/storage/bulk.py), on real PostgreSQL and on SQLite: every
 column type the services use comes back as written, rows are matched by their key, and text
 longer than its column is refused, not cut to fit by the arrays' casts."""
 
@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import JSON, Boolean, Column, Integer, MetaData, String, Table, Text, select
 from sqlalchemy.exc import DBAPIError
 
-from services.bulk import among, insert_rows, update_rows
-from services.db import Database, UtcDateTime
+from services.storage.bulk import among, insert_rows, update_rows
+from services.storage.db import Database, UtcDateTime
 from tests.support.statements import statements
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""services/bulk.py on PostgreSQL and SQLite: insert_rows keeps the rows' order (an outbox's ids
+"""services/storage/bulk.py on PostgreSQL and SQLite: insert_rows keeps the rows' order (an outbox's ids
 follow the order its events were emitted in), and insert_new, the inbox's one statement, skips
 the keys already there, including those another transaction is inserting."""
 
@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Integer, LargeBinary, MetaData, String, Table, select, text
 
-from services.bulk import insert_new, insert_rows
-from services.db import Database, UtcDateTime
+from services.storage.bulk import insert_new, insert_rows
+from services.storage.db import Database, UtcDateTime
 from tests.support.statements import statements
 from tests.support.waiting import eventually
 

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from services.bus import Bus, Message, Record
-from services.bus.kafka import KafkaBus
-from services.bus.local import LocalBus
+from services.messaging.bus import Bus, Message, Record
+from services.messaging.bus.kafka import KafkaBus
+from services.messaging.bus.local import LocalBus
 from tests.support.servers import kafka_is_tansu
 
 pytestmark = pytest.mark.integration

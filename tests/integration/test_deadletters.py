@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 
 from dispatcher import tables
 from gridcall.app import build_app
-from services.auth import Authenticator
-from services.bus import Message, Record
-from services.clock import SystemClock
-from services.events import CaseReported, Envelope, Location, Stream
+from services.district.clock import SystemClock
+from services.district.events import CaseReported, Envelope, Location, Stream
+from services.messaging.bus import Message, Record
+from services.web.auth import Authenticator
 from tests.support.cluster import base_env, gridcall_args
 from tests.support.journey import bearer
 from tests.support.staff import signed
@@ -98,7 +98,7 @@ async def test_a_record_parked_for_a_bug_is_routed_once_when_redriven_after_the_
     assert await routed(app, case_id) == (0, 0, 0)
 
     broken_on_reported()
-    [row] = await consumer.store.parked(consumer.name)
+    [row] = await consumer.store.parking.parked(consumer.name)
     r = await ops.post("/v1/ops/deadletters/redrive", params={"event_id": envelope.id})
     assert r.status_code == 200, r.text
     assert (r.json()["handled"], r.json()["failed"], r.json()["remaining"]) == (1, 0, 0)
@@ -107,7 +107,7 @@ async def test_a_record_parked_for_a_bug_is_routed_once_when_redriven_after_the_
     # Re-driving again changes nothing, even with a second parked copy of the same event.
     assert (await ops.post("/v1/ops/deadletters/redrive")).json()["handled"] == 0
     record = Record(row.source_topic, row.source_partition, row.source_offset, row.case_id, row.payload)
-    await consumer.store.park(consumer.name, record, RuntimeError("parked twice"))
+    await consumer.store.parking.park(consumer.name, record, RuntimeError("parked twice"))
     assert (await ops.post("/v1/ops/deadletters/redrive")).json()["handled"] == 1
     assert await routed(app, case_id) == (1, 1, 1)
     assert (await ops.get("/v1/ops/deadletters")).json() == {"count": 0, "deadletters": []}
@@ -147,7 +147,7 @@ async def test_the_cli_lists_and_redrives_parked_records(pg_settings):
     consumer = app.state.parts[0].consumers[0]
     case_id = f"cli-{uuid.uuid4()}"
     record = Record(pg_settings.topic(Stream.CASES), 0, 7, case_id, b"not an event")
-    await consumer.store.park(consumer.name, record, ValueError("not an event"))
+    await consumer.store.parking.park(consumer.name, record, ValueError("not an event"))
     env = base_env(
         {
             "GRIDCALL_ENV": "test",
@@ -169,10 +169,10 @@ async def test_the_cli_lists_and_redrives_parked_records(pg_settings):
         again = await asyncio.to_thread(gridcall, "redrive", "--consumer", consumer.name)
         assert again.returncode == 1  # still not an event: kept, with the new error
         assert json.loads(again.stdout)["remaining"] == 1
-        assert (await consumer.store.parked(consumer.name))[0].attempts == 2
+        assert (await consumer.store.parking.parked(consumer.name))[0].attempts == 2
 
         unknown = await asyncio.to_thread(gridcall, "list", "--consumer", "nobody")
         assert unknown.returncode == 2 and "no consumer 'nobody'" in unknown.stderr
     finally:
-        await consumer.store.unpark((await consumer.store.parked(consumer.name))[0].id)
+        await consumer.store.parking.unpark((await consumer.store.parking.parked(consumer.name))[0].id)
         await app.state.ctx.db.dispose()

@@ -19,9 +19,8 @@ from dispatcher.domain import Router
 from dispatcher.tables import assignments, cases, history, outbox
 from dispatcher.tables import timers as timer_rows
 from dispatcher.timers import TimerWorker
-from services.bus import Record
-from services.clock import FrozenClock
-from services.events import (
+from services.district.clock import FrozenClock
+from services.district.events import (
     CaseReported,
     CaseSatisfactionAnswered,
     Envelope,
@@ -31,8 +30,9 @@ from services.events import (
     TicketClaimed,
     TicketResolved,
 )
-from services.lifecycle import Stop
-from services.runtime import build_context
+from services.messaging.bus import Record
+from services.runtime.context import build_context
+from services.runtime.lifecycle import Stop
 from tests.support.clock import START, frozen_clock
 from tests.support.seed import seed_cases
 from tests.support.statements import statements
@@ -111,7 +111,7 @@ async def test_a_case_changed_by_several_events_of_one_batch_ends_as_if_one_by_o
         assert await consumer.handle(r)
 
     assert await snapshot(ctx, together) == await snapshot(ctx, alone)
-    assert await consumer.store.parked(consumer.name) == []
+    assert await consumer.store.parking.parked(consumer.name) == []
     # one load of the (absent) case, one save: each table written once or twice, whatever the events
     own = [s for s in sent if "dispatcher_inbox" not in s]
     assert len(own) <= 10, own
@@ -155,7 +155,7 @@ async def test_records_failing_in_a_batch_are_parked_alone_whether_in_a_step_or_
     async with ctx.db.sessions() as s:
         routed = (await s.scalars(select(assignments.c.case_id).where(assignments.c.case_id.like(f"%{run}%")))).all()
     assert sorted(routed) == sorted([good, also_good])
-    parked = {p.case_id: p.error for p in await consumer.store.parked(consumer.name)}
+    parked = {p.case_id: p.error for p in await consumer.store.parking.parked(consumer.name)}
     assert set(parked) == {good, too_long[:200]}
     assert "no-such-ticket" in parked[good] and "too long" in parked[too_long]
 

@@ -19,11 +19,7 @@ from dispatcher import api, figures_api
 from dispatcher.domain import AssignmentStatus, Case, DispatchError, Router, Timer, timers
 from dispatcher.repository import _assignment_row, _history_rows, _new_case_row
 from dispatcher.tables import assignments, cases, history
-from services import edge
-from services.auth import Authenticator
-from services.bulk import insert_rows
-from services.db import Database
-from services.events import (
+from services.district.events import (
     CaseAssigned,
     CaseCancelRequested,
     CaseClaimed,
@@ -49,9 +45,13 @@ from services.events import (
     TicketReturned,
     TicketWhistled,
 )
-from services.jurisdiction import UnitKind
-from services.policy import load_policy
-from services.settings import Settings
+from services.district.jurisdiction import UnitKind
+from services.district.policy import load_policy
+from services.runtime.settings import Settings
+from services.storage.bulk import insert_rows
+from services.storage.db import Database
+from services.web import edge
+from services.web.auth import Authenticator
 from tests.support.clock import frozen_clock
 from tests.support.journey import TEST_SECRET, bearer
 from tests.support.staff import demo_jurisdiction

@@ -19,9 +19,9 @@ from gridcall.app import build_app
 from gridcall.migrate import upgrade
 from intake.keys import create_api_key
 from intake.tables import case_views, reports
-from services.auth import Authenticator
-from services.clock import SystemClock
-from services.settings import Settings
+from services.district.clock import SystemClock
+from services.runtime.settings import Settings
+from services.web.auth import Authenticator
 from tests.conftest import TESTS_POLL_FREELY
 from tests.support.journey import STREETLIGHT_G11, TEST_SECRET, bearer, file_report, open_ticket
 from tests.support.servers import kafka_is_tansu

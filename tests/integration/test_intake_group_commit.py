@@ -16,8 +16,8 @@ from intake import tables
 from intake.bootstrap import bootstrap as intake_bootstrap
 from intake.domain import IdempotencyConflict, Report, check_report
 from intake.filing import ReportWriter
-from services.events import Envelope, Location, Priority
-from services.runtime import Context, build_context
+from services.district.events import Envelope, Location, Priority
+from services.runtime.context import Context, build_context
 from tests.support.clock import frozen_clock
 from tests.support.statements import statements
 

@@ -8,11 +8,12 @@ from sqlalchemy import func, select
 
 from dispatcher import tables as dispatcher_tables
 from dispatcher.bootstrap import bootstrap as dispatcher_bootstrap
-from services.bus import Message, Record
-from services.events import CaseClosed, CaseReported, Envelope, Location, Stream
-from services.lifecycle import Stop
-from services.messaging import TYPE_HEADER, Consumer, Relay
-from services.runtime import build_context
+from services.district.events import CaseClosed, CaseReported, Envelope, Location, Stream
+from services.messaging.bus import TYPE_HEADER, Message, Record
+from services.messaging.consumer import Consumer
+from services.messaging.relay import Relay
+from services.runtime.context import build_context
+from services.runtime.lifecycle import Stop
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -211,7 +212,7 @@ async def test_an_event_that_cannot_be_handled_is_parked_and_the_rest_go_on(ctx)
         await eventually(good_one_dispatched, timeout=40)
 
         async def both_parked() -> list:
-            parked = await consumer.store.parked(consumer.name)
+            parked = await consumer.store.parking.parked(consumer.name)
             return parked if len(parked) == 2 else []
 
         parked = await eventually(both_parked, timeout=20)
@@ -255,7 +256,7 @@ async def test_one_bad_record_in_a_batch_is_parked_and_takes_back_only_its_own_e
         written = (await s.scalars(select(history.c.case_id).where(history.c.case_id.in_(keys)))).all()
         emitted = (await s.scalars(select(store.outbox.c.key).where(store.outbox.c.key.in_(keys)))).all()
     assert sorted(written) == sorted(emitted) == [keys[0], keys[2]]
-    [parked] = await store.parked(consumer.name)
+    [parked] = await store.parking.parked(consumer.name)
     assert parked.case_id == keys[1] and "a bug in the handler" in parked.error
     assert parked.attempts == 2  # parked on each delivery, kept once
 
@@ -281,5 +282,5 @@ async def test_a_record_the_database_refuses_outright_is_parked_not_retried_fore
     async with ctx.db.sessions() as s:
         written = (await s.scalars(select(history.c.case_id).where(history.c.case_id.in_(keys)))).all()
     assert written == [keys[0]]
-    [parked] = await store.parked(consumer.name)
+    [parked] = await store.parking.parked(consumer.name)
     assert parked.event_id == envelopes[1].id and "too long" in parked.error

@@ -14,9 +14,9 @@ from gridcall.migrate import alembic_config, upgrade
 from intake.open311_updates import steps
 from intake.public import feed
 from intake.tables import case_views, reports, timeline
-from services.db import Database
-from services.policy import load_policy
-from services.settings import Settings
+from services.district.policy import load_policy
+from services.runtime.settings import Settings
+from services.storage.db import Database
 from tests.support.staff import demo_jurisdiction
 
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)

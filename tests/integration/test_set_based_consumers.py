@@ -17,8 +17,7 @@ from intake.bootstrap import bootstrap as intake_bootstrap
 from intake.tables import case_views, timeline
 from notifier.bootstrap import bootstrap as notifier_bootstrap
 from notifier.tables import deliveries, notifications
-from services.bus import Record
-from services.events import (
+from services.district.events import (
     CaseAssigned,
     CaseCancelRefused,
     CaseClaimed,
@@ -30,15 +29,17 @@ from services.events import (
     CaseSlaBreached,
     CaseSlaWarning,
     CaseUnassigned,
+    Envelope,
     EscalationReason,
     Event,
     Role,
     SlaClock,
     Tier,
 )
-from services.messaging import Consumer, Envelope
-from services.runtime import Context, build_context
-from services.settings import Settings
+from services.messaging.bus import Record
+from services.messaging.consumer import Consumer
+from services.runtime.context import Context, build_context
+from services.runtime.settings import Settings
 from tests.support.clock import frozen_clock
 from tests.support.statements import statements
 
@@ -211,7 +212,7 @@ async def test_a_ticket_the_database_refuses_is_the_only_record_dead_lettered(ct
     await as_one_batch(consumer, batch)
 
     assert await ticket_state(ctx, run) == EXPECTED_TICKETS
-    [parked] = await consumer.store.parked(consumer.name)
+    [parked] = await consumer.store.parking.parked(consumer.name)
     assert parked.case_id == taken.case_id and "IntegrityError" in parked.error
 
 
@@ -286,7 +287,7 @@ async def test_a_notice_the_database_refuses_is_the_only_record_dead_lettered(ct
     expected = uuid.uuid4().hex[:8]
     await one_by_one(consumer, records(ctx, notice_events(expected)))
     assert await notice_state(ctx, run) == await notice_state(ctx, expected)
-    [parked] = await consumer.store.parked(consumer.name)
+    [parked] = await consumer.store.parking.parked(consumer.name)
     assert parked.case_id == refused.case_id and parked.attempts == 2
 
 

@@ -18,8 +18,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from gridcall.app import build_app
-from services.auth import Authenticator
-from services.clock import SystemClock
+from services.district.clock import SystemClock
+from services.web.auth import Authenticator
 from tests.conftest import postgres_settings
 from tests.support.journey import TEST_SECRET, bearer
 from tests.support.waiting import eventually

@@ -11,10 +11,10 @@ from dispatcher.domain import Router
 from dispatcher.tables import assignments, history
 from dispatcher.tables import timers as timer_rows
 from dispatcher.timers import TimerWorker
-from services.clock import FrozenClock
-from services.db import Database
-from services.messaging import Store
-from services.runtime import build_context
+from services.district.clock import FrozenClock
+from services.messaging.transaction import Store
+from services.runtime.context import build_context
+from services.storage.db import Database
 from tests.support.clock import frozen_clock
 from tests.support.seed import seed_cases
 

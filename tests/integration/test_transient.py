@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.db import create_engine
-from services.retry import transient
+from services.runtime.retry import transient
+from services.storage.db import create_engine
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration

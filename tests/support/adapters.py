@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from standardwebhooks import Webhook
 
-from services.settings import DATA_DIR
+from services.runtime.settings import DATA_DIR
 
 # Where a test district's webhook adapters point when the test needs no department: nothing
 # listens there (port 9, discard).

@@ -11,7 +11,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from services.clock import FrozenClock
+from services.district.clock import FrozenClock
 
 SWITCH = "GRIDCALL_TEST_CLOCK_YEARS"
 DEFAULT_START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ from typing import Any
 
 import yaml
 
-from services.settings import DATA_DIR
+from services.runtime.settings import DATA_DIR
 
 
 def demo_policy_with(path: Path, limits: dict[str, dict[str, dict[str, str]]]) -> Path:

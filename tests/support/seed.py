@@ -8,8 +8,8 @@ from datetime import datetime
 from dispatcher.domain import Router
 from dispatcher.tables import assignments, cases
 from dispatcher.tables import timers as timer_rows
-from services.db import Database
-from services.events import CaseReported, Location
+from services.district.events import CaseReported, Location
+from services.storage.db import Database
 
 
 def _plain(d: dict) -> dict:

@@ -10,11 +10,11 @@ import httpx
 
 from departments.staff import Accounts, StaffRole
 from gridcall import migrate as migrations
-from services.auth import Authenticator
-from services.clock import Clock, SystemClock
-from services.db import Database
-from services.jurisdiction import Jurisdiction, load_jurisdiction
-from services.settings import Settings
+from services.district.clock import Clock, SystemClock
+from services.district.jurisdiction import Jurisdiction, load_jurisdiction
+from services.runtime.settings import Settings
+from services.storage.db import Database
+from services.web.auth import Authenticator
 
 Tokens = Callable[..., str]
 

@@ -17,9 +17,9 @@ from departments.adapters.retries import Verdict
 from departments.adapters.signing import key_of, new_secret
 from departments.adapters.webhooks import Webhooks
 from departments.tables import deliveries
-from services.db import Database
-from services.jurisdiction import load_jurisdiction
-from services.settings import parse_schedule
+from services.district.jurisdiction import load_jurisdiction
+from services.runtime.settings import parse_schedule
+from services.storage.db import Database
 from tests.support.adapters import district_with_adapters
 from tests.support.clock import frozen_clock
 

@@ -11,7 +11,7 @@ from asgi_lifespan import LifespanManager
 
 from departments.adapters.signing import new_secret
 from gridcall.app import build_app
-from services.bus import Message
+from services.messaging.bus import Message
 from tests.support.adapters import NOWHERE, district_with_adapters, signed, update
 from tests.support.clock import frozen_clock
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket

@@ -16,8 +16,8 @@ from departments.adapters.signing import (
     new_secret,
     verify,
 )
-from services.jurisdiction import Adapter, Jurisdiction, load_jurisdiction
-from services.settings import DATA_DIR
+from services.district.jurisdiction import Adapter, Jurisdiction, load_jurisdiction
+from services.runtime.settings import DATA_DIR
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 BODY = json.dumps({"ticket_id": "t1", "type": "accepted", "handler": "王工"}, ensure_ascii=False).encode()

@@ -12,8 +12,8 @@ from asgi_lifespan import LifespanManager
 from gridcall.app import build_app
 from gridcall.services import BOOTSTRAP
 from intake.keys import create_api_key
-from services.auth import Authenticator
-from services.clock import SystemClock
+from services.district.clock import SystemClock
+from services.web.auth import Authenticator
 from tests.support.journey import bearer, case_in_status, file_report
 from tests.support.waiting import eventually
 

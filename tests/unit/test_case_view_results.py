@@ -1,7 +1,7 @@
 """What lifecycle events keep in the resident's case view for the public feed (intake/domain.py)."""
 
 from intake.domain import view_change
-from services.events import CaseClosed, CaseReopened, CaseResolved
+from services.district.events import CaseClosed, CaseReopened, CaseResolved
 
 
 def test_a_resolution_keeps_its_unit_and_note_and_is_stamped_with_the_events_time():

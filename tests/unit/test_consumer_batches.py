@@ -8,10 +8,10 @@ from sqlalchemy import select
 
 from dispatcher import tables
 from dispatcher.bootstrap import bootstrap as dispatcher_bootstrap
-from services.bus import Record
-from services.events import CaseReported, Envelope, Location, Stream
-from services.messaging import Consumer
-from services.runtime import build_context
+from services.district.events import CaseReported, Envelope, Location, Stream
+from services.messaging.bus import Record
+from services.messaging.consumer import Consumer
+from services.runtime.context import build_context
 
 
 async def test_a_constraint_failure_in_a_batch_parks_that_record_only(embedded_settings):
@@ -39,7 +39,7 @@ async def test_a_constraint_failure_in_a_batch_parks_that_record_only(embedded_s
         async with ctx.db.sessions() as s:
             written = (await s.scalars(select(tables.history.c.case_id))).all()
         assert written == [keys[0]]
-        [parked] = await store.parked("batch-test")
+        [parked] = await store.parking.parked("batch-test")
         assert parked.case_id == keys[1] and "IntegrityError" in parked.error
     finally:
         await ctx.bus.stop()

@@ -7,10 +7,10 @@ from fastapi import FastAPI, Request
 from sqlalchemy.exc import DBAPIError
 
 from gridcall.app import build_app
-from services import edge
-from services.auth import Authenticator
-from services.clock import SystemClock
-from services.settings import Settings
+from services.district.clock import SystemClock
+from services.runtime.settings import Settings
+from services.web import edge
+from services.web.auth import Authenticator
 from tests.support.journey import STREETLIGHT_G11, TEST_SECRET, bearer
 from tests.support.servers import free_port
 from tests.support.staff import signed

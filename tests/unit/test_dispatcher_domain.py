@@ -18,7 +18,7 @@ from dispatcher.domain import (
     TimerKind,
     UnroutableCase,
 )
-from services.events import (
+from services.district.events import (
     Actor,
     CaseAssigned,
     CaseCancelRefused,
@@ -49,9 +49,9 @@ from services.events import (
     TicketWhistled,
     Tier,
 )
-from services.jurisdiction import Jurisdiction, PoolLevel, load_jurisdiction
-from services.policy import Policy, load_policy
-from services.settings import DATA_DIR
+from services.district.jurisdiction import Jurisdiction, PoolLevel, load_jurisdiction
+from services.district.policy import Policy, load_policy
+from services.runtime.settings import DATA_DIR
 
 J = load_jurisdiction(DATA_DIR / "district.yaml")
 POLICY = load_policy(DATA_DIR / "policy.yaml", J)

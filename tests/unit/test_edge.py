@@ -16,11 +16,11 @@ from departments.desk import Desk
 from departments.domain import TicketConflict, TicketNotFound
 from gridcall.app import build_app
 from notifier.channels import LogChannel
-from services.bus import Record
-from services.events import CaseResolved, Envelope, Stream
-from services.messaging import Consumer
-from services.runtime import build_context
-from services.text import printable, strict_json, words
+from services.district.events import CaseResolved, Envelope, Stream
+from services.district.text import printable, strict_json, words
+from services.messaging.bus import Record
+from services.messaging.consumer import Consumer
+from services.runtime.context import build_context
 from tests.support.journey import STREETLIGHT_G11
 
 FORGED = "cleared\n2026-01-01 00:00:00,000 INFO gridcall.notifications: forged"
@@ -116,7 +116,7 @@ async def test_a_consumed_event_with_a_nul_is_dead_lettered_before_its_handler_r
         record = Record(topic, 0, 0, case_id, json.dumps(bad).encode())
         assert await asyncio.wait_for(consumer.handle_batch([record]), timeout=20)
         assert handled == []
-        [parked] = await store.parked("nul-test")
+        [parked] = await store.parking.parked("nul-test")
         assert parked.case_id == case_id and "U+0000" in parked.error
     finally:
         await ctx.bus.stop()
@@ -245,7 +245,8 @@ async def test_a_ticket_error_subclass_nobody_listed_still_gets_its_parents_stat
 
 
 async def test_an_unexpected_failure_is_a_500_in_json_never_a_traceback(embedded_settings):
-    from services.runtime import ServiceParts, create_app
+    from services.runtime.app import create_app
+    from services.runtime.context import ServiceParts
 
     ctx = build_context(embedded_settings)
     router = APIRouter()

@@ -11,10 +11,10 @@ from gridcall.app import build_app
 from intake import tables as intake_tables
 from intake.keys import create_api_key
 from intake.tables import case_views, reports
-from services.auth import Authenticator
-from services.clock import SystemClock
-from services.db import Database
-from services.settings import Settings
+from services.district.clock import SystemClock
+from services.runtime.settings import Settings
+from services.storage.db import Database
+from services.web.auth import Authenticator
 from tests.support.journey import STREETLIGHT_G11, bearer, case_in_status, file_report, open_ticket
 from tests.support.staff import enrol
 from tests.support.waiting import eventually

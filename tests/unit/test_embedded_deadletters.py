@@ -7,10 +7,10 @@ from sqlalchemy import func, select
 
 from dispatcher import tables as dispatcher_tables
 from gridcall.app import build_app
-from services.auth import Authenticator
-from services.bus import Record
-from services.clock import SystemClock
-from services.events import CaseReported, Envelope, Location
+from services.district.clock import SystemClock
+from services.district.events import CaseReported, Envelope, Location
+from services.messaging.bus import Record
+from services.web.auth import Authenticator
 from tests.support.journey import bearer
 
 
@@ -27,8 +27,10 @@ async def test_one_app_lists_and_redrives_the_dead_letters_of_every_service(embe
     )
     good = Envelope.wrap(event, source="/intake", time=SystemClock().now()).encode()
     dispatcher, notifier = consumers["dispatcher"], consumers["notifier"]
-    await dispatcher.store.park(dispatcher.name, Record("t", 0, 1, "parked-case", good), RuntimeError("was a bug"))
-    await notifier.store.park(notifier.name, Record("t", 0, 2, "junk", b"junk"), ValueError("not an event"))
+    await dispatcher.store.parking.park(
+        dispatcher.name, Record("t", 0, 1, "parked-case", good), RuntimeError("was a bug")
+    )
+    await notifier.store.parking.park(notifier.name, Record("t", 0, 2, "junk", b"junk"), ValueError("not an event"))
 
     ops = Authenticator(embedded_settings.secret_key.get_secret_value(), SystemClock()).issue(
         "ops", ttl=timedelta(hours=1)

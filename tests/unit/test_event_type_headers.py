@@ -7,11 +7,12 @@ import uuid
 from datetime import UTC, datetime
 
 from dispatcher.bootstrap import bootstrap as dispatcher_bootstrap
-from services.bus import Message
-from services.events import CaseClosed, CaseReported, Envelope, Location, Stream
-from services.lifecycle import Stop
-from services.messaging import TYPE_HEADER, Consumer, Relay, type_headers
-from services.runtime import build_context
+from services.district.events import CaseClosed, CaseReported, Envelope, Location, Stream
+from services.messaging.bus import TYPE_HEADER, Message, type_headers
+from services.messaging.consumer import Consumer
+from services.messaging.relay import Relay
+from services.runtime.context import build_context
+from services.runtime.lifecycle import Stop
 
 NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
@@ -91,14 +92,14 @@ async def test_a_consumer_skips_unhandled_types_without_decoding_and_commits_the
         stop = Stop()
         running = asyncio.create_task(consumer.run(stop))
         for _ in range(200):
-            if len(seen) == 2 and await store.count_parked("header-test") == 1:
+            if len(seen) == 2 and await store.parking.count_parked("header-test") == 1:
                 break
             await asyncio.sleep(0.05)
         stop.set()
         await asyncio.wait_for(running, timeout=10)
 
         assert seen == [handled_with, handled_without]
-        [parked] = await store.parked("header-test")
+        [parked] = await store.parking.parked("header-test")
         assert parked.payload == b"garbage"  # the skipped record was not dead-lettered
         sub = ctx.bus.subscribe("header-test", [topic])  # every record was committed, skipped ones too
         await sub.start()

@@ -4,7 +4,7 @@ from unittest import mock
 
 import pytest
 
-from services.events import (
+from services.district.events import (
     EVENT_TYPES,
     CaseAssigned,
     CaseReported,
@@ -14,7 +14,7 @@ from services.events import (
     Tier,
     UnknownEvent,
 )
-from services.text import first_unstorable
+from services.district.text import first_unstorable
 
 NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""The kernel's group commit (services/batching.py) on its own: what callers submit together is
+"""The kernel's group commit (services/storage/batching.py) on its own: what callers submit together is
 applied together, in order; each caller gets its own answer or its own error."""
 
 import asyncio
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.batching import GroupCommit
+from services.storage.batching import GroupCommit
 
 
 class Recorder:

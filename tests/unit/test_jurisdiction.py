@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.jurisdiction import JurisdictionError, PoolLevel, UnitKind, load_jurisdiction
-from services.settings import DATA_DIR
+from services.district.jurisdiction import JurisdictionError, PoolLevel, UnitKind, load_jurisdiction
+from services.runtime.settings import DATA_DIR
 
 DEMO = DATA_DIR / "district.yaml"
 

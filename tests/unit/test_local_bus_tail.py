@@ -1,4 +1,4 @@
-"""The local bus's memory of the records it committed (services/bus/local.py): a subscriber that
+"""The local bus's memory of the records it committed (services/messaging/bus/local.py): a subscriber that
 keeps up reads from it without touching the file; one that is behind it, or a bus restarted on
 an old file, reads the file; every record arrives once, in order, whichever way it came."""
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.bus import Message, Record
-from services.bus import local as local_bus
-from services.bus.local import LocalBus, LocalSubscription
+from services.messaging.bus import Message, Record
+from services.messaging.bus import local as local_bus
+from services.messaging.bus.local import LocalBus, LocalSubscription
 
 TOPIC = "t.cases"
 

@@ -12,8 +12,8 @@ from notifier.bootstrap import bootstrap
 from notifier.channels import LogChannel, WebhookChannel
 from notifier.handlers import deliver_due
 from notifier.tables import deliveries, notifications
-from services.events import CaseResolved, Envelope
-from services.runtime import build_context
+from services.district.events import CaseResolved, Envelope
+from services.runtime.context import build_context
 from tests.support.clock import frozen_clock
 from tests.support.servers import free_port
 from tests.support.waiting import eventually

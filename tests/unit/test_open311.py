@@ -17,7 +17,7 @@ from gridcall.app import build_app
 from gridcall.cli import app as cli
 from intake.keys import create_api_key
 from intake.tables import case_views
-from services.clock import SystemClock
+from services.district.clock import SystemClock
 from tests.support.clock import frozen_clock, local, local_midnight
 from tests.support.journey import bearer, open_ticket
 from tests.support.staff import enrol

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher.figures_api import RATES, rates_probe
 from gridcall.app import build_app
-from services.logs import JsonFormatter, about
-from services.metrics import Metrics
+from services.runtime.logs import JsonFormatter, about
+from services.runtime.metrics import Metrics
 from tests.support.clock import frozen_clock
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.staff import enrol

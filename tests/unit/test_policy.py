@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.events import Priority, Tier
-from services.jurisdiction import PoolLevel, load_jurisdiction
-from services.policy import Calendar, Handler, Limit, PolicyError, load_policy, parse_limit
-from services.settings import DATA_DIR
+from services.district.events import Priority, Tier
+from services.district.jurisdiction import PoolLevel, load_jurisdiction
+from services.district.policy import Calendar, Handler, Limit, PolicyError, load_policy, parse_limit
+from services.runtime.settings import DATA_DIR
 
 SHANGHAI = "Asia/Shanghai"
 J = load_jurisdiction(DATA_DIR / "district.yaml")

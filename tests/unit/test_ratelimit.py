@@ -1,6 +1,6 @@
 """The moving window behind every rate limit: at most `limit` hits in any window, per client."""
 
-from services.ratelimit import MovingWindow
+from services.web.ratelimit import MovingWindow
 
 
 class Clock:

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from intake import tables
 from intake.bootstrap import bootstrap as intake_bootstrap
 from intake.keys import create_api_key
-from services.runtime import build_context, create_app
+from services.runtime.app import create_app
+from services.runtime.context import build_context
 from tests.support.journey import STREETLIGHT_G11
 
 ELSEWHERE = {"category": "streetlight", "description": "Dark all night", "location": {"lat": 30.5151, "lon": 114.3247}}

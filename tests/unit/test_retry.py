@@ -12,8 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.lifecycle import Stop
-from services.retry import Backoff, Stopped, retry, transient
+from services.runtime.lifecycle import Stop
+from services.runtime.retry import Backoff, Stopped, retry, transient
 
 
 class Adapted(Exception):

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from services.settings import Settings
+from services.runtime.settings import Settings
 
 
 def test_embedded_is_the_default(tmp_path):

@@ -1,4 +1,4 @@
-"""The SQLite connection of embedded mode (services/sqlite.py): one call to the connection's
+"""The SQLite connection of embedded mode (services/storage/sqlite.py): one call to the connection's
 thread per statement, BEGIN in the call of the first one, no rollback call after a commit, and
 otherwise what SQLAlchemy's own aiosqlite adapter gives: rows, row counts, errors, rollbacks,
 writers that queue on the write lock."""
@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from services import sqlite
-from services.db import Database
-from services.retry import transient
+from services.runtime.retry import transient
+from services.storage import sqlite
+from services.storage.db import Database
 
 metadata = MetaData()
 things = Table("things", metadata, Column("id", Integer, primary_key=True), Column("name", String, unique=True))

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import MetaData, func, insert, select
 
-from services.bus import Message
-from services.clock import SystemClock
-from services.db import Database
-from services.messaging import Relay, Store, deadletter_table, inbox_table, outbox_table
+from services.district.clock import SystemClock
+from services.messaging.bus import Message
+from services.messaging.relay import Relay
+from services.messaging.tables import deadletter_table, inbox_table, outbox_table
+from services.messaging.transaction import Store
+from services.storage.db import Database
 
 metadata = MetaData()
 outbox = outbox_table(metadata, "t")

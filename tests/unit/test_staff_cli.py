@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from gridcall.app import build_app
 from gridcall.cli import app as cli
-from services.runtime import build_context
-from services.settings import Settings
+from services.runtime.context import build_context
+from services.runtime.settings import Settings
 from tests.support.journey import bearer
 
 

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from gridcall.app import build_app
 from gridcall.cli import app as cli
-from services.auth import Authenticator
-from services.clock import SystemClock
-from services.runtime import build_context
-from services.settings import Settings
+from services.district.clock import SystemClock
+from services.runtime.context import build_context
+from services.runtime.settings import Settings
+from services.web.auth import Authenticator
 from tests.support.clock import frozen_clock
 from tests.support.journey import TEST_SECRET, bearer
 

@@ -11,8 +11,8 @@ from schemathesis.python import asgi
 
 from gridcall.app import build_app
 from intake.keys import create_api_key
-from services.clock import SystemClock
-from services.db import Database
+from services.district.clock import SystemClock
+from services.storage.db import Database
 from tests.support.fuzz import (
     Run,
     assert_documented,
@@ -38,8 +38,9 @@ async def _api_key(url: str) -> str:
 
 @pytest.fixture(scope="module")
 def embedded_run(tmp_path_factory) -> Iterator[Run]:
+    from services.runtime.settings import Settings
+
     from gridcall.migrate import upgrade
-    from services.settings import Settings
     from tests.conftest import TESTS_POLL_FREELY
 
     settings = Settings(env="test", var_dir=tmp_path_factory.mktemp("var"), relay_interval=0.05,

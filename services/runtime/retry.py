@@ -16,8 +16,8 @@ import asyncpg
 from aiokafka.errors import KafkaTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from services.lifecycle import Stop
-from services.text import printable
+from services.district.text import printable
+from services.runtime.lifecycle import Stop
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

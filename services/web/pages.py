@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from services.errors import NotFound
+from services.web.errors import NotFound
 
 TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from services.events import Priority, Tier
-from services.jurisdiction import Jurisdiction, PoolLevel, UnitKind
-from services.text import words
+from services.district.events import Priority, Tier
+from services.district.jurisdiction import Jurisdiction, PoolLevel, UnitKind
+from services.district.text import words
 
 TIERS: tuple[Tier, ...] = (Tier.GRID, Tier.COMMUNITY, Tier.STREET, Tier.BUREAU)
 PRIORITY_RANK = {Priority.NORMAL: 0, Priority.URGENT: 1, Priority.EMERGENCY: 2}

@@ -16,12 +16,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.ratelimit import parse_rule
+from services.web.ratelimit import parse_rule
 
 SECRET_FILE = "secret_key"
 # Once shipped in the source as the development default: known to anyone, so never a real secret.
 PUBLISHED_SECRETS = frozenset({"dev-only-insecure-secret-change-me"})
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).parents[1] / "district" / "data"
 
 
 class Settings(BaseSettings):

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from services import sqlite
+from services.storage import sqlite
 
 
 def create_engine(url: str, *, application_name: str | None = None, **kwargs: Any) -> AsyncEngine:
@@ -43,7 +43,7 @@ def create_engine(url: str, *, application_name: str | None = None, **kwargs: An
 def _sqlite_serialised_writes(engine: AsyncEngine) -> None:
     """WAL, and BEGIN IMMEDIATE so that concurrent transactions queue on the write lock
     instead of failing with SQLITE_BUSY when a reader upgrades to a writer (begun with the
-    transaction's first statement: services/sqlite.py). A connection marked `READ_ONLY`
+    transaction's first statement: services/storage/sqlite.py). A connection marked `READ_ONLY`
     (`Database.reading`) begins no transaction: in WAL mode each of its statements reads a
     committed snapshot of its own and neither waits for the writer nor holds it up."""
 

@@ -3,7 +3,7 @@
 One member per consumer group (embedded mode runs one process); offsets are stored per
 (group, topic) in the same file, so a killed process resumes where it committed.
 
-The file has one writer, a group commit (services/batching.py): the appends of every relay
+The file has one writer, a group commit (services/storage/batching.py): the appends of every relay
 and the offset commits of every subscriber that wait together are one transaction, and each
 returns once that transaction is committed, so nothing is acknowledged before it is durable
 and the embedded process pays one fsync for what its services publish and commit at a time.
@@ -27,9 +27,9 @@ from pathlib import Path
 from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, Text, bindparam, func, select
 from sqlalchemy.dialects.sqlite import insert
 
-from services.batching import GroupCommit
-from services.bus import Message, Record, last_per_partition
-from services.db import Database
+from services.messaging.bus import Message, Record, last_per_partition
+from services.storage.batching import GroupCommit
+from services.storage.db import Database
 
 metadata = MetaData()
 records = Table(

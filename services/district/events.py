@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
-from services.text import first_unstorable, plainly_storable_json
+from services.district.text import first_unstorable, plainly_storable_json
 
 SCHEMA_VERSION = 1
 

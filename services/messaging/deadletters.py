@@ -1,19 +1,16 @@
 """Dead letters for ops: what the consumers of a process parked, and putting it back.
 
-The same functions serve the ops endpoints (on every service, registered once per app: in
-embedded mode one app covers all four services' consumers) and `gridcall deadletter`.
+The same functions serve the ops endpoints (services/web/deadletters.py, on every service,
+registered once per app: in embedded mode one app covers all four services' consumers) and
+`gridcall deadletter`.
 """
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from services.auth import OpsDep
-from services.messaging import Consumer
-from services.openapi import problem
+from services.messaging.consumer import Consumer
 
 
 class UnknownConsumer(LookupError):
@@ -66,14 +63,14 @@ def choose(consumers: Sequence[Consumer], name: str | None) -> list[Consumer]:
 
 
 async def counts(consumers: Sequence[Consumer]) -> dict[str, int]:
-    return {c.name: await c.store.count_parked(c.name) for c in consumers}
+    return {c.name: await c.store.parking.count_parked(c.name) for c in consumers}
 
 
 async def list_parked(consumers: Sequence[Consumer], name: str | None = None) -> DeadLetters:
     found = [
         DeadLetter.model_validate(row, from_attributes=True)
         for c in choose(consumers, name)
-        for row in await c.store.parked(c.name)
+        for row in await c.store.parking.parked(c.name)
     ]
     return DeadLetters(count=len(found), deadletters=found)
 
@@ -88,35 +85,3 @@ async def redrive(consumers: Sequence[Consumer], name: str | None = None, event_
     handled = sum(r.handled for r in results)
     remaining = sum((await counts(chosen)).values())
     return Redrive(handled=handled, failed=len(results) - handled, remaining=remaining, results=results)
-
-
-ConsumerQuery = Annotated[
-    str | None,
-    Query(pattern=r"^[A-Za-z0-9._-]{1,100}$", description="a consumer's name, or its service's (default: every one)"),
-]
-EventQuery = Annotated[str | None, Query(pattern=r"^[^\x00-\x1f\x7f]{1,200}$", description="only this event")]
-
-
-def router(consumers: Sequence[Consumer]) -> APIRouter:
-    api = APIRouter(prefix="/v1/ops/deadletters", tags=["ops"])
-    no_such: dict[int | str, dict[str, Any]] = {404: problem("no consumer of that name in this process")}
-
-    @api.get("", response_model=DeadLetters, responses=no_such)
-    async def parked(_: OpsDep, consumer: ConsumerQuery = None) -> DeadLetters:
-        """Records this process's consumers could not handle, oldest first, with the error."""
-        try:
-            return await list_parked(consumers, consumer)
-        except UnknownConsumer as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-
-    @api.post("/redrive", response_model=Redrive, responses=no_such)
-    async def redrive_parked(_: OpsDep, consumer: ConsumerQuery = None, event_id: EventQuery = None) -> Redrive:
-        """Put parked records back through their consumer's handling (after the fault is fixed):
-        a handled record is removed, one that fails again stays with the new error. The inbox
-        keeps a record that was handled before from having its effect twice."""
-        try:
-            return await redrive(consumers, consumer, event_id)
-        except UnknownConsumer as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-
-    return api

@@ -3,126 +3,30 @@ runs a set of services (one in distributed mode, all four in embedded mode)."""
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import func, select, text
 
-from services import deadletters, edge
-from services.auth import Authenticator
-from services.batching import GroupCommit
-from services.bus import Bus
-from services.bus.kafka import KafkaBus
-from services.bus.local import LocalBus
-from services.clock import Clock, SystemClock
-from services.db import Database
-from services.directory import Health, Unhealthy, directory
-from services.edge import ErrorRenderer
-from services.events import Event, Stream
-from services.jurisdiction import Jurisdiction, load_jurisdiction
-from services.lifecycle import Stop
-from services.logs import CASE_ID
-from services.messaging import Consumer, Handler, Lock, Relay, Store
-from services.metrics import CONTENT_TYPE, Instrument, Metrics
-from services.openapi import describe_answers
-from services.policy import Policy, load_policy
-from services.retry import Backoff, Stopped, always, describe, retry
-from services.settings import Settings
+from services.district.events import Stream
+from services.messaging import deadletters
+from services.messaging.consumer import Consumer
+from services.messaging.relay import Relay
+from services.messaging.transaction import Store
+from services.runtime.context import Context, ServiceParts
+from services.runtime.lifecycle import Stop
+from services.runtime.logs import CASE_ID
+from services.runtime.metrics import CONTENT_TYPE, Instrument, Metrics
+from services.runtime.retry import Backoff, Stopped, always, describe, retry
+from services.web import edge
+from services.web.deadletters import router as deadletter_routes
+from services.web.directory import Health, Unhealthy, directory
+from services.web.openapi import describe_answers
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Context:
-    """Everything a service is built from; the one place that creates engine, bus and clock."""
-
-    settings: Settings
-    db: Database
-    bus: Bus
-    clock: Clock
-    jurisdiction: Jurisdiction
-    policy: Policy
-    authenticator: Authenticator
-    metrics: Metrics = field(default_factory=Metrics)
-
-    def consumer(
-        self,
-        service: str,
-        store: Store,
-        handlers: Mapping[type[Event], Handler],
-        streams: Sequence[Stream],
-        *,
-        lock: Lock | None = None,
-    ) -> Consumer:
-        """The service's consumer group on these streams."""
-        name = f"{self.settings.topic_prefix}.{service}"
-        return Consumer(name, store, self.bus, handlers, streams, lock=lock, batch=self.settings.consumer_batch)
-
-    def store(self, source: str, *, outbox: Table, inbox: Table, deadletters: Table) -> Store:
-        return Store(
-            self.db,
-            source=source,
-            outbox=outbox,
-            inbox=inbox,
-            deadletters=deadletters,
-            clock=self.clock,
-            topic=lambda stream: self.settings.topic(stream),
-            metrics=self.metrics,
-        )
-
-
-def build_context(settings: Settings, *, clock: Clock | None = None, name: str = "gridcall") -> Context:
-    """`name` is how this process shows itself to PostgreSQL (`application_name`) and to the
-    broker (`client_id`): `gridcall-<service>` in distributed mode, so operators can tell the
-    services' connections apart."""
-    bus: Bus
-    if settings.embedded:
-        bus = LocalBus(settings.var_dir / "bus.db")
-    else:
-        assert settings.kafka_bootstrap_servers
-        bus = KafkaBus(
-            settings.kafka_bootstrap_servers,
-            enable_idempotence=settings.kafka_enable_idempotence,
-            partitions=settings.kafka_partitions,
-            session_timeout_ms=settings.kafka_session_timeout_ms,
-            rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
-            client_id=name,
-        )
-    if settings.db_url.startswith("sqlite"):
-        settings.var_dir.mkdir(parents=True, exist_ok=True)
-    jurisdiction = load_jurisdiction(settings.jurisdiction_file)
-    clock = clock or SystemClock()
-    return Context(
-        settings=settings,
-        db=Database(settings.db_url, application_name=name),
-        bus=bus,
-        clock=clock,
-        jurisdiction=jurisdiction,
-        policy=load_policy(settings.policy_file, jurisdiction),
-        authenticator=Authenticator(settings.signing_key(), clock, units=[u.id for u in jurisdiction.units]),
-    )
-
-
-@dataclass
-class ServiceParts:
-    """One service as the runtime sees it: its HTTP routes and its background loops."""
-
-    name: str
-    router: APIRouter
-    store: Store
-    consumers: list[Consumer] = field(default_factory=list)
-    workers: list[Callable[[Stop], Awaitable[None]]] = field(default_factory=list)
-    group_commits: list[GroupCommit[Any, Any]] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
-    # Topics beside the streams' that the service reads or writes (a department's adapter topics).
-    topics: list[str] = field(default_factory=list)
-    # Error renderers for path prefixes that answer in a format of their own (Open311).
-    error_renderers: dict[str, ErrorRenderer] = field(default_factory=dict)
 
 
 async def supervise(name: str, loop: Callable[[Stop], Awaitable[None]], stop: Stop) -> None:
@@ -180,7 +84,7 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
     app.include_router(directory(ctx.jurisdiction, title))
     for p in parts:
         app.include_router(p.router)
-    app.include_router(deadletters.router(consumers))
+    app.include_router(deadletter_routes(consumers))
 
     @app.get(
         "/healthz",

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from services.jurisdiction import Jurisdiction, UnitKind
+from services.district.jurisdiction import Jurisdiction, UnitKind
 
 
 class UnitOut(BaseModel):

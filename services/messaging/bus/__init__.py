@@ -8,6 +8,7 @@ Delivery is at least once: a subscriber commits a record only after its effect i
 and whatever it fetched but did not commit is delivered again after a restart.
 """
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -66,3 +67,21 @@ def last_per_partition(records: Sequence[Record]) -> dict[tuple[str, int], int]:
         key = (r.topic, r.partition)
         last[key] = max(r.offset, last.get(key, -1))
     return last
+
+
+# The CloudEvents Kafka binding's name for the type attribute: the relay sets it on every record
+# it publishes, so a consumer skips the events it has no handler for without decoding them.
+TYPE_HEADER = "ce_type"
+CONTENT_TYPE, STRUCTURED = "content-type", "application/cloudevents+json"
+ID_HEADER = "ce_id"
+# What `Envelope.encode` writes first: the type is its third attribute, after an id of our own.
+_ENCODED_TYPE = re.compile(rb'\{"specversion":"1\.0","id":"[^"\\]*","type":"([^"\\]+)"')
+
+
+def type_headers(payload: bytes) -> dict[str, str]:
+    """The record headers of a CloudEvent in structured mode (an encoded envelope, or a
+    department's assignment): its content type, as the CloudEvents Kafka binding asks, and
+    its type, read from the first bytes of the payload without decoding it; none if the
+    payload does not begin as `encode` writes."""
+    found = _ENCODED_TYPE.match(payload)
+    return {CONTENT_TYPE: STRUCTURED, TYPE_HEADER: found[1].decode()} if found else {}

@@ -1,5 +1,5 @@
 """The domain error hierarchy. Services raise these (or their own subclasses); the kernel's one
-exception handler per app (services/edge.py) turns them into HTTP answers, so a new subclass
+exception handler per app (services/web/edge.py) turns them into HTTP answers, so a new subclass
 gets its parent's status instead of a 500."""
 
 from collections.abc import Mapping, Sequence

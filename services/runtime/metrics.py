@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.logs import CASE_ID
+from services.runtime.logs import CASE_ID
 
 log = logging.getLogger(__name__)
 disable_created_metrics()  # no `*_created` series beside every counter: rate() needs none of them

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from services.retry import transient
+from services.runtime.retry import transient
 
 log = logging.getLogger(__name__)
 

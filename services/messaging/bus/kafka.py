@@ -8,7 +8,7 @@ from aiokafka.errors import CommitFailedError, MessageSizeTooLargeError, TopicAl
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from services.bus import Message, Record, last_per_partition
+from services.messaging.bus import Message, Record, last_per_partition
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from services.clock import Clock
+from services.district.clock import Clock
 
 Role = Literal["staff", "ops"]
 Duty = Literal["handler", "supervisor"]
