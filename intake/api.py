@@ -14,7 +14,7 @@ from services.district.jurisdiction import Jurisdiction, UnitKind
 from services.district.policy import Policy
 from services.district.text import REMARK, WORDS, Identifier
 from services.messaging.transaction import Store
-from services.web.auth import Authenticator
+from services.web.auth import Authenticator, bearer_token
 from services.web.errors import Forbidden, NotFound
 from services.web.openapi import RATE_LIMITED
 from services.web.openapi import problem as _problem
@@ -200,9 +200,9 @@ def router(
 
     def _grid_worker(authorization: str | None) -> None:
         """Only a grid worker (a grid unit's staff token) may flag a household."""
-        scheme, _, token = (authorization or "").partition(" ")
+        token = bearer_token(authorization)
         try:
-            principal = authenticator.verify(token) if scheme.lower() == "bearer" else None
+            principal = authenticator.verify(token) if token else None
         except ValueError:
             principal = None
         unit = j.unit(principal.unit_id) if principal and principal.unit_id else None

@@ -2,11 +2,7 @@
 reads the same dict (as JSON in the page) for what it writes itself: statuses, clocks, errors.
 Templates such as "剩余 {t}" are filled in by the script."""
 
-from collections.abc import Mapping
-from typing import Literal
-
-Lang = Literal["zh-CN", "en"]
-LANGS: tuple[Lang, ...] = ("zh-CN", "en")
+from services.web.pages import Labels
 
 ZH: dict[str, str] = {
     "title": "网格工单台",
@@ -212,11 +208,6 @@ EN: dict[str, str] = {
     "reason_other": "other",
 }
 
-LABELS: Mapping[Lang, Mapping[str, str]] = {"zh-CN": ZH, "en": EN}
+LABELS: Labels = {"zh-CN": ZH, "en": EN}
 STATUSES = ("open", "claimed", "resolved", "escalated", "returned", "whistled", "withdrawn", "reassigned")
 DEFAULT_STATUSES = ("open", "claimed")
-
-
-def language(asked: str | None) -> Lang:
-    """English when asked for (`en`, `en-GB`...); Chinese otherwise, also for a language we lack."""
-    return "en" if asked and asked.lower().split("-")[0] == "en" else "zh-CN"

@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from dispatcher.api import breach_history
-from dispatcher.board.labels import LABELS, TIERS, language
+from dispatcher.board.labels import LABELS, TIERS
 from dispatcher.figures import Window
 from dispatcher.tables import history
 from services.district.clock import Clock
@@ -24,13 +24,17 @@ from services.district.jurisdiction import Jurisdiction
 from services.district.policy import Policy
 from services.storage.db import Database
 from services.web import pages
-from services.web.auth import Authenticator, OpsDep
+from services.web.auth import Authenticator, OpsDep, authenticate, bearer_token, ops_only
+from services.web.errors import Unauthorized
 from services.web.openapi import problem
 
 PACKAGE = "dispatcher.board"
 HEADERS = pages.headers(pages.csp(script=True))
 PURPOSE = "ops-breach-stream"
 TICKET_TTL = timedelta(seconds=60)
+MISSING_TICKET = (
+    "missing ticket: POST /v1/ops/breaches/stream-tickets with the ops token, or send 'Authorization: Bearer <token>'"
+)
 POLL_SECONDS = 1.0
 RECENT = timedelta(hours=24)  # what a board shows when it connects
 STREAM_SECONDS = 600  # then the page reconnects with a new ticket, so a stream never outlives its check by long
@@ -68,7 +72,7 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
     @api.get("/ops", include_in_schema=False)
     async def board(lang: Annotated[str | None, Query(max_length=20)] = None) -> HTMLResponse:
         """督办看板: the live board; Chinese unless `?lang=en`."""
-        chosen = language(lang)
+        chosen = pages.language(lang)
         zh = chosen == "zh-CN"
         now = clock.now().astimezone(policy.calendar.zone)
 
@@ -87,7 +91,7 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
             "month": (now - timedelta(days=30)).isoformat(),
         }
         html = env.get_template("ops.html").render(
-            lang=chosen, other="en" if zh else "zh-CN", t=LABELS[chosen], data=data, static=static
+            lang=chosen, other=pages.other(chosen), t=LABELS[chosen], data=data, static=static
         )
         return HTMLResponse(html, headers=HEADERS)
 
@@ -142,22 +146,10 @@ def _authorize(request: Request, ticket: str | None) -> None:
         try:
             authenticator.verify_ticket(ticket, PURPOSE)
         except ValueError as exc:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
+            raise Unauthorized(str(exc)) from None
         return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing ticket: POST /v1/ops/breaches/stream-tickets with the ops token, "
-            "or send 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    try:
-        principal = authenticator.verify(token.strip())
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
-    if principal.role != "ops":
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "this endpoint needs an ops token")
+    token = bearer_token(request.headers.get("authorization"))
+    ops_only(authenticate(authenticator, token, missing=MISSING_TICKET))
 
 
 async def _events(db: Database, clock: Clock) -> AsyncIterator[str]:

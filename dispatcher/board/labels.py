@@ -1,9 +1,7 @@
 """The board's words, Chinese first; the page renders its labels from these and the script
 reads the same dict (as JSON in the page) for what it writes itself."""
 
-from typing import Literal
-
-Lang = Literal["zh-CN", "en"]
+from services.web.pages import Labels
 
 ZH: dict[str, str] = {
     "title": "超时督办看板",
@@ -81,13 +79,8 @@ EN: dict[str, str] = {
     "error": "Error: {t}",
 }
 
-LABELS: dict[Lang, dict[str, str]] = {"zh-CN": ZH, "en": EN}
-TIERS: dict[Lang, dict[str, str]] = {
+LABELS: Labels = {"zh-CN": ZH, "en": EN}
+TIERS: Labels = {
     "zh-CN": {"grid": "网格", "community": "社区", "street": "街道", "bureau": "职能部门"},
     "en": {"grid": "grid", "community": "community", "street": "street", "bureau": "bureau"},
 }
-
-
-def language(asked: str | None) -> Lang:
-    """English when asked for (`en`, `en-GB`...); Chinese otherwise."""
-    return "en" if asked and asked.lower().split("-")[0] == "en" else "zh-CN"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from intake.domain import CaseStatus, Satisfaction
 from intake.public import feed
-from intake.public.labels import LABELS, SATISFACTION, language
+from intake.public.labels import LABELS, SATISFACTION
 from services.district.jurisdiction import Jurisdiction
 from services.district.policy import Policy
 from services.district.text import Identifier
@@ -112,7 +112,7 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
     ) -> HTMLResponse:
         """The results as a page a community office can put on a screen; Chinese unless `?lang=en`.
         The filter form sends an empty value for "all"."""
-        chosen = language(lang)
+        chosen = pages.language(lang)
         q = feed.FeedQuery(community=community or None, category=category or None, limit=limit, cursor=cursor or None)
         try:
             found = await results(q)
@@ -142,7 +142,7 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
             next_link=link(cursor=found["next_cursor"]) if found["next_cursor"] else None,
             first_link=link() if q.cursor else None,
             other_link=link(lang="en" if zh else None, cursor=q.cursor),
-            version=static.versions[STYLE],
+            static=static,
         )
         return HTMLResponse(html, status_code=422 if problem else 200, headers=HEADERS)
 

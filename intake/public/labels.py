@@ -1,10 +1,8 @@
 """The public page's words, Chinese first."""
 
-from typing import Literal
+from services.web.pages import Labels, Lang
 
-Lang = Literal["zh-CN", "en"]
-
-LABELS: dict[Lang, dict[str, str]] = {
+LABELS: Labels = {
     "zh-CN": {
         "title": "办理结果公示",
         "switch_lang": "English",
@@ -49,7 +47,3 @@ SATISFACTION: dict[Lang, dict[str | None, str]] = {
     "zh-CN": {"satisfied": "满意", "unsatisfied": "不满意", "no_answer": "未回复", None: "回访中"},
     "en": {"satisfied": "Satisfied", "unsatisfied": "Not satisfied", "no_answer": "No answer", None: "Awaiting answer"},
 }
-
-
-def language(asked: str | None) -> Lang:
-    return "en" if (asked or "").lower().startswith("en") else "zh-CN"

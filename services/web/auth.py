@@ -12,10 +12,11 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import jwt
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.district.clock import Clock
+from services.web.errors import Forbidden, Unauthorized
 
 Role = Literal["staff", "ops"]
 Duty = Literal["handler", "supervisor"]
@@ -133,6 +134,33 @@ class Authenticator:
         return claims
 
 
+MISSING = "missing bearer token: send 'Authorization: Bearer <token>' (gridcall token issue)"
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None without one."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def authenticate(authenticator: Authenticator, token: str | None, *, missing: str = MISSING) -> Principal:
+    """Who `token` is; 401 (with the bearer challenge) without one or for a bad one."""
+    if token is None:
+        raise Unauthorized(missing, headers=CHALLENGE)
+    try:
+        return authenticator.verify(token)
+    except ValueError as exc:
+        raise Unauthorized(str(exc), headers=CHALLENGE) from None
+
+
+def ops_only(principal: Principal) -> Principal:
+    if principal.role != "ops":
+        raise Forbidden("this endpoint needs an ops token")
+    return principal
+
+
+# FastAPI's parser of the header, so that the API description shows the bearer scheme.
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -140,26 +168,15 @@ def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing bearer token: send 'Authorization: Bearer <token>' (gridcall token issue)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    authenticator: Authenticator = request.app.state.authenticator
-    try:
-        return authenticator.verify(credentials.credentials)
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+    token = credentials.credentials.strip() or None if credentials else None
+    return authenticate(request.app.state.authenticator, token)
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
 def require_ops(principal: PrincipalDep) -> Principal:
-    if principal.role != "ops":
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "this endpoint needs an ops token")
-    return principal
+    return ops_only(principal)
 
 
 OpsDep = Annotated[Principal, Depends(require_ops)]

@@ -4,11 +4,12 @@ it back through them (services/messaging/deadletters.py does the work)."""
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 
 from services.messaging.consumer import Consumer
 from services.messaging.deadletters import DeadLetters, Redrive, UnknownConsumer, list_parked, redrive
 from services.web.auth import OpsDep
+from services.web.errors import NotFound
 from services.web.openapi import problem
 
 ConsumerQuery = Annotated[
@@ -28,7 +29,7 @@ def router(consumers: Sequence[Consumer]) -> APIRouter:
         try:
             return await list_parked(consumers, consumer)
         except UnknownConsumer as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+            raise NotFound(str(exc)) from None
 
     @api.post("/redrive", response_model=Redrive, responses=no_such)
     async def redrive_parked(_: OpsDep, consumer: ConsumerQuery = None, event_id: EventQuery = None) -> Redrive:
@@ -38,6 +39,6 @@ def router(consumers: Sequence[Consumer]) -> APIRouter:
         try:
             return await redrive(consumers, consumer, event_id)
         except UnknownConsumer as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+            raise NotFound(str(exc)) from None
 
     return api

@@ -8,12 +8,30 @@ Nothing is loaded from elsewhere: no CDN, no build step."""
 import hashlib
 from collections.abc import Mapping
 from importlib.resources import files
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from services.web.errors import NotFound
+
+Lang = Literal["zh-CN", "en"]
+LANGS: tuple[Lang, ...] = ("zh-CN", "en")  # Chinese first
+# A page's words: per language, per key (the labels modules of the console, the board and /public).
+Labels = Mapping[Lang, Mapping[str, str]]
+
+
+def language(asked: str | None) -> Lang:
+    """The language of a page: English when asked for (`en`, `en-GB`...), Chinese otherwise,
+    also for a language gridcall lacks."""
+    return "en" if asked and asked.lower().split("-")[0] == "en" else "zh-CN"
+
+
+def other(lang: Lang) -> Lang:
+    """The language a page's switch offers."""
+    return "en" if lang == "zh-CN" else "zh-CN"
+
 
 TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 

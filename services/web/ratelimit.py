@@ -10,7 +10,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 import limits
-from fastapi import HTTPException, Request
+from fastapi import Request
+
+from services.web.errors import RateLimited
 
 
 def parse_rule(rule: str) -> limits.RateLimitItem:
@@ -75,8 +77,7 @@ class RateLimit:
             client = "ip:" + (request.client.host if request.client else "unknown")
         if wait := self.window.hit(client):
             retry = max(1, math.ceil(wait))
-            raise HTTPException(
-                429,
+            raise RateLimited(
                 f"too many requests from this client (at most {self.item}); retry in {retry} s",
                 headers={"Retry-After": str(retry)},
             )

@@ -8,8 +8,9 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
-from departments.console.labels import EN, ZH, language
+from departments.console.labels import EN, ZH
 from gridcall.app import build_app
+from services.web.pages import language
 
 
 class Page(HTMLParser):

@@ -38,9 +38,8 @@ async def _api_key(url: str) -> str:
 
 @pytest.fixture(scope="module")
 def embedded_run(tmp_path_factory) -> Iterator[Run]:
-    from services.runtime.settings import Settings
-
     from gridcall.migrate import upgrade
+    from services.runtime.settings import Settings
     from tests.conftest import TESTS_POLL_FREELY
 
     settings = Settings(env="test", var_dir=tmp_path_factory.mktemp("var"), relay_interval=0.05,
