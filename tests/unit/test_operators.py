@@ -183,8 +183,9 @@ def test_a_json_line_names_the_case_and_event_it_was_written_about():
         record.__dict__.update(extra)
         return json.loads(formatter.format(record))
 
-    assert line() == {
-        "time": line()["time"],
+    written = line()
+    assert written == {
+        "time": written["time"],
         "level": "ERROR",
         "logger": "dispatcher.timers",
         "message": "timer 7 failed",
