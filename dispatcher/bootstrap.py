@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from dispatcher import api, board, figures_api, tables
 from dispatcher.domain import Router
 from dispatcher.handlers import handlers, lock_cases
-from dispatcher.timers import TimerWorker
+from dispatcher.workers import TimerWorker
 from services.district.events import Stream
 from services.runtime.context import Context, ServiceParts
 
