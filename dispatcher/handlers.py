@@ -5,8 +5,8 @@ batch writes every change of the transaction at once, before commit (dispatcher/
 
 import uuid
 
-from dispatcher.repository import batch
 from dispatcher.domain import Router, Step
+from dispatcher.repository import batch
 from services.district.events import (
     CaseCancelRequested,
     CaseReported,

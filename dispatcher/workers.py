@@ -24,9 +24,9 @@ from functools import partial
 
 from sqlalchemy import func, or_, select, update
 
-from dispatcher.repository import batch
 from dispatcher.domain import Router
 from dispatcher.handlers import new_id
+from dispatcher.repository import batch
 from dispatcher.tables import timers
 from services.district.text import printable
 from services.messaging.tables import error_text
