@@ -1,12 +1,12 @@
 """The dispatcher's consumer: every event is handled alike. The consumer's lock loads the
 batch's cases (locked, in case-id order) into the transaction's `Batch`; the handler takes
 its case from there, asks the pure `Router` what happens, and puts the decision back. The
-batch writes every change of the transaction at once, before commit (dispatcher/batch.py)."""
+batch writes every change of the transaction at once, before commit (dispatcher/repository.py)."""
 
 import uuid
 
-from dispatcher.batch import batch
 from dispatcher.domain import Router, Step
+from dispatcher.repository import batch
 from services.district.events import (
     CaseCancelRequested,
     CaseReported,

@@ -6,8 +6,11 @@ from typing import Any, Protocol
 import httpx
 
 from services.district.text import printable
+from services.runtime.settings import Settings
 
 log = logging.getLogger("gridcall.notifications")
+# For callers without settings (tests); bootstrap passes the setting's value.
+TIMEOUT: float = Settings.model_fields["notifier_timeout"].default
 
 
 class Channel(Protocol):
@@ -34,9 +37,9 @@ class WebhookChannel:
 
     name = "webhook"
 
-    def __init__(self, url: str, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, url: str, client: httpx.AsyncClient | None = None, *, timeout: float = TIMEOUT) -> None:
         self.url = url
-        self.client = client or httpx.AsyncClient(timeout=5.0)
+        self.client = client or httpx.AsyncClient(timeout=timeout)
 
     async def send(self, notification: dict[str, Any]) -> None:
         response = await self.client.post(self.url, json=notification)

@@ -96,9 +96,6 @@ def drafts_for(event: Event) -> list[Draft]:
     return []
 
 
-MAX_ATTEMPTS = 8
-
-
 def retry_delay(attempts: int) -> timedelta:
     """Exponential backoff between delivery attempts: 2s, 4s, 8s … capped at 10 minutes."""
     return timedelta(seconds=min(2**attempts, 600))

@@ -15,10 +15,10 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from dispatcher.api import breach_history
 from dispatcher.board.labels import LABELS, TIERS
 from dispatcher.figures import Window
 from dispatcher.tables import history
+from dispatcher.usecases import breach_history
 from services.district.clock import Clock
 from services.district.jurisdiction import Jurisdiction
 from services.district.policy import Policy

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
         "waiting, and what arrives meanwhile forms the next batch",
     )
     notifier_webhook_url: str | None = None
+    notifier_timeout: float = Field(5.0, gt=0, le=300, description="seconds the notifier's webhook may take to answer")
+    notifier_attempts: int = Field(
+        8, ge=1, description="times the notifier tries a delivery over a channel before it gives it up (failed)"
+    )
     adapter_retry_schedule: str = Field(
         "0s,5s,5m,30m,2h,5h,10h,10h",
         description="when a department's webhook delivery is attempted: the delay before each attempt, "

@@ -18,7 +18,7 @@ from dispatcher.bootstrap import bootstrap
 from dispatcher.domain import Router
 from dispatcher.tables import assignments, cases, history, outbox
 from dispatcher.tables import timers as timer_rows
-from dispatcher.timers import TimerWorker
+from dispatcher.workers import TimerWorker
 from services.district.clock import FrozenClock
 from services.district.events import (
     CaseReported,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from dispatcher import api, figures_api
+from dispatcher import api
 from dispatcher.domain import AssignmentStatus, Case, DispatchError, Router, Timer, timers
 from dispatcher.repository import _assignment_row, _history_rows, _new_case_row
 from dispatcher.tables import assignments, cases, history
@@ -335,7 +335,7 @@ async def client(simulated: Simulation, pg_url: str) -> AsyncIterator[httpx.Asyn
     app = FastAPI()
     edge.install(app, {})
     app.state.authenticator = Authenticator(TEST_SECRET, frozen_clock(NOW), units=[u.id for u in simulated.j.units])
-    app.include_router(figures_api.router(db, frozen_clock(NOW), simulated.j, simulated.policy))
+    app.include_router(api.figures_router(db, frozen_clock(NOW), simulated.j, simulated.policy))
     app.include_router(api.router(db, frozen_clock(NOW), simulated.j, simulated.policy))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c:
         c.headers.update(bearer(app.state.authenticator.issue("ops", ttl=timedelta(hours=1))))

@@ -10,7 +10,7 @@ from dispatcher.bootstrap import bootstrap
 from dispatcher.domain import Router
 from dispatcher.tables import assignments, history
 from dispatcher.tables import timers as timer_rows
-from dispatcher.timers import TimerWorker
+from dispatcher.workers import TimerWorker
 from services.district.clock import FrozenClock
 from services.messaging.transaction import Store
 from services.runtime.context import build_context

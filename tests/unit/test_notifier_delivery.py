@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from notifier.bootstrap import bootstrap
 from notifier.channels import LogChannel, WebhookChannel
-from notifier.handlers import deliver_due
 from notifier.tables import deliveries, notifications
+from notifier.workers import deliver_due
 from services.district.events import CaseResolved, Envelope
 from services.runtime.context import build_context
 from tests.support.clock import frozen_clock

@@ -14,7 +14,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from prometheus_client.parser import text_string_to_metric_families
 
-from dispatcher.figures_api import RATES, rates_probe
+from dispatcher.usecases import RATES, rates_probe
 from gridcall.app import build_app
 from services.runtime.logs import JsonFormatter, about
 from services.runtime.metrics import Metrics

@@ -1,9 +1,10 @@
-"""Durable SLA timers: rows in the dispatcher's database, indexed by due time.
+"""The dispatcher's background loop: the timer worker, which fires durable SLA timers (rows in
+the dispatcher's database, indexed by due time).
 
 Any replica may fire a due timer. A replica leases a few hundred due rows in one statement
 (`FOR UPDATE SKIP LOCKED`, so replicas take different rows), then fires them a few hundred
 cases per transaction: the cases locked in case-id order and loaded at once, each case's due
-timers fired in due order, and everything they changed written at once (dispatcher/batch.py).
+timers fired in due order, and everything they changed written at once (dispatcher/repository.py).
 Leases stay small (500 timers, two transactions' worth on PostgreSQL) so that replicas share
 even a wave of a few thousand: a replica that leased thousands at once would fire them alone
 while the others found nothing left to lease. A replica killed mid-batch leaves leases that
@@ -23,9 +24,9 @@ from functools import partial
 
 from sqlalchemy import func, or_, select, update
 
-from dispatcher.batch import batch
 from dispatcher.domain import Router
 from dispatcher.handlers import new_id
+from dispatcher.repository import batch
 from dispatcher.tables import timers
 from services.district.text import printable
 from services.messaging.tables import error_text
