@@ -6,9 +6,10 @@ from departments import api, console, tables
 from departments.adapters import asyncapi, inbound, ops, signing
 from departments.adapters.outbound import Outbound
 from departments.adapters.webhooks import Webhooks
-from departments.desk import Desk
 from departments.handlers import handlers, load_tickets
-from departments.staff import Accounts
+from departments.usecases.queue import Queues
+from departments.usecases.staff import Accounts
+from departments.usecases.tickets import Desk
 from services.district.events import Stream
 from services.messaging.consumer import TopicConsumer
 from services.runtime.context import Context, ServiceParts
@@ -35,6 +36,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
     )
     accounts = Accounts(ctx.db, ctx.clock, ctx.authenticator, ctx.jurisdiction)
     desk = Desk(store, ctx.jurisdiction)
+    queues = Queues(store, ctx.jurisdiction, accounts)
     updates = [
         TopicConsumer(
             f"{prefix}.{NAME}.adapter.{unit.id}",
@@ -49,7 +51,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
         if unit.adapter is not None and unit.adapter.kafka
     ]
     routes = APIRouter()
-    routes.include_router(api.router(desk, accounts))
+    routes.include_router(api.router(desk, accounts, queues))
     routes.include_router(inbound.router(desk, keys))
     routes.include_router(ops.router(ops.AdapterOps(ctx.db, ctx.clock, ctx.jurisdiction)))
     routes.include_router(asyncapi.router())

@@ -19,13 +19,13 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from departments import queue
 from departments.adapters.messages import Update, UpdateType
 from departments.adapters.signing import SignatureError, verify
-from departments.api import Ticket
-from departments.desk import Desk, Step
 from departments.domain import NotYourTicket, TicketConflict, TicketNotFound
+from departments.schemas import Ticket
 from departments.tables import tickets
+from departments.usecases import queue
+from departments.usecases.tickets import Desk, Step
 from services.district.events import NoteVisibility
 from services.messaging.bus import ID_HEADER, Record
 from services.messaging.consumer import Decode, Work
