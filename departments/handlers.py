@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from departments.adapters import outbound
+from departments.adapters import messages, outbound
 from departments.adapters.outbound import Outbound
 from departments.domain import TicketStatus
 from departments.tables import contacts, tickets
@@ -146,7 +146,7 @@ def handlers(out: Outbound) -> dict[type[Event], Handler]:
         if adapter is not None:
             reporters = batch.new[event.assignment_id]["reporters"]
             contact = await outbound.contact_of(tx, event.case_id, batch.contacts) if adapter.contact else None
-            outbound.send(tx, out, envelope, event.unit_id, outbound.assignment(event, reporters, contact), now)
+            outbound.send(tx, out, envelope, event.unit_id, messages.assignment(event, reporters, contact), now)
 
     async def on_contact_given(tx: Tx, envelope: Envelope, event: CaseContactGiven) -> None:
         """The resident's name and phone, for the unit that will call back."""
@@ -157,12 +157,12 @@ def handlers(out: Outbound) -> dict[type[Event], Handler]:
         now = tx.store.clock.now()
         ticket_batch(tx).withdraw(event.assignment_id, event.reason, now)
         if event.unit_id in out.adapters:
-            outbound.send(tx, out, envelope, event.unit_id, outbound.unassigned(event), now)
+            outbound.send(tx, out, envelope, event.unit_id, messages.unassigned(event), now)
 
     async def on_case_reopened(tx: Tx, envelope: Envelope, event: CaseReopened) -> None:
         """The resident was not satisfied: the unit's system hears it (a new assignment follows)."""
         if event.unit_id in out.adapters:
-            outbound.send(tx, out, envelope, event.unit_id, outbound.reopened(event), tx.store.clock.now())
+            outbound.send(tx, out, envelope, event.unit_id, messages.reopened(event), tx.store.clock.now())
 
     async def on_duplicate_reported(tx: Tx, envelope: Envelope, event: CaseDuplicateReported) -> None:
         """The handler sees how many residents reported the problem."""
