@@ -13,7 +13,8 @@ from departments.adapters.handlers import decoder
 from departments.adapters.outbound import Outbound
 from departments.adapters.usecases import AdapterOps, inbox_name, updates_topic
 from departments.adapters.workers import Webhooks
-from departments.handlers import handlers, load_tickets
+from departments.handlers import handlers
+from departments.repository import load_tickets
 from departments.usecases.queue import Queues
 from departments.usecases.staff import Accounts
 from departments.usecases.tickets import Desk
