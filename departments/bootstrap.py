@@ -1,14 +1,23 @@
+"""The departments service wired from a Context: its store and consumer (assignments become
+tickets), one consumer per unit with an adapter's updates topic, the webhook delivery worker,
+and the routes (the staff API, the adapters' endpoints, the AsyncAPI document, the console)."""
+
 from collections.abc import Awaitable
 
 from fastapi import APIRouter
 
 from departments import api, console, tables
-from departments.adapters import asyncapi, inbound, ops, signing
+from departments.adapters import api as adapters_api
+from departments.adapters import asyncapi, signing
+from departments.adapters.handlers import decoder
 from departments.adapters.outbound import Outbound
-from departments.adapters.webhooks import Webhooks
-from departments.desk import Desk
-from departments.handlers import handlers, load_tickets
-from departments.staff import Accounts
+from departments.adapters.usecases import AdapterOps, inbox_name, updates_topic
+from departments.adapters.workers import Webhooks
+from departments.handlers import handlers
+from departments.repository import load_tickets
+from departments.usecases.queue import Queues
+from departments.usecases.staff import Accounts
+from departments.usecases.tickets import Desk
 from services.district.events import Stream
 from services.messaging.consumer import TopicConsumer
 from services.runtime.context import Context, ServiceParts
@@ -22,7 +31,8 @@ def bootstrap(ctx: Context) -> ServiceParts:
     prefix = ctx.settings.topic_prefix
     out = Outbound.of(ctx.jurisdiction, prefix, ctx.settings.retry_schedule[0])
     consumer = ctx.consumer(NAME, store, handlers(out), [Stream.CASES], lock=load_tickets)
-    keys = signing.adapter_keys(ctx.jurisdiction)  # a configured adapter without its secret fails start-up, naming it
+    # a configured adapter without its secret fails start-up, naming it
+    keys = signing.adapter_keys(ctx.jurisdiction, ctx.settings.environment(*signing.secret_names(ctx.jurisdiction)))
     webhooks = Webhooks(
         ctx.db,
         ctx.clock,
@@ -35,23 +45,23 @@ def bootstrap(ctx: Context) -> ServiceParts:
     )
     accounts = Accounts(ctx.db, ctx.clock, ctx.authenticator, ctx.jurisdiction)
     desk = Desk(store, ctx.jurisdiction)
+    queues = Queues(store, ctx.jurisdiction, accounts)
     updates = [
         TopicConsumer(
             f"{prefix}.{NAME}.adapter.{unit.id}",
             store,
             ctx.bus,
-            [inbound.updates_topic(prefix, unit.id)],
-            inbound.decoder(desk, unit.id),
-            inbox=inbound.inbox_name(unit.id),
+            [updates_topic(prefix, unit.id)],
+            decoder(desk, unit.id),
+            inbox=inbox_name(unit.id),
             batch=ctx.settings.consumer_batch,
         )
         for unit in ctx.jurisdiction.units
         if unit.adapter is not None and unit.adapter.kafka
     ]
     routes = APIRouter()
-    routes.include_router(api.router(desk, accounts))
-    routes.include_router(inbound.router(desk, keys))
-    routes.include_router(ops.router(ops.AdapterOps(ctx.db, ctx.clock, ctx.jurisdiction)))
+    routes.include_router(api.router(desk, accounts, queues))
+    routes.include_router(adapters_api.router(desk, keys, AdapterOps(ctx.db, ctx.clock, ctx.jurisdiction)))
     routes.include_router(asyncapi.router())
     routes.include_router(console.router(ctx.policy))  # the staff console at /console, on the API's origin
 

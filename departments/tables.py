@@ -80,7 +80,7 @@ contacts = Table(
     Column("contact", JSON, nullable=False),
 )
 
-# Assignments on their way to a unit's own system by webhook (departments/adapters/webhooks.py):
+# Assignments on their way to a unit's own system by webhook (departments/adapters/workers.py):
 # written with the ticket, sent after commit, in id order per case and unit, retried until dead.
 deliveries = Table(
     "departments_deliveries",

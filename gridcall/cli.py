@@ -13,8 +13,8 @@ import uvicorn
 from pydantic import ValidationError
 
 from departments.adapters import signing
-from departments.adapters.ops import AdapterOps
-from departments.staff import DEFAULT_DAYS, Accounts, StaffRole
+from departments.adapters.usecases import AdapterOps
+from departments.usecases.staff import DEFAULT_DAYS, Accounts, StaffRole
 from gridcall import migrate as migrations
 from gridcall.app import build_app
 from gridcall.services import BOOTSTRAP

@@ -1,7 +1,8 @@
 """What a department's system receives and sends: the CloudEvents gridcall delivers (by
 webhook or on the unit's assignments topic) and the updates it accepts back (on the inbound
 endpoint or the unit's updates topic). One set of models for both faces, and the source of
-the AsyncAPI contract (docs/asyncapi.yaml)."""
+the AsyncAPI contract (docs/asyncapi.yaml); with the pure functions that make what is sent
+from gridcall's events."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -9,7 +10,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
-from services.district.events import Location, Priority, ReturnReason, Role, Tier
+from services.district.events import (
+    CaseAssigned,
+    CaseReopened,
+    CaseUnassigned,
+    Location,
+    Priority,
+    ReturnReason,
+    Role,
+    Tier,
+)
 from services.district.text import WORDS
 
 SOURCE = "/gridcall/departments"
@@ -118,3 +128,37 @@ class Update(BaseModel):
     def missing(self) -> str | None:
         """The first field this type of update requires and lacks (REQUIRED), if any."""
         return next((f for f in REQUIRED.get(self.type, ()) if getattr(self, f) is None), None)
+
+
+def assignment(event: CaseAssigned, reporters: int, contact: dict[str, str] | None) -> AssignmentData:
+    details = event.details
+    return AssignmentData(
+        ticket_id=event.assignment_id,
+        case_id=event.case_id,
+        unit_id=event.unit_id,
+        category=event.category,
+        attributes=details.get("attributes") or {},
+        description=event.description,
+        address=details.get("address"),
+        grid_id=event.grid_id,
+        location=event.location,
+        media_urls=[str(u) for u in details.get("media_urls") or []],
+        priority=event.priority,
+        tier=event.tier,
+        role=event.role,
+        response_due=event.response_due,
+        resolution_due=event.resolution_due,
+        reporters=reporters,
+        arrived_because=event.reason or None,
+        contact=contact,
+    )
+
+
+def unassigned(event: CaseUnassigned) -> UnassignedData:
+    return UnassignedData(
+        ticket_id=event.assignment_id, case_id=event.case_id, unit_id=event.unit_id, reason=event.reason
+    )
+
+
+def reopened(event: CaseReopened) -> ReopenedData:
+    return ReopenedData(case_id=event.case_id, unit_id=event.unit_id, comment=event.comment)

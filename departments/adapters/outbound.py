@@ -1,6 +1,6 @@
 """What the departments consumer hands to units' own systems: each assignment, unassignment
 and reopening of a unit with an adapter becomes one CloudEvent, written in the consumer's
-transaction as a pending webhook delivery (sent after commit by departments/adapters/webhooks.py)
+transaction as a pending webhook delivery (sent after commit by departments/adapters/workers.py)
 and/or an outbox record for the unit's assignments topic (relayed like every event)."""
 
 import uuid
@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from departments.adapters.messages import AssignmentData, CloudEvent, ReopenedData, UnassignedData
+from departments.adapters.messages import CloudEvent
 from departments.tables import contacts, deliveries
-from services.district.events import CaseAssigned, CaseReopened, CaseUnassigned, Envelope
+from services.district.events import Envelope
 from services.district.jurisdiction import Adapter, Jurisdiction
 from services.messaging.transaction import Tx
 from services.storage.bulk import insert_new
@@ -99,37 +99,3 @@ async def contact_of(tx: Tx, case_id: str, known: dict[str, dict[str, str]]) -> 
         return known[case_id]
     found = await tx.session.scalar(select(contacts.c.contact).where(contacts.c.case_id == case_id))
     return dict(found) if found else None
-
-
-def assignment(event: CaseAssigned, reporters: int, contact: dict[str, str] | None) -> AssignmentData:
-    details = event.details
-    return AssignmentData(
-        ticket_id=event.assignment_id,
-        case_id=event.case_id,
-        unit_id=event.unit_id,
-        category=event.category,
-        attributes=details.get("attributes") or {},
-        description=event.description,
-        address=details.get("address"),
-        grid_id=event.grid_id,
-        location=event.location,
-        media_urls=[str(u) for u in details.get("media_urls") or []],
-        priority=event.priority,
-        tier=event.tier,
-        role=event.role,
-        response_due=event.response_due,
-        resolution_due=event.resolution_due,
-        reporters=reporters,
-        arrived_because=event.reason or None,
-        contact=contact,
-    )
-
-
-def unassigned(event: CaseUnassigned) -> UnassignedData:
-    return UnassignedData(
-        ticket_id=event.assignment_id, case_id=event.case_id, unit_id=event.unit_id, reason=event.reason
-    )
-
-
-def reopened(event: CaseReopened) -> ReopenedData:
-    return ReopenedData(case_id=event.case_id, unit_id=event.unit_id, comment=event.comment)

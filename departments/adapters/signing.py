@@ -6,7 +6,6 @@ makes, and `verify` accepts what any of them signs."""
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 from collections.abc import Mapping
 from datetime import datetime
@@ -77,22 +76,27 @@ def verify(key: bytes, given: Mapping[str, str], body: bytes, now: datetime) -> 
     raise SignatureError("no v1 signature matches: wrong secret, or the body changed after signing")
 
 
-def adapter_keys(j: Jurisdiction, environ: Mapping[str, str] | None = None) -> dict[str, bytes]:
+def secret_names(j: Jurisdiction) -> list[str]:
+    """The environment variables that hold the adapters' secrets, as the district file names them."""
+    return [u.adapter.secret_env for u in j.units if u.adapter is not None and u.adapter.secret_env is not None]
+
+
+def adapter_keys(j: Jurisdiction, environ: Mapping[str, str]) -> dict[str, bytes]:
     """The signing key of every unit with a webhook adapter, from the environment variables
-    the district file names; a missing or malformed one fails start-up, naming it."""
-    env = os.environ if environ is None else environ
+    the district file names (`environ`: their values, Settings.environment at start-up); a
+    missing or malformed one fails start-up, naming it."""
     keys: dict[str, bytes] = {}
     for unit in j.units:
         if unit.adapter is None or unit.adapter.secret_env is None:
             continue
         name = unit.adapter.secret_env
-        if not env.get(name):
+        if not environ.get(name):
             raise AdapterConfigError(
                 f"unit {unit.id} has an adapter, but its secret variable {name} is not set "
                 f"(gridcall adapter secret prints a new one)"
             )
         try:
-            keys[unit.id] = key_of(env[name])
+            keys[unit.id] = key_of(environ[name])
         except AdapterConfigError as exc:
             raise AdapterConfigError(f"{name} (unit {unit.id}'s adapter secret): {exc}") from None
     return keys

@@ -269,7 +269,7 @@ def _ce_headers(parked: Row[Any]) -> dict[str, str]:
 
 class TopicConsumer(Consumer):
     """A consumer of topics whose records are not gridcall envelopes (a department's updates,
-    departments/adapters/inbound.py): `decode` makes each record's work, with the key the inbox
+    departments/adapters/handlers.py): `decode` makes each record's work, with the key the inbox
     remembers it by, or the error that parks it. Batches, the inbox, dead letters, re-drive and
     offsets are the `Consumer`'s; `inbox` names the consumer in its inbox rows when they are
     shared with another way in (the inbound webhook's)."""

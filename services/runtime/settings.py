@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from services.web.ratelimit import parse_rule
 
@@ -131,6 +131,13 @@ class Settings(BaseSettings):
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
         return _local_secret(self.var_dir / SECRET_FILE)
+
+    def environment(self, *names: str) -> dict[str, str]:
+        """The values of environment variables no field can declare, because a data file names
+        them (each department adapter's `secret_env` in the district file): read as the fields
+        are, from the process environment, but by exact name; those not set are left out."""
+        found = EnvSettingsSource(type(self), case_sensitive=True).env_vars
+        return {name: value for name in names if (value := found.get(name)) is not None}
 
     @property
     def db_url(self) -> str:

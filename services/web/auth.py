@@ -4,7 +4,7 @@ A token must name its issuer, when it was issued and when it expires. A staff to
 person (`sub`: the staff account's id), the person's unit, which must be a unit of this
 jurisdiction (a unit removed from the district file loses its tokens), and the person's duty
 (handler or supervisor). Whether the account still stands (not revoked) is the departments
-service's to check, on every request (departments/staff.py)."""
+service's to check, on every request (departments/usecases/staff.py)."""
 
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -61,7 +61,7 @@ class Authenticator:
         duty: Duty = "handler",
         ttl: timedelta = timedelta(days=30),
     ) -> str:
-        """A staff token names its person (`staff_id`, an account made by departments/staff.py)."""
+        """A staff token names its person (`staff_id`, an account made by departments/usecases/staff.py)."""
         now = self._clock.now()
         if ttl <= timedelta(0):
             raise ValueError(f"a token's lifetime must be positive, not {ttl}")

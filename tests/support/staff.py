@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import httpx
 
-from departments.staff import Accounts, StaffRole
+from departments.usecases.staff import Accounts, StaffRole
 from gridcall import migrate as migrations
 from services.district.clock import Clock, SystemClock
 from services.district.jurisdiction import Jurisdiction, load_jurisdiction

@@ -12,10 +12,10 @@ import pytest
 from standardwebhooks import Webhook
 
 from departments.adapters import retries
-from departments.adapters.ops import AdapterOps
 from departments.adapters.retries import Verdict
 from departments.adapters.signing import key_of, new_secret
-from departments.adapters.webhooks import Webhooks
+from departments.adapters.usecases import AdapterOps
+from departments.adapters.workers import Webhooks
 from departments.tables import deliveries
 from services.district.jurisdiction import load_jurisdiction
 from services.runtime.settings import parse_schedule

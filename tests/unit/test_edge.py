@@ -12,8 +12,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
 
-from departments.desk import Desk
 from departments.domain import TicketConflict, TicketNotFound
+from departments.usecases.tickets import Desk
 from gridcall.app import build_app
 from notifier.channels import LogChannel
 from services.district.events import CaseResolved, Envelope, Stream

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from departments.staff import StaffRole
+from departments.usecases.staff import StaffRole
 from gridcall.app import build_app
 from tests.support.clock import frozen_clock
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket

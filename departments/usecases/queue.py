@@ -1,7 +1,8 @@
 """Reading tickets: a unit's queue (filtered, nearest due first, a page at a time), its
 summary, and each ticket as its handler sees it: both clocks with the time left, who claimed
 and resolved it, its notes and evidence, the case's earlier public notes, and the resident's
-call-back contact (for the handling unit's own staff only)."""
+call-back contact (for the handling unit's own staff only). `Queues` is what the staff API
+reads, each read checking first that the caller may see what it names (departments/domain.py)."""
 
 import base64
 import binascii
@@ -14,11 +15,14 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from departments.domain import TicketStatus
+from departments.domain import TicketStatus, check_sees, check_sees_ticket, visible_units
 from departments.tables import contacts, notes, tickets
+from departments.usecases.staff import Accounts
+from services.district.jurisdiction import Jurisdiction, UnitKind
+from services.messaging.transaction import Store
 from services.storage.bulk import among
 from services.web.auth import Principal
-from services.web.errors import Invalid
+from services.web.errors import Forbidden, Invalid, NotFound
 
 TO_DO = (TicketStatus.OPEN, TicketStatus.CLAIMED)
 
@@ -154,3 +158,81 @@ def _note(n: Any) -> dict[str, Any]:
 
 def _evidence(n: Any) -> dict[str, Any]:
     return {"url": n.url, "caption": n.text, "by": _person(n.by_id, n.by_name), "at": n.at}
+
+
+class Queues:
+    """The reads of the staff API: who the caller is, a unit's or a pool's queue and summary, a
+    ticket, and a pool member's record."""
+
+    def __init__(self, store: Store, jurisdiction: Jurisdiction, accounts: Accounts) -> None:
+        self.db, self.clock, self.j, self.accounts = store.db, store.clock, jurisdiction, accounts
+
+    def known_unit(self, unit_id: str, kind: UnitKind | None = None) -> None:
+        unit = self.j.unit(unit_id)
+        if unit is None or (kind is not None and unit.kind is not kind):
+            what = "pool" if kind is UnitKind.POOL else "unit"
+            raise NotFound(f"no {what} {unit_id!r} in {self.j.district.name}")
+
+    def me(self, who: Principal) -> dict[str, Any]:
+        seen = [u.id for u in self.j.units] if who.role == "ops" else sorted(visible_units(who, self.j))
+        unit = self.j.unit(who.unit_id) if who.unit_id else None
+        return {
+            "staff_id": who.staff_id,
+            "name": who.name,
+            "role": "ops" if who.role == "ops" else who.duty,
+            "unit_id": who.unit_id,
+            "unit_name": unit.name if unit else None,
+            "unit_kind": unit.kind.value if unit else None,
+            "units": [_unit_ref(self.j, u) for u in seen],
+        }
+
+    async def ticket(self, ticket_id: str, who: Principal) -> dict[str, Any]:
+        async with self.db.sessions() as s:
+            row = (await s.execute(select(tickets).where(tickets.c.ticket_id == ticket_id))).first()
+            if row is None:
+                raise NotFound(f"no ticket {ticket_id}")
+            check_sees_ticket(who, row, self.j)
+            return (await views(s, [row], who, self.clock.now()))[0]
+
+    async def listing(
+        self, unit_id: str, who: Principal, q: QueueQuery, kind: UnitKind | None = None
+    ) -> dict[str, Any]:
+        """A page of the queue of `unit_id` (which must be a unit, of `kind` if given)."""
+        self.known_unit(unit_id, kind)
+        check_sees(who, unit_id, self.j)
+        async with self.db.sessions() as s:
+            rows, cursor = await page(s, unit_id, q, self.clock.now())
+            return {"tickets": await views(s, rows, who, self.clock.now()), "next_cursor": cursor}
+
+    async def unit_summary(self, unit_id: str, who: Principal) -> dict[str, Any]:
+        self.known_unit(unit_id)
+        check_sees(who, unit_id, self.j)
+        async with self.db.sessions() as s:
+            return await summary(s, unit_id, self.clock.now())
+
+    async def record(self, pool_id: str, staff_id: str, who: Principal) -> dict[str, Any]:
+        """The tickets a pool member resolved, latest first: theirs, their supervisors' and ops' to see."""
+        self.known_unit(pool_id, UnitKind.POOL)
+        if who.staff_id != staff_id:
+            check_sees(who, pool_id, self.j)
+            if who.role == "staff" and not who.supervisor:
+                raise Forbidden("a member's record is theirs and their supervisors' to see")
+        member = await self.accounts.get(staff_id)
+        if member.unit_id != pool_id:
+            raise NotFound(f"{staff_id} is not a member of {pool_id}")
+        async with self.db.sessions() as s:
+            rows = list(
+                await s.execute(
+                    select(tickets)
+                    .where(tickets.c.unit_id == pool_id, tickets.c.resolved_by_id == staff_id)
+                    .order_by(tickets.c.resolved_at.desc())
+                )
+            )
+            done = await views(s, rows, who, self.clock.now())
+        return {"pool_id": pool_id, "staff_id": staff_id, "name": member.name, "completed": len(done), "tickets": done}
+
+
+def _unit_ref(j: Jurisdiction, unit_id: str) -> dict[str, str]:
+    unit = j.unit(unit_id)
+    assert unit is not None
+    return {"unit_id": unit.id, "name": unit.name, "kind": unit.kind.value}

@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from departments.tables import staff
 from services.district.clock import Clock
@@ -124,19 +123,21 @@ class Accounts:
                 )
         return await self.get(row.staff_id)
 
-
-async def standing(session: AsyncSession, principal: Principal) -> Principal:
-    """The caller, if its account still stands: ops tokens need no account; a staff token's
-    account must exist, in the token's unit, and not be revoked."""
-    if principal.role != "staff":
+    async def standing(self, principal: Principal) -> Principal:
+        """The caller, if its account still stands: ops tokens need no account; a staff token's
+        account must exist, in the token's unit, and not be revoked."""
+        if principal.role != "staff":
+            return principal
+        async with self.db.sessions() as s:
+            row = (
+                await s.execute(
+                    select(staff.c.unit_id, staff.c.revoked_at).where(staff.c.staff_id == principal.staff_id)
+                )
+            ).first()
+        if row is None or row.unit_id != principal.unit_id:
+            raise Unauthorized(
+                "invalid token: it names no staff account of this deployment; ask for a new one", headers=BEARER
+            )
+        if row.revoked_at is not None:
+            raise Unauthorized("this person's account was revoked: the token is no longer accepted", headers=BEARER)
         return principal
-    row = (
-        await session.execute(select(staff.c.unit_id, staff.c.revoked_at).where(staff.c.staff_id == principal.staff_id))
-    ).first()
-    if row is None or row.unit_id != principal.unit_id:
-        raise Unauthorized(
-            "invalid token: it names no staff account of this deployment; ask for a new one", headers=BEARER
-        )
-    if row.revoked_at is not None:
-        raise Unauthorized("this person's account was revoked: the token is no longer accepted", headers=BEARER)
-    return principal

@@ -4,7 +4,7 @@ may act and whether the ticket's state allows it (departments/domain.py), change
 
 An action is a `Step` on the locked ticket; `run` applies steps in one transaction, so a
 department's system can add its evidence and resolve as one change (departments/adapters/
-inbound.py), and, given `once`, applies them at most once: the key goes into the service's
+usecases.py), and, given `once`, applies them at most once: the key goes into the service's
 inbox in the same transaction, and a key seen before makes the whole run change nothing."""
 
 from collections.abc import Awaitable, Callable, Sequence
