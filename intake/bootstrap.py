@@ -1,12 +1,18 @@
+"""Intake's wiring: one store, the consumer of the cases stream, the report writer (a group
+commit), the Open311 keys and the rate limit, and the routes of its three faces: the residents'
+API, Open311 GeoReport v2 and the public results."""
+
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
-from intake import api, open311, tables
-from intake.filing import ReportWriter
+from intake import api, tables
 from intake.handlers import handlers, lock_views
 from intake.keys import ApiKeys
+from intake.open311 import formats as open311_formats
+from intake.open311 import routes as open311
 from intake.public import api as public
+from intake.usecases import ReportWriter
 from services.district.events import Stream
 from services.runtime.context import Context, ServiceParts
 from services.web.ratelimit import RateLimit
@@ -28,7 +34,9 @@ def bootstrap(ctx: Context) -> ServiceParts:
     rate_limit = RateLimit(ctx.settings.rate_limit, known_key=keys.known)
     changed = datetime.fromtimestamp(ctx.settings.policy_file.stat().st_mtime, UTC)
     residents = api.router(store, writer, ctx.jurisdiction, ctx.policy, ctx.authenticator, rate_limit)
-    georeport = open311.router(store, writer, ctx.jurisdiction, ctx.policy, keys, rate_limit, changeset=changed)
+    georeport = open311.router(
+        open311.GeoReport(store, writer, ctx.jurisdiction, ctx.policy, keys, rate_limit, changeset=changed)
+    )
     # One router holding both faces' routes rather than one including the other two: FastAPI
     # matches a request once more at every level of included routers.
     results = public.router(store, ctx.jurisdiction, ctx.policy, rate_limit)
@@ -39,7 +47,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
         store,
         consumers=[consumer],
         group_commits=[writer.commits],
-        error_renderers={open311.PREFIX: open311.render_error},
+        error_renderers={open311_formats.PREFIX: open311_formats.render_error},
     )
     parts.extras["reports"] = writer
     return parts

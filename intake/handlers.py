@@ -1,4 +1,7 @@
-import hashlib
+"""Intake's event handlers: the consumer applies the lifecycle events of the cases stream to
+the resident's view of a case (case_views, timeline), a batch of events at a time. What HTTP
+calls do is in usecases.py."""
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -8,72 +11,23 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from intake.domain import CaseConflict, CaseStatus, Satisfaction, ViewChange, view_change
+from intake.domain import ViewChange, view_change
 from intake.tables import case_views, timeline
 from services.district.events import (
     CaseAssigned,
     CaseCancelRefused,
-    CaseCancelRequested,
     CaseClaimed,
     CaseClosed,
     CaseEscalated,
     CaseNoted,
     CaseReopened,
     CaseResolved,
-    CaseSatisfactionAnswered,
     CaseWhistled,
     Envelope,
     Event,
 )
 from services.messaging.consumer import Handler
-from services.messaging.transaction import Store, Tx
-
-
-def body_hash(canonical_json: str) -> str:
-    return hashlib.sha256(canonical_json.encode()).hexdigest()
-
-
-async def answer_satisfaction(store: Store, case_id: str, satisfied: bool, comment: str) -> None:
-    """回访: the resident's answer, once per resolution; it closes or reopens the case."""
-    async with store.transaction() as tx:
-        view = (
-            await tx.session.execute(select(case_views).where(case_views.c.case_id == case_id).with_for_update())
-        ).one()
-        if view.status != CaseStatus.RESOLVED.value:
-            raise CaseConflict(f"the case is {view.status}; the satisfaction visit opens once it is resolved")
-        if view.satisfaction_answered_at is not None:
-            raise CaseConflict("this resolution has been answered already")
-        now = store.clock.now()
-        outcome = Satisfaction.SATISFIED if satisfied else Satisfaction.UNSATISFIED
-        await tx.session.execute(
-            update(case_views)
-            .where(case_views.c.case_id == case_id)
-            .values(satisfaction_answered_at=now, satisfaction=outcome.value)
-        )
-        await tx.session.execute(
-            timeline.insert().values(case_id=case_id, at=now, type="satisfaction", details={"satisfied": satisfied})
-        )
-        tx.emit(CaseSatisfactionAnswered(case_id=case_id, satisfied=satisfied, comment=comment))
-
-
-async def request_cancel(store: Store, case_id: str, reason: str) -> None:
-    """Withdraw a case nobody has claimed. The dispatcher has the last word: if a unit claimed
-    it meanwhile, the cancellation is refused and the timeline says so."""
-    async with store.transaction() as tx:
-        view = (
-            await tx.session.execute(select(case_views).where(case_views.c.case_id == case_id).with_for_update())
-        ).one()
-        if view.status not in (CaseStatus.RECEIVED.value, CaseStatus.ASSIGNED.value):
-            raise CaseConflict(f"the case is {view.status}; only a case nobody has claimed can be withdrawn")
-        if view.cancel_requested_at is not None:
-            raise CaseConflict("the case is being withdrawn already")
-        now = store.clock.now()
-        await tx.session.execute(
-            update(case_views).where(case_views.c.case_id == case_id).values(cancel_requested_at=now)
-        )
-        await tx.session.execute(timeline.insert().values(case_id=case_id, at=now, type="cancel_requested", details={}))
-        tx.emit(CaseCancelRequested(case_id=case_id, reason=reason))
-
+from services.messaging.transaction import Tx
 
 # What lifecycle events change in a case view: `view_change`'s columns, the status and the time.
 CHANGING = (

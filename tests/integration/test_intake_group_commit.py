@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from intake import tables
 from intake.bootstrap import bootstrap as intake_bootstrap
 from intake.domain import IdempotencyConflict, Report, check_report
-from intake.filing import ReportWriter
+from intake.usecases import ReportWriter
 from services.district.events import Envelope, Location, Priority
 from services.runtime.context import Context, build_context
 from tests.support.clock import frozen_clock

@@ -11,7 +11,7 @@ from alembic import command
 from sqlalchemy import select
 
 from gridcall.migrate import alembic_config, upgrade
-from intake.open311_updates import steps
+from intake.open311.queries import steps
 from intake.public import feed
 from intake.tables import case_views, reports, timeline
 from services.district.policy import load_policy

@@ -1,4 +1,7 @@
-"""Filing reports: a group commit (services/storage/batching.py) with intake's rules.
+"""Intake's use cases, the work its HTTP calls (and the CLI) drive: filing reports, and the
+resident's commands on a case (the satisfaction visit's answer, withdrawing it).
+
+Filing is a group commit (services/storage/batching.py) with intake's rules.
 
 Each report is checked in its own request (category, answers, place: no I/O), then queued for
 the process's one writer, which writes whatever is waiting in one transaction and answers each
@@ -10,6 +13,7 @@ wrote hold inside a batch as they do between batches: a key used twice gets one 
 report of a problem opened a moment earlier in the batch joins that case. A handful of
 multi-row statements then write the batch, SQLAlchemy Core on the session's connection."""
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,22 +26,34 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from intake.domain import (
     OPEN_STATUSES,
+    CaseConflict,
     CaseStatus,
     Filing,
     IdempotencyConflict,
     Report,
+    Satisfaction,
     check_report,
     degrees_around,
     distance_m,
     new_tracking_token,
     token_hash,
+    token_matches,
 )
 from intake.tables import case_views, idempotency_keys, reports, timeline
-from services.district.events import CaseContactGiven, CaseDuplicateReported, CaseReported, Event, Location
+from services.district.events import (
+    CaseCancelRequested,
+    CaseContactGiven,
+    CaseDuplicateReported,
+    CaseReported,
+    CaseSatisfactionAnswered,
+    Event,
+    Location,
+)
 from services.district.jurisdiction import Jurisdiction
 from services.district.policy import DuplicatePolicy, Policy
 from services.messaging.transaction import Store, Tx
 from services.storage.batching import GroupCommit
+from services.web.errors import NotFound
 
 Answer = dict[str, Any]
 
@@ -280,3 +296,70 @@ def call_back(contact: dict[str, Any] | None) -> dict[str, str] | None:
     """What the handling unit may use to call the resident back: name and phone, nothing else."""
     kept = {k: str(contact[k]) for k in ("name", "phone") if contact and contact.get(k)}
     return kept or None
+
+
+CASE_NOT_FOUND = "no case with this id and tracking token"
+
+
+async def tracked(store: Store, case_id: str, token: str | None) -> Any:
+    """The case's view if `token` is the tracking token of one of its reports. A wrong token
+    looks exactly like a missing case."""
+    async with store.db.sessions() as s:
+        hashes = (await s.scalars(select(reports.c.tracking_hash).where(reports.c.case_id == case_id))).all()
+        if not any(token_matches(token, h) for h in hashes):
+            raise NotFound(CASE_NOT_FOUND)
+        return (await s.execute(select(case_views).where(case_views.c.case_id == case_id))).one()
+
+
+async def tracked_case(store: Store, case_id: str, token: str | None) -> dict[str, Any]:
+    """The resident's view of a case, with its public timeline."""
+    view = await tracked(store, case_id, token)
+    async with store.db.sessions() as s:
+        entries = await s.execute(select(timeline).where(timeline.c.case_id == case_id).order_by(timeline.c.id))
+        return {**view._mapping, "timeline": [{"at": e.at, "type": e.type, **e.details} for e in entries]}
+
+
+def body_hash(canonical_json: str) -> str:
+    return hashlib.sha256(canonical_json.encode()).hexdigest()
+
+
+async def answer_satisfaction(store: Store, case_id: str, satisfied: bool, comment: str) -> None:
+    """回访: the resident's answer, once per resolution; it closes or reopens the case."""
+    async with store.transaction() as tx:
+        view = (
+            await tx.session.execute(select(case_views).where(case_views.c.case_id == case_id).with_for_update())
+        ).one()
+        if view.status != CaseStatus.RESOLVED.value:
+            raise CaseConflict(f"the case is {view.status}; the satisfaction visit opens once it is resolved")
+        if view.satisfaction_answered_at is not None:
+            raise CaseConflict("this resolution has been answered already")
+        now = store.clock.now()
+        outcome = Satisfaction.SATISFIED if satisfied else Satisfaction.UNSATISFIED
+        await tx.session.execute(
+            update(case_views)
+            .where(case_views.c.case_id == case_id)
+            .values(satisfaction_answered_at=now, satisfaction=outcome.value)
+        )
+        await tx.session.execute(
+            timeline.insert().values(case_id=case_id, at=now, type="satisfaction", details={"satisfied": satisfied})
+        )
+        tx.emit(CaseSatisfactionAnswered(case_id=case_id, satisfied=satisfied, comment=comment))
+
+
+async def request_cancel(store: Store, case_id: str, reason: str) -> None:
+    """Withdraw a case nobody has claimed. The dispatcher has the last word: if a unit claimed
+    it meanwhile, the cancellation is refused and the timeline says so."""
+    async with store.transaction() as tx:
+        view = (
+            await tx.session.execute(select(case_views).where(case_views.c.case_id == case_id).with_for_update())
+        ).one()
+        if view.status not in (CaseStatus.RECEIVED.value, CaseStatus.ASSIGNED.value):
+            raise CaseConflict(f"the case is {view.status}; only a case nobody has claimed can be withdrawn")
+        if view.cancel_requested_at is not None:
+            raise CaseConflict("the case is being withdrawn already")
+        now = store.clock.now()
+        await tx.session.execute(
+            update(case_views).where(case_views.c.case_id == case_id).values(cancel_requested_at=now)
+        )
+        await tx.session.execute(timeline.insert().values(case_id=case_id, at=now, type="cancel_requested", details={}))
+        tx.emit(CaseCancelRequested(case_id=case_id, reason=reason))

@@ -1,20 +1,48 @@
-"""Open311 GeoReport v2 in the API description: the documents each resource answers with (in
-JSON; the XML form carries the same fields, list items named per the spec), the form fields of
-POST requests, and the errors in the spec's format. The routes build their answers as plain
-structures (`intake/open311.py`); these models only describe them, and a test holds the two
-together."""
+"""Open311 GeoReport v2 in the API description: the arguments of the routes, the documents
+each resource answers with (in JSON; the XML form carries the same fields, list items named per
+the spec), the form fields of POST requests, and the errors in the spec's format. The routes
+build their answers as plain structures (`mapping.py`); these models only describe them, and a
+test holds the two together."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.district.text import CONTROL, FREE_TEXT_PATTERN
+from services.district.text import CONTROL, FREE_TEXT_PATTERN, STORABLE_PATTERN
 from services.web.openapi import retry_after
 
 FORMAT = {
     "description": "the answer's format: json, or xml (the spec's default)",
     "json_schema_extra": {"enum": ["json", "xml"]},
 }
+Format = Annotated[str, Path(**FORMAT)]  # checked by formats.served(), which answers 404 in the spec's format
+
+# The window of a listing: w3 date-times, as the spec (and FixMyStreet's extension) take them.
+DATE_TIME: dict[str, Any] = {"format": "date-time"}
+StartDate = Annotated[
+    str | None,
+    Query(description="w3 date-time with a zone, e.g. 2026-11-01T00:00:00+08:00", json_schema_extra=DATE_TIME),
+]
+EndDate = Annotated[
+    str | None, Query(description="w3 date-time; at most 90 days after start_date", json_schema_extra=DATE_TIME)
+]
+# The other arguments of GET requests.
+RequestIds = Annotated[
+    str | None,
+    Query(description="comma-separated ids; when given, every other argument is ignored", pattern=STORABLE_PATTERN),
+]
+ServiceCodes = Annotated[str | None, Query(description="comma-separated service codes", pattern=STORABLE_PATTERN)]
+Statuses = Annotated[
+    str | None,
+    Query(
+        description="open, closed, or both comma-separated",
+        json_schema_extra={"pattern": r"^(open|closed)(,(open|closed))*$"},  # the route says what is wrong
+    ),
+]
+JurisdictionId = Annotated[
+    str | None, Query(description="ignored: one jurisdiction is served", pattern=STORABLE_PATTERN)
+]
 
 
 class _Document(BaseModel):
