@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -120,6 +121,18 @@ def distributed(settings: Mapping[str, str], log_dir: Path, services: tuple[str,
         yield cluster
     finally:
         cluster.stop()
+
+
+@contextmanager
+def timed(db_url: str, bootstrap: str, log_dir: Path, policy: Path, topics: str) -> Iterator[Cluster]:
+    """`distributed` on `policy` (one with limits of seconds) with timers polled every 0.1 s, on
+    topics of its own named after `topics`: the tests of what happens when a limit passes."""
+    prefix = f"{topics}{uuid.uuid4().hex[:8]}"
+    env = distributed_settings(
+        db_url, bootstrap, prefix, GRIDCALL_TIMER_INTERVAL="0.1", GRIDCALL_POLICY_FILE=str(policy)
+    )
+    with distributed(env, log_dir) as cluster:
+        yield cluster
 
 
 @contextmanager
