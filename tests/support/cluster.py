@@ -88,6 +88,21 @@ def distributed_settings(db_url: str, bootstrap: str, topic_prefix: str, **more:
     }
 
 
+def embedded_env(var_dir: Path, **more: str) -> dict[str, str]:
+    """`gridcall run`'s settings in tests: dev mode on `var_dir`, the test secret, a relay that
+    polls often and a rate limit out of the way; `more` adds or overrides (GRIDCALL_ names)."""
+    from tests.support.journey import TEST_SECRET
+
+    return {
+        "GRIDCALL_ENV": "dev",
+        "GRIDCALL_SECRET_KEY": TEST_SECRET,
+        "GRIDCALL_VAR_DIR": str(var_dir),
+        "GRIDCALL_RELAY_INTERVAL": "0.05",
+        "GRIDCALL_RATE_LIMIT": "1000000/minute",
+        **more,
+    }
+
+
 def base_env(settings: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDCALL_")}
     env.update(settings)
