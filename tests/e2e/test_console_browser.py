@@ -19,7 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from services.district.clock import SystemClock
 from services.web.auth import Authenticator
-from tests.support.cluster import embedded
+from tests.support.cluster import embedded, embedded_env
 from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report
 
 pytestmark = pytest.mark.e2e
@@ -82,13 +82,7 @@ def attribute(driver: WebDriver, selector: str, name: str) -> str | None:
 
 
 async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_path, browser):
-    env = {
-        "GRIDCALL_ENV": "dev",
-        "GRIDCALL_SECRET_KEY": TEST_SECRET,
-        "GRIDCALL_VAR_DIR": str(tmp_path / "var"),
-        "GRIDCALL_RELAY_INTERVAL": "0.05",
-        "GRIDCALL_RATE_LIMIT": "1000000/minute",
-    }
+    env = embedded_env(tmp_path / "var")
     with embedded(env, tmp_path) as gridcall:
         async with httpx.AsyncClient(base_url=gridcall.url, timeout=10) as client:
             case = await file_report(client, {"category": "garbage", "description": DESCRIPTION, "location": IN_G11})

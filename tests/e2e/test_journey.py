@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.district.clock import SystemClock
 from services.web.auth import Authenticator
-from tests.support.cluster import distributed, embedded
+from tests.support.cluster import distributed, embedded, embedded_env
 from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report, open_ticket
 from tests.support.staff import person, signed
 from tests.support.waiting import eventually
@@ -113,13 +113,7 @@ async def test_distributed_loop_on_postgres_and_the_broker(distributed_env, tmp_
 
 
 async def test_embedded_loop_survives_kill_9(tmp_path):
-    env = {
-        "GRIDCALL_ENV": "dev",
-        "GRIDCALL_SECRET_KEY": TEST_SECRET,
-        "GRIDCALL_VAR_DIR": str(tmp_path / "var"),
-        "GRIDCALL_RELAY_INTERVAL": "0.05",
-        "GRIDCALL_RATE_LIMIT": "1000000/minute",
-    }
+    env = embedded_env(tmp_path / "var")
     with embedded(env, tmp_path) as gridcall:
         async with httpx.AsyncClient(base_url=gridcall.url, timeout=10) as client:
             case = await file_report(

@@ -11,8 +11,8 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from tests.e2e.test_console_browser import browser, ops_token, waiting  # noqa: F401 (browser: a fixture)
-from tests.support.cluster import embedded
-from tests.support.journey import TEST_SECRET, file_report
+from tests.support.cluster import embedded, embedded_env
+from tests.support.journey import file_report
 from tests.support.policies import demo_policy_with
 
 pytestmark = pytest.mark.e2e
@@ -22,15 +22,11 @@ QUICK_GARBAGE = {"garbage": {"grid": {"response": "2s", "resolution": "1h"}}}
 
 
 async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, browser):  # noqa: F811
-    env = {
-        "GRIDCALL_ENV": "dev",
-        "GRIDCALL_SECRET_KEY": TEST_SECRET,
-        "GRIDCALL_VAR_DIR": str(tmp_path / "var"),
-        "GRIDCALL_RELAY_INTERVAL": "0.05",
-        "GRIDCALL_TIMER_INTERVAL": "0.1",
-        "GRIDCALL_RATE_LIMIT": "1000000/minute",
-        "GRIDCALL_POLICY_FILE": str(demo_policy_with(tmp_path / "policy.yaml", QUICK_GARBAGE)),
-    }
+    env = embedded_env(
+        tmp_path / "var",
+        GRIDCALL_TIMER_INTERVAL="0.1",
+        GRIDCALL_POLICY_FILE=str(demo_policy_with(tmp_path / "policy.yaml", QUICK_GARBAGE)),
+    )
     with embedded(env, tmp_path) as gridcall:
         async with httpx.AsyncClient(base_url=gridcall.url, timeout=10) as client:
             wait = waiting(browser, timeout=15)

@@ -2,13 +2,11 @@
 members of the community's pool see the ticket, one claims and resolves it, the resident is
 told; an order nobody claims in time goes up to the community office."""
 
-import uuid
-
 import httpx
 import pytest
 
-from tests.support.cluster import distributed, distributed_settings, service_clients
-from tests.support.journey import bearer, case_in_status, file_report
+from tests.support.cluster import service_clients, timed
+from tests.support.journey import bearer, case_in_status, file_report, pool_ticket
 from tests.support.policies import demo_policy_with
 from tests.support.waiting import eventually
 
@@ -22,14 +20,7 @@ QUICK_ORDERS = {"order": {"grid": {"response": "4s", "resolution": "1h"}}}
 @pytest.fixture(scope="module")
 def cluster(pg_url, broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pools")
-    env = distributed_settings(
-        pg_url,
-        broker.bootstrap,
-        f"p{uuid.uuid4().hex[:8]}",
-        GRIDCALL_TIMER_INTERVAL="0.1",
-        GRIDCALL_POLICY_FILE=str(demo_policy_with(tmp / "policy.yaml", QUICK_ORDERS)),
-    )
-    with distributed(env, tmp) as c:
+    with timed(pg_url, broker.bootstrap, tmp, demo_policy_with(tmp / "policy.yaml", QUICK_ORDERS), "p") as c:
         yield c
 
 
@@ -45,15 +36,6 @@ async def member(departments: httpx.AsyncClient, ops: str, pool_id: str, name: s
     )
     assert r.status_code == 201, r.text
     return r.json()
-
-
-async def in_pool_queue(departments: httpx.AsyncClient, pool_id: str, token: str, case_id: str) -> dict:
-    async def probe() -> dict | None:
-        r = await departments.get(f"/v1/pools/{pool_id}/tickets", headers=bearer(token))
-        assert r.status_code == 200, r.text
-        return next((t for t in r.json()["tickets"] if t["case_id"] == case_id), None)
-
-    return await eventually(probe, timeout=30)
 
 
 async def test_a_micro_wish_is_seen_by_the_pool_claimed_by_one_member_and_resolved(clients, tokens):
@@ -72,8 +54,8 @@ async def test_a_micro_wish_is_seen_by_the_pool_claimed_by_one_member_and_resolv
             "insist": True,
         },
     )
-    seen_by_li = await in_pool_queue(departments, "P-C1", li["token"], case["case_id"])
-    seen_by_wang = await in_pool_queue(departments, "P-C1", wang["token"], case["case_id"])
+    seen_by_li = await pool_ticket(departments, "P-C1", li["token"], case["case_id"])
+    seen_by_wang = await pool_ticket(departments, "P-C1", wang["token"], case["case_id"])
     assert seen_by_li["ticket_id"] == seen_by_wang["ticket_id"]
     assert (seen_by_li["unit_id"], seen_by_li["tier"], seen_by_li["status"]) == ("P-C1", "grid", "open")
     assert seen_by_li["details"]["attributes"] == {"need": "shopping"}
@@ -127,7 +109,7 @@ async def test_an_order_nobody_claims_goes_up_to_the_community_office(clients, t
             "insist": True,
         },
     )
-    pooled = await in_pool_queue(departments, "P-C1", zhao["token"], case["case_id"])
+    pooled = await pool_ticket(departments, "P-C1", zhao["token"], case["case_id"])
     assert pooled["status"] == "open"
 
     office = tokens("U-C1")

@@ -2,15 +2,12 @@
 a compound's corridor garbage goes to the company managing it, and when the company misses its
 response limit the community office supervising it takes the case over."""
 
-import uuid
-
 import httpx
 import pytest
 
-from tests.support.cluster import distributed, distributed_settings, service_clients
-from tests.support.journey import bearer, file_report
+from tests.support.cluster import service_clients, timed
+from tests.support.journey import bearer, file_report, open_ticket
 from tests.support.policies import demo_policy_with
-from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -22,14 +19,7 @@ QUICK_GARBAGE = {"corridor_garbage": {"grid": {"response": "4s", "resolution": "
 @pytest.fixture(scope="module")
 def cluster(pg_url, broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("property")
-    env = distributed_settings(
-        pg_url,
-        broker.bootstrap,
-        f"m{uuid.uuid4().hex[:8]}",
-        GRIDCALL_TIMER_INTERVAL="0.1",
-        GRIDCALL_POLICY_FILE=str(demo_policy_with(tmp / "policy.yaml", QUICK_GARBAGE)),
-    )
-    with distributed(env, tmp) as c:
+    with timed(pg_url, broker.bootstrap, tmp, demo_policy_with(tmp / "policy.yaml", QUICK_GARBAGE), "m") as c:
         yield c
 
 
@@ -48,15 +38,6 @@ def garbage(location: dict) -> dict:
     }
 
 
-async def in_queue(departments: httpx.AsyncClient, unit_id: str, token: str, case_id: str) -> dict:
-    async def probe() -> dict | None:
-        r = await departments.get(f"/v1/units/{unit_id}/tickets", headers=bearer(token))
-        assert r.status_code == 200, r.text
-        return next((t for t in r.json()["tickets"] if t["case_id"] == case_id), None)
-
-    return await eventually(probe, timeout=30)
-
-
 async def ops_case(dispatcher: httpx.AsyncClient, case_id: str, ops: str) -> dict:
     r = await dispatcher.get(f"/v1/ops/cases/{case_id}", headers=bearer(ops))
     assert r.status_code == 200, r.text
@@ -68,13 +49,13 @@ async def test_the_company_misses_its_response_limit_and_the_community_office_ta
     ops = tokens()
     case = await file_report(intake, garbage(IN_OSMANTHUS))
 
-    with_company = await in_queue(departments, "PM-GREEN", tokens("PM-GREEN"), case["case_id"])
+    with_company = await open_ticket(departments, "PM-GREEN", tokens("PM-GREEN"), case["case_id"])
     assert (with_company["tier"], with_company["grid_id"], with_company["status"]) == ("grid", "G21", "open")
     first = await ops_case(dispatcher, case["case_id"], ops)
     assert (first["grid_id"], first["community_id"]) == ("G21", "C2")
     assert [(a["unit_id"], a["tier"]) for a in first["assignments"]][:1] == [("PM-GREEN", "grid")]
 
-    with_office = await in_queue(departments, "U-C2", tokens("U-C2"), case["case_id"])
+    with_office = await open_ticket(departments, "U-C2", tokens("U-C2"), case["case_id"])
     assert (with_office["tier"], with_office["status"]) == ("community", "open")
     assert with_office["arrived_because"].startswith("escalated from PM-GREEN (grid tier): its response limit passed")
 
@@ -97,7 +78,7 @@ async def test_outside_every_compound_the_grid_worker_handles_it(clients, tokens
     intake, departments, dispatcher = clients
     case = await file_report(intake, garbage(IN_G21_OUTSIDE_COMPOUNDS))
 
-    ticket = await in_queue(departments, "U-G21", tokens("U-G21"), case["case_id"])
+    ticket = await open_ticket(departments, "U-G21", tokens("U-G21"), case["case_id"])
     assert (ticket["tier"], ticket["grid_id"]) == ("grid", "G21")
     history = await ops_case(dispatcher, case["case_id"], tokens())
     assert [(a["unit_id"], a["tier"]) for a in history["assignments"]][:1] == [("U-G21", "grid")]

@@ -10,8 +10,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from tests.e2e.test_console_browser import IN_G11, browser, ops_token, waiting  # noqa: F401 (a fixture)
-from tests.support.cluster import embedded
-from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report
+from tests.support.cluster import embedded, embedded_env
+from tests.support.journey import bearer, case_in_status, file_report
 
 pytestmark = pytest.mark.e2e
 
@@ -21,13 +21,7 @@ RESULT = "已清运，门口已冲洗干净"
 
 
 async def test_the_public_page_shows_a_resolved_case_and_nothing_personal(tmp_path, browser):  # noqa: F811
-    env = {
-        "GRIDCALL_ENV": "dev",
-        "GRIDCALL_SECRET_KEY": TEST_SECRET,
-        "GRIDCALL_VAR_DIR": str(tmp_path / "var"),
-        "GRIDCALL_RELAY_INTERVAL": "0.05",
-        "GRIDCALL_RATE_LIMIT": "1000000/minute",
-    }
+    env = embedded_env(tmp_path / "var")
     with embedded(env, tmp_path) as gridcall:
         async with httpx.AsyncClient(base_url=gridcall.url, timeout=10) as client:
             body = {"category": "garbage", "description": DESCRIPTION, "location": IN_G11}

@@ -1,13 +1,12 @@
 """Tiered routing end to end, every service its own process, SLA limits of seconds."""
 
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
 from services.runtime.settings import DATA_DIR
-from tests.support.cluster import distributed, distributed_settings, service_clients
+from tests.support.cluster import service_clients, timed
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.waiting import eventually
 
@@ -40,14 +39,7 @@ def fast_policy(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def cluster(pg_url, broker, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("routing")
-    env = distributed_settings(
-        pg_url,
-        broker.bootstrap,
-        f"r{uuid.uuid4().hex[:8]}",
-        GRIDCALL_TIMER_INTERVAL="0.1",
-        GRIDCALL_POLICY_FILE=str(fast_policy(tmp / "policy.yaml")),
-    )
-    with distributed(env, tmp) as c:
+    with timed(pg_url, broker.bootstrap, tmp, fast_policy(tmp / "policy.yaml"), "r") as c:
         yield c
 
 

@@ -4,16 +4,13 @@ resolves it once; an update that cannot be applied is parked with its error."""
 
 import json
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from asgi_lifespan import LifespanManager
 
 from departments.adapters.signing import new_secret
-from gridcall.app import build_app
 from tests.support.adapters import NOWHERE, district_with_adapters, update
+from tests.support.apps import running
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
-from tests.support.staff import enrol
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -31,14 +28,8 @@ async def stack(pg_settings, tmp_path, monkeypatch):
     district = district_with_adapters(
         tmp_path / "district.yaml", {"D-BUS": {"url": NOWHERE, "secret_env": "TEST_ADAPTER_D_BUS", "kafka": True}}
     )
-    settings = pg_settings.model_copy(update={"jurisdiction_file": district})
-    app = build_app(settings)
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
-    ):
-        token = await enrol(settings.database_url, settings.secret_key.get_secret_value())
-        yield client, token, settings
+    async with running(pg_settings, handlers=True, jurisdiction_file=district) as app:
+        yield app.client, app.tokens, app.settings
 
 
 async def test_updates_produced_on_the_topic_resolve_the_case_once_and_a_bad_one_is_parked(stack, broker):

@@ -56,6 +56,8 @@ from tests.support.clock import frozen_clock
 from tests.support.journey import TEST_SECRET, bearer
 from tests.support.staff import demo_jurisdiction
 
+pytestmark = pytest.mark.integration
+
 START = datetime(2026, 11, 2, tzinfo=UTC)
 NOW = START + timedelta(days=24)
 CASES = 2500

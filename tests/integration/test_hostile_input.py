@@ -10,12 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from gridcall.app import build_app
 from gridcall.migrate import upgrade
 from intake.keys import create_api_key
 from intake.tables import case_views, reports
@@ -23,9 +21,9 @@ from services.district.clock import SystemClock
 from services.runtime.settings import Settings
 from services.web.auth import Authenticator
 from tests.conftest import TESTS_POLL_FREELY
+from tests.support.apps import running
 from tests.support.journey import STREETLIGHT_G11, TEST_SECRET, bearer, file_report, open_ticket
 from tests.support.servers import kafka_is_tansu
-from tests.support.staff import enrol
 
 pytestmark = pytest.mark.integration
 V2 = "/open311/v2"
@@ -74,14 +72,10 @@ def settings(request, tmp_path_factory) -> Settings:
 
 @pytest.fixture(scope="module")
 async def stack(settings) -> AsyncIterator[Stack]:
-    app = build_app(settings)
-    async with (
-        LifespanManager(app, startup_timeout=60),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
-    ):
-        key = await create_api_key(app.state.ctx.db, SystemClock(), "hostile tests")
-        tokens = await enrol(settings.db_url, TEST_SECRET)
-        yield Stack(settings.db_url.split(":")[0], app, client, Authenticator(TEST_SECRET, SystemClock()), key, tokens)
+    async with running(settings, handlers=True, startup_timeout=60) as app:
+        key = await create_api_key(app.app.state.ctx.db, SystemClock(), "hostile tests")
+        auth = Authenticator(TEST_SECRET, SystemClock())
+        yield Stack(settings.db_url.split(":")[0], app.app, app.client, auth, key, app.tokens)
 
 
 @pytest.fixture(scope="module")

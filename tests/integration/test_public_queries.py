@@ -19,6 +19,8 @@ from services.runtime.settings import Settings
 from services.storage.db import Database
 from tests.support.staff import demo_jurisdiction
 
+pytestmark = pytest.mark.integration
+
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 
 

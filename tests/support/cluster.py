@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -87,6 +88,21 @@ def distributed_settings(db_url: str, bootstrap: str, topic_prefix: str, **more:
     }
 
 
+def embedded_env(var_dir: Path, **more: str) -> dict[str, str]:
+    """`gridcall run`'s settings in tests: dev mode on `var_dir`, the test secret, a relay that
+    polls often and a rate limit out of the way; `more` adds or overrides (GRIDCALL_ names)."""
+    from tests.support.journey import TEST_SECRET
+
+    return {
+        "GRIDCALL_ENV": "dev",
+        "GRIDCALL_SECRET_KEY": TEST_SECRET,
+        "GRIDCALL_VAR_DIR": str(var_dir),
+        "GRIDCALL_RELAY_INTERVAL": "0.05",
+        "GRIDCALL_RATE_LIMIT": "1000000/minute",
+        **more,
+    }
+
+
 def base_env(settings: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDCALL_")}
     env.update(settings)
@@ -120,6 +136,18 @@ def distributed(settings: Mapping[str, str], log_dir: Path, services: tuple[str,
         yield cluster
     finally:
         cluster.stop()
+
+
+@contextmanager
+def timed(db_url: str, bootstrap: str, log_dir: Path, policy: Path, topics: str) -> Iterator[Cluster]:
+    """`distributed` on `policy` (one with limits of seconds) with timers polled every 0.1 s, on
+    topics of its own named after `topics`: the tests of what happens when a limit passes."""
+    prefix = f"{topics}{uuid.uuid4().hex[:8]}"
+    env = distributed_settings(
+        db_url, bootstrap, prefix, GRIDCALL_TIMER_INTERVAL="0.1", GRIDCALL_POLICY_FILE=str(policy)
+    )
+    with distributed(env, log_dir) as cluster:
+        yield cluster
 
 
 @contextmanager

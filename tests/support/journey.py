@@ -45,12 +45,24 @@ async def open_ticket(
     client: httpx.AsyncClient, unit_id: str, token: str, case_id: str, timeout: float = 30.0
 ) -> dict[str, Any]:
     """The case's open or claimed ticket in the unit's queue, looked for on every page."""
+    return await queued(client, f"/v1/units/{unit_id}/tickets", token, case_id, timeout)
+
+
+async def pool_ticket(
+    client: httpx.AsyncClient, pool_id: str, token: str, case_id: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    """The case's open or claimed ticket in a volunteer pool's queue, as a member sees it."""
+    return await queued(client, f"/v1/pools/{pool_id}/tickets", token, case_id, timeout)
+
+
+async def queued(client: httpx.AsyncClient, queue: str, token: str, case_id: str, timeout: float) -> dict[str, Any]:
+    """The case's ticket in the queue at `queue` (a unit's or a pool's tickets), on every page."""
 
     async def probe() -> dict[str, Any] | None:
         cursor = None
         while True:
             params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
-            r = await client.get(f"/v1/units/{unit_id}/tickets", headers=bearer(token), params=params)
+            r = await client.get(queue, headers=bearer(token), params=params)
             assert r.status_code == 200, r.text
             page = r.json()
             if found := next((t for t in page["tickets"] if t["case_id"] == case_id), None):

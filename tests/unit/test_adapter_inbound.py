@@ -5,17 +5,14 @@ requests are signed with the reference Standard Webhooks library."""
 import json
 from datetime import timedelta
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from departments.adapters.signing import new_secret
-from gridcall.app import build_app
 from services.messaging.bus import Message
 from tests.support.adapters import NOWHERE, district_with_adapters, signed, update
+from tests.support.apps import running
 from tests.support.clock import frozen_clock
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
-from tests.support.staff import enrol
 from tests.support.waiting import eventually
 
 BUS_STOP = {
@@ -38,15 +35,8 @@ async def stack(embedded_settings, tmp_path, monkeypatch):
             "D-POWER": {"url": NOWHERE, "secret_env": "TEST_ADAPTER_D_POWER"},
         },
     )
-    clock = frozen_clock()
-    settings = embedded_settings.model_copy(update={"jurisdiction_file": district})
-    app = build_app(settings, clock=clock)
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
-    ):
-        token = await enrol(settings.db_url, settings.secret_key.get_secret_value(), clock=clock)
-        yield client, token, clock, app
+    async with running(embedded_settings, clock=frozen_clock(), handlers=True, jurisdiction_file=district) as app:
+        yield app.client, app.tokens, app.clock, app.app
 
 
 async def bus_ticket(client, token, body=BUS_STOP, unit="D-BUS"):

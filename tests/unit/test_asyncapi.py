@@ -5,14 +5,12 @@ a valid AsyncAPI 3.0 document (the JSON Schema npm's @asyncapi/specs ships, fetc
 import json
 from pathlib import Path
 
-import httpx
 import jsonschema
 import yaml
-from asgi_lifespan import LifespanManager
 
 from departments.adapters.asyncapi import document, to_yaml
 from departments.adapters.messages import Update
-from gridcall.app import build_app
+from tests.support.apps import running
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKED_IN = ROOT / "docs" / "asyncapi.yaml"
@@ -51,11 +49,8 @@ def test_an_update_in_the_contract_is_one_the_endpoint_takes():
 
 
 async def test_the_departments_service_serves_the_contract(embedded_settings):
-    app = build_app(embedded_settings, ["departments"])
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
-    ):
+    async with running(embedded_settings, ["departments"]) as app:
+        client = app.client
         r = await client.get("/asyncapi.json")
         assert r.status_code == 200 and r.json() == json.loads(json.dumps(document()))
         assert "/asyncapi.json" not in (await client.get("/openapi.json")).json()["paths"]

@@ -21,6 +21,7 @@ from services.district.text import printable, strict_json, words
 from services.messaging.bus import Record
 from services.messaging.consumer import Consumer
 from services.runtime.context import build_context
+from tests.support.apps import running
 from tests.support.journey import STREETLIGHT_G11
 
 FORGED = "cleared\n2026-01-01 00:00:00,000 INFO gridcall.notifications: forged"
@@ -29,12 +30,8 @@ ANSI = "\x1b[31mred\x1b[0m"
 
 @pytest.fixture
 async def client(embedded_settings):
-    app = build_app(embedded_settings)
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c,
-    ):
-        yield c
+    async with running(embedded_settings) as app:
+        yield app.client
 
 
 # --- user text in log lines ---------------------------------------------------------------

@@ -2,12 +2,9 @@
 
 import asyncio
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
 
-from gridcall.app import build_app
 from intake import tables as intake_tables
 from intake.keys import create_api_key
 from intake.tables import case_views, reports
@@ -15,20 +12,17 @@ from services.district.clock import SystemClock
 from services.runtime.settings import Settings
 from services.storage.db import Database
 from services.web.auth import Authenticator
+from tests.support.apps import running
 from tests.support.journey import STREETLIGHT_G11, bearer, case_in_status, file_report, open_ticket
-from tests.support.staff import enrol
 from tests.support.waiting import eventually
 
 
 @pytest.fixture
 async def client(embedded_settings):
-    app = build_app(embedded_settings)
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c,
-    ):
+    async with running(embedded_settings, handlers=True) as app:
+        c = app.client
         c.auth_ = Authenticator(embedded_settings.secret_key.get_secret_value(), SystemClock())  # type: ignore[attr-defined]
-        c.tokens_ = await enrol(embedded_settings.db_url, embedded_settings.secret_key.get_secret_value())  # type: ignore[attr-defined]
+        c.tokens_ = app.tokens  # type: ignore[attr-defined]
         yield c
 
 
@@ -210,11 +204,8 @@ async def test_health(client):
 
 
 async def test_a_client_over_its_rate_gets_429_with_retry_after(embedded_settings):
-    app = build_app(embedded_settings.model_copy(update={"rate_limit": "3/minute"}))
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c,
-    ):
+    async with running(embedded_settings, rate_limit="3/minute") as started:
+        app, c = started.app, started.client
         for _ in range(3):
             assert (await c.post("/v1/reports", json=STREETLIGHT_G11)).status_code == 202
         r = await c.post("/v1/reports", json=STREETLIGHT_G11)

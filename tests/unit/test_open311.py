@@ -7,20 +7,18 @@ from xml.etree import ElementTree
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from gridcall.app import build_app
 from gridcall.cli import app as cli
 from intake.keys import create_api_key
 from intake.tables import case_views
 from services.district.clock import SystemClock
+from tests.support.apps import running
 from tests.support.clock import frozen_clock, local, local_midnight
 from tests.support.journey import bearer, open_ticket
-from tests.support.staff import enrol
 from tests.support.waiting import eventually
 
 V2 = "/open311/v2"
@@ -48,19 +46,11 @@ W3 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$"
 
 @pytest.fixture
 async def open311(embedded_settings):
-    clock = frozen_clock()
-    app = build_app(embedded_settings.model_copy(update={"timer_interval": 0.05}), clock=clock)
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
-    ):
-        ctx = app.state.ctx
-        client.clock, client.db, client.unit = clock, ctx.db, ctx.jurisdiction.unit  # type: ignore[attr-defined]
-        # tokens are checked against the wall clock, not the test's frozen one
-        client.staff = await enrol(
-            embedded_settings.db_url, embedded_settings.secret_key.get_secret_value(), clock=clock
-        )  # type: ignore[attr-defined]
-        client.key = await create_api_key(ctx.db, clock, "test app")  # type: ignore[attr-defined]
+    async with running(embedded_settings, clock=frozen_clock(), handlers=True, timer_interval=0.05) as app:
+        client, ctx = app.client, app.app.state.ctx
+        client.clock, client.db, client.unit = app.clock, ctx.db, ctx.jurisdiction.unit  # type: ignore[attr-defined]
+        client.staff = app.tokens  # type: ignore[attr-defined]
+        client.key = await create_api_key(ctx.db, app.clock, "test app")  # type: ignore[attr-defined]
         yield client
 
 
@@ -339,9 +329,8 @@ async def test_the_cli_issues_a_key_that_works_until_it_is_revoked(embedded_sett
     assert again.exit_code == 2 and "exists already" in again.output
     form = {"api_key": key, "service_code": "garbage", "lat": "30.505", "long": "114.305"}
 
-    app = build_app(embedded_settings)
-    transport = httpx.ASGITransport(app=app)
-    async with LifespanManager(app), httpx.AsyncClient(transport=transport, base_url="http://gridcall") as c:
+    async with running(embedded_settings) as started:
+        c = started.client
         assert (await c.post(f"{V2}/requests.json", data=form)).status_code == 200
         assert (await gridcall("open311-key", "revoke", "Lanxi app")).exit_code == 0
         assert "Invalid api_key" in spec_error(await c.post(f"{V2}/requests.json", data=form), 403)
@@ -412,9 +401,8 @@ async def test_any_form_gets_an_answer_or_a_spec_error_never_a_500(open311):
 
 
 async def test_an_open311_client_over_its_rate_gets_429_in_the_spec_format(embedded_settings):
-    app = build_app(embedded_settings.model_copy(update={"rate_limit": "3/minute"}))
-    transport = httpx.ASGITransport(app=app)
-    async with LifespanManager(app), httpx.AsyncClient(transport=transport, base_url="http://gridcall") as c:
+    async with running(embedded_settings, rate_limit="3/minute") as started:
+        app, c = started.app, started.client
         key = await create_api_key(app.state.ctx.db, SystemClock(), "busy app")
         for _ in range(3):
             assert (await c.get(f"{V2}/services.xml")).status_code == 200
@@ -496,9 +484,8 @@ async def test_dates_with_an_unencoded_plus_are_read_as_offsets(open311):
 
 
 async def test_invented_api_keys_do_not_get_their_own_rate_window(embedded_settings):
-    app = build_app(embedded_settings.model_copy(update={"rate_limit": "3/minute"}))
-    transport = httpx.ASGITransport(app=app)
-    async with LifespanManager(app), httpx.AsyncClient(transport=transport, base_url="http://gridcall") as c:
+    async with running(embedded_settings, rate_limit="3/minute") as started:
+        c = started.client
         for n in range(3):
             assert (await c.get(f"{V2}/services.json", params={"api_key": f"x{n}"})).status_code == 200
         assert (await c.get(f"{V2}/services.json", params={"api_key": "x9"})).status_code == 429

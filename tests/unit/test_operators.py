@@ -11,16 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher.usecases import RATES, rates_probe
 from gridcall.app import build_app
 from services.runtime.logs import JsonFormatter, about
 from services.runtime.metrics import Metrics
+from tests.support.apps import running
 from tests.support.clock import frozen_clock
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
-from tests.support.staff import enrol
 from tests.support.waiting import eventually
 
 CONTACT = {"name": "Zhao Min", "phone": "13800000000"}
@@ -29,15 +28,8 @@ G11 = {"lat": 30.505, "lon": 114.305}
 
 @pytest.fixture
 async def stack(embedded_settings):
-    clock = frozen_clock()
-    settings = embedded_settings.model_copy(update={"timer_interval": 0.05})
-    app = build_app(settings, clock=clock)
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
-    ):
-        tokens = await enrol(settings.db_url, settings.secret_key.get_secret_value(), ["U-G11"], clock=clock)
-        yield client, tokens, clock, settings
+    async with running(embedded_settings, clock=frozen_clock(), handlers=["U-G11"], timer_interval=0.05) as app:
+        yield app.client, app.tokens, app.clock, app.settings
 
 
 def samples(text: str, name: str, **labels: str) -> float:

@@ -6,51 +6,22 @@ gathers a whole response before it answers, and an event stream has no end."""
 import asyncio
 import json
 import re
-import socket
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
 import pytest
-import uvicorn
-from asgi_lifespan import LifespanManager
 
-from gridcall.app import build_app
+from tests.support.apps import running
 from tests.support.clock import frozen_clock
 from tests.support.journey import bearer, file_report, open_ticket
-from tests.support.staff import enrol
-from tests.support.waiting import eventually
 
 IN_G11 = {"lat": 30.505, "lon": 114.305}
 
 
 @pytest.fixture
 async def stack(embedded_settings):
-    clock = frozen_clock()
-    settings = embedded_settings.model_copy(update={"timer_interval": 0.05})
-    app = build_app(settings, clock=clock)
-    async with LifespanManager(app), served(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
-        token = await enrol(settings.db_url, settings.secret_key.get_secret_value(), clock=clock)
-        yield client, token, clock
-
-
-@asynccontextmanager
-async def served(app):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, port=port, lifespan="off", log_level="warning"))
-    task = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        return server.started
-
-    await eventually(started)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = server.force_exit = True
-        await task
+    async with running(embedded_settings, clock=frozen_clock(), handlers=True, served=True, timer_interval=0.05) as app:
+        yield app.client, app.tokens, app.clock
 
 
 async def test_the_board_renders_in_both_languages_with_its_own_files_only(stack):

@@ -6,14 +6,11 @@ input."""
 from datetime import timedelta
 from xml.etree import ElementTree
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from gridcall.app import build_app
+from tests.support.apps import running
 from tests.support.clock import frozen_clock
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
-from tests.support.staff import enrol
 
 NAME, PHONE = "Zhang Xiaoming", "13912345678"
 G11 = {"lat": 30.505, "lon": 114.305}  # Maple Lane Grid 1, community C1
@@ -22,14 +19,8 @@ G21 = {"lat": 30.505, "lon": 114.315}  # Stone Bridge Grid 1, community C2
 
 @pytest.fixture
 async def stack(embedded_settings):
-    clock = frozen_clock()
-    settings = embedded_settings.model_copy(update={"timer_interval": 0.05})
-    app = build_app(settings, clock=clock)
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
-    ):
-        yield client, await enrol(settings.db_url, settings.secret_key.get_secret_value(), clock=clock), clock
+    async with running(embedded_settings, clock=frozen_clock(), handlers=True, timer_interval=0.05) as app:
+        yield app.client, app.tokens, app.clock
 
 
 def spot(place: dict[str, float], i: int) -> dict[str, float]:

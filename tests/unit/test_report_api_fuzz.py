@@ -6,7 +6,6 @@ and a body that fits the documented schema. Generated data alone rarely names a 
 place, so the report test mixes real ones in (and asserts that reports really got filed), and the
 case test aims part of its requests at real cases with their tracking tokens."""
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,6 +23,7 @@ from gridcall.app import build_app
 from tests.support.fuzz import CHECKS, NEGATIVE, POSITIVE, from_app
 from tests.support.journey import STREETLIGHT_G11, bearer
 from tests.support.staff import enrol_now
+from tests.support.waiting import eventually_sync
 
 # A report's validity depends on data the schema cannot state: the category codes and each
 # category's questions (GET /v1/categories), the grid polygons, the address table, and "exactly
@@ -74,14 +74,6 @@ def staff(embedded_settings) -> Callable[[str], str]:
     return enrol_now(embedded_settings.db_url, embedded_settings.secret_key.get_secret_value())
 
 
-def eventually(probe: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
-        time.sleep(0.05)
-    return value
-
-
 def tracked(resident_api, case_id: str, token: str) -> dict[str, Any]:
     """The resident's view of a case, itself checked against the schema."""
     case = resident_api["/v1/cases/{case_id}"]["GET"].Case(
@@ -94,7 +86,7 @@ def tracked(resident_api, case_id: str, token: str) -> dict[str, Any]:
 
 
 def in_status(resident_api, case: dict[str, Any], status: str) -> dict[str, Any]:
-    return eventually(
+    return eventually_sync(
         lambda: (view := tracked(resident_api, case["case_id"], case["tracking_token"]))["status"] == status and view
     )
 
@@ -183,7 +175,7 @@ def test_generated_reports_are_filed_or_refused_as_documented(resident_api, http
     assert seen[202] >= 10, f"too few generated reports were accepted to mean much: {seen}"  # ~1 in 10
     assert seen[422] and seen[403], seen
     # The reports are really in: the relay and the dispatcher route the first one to a unit.
-    view = eventually(
+    view = eventually_sync(
         lambda: (v := tracked(resident_api, filed[0]["case_id"], filed[0]["tracking_token"]))["unit_id"] and v
     )
     assert view["status"] != "received"
@@ -200,7 +192,7 @@ def test_generated_requests_about_real_cases_get_documented_answers(resident_api
     worker = bearer(staff("U-G11"))
     in_status(resident_api, done, "assigned")
     # the departments service opens the ticket from the same event that marks the case assigned
-    ticket = eventually(
+    ticket = eventually_sync(
         lambda: next(
             (
                 t["ticket_id"]

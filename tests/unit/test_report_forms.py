@@ -1,26 +1,19 @@
 """The forms a report can take: where (coordinates, address, grid), what (category attributes,
 media), and who (contact or anonymous). Each bad form is a 422 that names what to fix."""
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from gridcall.app import build_app
+from tests.support.apps import running
 from tests.support.journey import case_in_status, open_ticket
-from tests.support.staff import enrol
 
 BASE = {"category": "elevator", "description": "The lift is stuck", "attributes": {"building": "3-2", "trapped": "no"}}
 
 
 @pytest.fixture
 async def client(embedded_settings):
-    app = build_app(embedded_settings)
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c,
-    ):
-        c.staff = await enrol(embedded_settings.db_url, embedded_settings.secret_key.get_secret_value())  # type: ignore[attr-defined]
-        yield c
+    async with running(embedded_settings, handlers=True) as app:
+        app.client.staff = app.tokens  # type: ignore[attr-defined]
+        yield app.client
 
 
 async def filed(client, **body):

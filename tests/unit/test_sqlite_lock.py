@@ -7,11 +7,9 @@ import sqlite3
 import threading
 import time
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from gridcall.app import build_app
+from tests.support.apps import running
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 from tests.support.staff import enrol
 
@@ -32,12 +30,8 @@ def hold_write_lock(path: str, taken: threading.Event, seconds: float) -> None:
 
 @pytest.fixture
 async def client(embedded_settings):
-    app = build_app(embedded_settings)
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c,
-    ):
-        yield c
+    async with running(embedded_settings) as app:
+        yield app.client
 
 
 async def test_requests_wait_out_a_write_lock_held_elsewhere_and_none_fails(client, embedded_settings):

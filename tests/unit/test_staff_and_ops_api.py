@@ -3,14 +3,11 @@ the ops breach list, in-process on the embedded stack with an injected clock."""
 
 from datetime import timedelta
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from gridcall.app import build_app
+from tests.support.apps import running
 from tests.support.clock import frozen_clock, local, local_midnight
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
-from tests.support.staff import enrol
 from tests.support.waiting import eventually
 
 IN_G11 = {"lat": 30.505, "lon": 114.305}
@@ -18,16 +15,8 @@ IN_G11 = {"lat": 30.505, "lon": 114.305}
 
 @pytest.fixture
 async def stack(embedded_settings):
-    clock = frozen_clock()
-    settings = embedded_settings.model_copy(update={"timer_interval": 0.05})
-    app = build_app(settings, clock=clock)
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
-    ):
-        # tokens are checked against the wall clock, not the test's frozen one
-        token = await enrol(settings.db_url, settings.secret_key.get_secret_value(), clock=clock)
-        yield client, token, clock
+    async with running(embedded_settings, clock=frozen_clock(), handlers=True, timer_interval=0.05) as app:
+        yield app.client, app.tokens, app.clock
 
 
 async def report_and_ticket(client, token, category: str, unit: str):

@@ -7,13 +7,10 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from departments.usecases.staff import StaffRole
-from gridcall.app import build_app
+from tests.support.apps import running
 from tests.support.clock import frozen_clock
 from tests.support.journey import bearer, case_in_status, file_report, open_ticket
-from tests.support.staff import enrol
 from tests.support.waiting import eventually
 
 G11_CORNER = (30.5005, 114.3005)  # G11 spans lat 30.50-30.51, lon 114.30-114.31
@@ -27,17 +24,10 @@ def spot(i: int) -> dict[str, float]:
 
 @pytest.fixture
 async def stack(embedded_settings):
-    clock = frozen_clock()
-    settings = embedded_settings.model_copy(update={"timer_interval": 0.05})
-    app = build_app(settings, clock=clock)
-    secret = settings.secret_key.get_secret_value()
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
-    ):
-        handlers = await enrol(settings.db_url, secret, clock=clock)
-        supervisors = await enrol(settings.db_url, secret, ["U-C1", "U-S1"], role=StaffRole.SUPERVISOR, clock=clock)
-        yield client, handlers, supervisors, clock
+    async with running(
+        embedded_settings, clock=frozen_clock(), handlers=True, supervisors=["U-C1", "U-S1"], timer_interval=0.05
+    ) as app:
+        yield app.client, app.tokens, app.supervisors, app.clock
 
 
 async def report(client, i: int = 0, **extra):

@@ -5,19 +5,17 @@ import stat
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import jwt
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from gridcall.app import build_app
 from gridcall.cli import app as cli
 from services.district.clock import SystemClock
 from services.runtime.context import build_context
 from services.runtime.settings import Settings
 from services.web.auth import Authenticator
+from tests.support.apps import running
 from tests.support.clock import frozen_clock
 from tests.support.journey import TEST_SECRET, bearer
 
@@ -27,12 +25,8 @@ OLD_DEV_SECRET = "dev-only-insecure-secret-change-me"  # what the source used to
 
 @pytest.fixture
 async def client(embedded_settings):
-    app = build_app(embedded_settings)
-    async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as c,
-    ):
-        yield c
+    async with running(embedded_settings) as app:
+        yield app.client
 
 
 def signed(claims: dict, secret: str = TEST_SECRET) -> str:

@@ -1,10 +1,8 @@
 """Notification delivery over a real HTTP webhook, with retries, on SQLite and on PostgreSQL."""
 
-import asyncio
 from datetime import timedelta
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import select
 
@@ -14,9 +12,10 @@ from notifier.tables import deliveries, notifications
 from notifier.workers import deliver_due
 from services.district.events import CaseResolved, Envelope
 from services.runtime.context import build_context
+from tests.support.apps import serve
 from tests.support.clock import frozen_clock
-from tests.support.servers import free_port
-from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -34,18 +33,9 @@ async def webhook():
         app.state.received.append(await request.json())
         return Response(status_code=204)
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        return server.started
-
-    await eventually(started)
-    app.state.url = f"http://127.0.0.1:{port}/hook"
-    yield app.state
-    server.should_exit = True
-    await task
+    async with serve(app) as url:
+        app.state.url = f"{url}/hook"
+        yield app.state
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
