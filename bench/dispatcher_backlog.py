@@ -18,9 +18,10 @@ from bench.common import count_rows, service_env
 from dispatcher.tables import assignments
 from gridcall.migrate import upgrade
 from services.district.clock import SystemClock
-from services.district.events import CaseReported, Envelope, Location, Stream
+from services.district.events import CaseReported, Location, Stream
 from services.messaging.bus import Message
 from services.messaging.bus.kafka import KafkaBus
+from services.messaging.envelope import Envelope
 from services.runtime.settings import Settings
 from tests.support.cluster import distributed
 from tests.support.servers import admin_postgres, kafka_broker, kafka_is_tansu, scratch_database

@@ -11,9 +11,10 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-from services.district.events import CaseAssigned, CaseReported, Envelope, Location, Stream
+from services.district.events import CaseAssigned, CaseReported, Location, Stream
 from services.messaging.bus import Record
 from services.messaging.consumer import Consumer
+from services.messaging.envelope import Envelope
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -14,10 +14,10 @@ from services.district.events import (
     CaseDuplicateReported,
     CaseReopened,
     CaseUnassigned,
-    Envelope,
     Event,
 )
 from services.messaging.consumer import Handler
+from services.messaging.envelope import Envelope
 from services.messaging.transaction import Tx
 
 

@@ -11,7 +11,6 @@ from services.district.events import (
     CaseCancelRequested,
     CaseReported,
     CaseSatisfactionAnswered,
-    Envelope,
     Event,
     TicketClaimed,
     TicketEscalated,
@@ -23,6 +22,7 @@ from services.district.events import (
     TicketWhistled,
 )
 from services.messaging.consumer import Handler, Lock
+from services.messaging.envelope import Envelope
 from services.messaging.transaction import Tx
 
 

@@ -28,8 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.domain import Assignment, AssignmentStatus, Case, Decision, NewId, Router, Timer, TimerKind
 from dispatcher.tables import assignments, cases, history, timers
-from services.district.events import Envelope, Location, Priority, Role, Tier
+from services.district.events import Location, Priority, Role, Tier
 from services.district.jurisdiction import Jurisdiction
+from services.messaging.envelope import Envelope
 from services.messaging.transaction import Tx
 from services.storage.bulk import among, insert_rows, update_rows
 

@@ -23,10 +23,10 @@ from services.district.events import (
     CaseReopened,
     CaseResolved,
     CaseWhistled,
-    Envelope,
     Event,
 )
 from services.messaging.consumer import Handler
+from services.messaging.envelope import Envelope
 from services.messaging.transaction import Tx
 
 # What lifecycle events change in a case view: `view_change`'s columns, the status and the time.

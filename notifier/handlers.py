@@ -15,10 +15,10 @@ from services.district.events import (
     CaseResolved,
     CaseSlaBreached,
     CaseSlaWarning,
-    Envelope,
     Event,
 )
 from services.messaging.consumer import Handler
+from services.messaging.envelope import Envelope
 from services.messaging.transaction import Tx
 
 

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from departments.adapters.messages import CloudEvent
 from departments.tables import contacts, deliveries
-from services.district.events import Envelope
 from services.district.jurisdiction import Adapter, Jurisdiction
+from services.messaging.envelope import Envelope
 from services.messaging.transaction import Tx
 from services.storage.bulk import insert_new
 

@@ -1,18 +1,16 @@
-"""Event contracts: every message on the bus is one of these, in a CloudEvents envelope.
+"""Event contracts: every message on the bus is one of these, in a CloudEvents envelope
+(services/messaging/envelope.py).
 
 Records are keyed by case id, so all events of one case share a partition and arrive in order.
 """
 
-import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
-from services.district.text import first_unstorable, plainly_storable_json
-
-SCHEMA_VERSION = 1
+from services.district.text import first_unstorable
 
 
 class Stream(StrEnum):
@@ -65,13 +63,13 @@ class ReturnReason(StrEnum):
     OTHER = "other"
 
 
-def _storable(data: Any, info: ValidationInfo) -> Any:
+def storable(data: Any, info: ValidationInfo) -> Any:
     """Refuse an event or envelope holding text no database column can hold (NUL, a lone
     surrogate) or a number that is not finite: the consumer dead-letters it, instead of its
     handler failing on the database. What was checked already is not checked again: an
     envelope whose JSON text holds nothing that could decode to such a value, and the event
     read from an envelope (its data were checked with the envelope)."""
-    if info.context is _CHECKED:
+    if info.context is CHECKED:
         return data
     if found := first_unstorable(data):
         where, problem = found
@@ -79,7 +77,7 @@ def _storable(data: Any, info: ValidationInfo) -> Any:
     return data
 
 
-_CHECKED: dict[str, Any] = {"checked": "storable"}
+CHECKED: dict[str, Any] = {"checked": "storable"}
 
 
 class Location(BaseModel):
@@ -104,7 +102,7 @@ class Event(BaseModel):
     stream: ClassVar[Stream]
     case_id: str
 
-    _storable = model_validator(mode="before")(staticmethod(_storable))
+    _storable = model_validator(mode="before")(staticmethod(storable))
 
 
 class CaseReported(Event):
@@ -391,90 +389,3 @@ class TicketReassigned(Event):
     to_unit_id: str
     reason: str
     by: Actor | None = None
-
-
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type: cls
-    for cls in (
-        CaseReported,
-        CaseContactGiven,
-        CaseSatisfactionAnswered,
-        CaseDuplicateReported,
-        CaseCancelRequested,
-        CaseCancelRefused,
-        CaseAssigned,
-        CaseUnassigned,
-        CaseClaimed,
-        CaseHandlerReported,
-        CaseResolved,
-        CaseClosed,
-        CaseReopened,
-        CaseSlaWarning,
-        CaseSlaBreached,
-        CaseEscalated,
-        CaseReturned,
-        CaseWhistled,
-        CaseUnclaimed,
-        CaseNoted,
-        TicketClaimed,
-        TicketUnclaimed,
-        TicketNoted,
-        TicketResolved,
-        TicketEscalated,
-        TicketReturned,
-        TicketWhistled,
-        TicketReassigned,
-    )
-}
-
-
-class UnknownEvent(ValueError):
-    """A record that is not a gridcall event this code knows: its consumer parks it as a dead letter."""
-
-
-class Envelope(BaseModel):
-    """CloudEvents 1.0 structured-mode envelope, plus gridcall's schema version."""
-
-    model_config = ConfigDict(frozen=True)
-    specversion: Literal["1.0"] = "1.0"
-    id: str
-    type: str
-    source: str
-    time: datetime
-    subject: str
-    schemaversion: int = SCHEMA_VERSION
-    datacontenttype: Literal["application/json"] = "application/json"
-    data: dict[str, Any]
-
-    _storable = model_validator(mode="before")(staticmethod(_storable))
-
-    @classmethod
-    def wrap(cls, event: Event, *, source: str, time: datetime) -> "Envelope":
-        """The envelope of an event this service emits. Built without validating again: the
-        event was validated when it was made (storable text included), and the other fields
-        are this service's own; `decode` still validates every envelope read from the bus."""
-        return cls.model_construct(
-            id=str(uuid.uuid4()),
-            type=event.type,
-            source=source,
-            time=time,
-            subject=event.case_id,
-            data=event.model_dump(mode="json"),
-        )
-
-    def event(self) -> Event:
-        try:
-            cls = EVENT_TYPES[self.type]
-        except KeyError:
-            raise UnknownEvent(f"unknown event type {self.type!r}") from None
-        return cls.model_validate(self.data, context=_CHECKED)
-
-    def encode(self) -> bytes:
-        return self.model_dump_json().encode()
-
-    @classmethod
-    def decode(cls, raw: bytes) -> "Envelope":
-        try:
-            return cls.model_validate_json(raw, context=_CHECKED if plainly_storable_json(raw) else None)
-        except ValidationError as exc:
-            raise UnknownEvent(f"not a gridcall envelope: {exc}") from None

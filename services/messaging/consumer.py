@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
-from services.district.events import EVENT_TYPES, Envelope, Event, Stream, UnknownEvent
+from services.district.events import Event, Stream
 from services.messaging.bus import ID_HEADER, TYPE_HEADER, Bus, Record
+from services.messaging.envelope import EVENT_TYPES, Envelope, UnknownEvent
 from services.messaging.tables import error_text
 from services.messaging.transaction import Store, Tx
 from services.runtime.lifecycle import Stop

@@ -15,8 +15,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
 from services.district.clock import Clock
-from services.district.events import Envelope
 from services.messaging.bus import ID_HEADER, TYPE_HEADER, Record
+from services.messaging.envelope import Envelope
 from services.messaging.tables import column_text, error_text
 from services.storage.db import Database
 

@@ -16,8 +16,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.district.clock import Clock
-from services.district.events import EVENT_TYPES, Envelope, Event, Stream
+from services.district.events import Event, Stream
 from services.messaging.bus import Message
+from services.messaging.envelope import EVENT_TYPES, Envelope
 from services.messaging.parking import Parking
 from services.runtime.metrics import Metrics
 from services.storage.bulk import insert_rows

@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 from dispatcher import tables
 from gridcall.app import build_app
 from services.district.clock import SystemClock
-from services.district.events import CaseReported, Envelope, Location, Stream
+from services.district.events import CaseReported, Location, Stream
 from services.messaging.bus import Message, Record
+from services.messaging.envelope import Envelope
 from services.web.auth import Authenticator
 from tests.support.cluster import base_env, gridcall_args
 from tests.support.journey import bearer

@@ -23,7 +23,6 @@ from services.district.clock import FrozenClock
 from services.district.events import (
     CaseReported,
     CaseSatisfactionAnswered,
-    Envelope,
     Event,
     Location,
     Stream,
@@ -31,6 +30,7 @@ from services.district.events import (
     TicketResolved,
 )
 from services.messaging.bus import Record
+from services.messaging.envelope import Envelope
 from services.runtime.context import build_context
 from services.runtime.lifecycle import Stop
 from tests.support.clock import START, frozen_clock

@@ -34,7 +34,6 @@ from services.district.events import (
     CaseUnassigned,
     CaseUnclaimed,
     CaseWhistled,
-    Envelope,
     Event,
     Location,
     Priority,
@@ -47,6 +46,7 @@ from services.district.events import (
 )
 from services.district.jurisdiction import UnitKind
 from services.district.policy import load_policy
+from services.messaging.envelope import Envelope
 from services.runtime.settings import Settings
 from services.storage.bulk import insert_rows
 from services.storage.db import Database

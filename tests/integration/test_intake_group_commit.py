@@ -16,7 +16,8 @@ from intake import tables
 from intake.bootstrap import bootstrap as intake_bootstrap
 from intake.domain import IdempotencyConflict, Report, check_report
 from intake.usecases import ReportWriter
-from services.district.events import Envelope, Location, Priority
+from services.district.events import Location, Priority
+from services.messaging.envelope import Envelope
 from services.runtime.context import Context, build_context
 from tests.support.clock import frozen_clock
 from tests.support.statements import statements

@@ -10,7 +10,8 @@ from notifier.bootstrap import bootstrap
 from notifier.channels import LogChannel, WebhookChannel
 from notifier.tables import deliveries, notifications
 from notifier.workers import deliver_due
-from services.district.events import CaseResolved, Envelope
+from services.district.events import CaseResolved
+from services.messaging.envelope import Envelope
 from services.runtime.context import build_context
 from tests.support.apps import serve
 from tests.support.clock import frozen_clock

@@ -8,9 +8,10 @@ from sqlalchemy import func, select
 
 from dispatcher import tables as dispatcher_tables
 from dispatcher.bootstrap import bootstrap as dispatcher_bootstrap
-from services.district.events import CaseClosed, CaseReported, Envelope, Location, Stream
+from services.district.events import CaseClosed, CaseReported, Location, Stream
 from services.messaging.bus import TYPE_HEADER, Message, Record
 from services.messaging.consumer import Consumer
+from services.messaging.envelope import Envelope
 from services.messaging.relay import Relay
 from services.runtime.context import build_context
 from services.runtime.lifecycle import Stop

@@ -29,7 +29,6 @@ from services.district.events import (
     CaseSlaBreached,
     CaseSlaWarning,
     CaseUnassigned,
-    Envelope,
     EscalationReason,
     Event,
     Role,
@@ -38,6 +37,7 @@ from services.district.events import (
 )
 from services.messaging.bus import Record
 from services.messaging.consumer import Consumer
+from services.messaging.envelope import Envelope
 from services.runtime.context import Context, build_context
 from services.runtime.settings import Settings
 from tests.support.clock import frozen_clock

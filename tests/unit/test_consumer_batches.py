@@ -8,9 +8,10 @@ from sqlalchemy import select
 
 from dispatcher import tables
 from dispatcher.bootstrap import bootstrap as dispatcher_bootstrap
-from services.district.events import CaseReported, Envelope, Location, Stream
+from services.district.events import CaseReported, Location, Stream
 from services.messaging.bus import Record
 from services.messaging.consumer import Consumer
+from services.messaging.envelope import Envelope
 from services.runtime.context import build_context
 
 

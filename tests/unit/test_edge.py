@@ -16,10 +16,11 @@ from departments.domain import TicketConflict, TicketNotFound
 from departments.usecases.tickets import Desk
 from gridcall.app import build_app
 from notifier.channels import LogChannel
-from services.district.events import CaseResolved, Envelope, Stream
+from services.district.events import CaseResolved, Stream
 from services.district.text import printable, strict_json, words
 from services.messaging.bus import Record
 from services.messaging.consumer import Consumer
+from services.messaging.envelope import Envelope
 from services.runtime.context import build_context
 from tests.support.apps import running
 from tests.support.journey import STREETLIGHT_G11

@@ -8,8 +8,9 @@ from sqlalchemy import func, select
 from dispatcher import tables as dispatcher_tables
 from gridcall.app import build_app
 from services.district.clock import SystemClock
-from services.district.events import CaseReported, Envelope, Location
+from services.district.events import CaseReported, Location
 from services.messaging.bus import Record
+from services.messaging.envelope import Envelope
 from services.web.auth import Authenticator
 from tests.support.journey import bearer
 

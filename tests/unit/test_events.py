@@ -4,17 +4,9 @@ from unittest import mock
 
 import pytest
 
-from services.district.events import (
-    EVENT_TYPES,
-    CaseAssigned,
-    CaseReported,
-    Envelope,
-    Location,
-    Stream,
-    Tier,
-    UnknownEvent,
-)
+from services.district.events import CaseAssigned, CaseReported, Location, Stream, Tier
 from services.district.text import first_unstorable
+from services.messaging.envelope import EVENT_TYPES, Envelope, UnknownEvent
 
 NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
