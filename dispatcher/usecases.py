@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import Row, Select, and_, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.figures import Scope, Window, scorecards, stats
 from dispatcher.tables import assignments, cases, history
@@ -167,13 +168,7 @@ async def breaches_now(
     query = _equal(query, (assignments.c.unit_id, unit), (cases.c.category, category))
     async with db.sessions() as s:
         rows = (await s.execute(query.order_by(assignments.c.response_due).limit(limit))).all()
-        trail = (
-            await s.execute(
-                select(history)
-                .where(history.c.case_id.in_({r.case_id for r in rows}), history.c.type.in_(ESCALATION_TYPES))
-                .order_by(history.c.id)
-            )
-        ).all()
+        trail = await _escalations(s, {r.case_id for r in rows})
     out = []
     for r in rows:
         response = r.status == "open" and r.response_due <= now
@@ -252,13 +247,7 @@ async def breach_history(
     )
     async with db.sessions() as s:
         rows = (await s.execute(query.order_by(history.c.at.desc(), history.c.id.desc()).limit(limit))).all()
-        trail = (
-            await s.execute(
-                select(history)
-                .where(history.c.case_id.in_({r.case_id for r in rows}), history.c.type.in_(ESCALATION_TYPES))
-                .order_by(history.c.id)
-            )
-        ).all()
+        trail = await _escalations(s, {r.case_id for r in rows})
     out = []
     for r in rows:
         d = r.details
@@ -337,3 +326,9 @@ def rates_probe(db: Database, clock: Clock, policy: Policy, metrics: Metrics, ev
             metrics.child(metrics.rates, (name,)).set(float("nan") if value is None else value)
 
     return probe
+
+
+async def _escalations(s: AsyncSession, case_ids: set[str]) -> Sequence[Row[Any]]:
+    """What followed the breaches of these cases (escalated to whom, or supervised), in order."""
+    query = select(history).where(history.c.case_id.in_(case_ids), history.c.type.in_(ESCALATION_TYPES))
+    return (await s.execute(query.order_by(history.c.id))).all()
