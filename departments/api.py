@@ -31,9 +31,9 @@ from departments.usecases.staff import Accounts
 from departments.usecases.tickets import Desk
 from services.district.events import NoteVisibility, Priority
 from services.district.jurisdiction import UnitKind
+from services.district.principal import Principal
 from services.district.text import Identifier
-from services.web.auth import Principal, PrincipalDep
-from services.web.errors import Forbidden
+from services.web.auth import PrincipalDep, ops_only
 from services.web.openapi import problem
 
 TICKET_ANSWERS: dict[int | str, dict[str, Any]] = {
@@ -91,9 +91,7 @@ Caller = Annotated[Principal, Depends(caller)]
 async def ops_caller(who: Caller) -> Principal:
     """An ops token; a staff token is refused (403) only once its account is known to stand
     (a revoked account's token is a 401 here as everywhere)."""
-    if who.role != "ops":
-        raise Forbidden("this endpoint needs an ops token")
-    return who
+    return ops_only(who)
 
 
 Ops = Annotated[Principal, Depends(ops_caller)]

@@ -12,9 +12,9 @@ A refusal says why without any of the ticket's data."""
 from enum import StrEnum
 from typing import Any
 
+from services.district.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from services.district.jurisdiction import Jurisdiction
-from services.web.auth import Principal
-from services.web.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from services.district.principal import Principal
 
 
 class TicketStatus(StrEnum):

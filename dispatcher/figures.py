@@ -230,9 +230,6 @@ def _closure(
     return {"kept": len(kept), "started": len(started), "rate": rate(len(kept), len(started))}
 
 
-SCORE_RATES = ("response", "resolution", "satisfaction")
-
-
 def scorecards(
     given: Sequence[Any], history: Sequence[Any], window: Window, units: Sequence[Any], weights: Any
 ) -> list[dict[str, Any]]:

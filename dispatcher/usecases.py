@@ -13,12 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatcher.figures import Scope, Window, scorecards, stats
 from dispatcher.tables import assignments, cases, history
 from services.district.clock import Clock
+from services.district.errors import Invalid, NotFound
 from services.district.jurisdiction import Jurisdiction, Unit
 from services.district.policy import Policy
 from services.runtime.metrics import Metrics, Probe
 from services.storage.bulk import among
 from services.storage.db import Database
-from services.web.errors import Invalid, NotFound
 
 ESCALATION_TYPES = ("case.sla_breached", "case.escalated", "case.returned", "case.whistled")
 OUTCOMES = ("satisfied", "unsatisfied", "no_answer")

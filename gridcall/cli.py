@@ -20,6 +20,7 @@ from gridcall.app import build_app
 from gridcall.services import BOOTSTRAP
 from intake import keys
 from services.district.clock import SystemClock
+from services.district.errors import DomainError, Invalid
 from services.district.jurisdiction import Jurisdiction, JurisdictionError, load_jurisdiction
 from services.district.policy import PolicyError
 from services.messaging import deadletters
@@ -29,7 +30,6 @@ from services.runtime.context import build_context
 from services.runtime.settings import SECRET_FILE, SecretFileError, Settings
 from services.storage.db import Database
 from services.web.auth import Authenticator
-from services.web.errors import DomainError, Invalid
 
 T = TypeVar("T")
 app = typer.Typer(help="gridcall: case routing for grid-governance service hotlines.", no_args_is_help=True)

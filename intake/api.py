@@ -17,11 +17,11 @@ from intake.usecases import (
     tracked,
     tracked_case,
 )
+from services.district.errors import Forbidden
 from services.district.jurisdiction import Jurisdiction, UnitKind
 from services.district.policy import Policy
 from services.messaging.transaction import Store
 from services.web.auth import Authenticator, bearer_token
-from services.web.errors import Forbidden
 from services.web.openapi import RATE_LIMITED
 from services.web.openapi import problem as _problem
 from services.web.ratelimit import RateLimit

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from services.district.errors import Conflict, Invalid
 from services.district.events import (
     CaseAssigned,
     CaseCancelRefused,
@@ -26,7 +27,6 @@ from services.district.events import (
 )
 from services.district.jurisdiction import Grid, Jurisdiction
 from services.district.policy import CategoryPolicy, Policy
-from services.web.errors import Conflict, Invalid
 
 
 class CaseStatus(StrEnum):

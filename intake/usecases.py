@@ -40,6 +40,7 @@ from intake.domain import (
     token_matches,
 )
 from intake.tables import case_views, idempotency_keys, reports, timeline
+from services.district.errors import NotFound
 from services.district.events import (
     CaseCancelRequested,
     CaseContactGiven,
@@ -53,7 +54,6 @@ from services.district.jurisdiction import Jurisdiction
 from services.district.policy import DuplicatePolicy, Policy
 from services.messaging.transaction import Store, Tx
 from services.storage.batching import GroupCommit
-from services.web.errors import NotFound
 
 Answer = dict[str, Any]
 

@@ -13,9 +13,9 @@ from departments.adapters.signing import SignatureError, verify
 from departments.adapters.usecases import AdapterOps, actor, apply, parse, view
 from departments.schemas import Ticket
 from departments.usecases.tickets import Desk
+from services.district.errors import Unauthorized
 from services.district.text import Identifier
 from services.web.auth import OpsDep
-from services.web.errors import Unauthorized
 from services.web.openapi import problem
 
 ANSWERS: dict[int | str, dict[str, Any]] = {

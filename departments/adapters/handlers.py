@@ -4,10 +4,10 @@
 
 from departments.adapters.usecases import apply, once_key, parse
 from departments.usecases.tickets import Desk
+from services.district.errors import Invalid
 from services.messaging.bus import ID_HEADER, Record
 from services.messaging.consumer import Decode, Work
 from services.messaging.transaction import Tx
-from services.web.errors import Invalid
 
 UPDATE_TYPE = "gridcall.adapter.update"  # how an update shows in the logs and the dead letters
 

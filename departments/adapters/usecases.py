@@ -30,12 +30,12 @@ from departments.tables import adapters, deliveries, tickets
 from departments.usecases import queue
 from departments.usecases.tickets import Desk, Step
 from services.district.clock import Clock
+from services.district.errors import Conflict, Invalid, NotFound
 from services.district.events import NoteVisibility
 from services.district.jurisdiction import Jurisdiction
+from services.district.principal import Principal
 from services.messaging.transaction import Tx
 from services.storage.db import Database
-from services.web.auth import Principal
-from services.web.errors import Conflict, Invalid, NotFound
 
 KEY_LIMIT = 64  # the inbox's event_id column
 

@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from departments.domain import TicketStatus, check_sees, check_sees_ticket, visible_units
 from departments.tables import contacts, notes, tickets
 from departments.usecases.staff import Accounts
+from services.district.errors import Forbidden, Invalid, NotFound
 from services.district.jurisdiction import Jurisdiction, UnitKind
+from services.district.principal import Principal
 from services.messaging.transaction import Store
 from services.storage.bulk import among
-from services.web.auth import Principal
-from services.web.errors import Forbidden, Invalid, NotFound
 
 TO_DO = (TicketStatus.OPEN, TicketStatus.CLAIMED)
 
@@ -123,11 +123,7 @@ async def views(session: AsyncSession, rows: Sequence[Any], caller: Principal, n
                 "resolved_by": _person(r.resolved_by_id, r.resolved_by),
                 "contact": callback.get(r.case_id) if shows_contact else None,
                 "notes": [_note(n) for n in mine if n.kind != "evidence"],
-                "evidence": [
-                    {"url": n.url, "caption": n.text, "by": _person(n.by_id, n.by_name), "at": n.at}
-                    for n in mine
-                    if n.kind == "evidence"
-                ],
+                "evidence": [_evidence(n) for n in mine if n.kind == "evidence"],
                 "case_notes": [{**_note(n), "unit_id": n.unit_id} for n in earlier],
                 **clocks(r, now),
             }

@@ -13,14 +13,14 @@ from sqlalchemy.exc import IntegrityError
 
 from departments.tables import staff
 from services.district.clock import Clock
+from services.district.errors import Conflict, Invalid, NotFound, Unauthorized
 from services.district.jurisdiction import Jurisdiction
+from services.district.principal import Principal
 from services.district.text import not_blank, words
 from services.storage.db import Database
-from services.web.auth import Authenticator, Principal
-from services.web.errors import Conflict, Invalid, NotFound, Unauthorized
+from services.web.auth import CHALLENGE, Authenticator
 
 DEFAULT_DAYS = 30
-BEARER = {"WWW-Authenticate": "Bearer"}
 
 
 class StaffRole(StrEnum):
@@ -136,8 +136,8 @@ class Accounts:
             ).first()
         if row is None or row.unit_id != principal.unit_id:
             raise Unauthorized(
-                "invalid token: it names no staff account of this deployment; ask for a new one", headers=BEARER
+                "invalid token: it names no staff account of this deployment; ask for a new one", headers=CHALLENGE
             )
         if row.revoked_at is not None:
-            raise Unauthorized("this person's account was revoked: the token is no longer accepted", headers=BEARER)
+            raise Unauthorized("this person's account was revoked: the token is no longer accepted", headers=CHALLENGE)
         return principal

@@ -44,9 +44,9 @@ from services.district.events import (
     Tier,
 )
 from services.district.jurisdiction import Jurisdiction, UnitKind
+from services.district.principal import Principal
 from services.messaging.transaction import Store, Tx
 from services.storage.bulk import insert_new
-from services.web.auth import Principal
 
 MAX_EVIDENCE = 10
 

@@ -20,12 +20,12 @@ from dispatcher.figures import Window
 from dispatcher.tables import history
 from dispatcher.usecases import breach_history
 from services.district.clock import Clock
+from services.district.errors import Unauthorized
 from services.district.jurisdiction import Jurisdiction
 from services.district.policy import Policy
 from services.storage.db import Database
 from services.web import pages
 from services.web.auth import Authenticator, OpsDep, authenticate, bearer_token, ops_only
-from services.web.errors import Unauthorized
 from services.web.openapi import problem
 
 PACKAGE = "dispatcher.board"

@@ -10,7 +10,7 @@ from xml.etree import ElementTree
 
 from fastapi import Request, Response
 
-from services.web.errors import BadRequest, DomainError, Invalid, NotFound
+from services.district.errors import BadRequest, DomainError, Invalid, NotFound
 
 PREFIX = "/open311/"  # the paths whose errors `render_error` answers
 FORMATS = {"xml": "text/xml; charset=utf-8", "json": "application/json; charset=utf-8"}

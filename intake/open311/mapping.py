@@ -13,11 +13,11 @@ from pydantic import ValidationError
 from intake.domain import Report
 from intake.open311.formats import w3
 from intake.schemas import Contact
+from services.district.errors import BadRequest, NotFound
 from services.district.events import Location, Priority
 from services.district.jurisdiction import Jurisdiction
 from services.district.policy import CategoryPolicy, Policy
 from services.district.text import words
-from services.web.errors import BadRequest, NotFound
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 ATTRIBUTE = re.compile(r"attribute\[([^\]]+)\](\[\])?")

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from intake.domain import token_hash
 from intake.open311.mapping import CLOSED
 from intake.tables import case_views, reports, timeline
-from services.web.errors import BadRequest
+from services.district.errors import BadRequest
 
 WINDOW = timedelta(days=90)  # the spec's longest and default span for GET requests
 MAX_REQUESTS = 1000  # the spec's default query limit

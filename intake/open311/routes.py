@@ -59,11 +59,11 @@ from intake.open311.schema import (
     answer,
 )
 from intake.usecases import ReportWriter
+from services.district.errors import BadRequest, Forbidden, NotFound
 from services.district.jurisdiction import Jurisdiction
 from services.district.policy import Policy
 from services.messaging.transaction import Store
 from services.web.edge import MAX_FORM_BODY
-from services.web.errors import BadRequest, Forbidden, NotFound
 from services.web.ratelimit import RateLimit
 
 MAX_FIELDS = 200  # a form with more fields than this is not a service request

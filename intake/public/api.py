@@ -11,12 +11,12 @@ from pydantic import BaseModel, Field
 from intake.domain import CaseStatus, Satisfaction
 from intake.public import feed
 from intake.public.labels import LABELS, SATISFACTION
+from services.district.errors import Invalid
 from services.district.jurisdiction import Jurisdiction
 from services.district.policy import Policy
 from services.district.text import Identifier
 from services.messaging.transaction import Store
 from services.web import pages
-from services.web.errors import Invalid
 from services.web.openapi import RATE_LIMITED
 from services.web.ratelimit import RateLimit
 

@@ -11,9 +11,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.tables import case_views, reports
+from services.district.errors import Invalid
 from services.district.jurisdiction import Jurisdiction
 from services.district.policy import Policy
-from services.web.errors import Invalid
 
 PRIVATE_CHANNELS = ("one_key",)
 DONE = ("resolved", "closed")

@@ -129,9 +129,6 @@ class TierSla(BaseModel):
     resolution: LimitField
 
 
-SlaTable = dict[Priority, dict[Tier, TierSla]]
-
-
 class AttributeValue(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     key: str

@@ -1,10 +1,12 @@
-"""What every service process shares: the context built from settings, and the app that
-runs a set of services (one in distributed mode, all four in embedded mode)."""
+"""The app that runs a set of services (one in distributed mode, all four in embedded mode):
+their routes, their loops under supervision, /healthz and /metrics. What it is built from is
+the Context (services/runtime/context.py)."""
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from functools import partial
 
 from fastapi import Depends, FastAPI, Request
@@ -128,7 +130,9 @@ async def _outbox_gauges(store: Store) -> None:
     table = store.outbox
     async with store.db.sessions() as s:
         count, oldest = (await s.execute(select(func.count(), func.min(table.c.created_at)))).one()
-    age = (store.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+    # How long rows have waited in the real world: `created_at` is the database's own stamp
+    # (server_default now()), so it is read against the wall clock, not the injected one.
+    age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
     m = store.metrics
     m.child(m.outbox_backlog, (store.service,)).set(count)
     m.child(m.outbox_age, (store.service,)).set(max(age, 0.0))

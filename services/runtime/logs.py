@@ -4,7 +4,7 @@ A JSON line has `time`, `level`, `logger`, `message`, `service`, and `case_id` /
 when it concerns a case: given with `extra=` by the line itself, or taken from context
 variables that the consumer sets around each record's effect and requests set when their path
 names a case. Messages are what the code wrote; residents' words reach them only through
-`services.text.printable`, and no log call writes contact details.
+`services.district.text.printable`, and no log call writes contact details.
 """
 
 import json

@@ -6,36 +6,22 @@ jurisdiction (a unit removed from the district file loses its tokens), and the p
 (handler or supervisor). Whether the account still stands (not revoked) is the departments
 service's to check, on every request (departments/usecases/staff.py)."""
 
+import math
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.district.clock import Clock
-from services.web.errors import Forbidden, Unauthorized
+from services.district.errors import Forbidden, Unauthorized
+from services.district.principal import Duty, Principal, Role
 
-Role = Literal["staff", "ops"]
-Duty = Literal["handler", "supervisor"]
 ISSUER = "gridcall"
 REQUIRED_CLAIMS = ["iss", "iat", "exp", "sub"]
 REISSUE = "issue a new one with: gridcall token issue"
-
-
-@dataclass(frozen=True)
-class Principal:
-    role: Role
-    unit_id: str | None
-    name: str
-    staff_id: str | None = None
-    duty: Duty = "handler"
-
-    @property
-    def supervisor(self) -> bool:
-        return self.role == "staff" and self.duty == "supervisor"
 
 
 class Authenticator:
@@ -124,13 +110,16 @@ class Authenticator:
             options={"require": require, "verify_exp": False, "verify_iat": False, "verify_nbf": False},
         )
         now = self._clock.now().timestamp()
-        exp, iat = claims["exp"], claims["iat"]
-        if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in (exp, iat)):
-            raise jwt.DecodeError("its 'exp' and 'iat' claims must be numbers")
-        if exp <= now:
+        times = {name: claims[name] for name in ("exp", "iat", "nbf") if name in claims}
+        for name, t in times.items():
+            if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
+                raise jwt.DecodeError(f"its {name!r} claim must be a finite number of seconds")
+        if times["exp"] <= now:
             raise jwt.ExpiredSignatureError("Signature has expired")
-        if iat > now:
+        if times["iat"] > now:
             raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")
+        if times.get("nbf", now) > now:
+            raise jwt.ImmatureSignatureError("The token is not yet valid (nbf)")
         return claims
 
 

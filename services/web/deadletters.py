@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from services.district.errors import NotFound
 from services.messaging.consumer import Consumer
 from services.messaging.deadletters import DeadLetters, Redrive, UnknownConsumer, list_parked, redrive
 from services.web.auth import OpsDep
-from services.web.errors import NotFound
 from services.web.openapi import problem
 
 ConsumerQuery = Annotated[

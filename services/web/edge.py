@@ -16,7 +16,7 @@ route sees it, and how every error is answered.
   JSON body. On gridcall's own API (`/v1/`) it also refuses a query parameter the route does
   not take (a misspelt filter would otherwise be ignored and the answer look complete);
   Open311's routes take what its clients send, as its specification expects.
-- One exception handler per app maps the domain error hierarchy (services/web/errors.py),
+- One exception handler per app maps the domain error hierarchy (services/district/errors.py),
   FastAPI's validation errors and HTTPExceptions onto one answer. Every 422 is the list shape
   `{"detail": [{"loc", "msg", "type"}]}`, any input it echoes is cut to a short excerpt, and
   every body is strict JSON. A path prefix may have a renderer of its own (Open311 answers
@@ -38,9 +38,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.district.text import excerpt, first_unstorable, printable, strict_json, unstorable
-from services.runtime.retry import describe, transient
-from services.web.errors import (
+from services.district.errors import (
     DomainError,
     HeadersTooLarge,
     Invalid,
@@ -48,6 +46,8 @@ from services.web.errors import (
     TooLarge,
     Unavailable,
 )
+from services.district.text import excerpt, first_unstorable, printable, strict_json, unstorable
+from services.runtime.retry import describe, transient
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import validation_error_definition, validation_error_response_definition
 from pydantic.json_schema import models_json_schema
 
-from services.web.errors import Problem
+from services.district.errors import Problem
 
 REF = "#/components/schemas/"
 

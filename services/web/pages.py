@@ -6,6 +6,7 @@ served from `<prefix>/static/<name>` and named in the page with a digest of thei
 Nothing is loaded from elsewhere: no CDN, no build step."""
 
 import hashlib
+import re
 from collections.abc import Mapping
 from importlib.resources import files
 from typing import Literal
@@ -14,7 +15,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from services.web.errors import NotFound
+from services.district.errors import NotFound
 
 Lang = Literal["zh-CN", "en"]
 LANGS: tuple[Lang, ...] = ("zh-CN", "en")  # Chinese first
@@ -23,9 +24,9 @@ Labels = Mapping[Lang, Mapping[str, str]]
 
 
 def language(asked: str | None) -> Lang:
-    """The language of a page: English when asked for (`en`, `en-GB`...), Chinese otherwise,
-    also for a language gridcall lacks."""
-    return "en" if asked and asked.lower().split("-")[0] == "en" else "zh-CN"
+    """The language of a page: English when asked for (`en`, `en-GB`, `en_US`...), Chinese
+    otherwise, also for a language gridcall lacks."""
+    return "en" if asked and re.split("[-_]", asked.lower(), maxsplit=1)[0] == "en" else "zh-CN"
 
 
 def other(lang: Lang) -> Lang:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import limits
 from fastapi import Request
 
-from services.web.errors import RateLimited
+from services.district.errors import RateLimited
 
 
 def parse_rule(rule: str) -> limits.RateLimitItem:

@@ -82,6 +82,20 @@ async def test_every_operation_documents_every_answer_it_can_give_with_its_body(
                 assert "Retry-After" in answers[status]["headers"], f"{where} {status}"
 
 
+async def test_the_embedded_description_keeps_the_names_clients_were_generated_from(embedded_settings):
+    """Models of the same name in two services are told apart by module in the embedded
+    document; moving a model to another module must not rename what clients already use."""
+    names = set((await served_description(embedded_settings, None))["components"]["schemas"])
+    published = {
+        "departments__api__UnitRef",
+        "intake__public__api__UnitRef",
+        "dispatcher__api__Satisfaction",
+        "notifier__api__Delivery",
+        "departments__adapters__ops__Delivery",
+    }
+    assert published <= names, published - names
+
+
 async def test_the_ops_case_and_the_notifications_are_typed_and_their_answers_fit(embedded_settings):
     doc = await served_description(embedded_settings, None)
     case = json_schema(doc["paths"]["/v1/ops/cases/{case_id}"]["get"]["responses"]["200"])

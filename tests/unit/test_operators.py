@@ -171,7 +171,7 @@ def test_a_json_line_names_the_case_and_event_it_was_written_about():
     formatter = JsonFormatter("gridcall-dispatcher")
 
     def line(**extra) -> dict:
-        record = logging.LogRecord("dispatcher.timers", logging.ERROR, __file__, 1, "timer %s failed", (7,), None)
+        record = logging.LogRecord("dispatcher.workers", logging.ERROR, __file__, 1, "timer %s failed", (7,), None)
         record.__dict__.update(extra)
         return json.loads(formatter.format(record))
 
@@ -179,7 +179,7 @@ def test_a_json_line_names_the_case_and_event_it_was_written_about():
     assert written == {
         "time": written["time"],
         "level": "ERROR",
-        "logger": "dispatcher.timers",
+        "logger": "dispatcher.workers",
         "message": "timer 7 failed",
         "service": "dispatcher",
     }

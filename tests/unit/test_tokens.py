@@ -1,6 +1,7 @@
 """Staff and ops tokens: they expire, name a real unit, and are signed with a secret nobody
 reads in the source (the embedded default is a random key kept in the data directory)."""
 
+import re
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from services.district.clock import SystemClock
 from services.runtime.context import build_context
 from services.runtime.settings import Settings
 from services.web.auth import Authenticator
+from services.web.pages import language
 from tests.support.apps import running
 from tests.support.clock import frozen_clock
 from tests.support.journey import TEST_SECRET, bearer
@@ -182,3 +184,33 @@ def test_a_token_issued_after_the_clock_s_now_is_refused():
     token = Authenticator(TEST_SECRET, ahead).issue("ops", ttl=timedelta(days=1))
     with pytest.raises(ValueError, match="not yet valid"):
         Authenticator(TEST_SECRET, frozen_clock()).verify(token)
+
+
+@pytest.mark.parametrize(
+    ("claims", "says"),
+    [
+        ({"exp": float("inf")}, "'exp' claim must be a finite number"),
+        ({"exp": float("nan")}, "'exp' claim must be a finite number"),
+        ({"iat": float("nan")}, "'iat' claim must be a finite number"),
+        ({"exp": "9999999999"}, "'exp' claim must be a finite number"),
+        ({"nbf": "soon"}, "'nbf' claim must be a finite number"),
+        ({"nbf_in": 60}, "not yet valid (nbf)"),
+    ],
+)
+def test_a_token_whose_times_are_not_finite_numbers_or_not_yet_valid_is_refused(claims, says):
+    """A token must expire: an 'exp' of infinity or NaN (which compares false with everything)
+    would never do so."""
+    clock = frozen_clock()
+    now = clock.now().timestamp()
+    body = {"iss": "gridcall", "role": "ops", "sub": "ops", "iat": now, "exp": now + 3600}
+    if "nbf_in" in claims:
+        claims = {"nbf": now + claims.pop("nbf_in")}
+    with pytest.raises(ValueError, match=re.escape(says)):
+        Authenticator(TEST_SECRET, clock).verify(signed({**body, **claims}))
+
+
+@pytest.mark.parametrize(
+    ("asked", "lang"), [("en", "en"), ("EN-gb", "en"), ("en_US", "en"), ("english", "zh-CN"), (None, "zh-CN")]
+)
+def test_a_page_is_english_only_when_english_is_asked_for(asked, lang):
+    assert language(asked) == lang
