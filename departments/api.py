@@ -6,7 +6,7 @@ use cases, which check that it may see or act on what it names (departments/doma
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from departments.domain import TicketStatus
 from departments.schemas import (
@@ -35,6 +35,7 @@ from services.district.principal import Principal
 from services.district.text import Identifier
 from services.web.auth import PrincipalDep, ops_only
 from services.web.openapi import problem
+from services.web.parts import bind, part
 
 TICKET_ANSWERS: dict[int | str, dict[str, Any]] = {
     403: problem("this person may not see or do this to the ticket; the message says why"),
@@ -51,34 +52,13 @@ STAFF_ANSWERS: dict[int | str, dict[str, Any]] = {
 
 
 def router(desk: Desk, accounts: Accounts, queues: Queues) -> APIRouter:
-    """The staff routes, handed this deployment's use cases on every request (request.state)."""
-
-    async def provide(request: Request) -> None:
-        request.state.desk, request.state.accounts, request.state.queues = desk, accounts, queues
-
-    bound = APIRouter(dependencies=[Depends(provide)])
-    bound.include_router(api)
-    return bound
+    """The staff routes, with this deployment's use cases."""
+    return bind(api, desk=desk, accounts=accounts, queues=queues)
 
 
-async def _desk(request: Request) -> Desk:
-    desk: Desk = request.state.desk
-    return desk
-
-
-async def _accounts(request: Request) -> Accounts:
-    accounts: Accounts = request.state.accounts
-    return accounts
-
-
-async def _queues(request: Request) -> Queues:
-    queues: Queues = request.state.queues
-    return queues
-
-
-DeskDep = Annotated[Desk, Depends(_desk)]
-AccountsDep = Annotated[Accounts, Depends(_accounts)]
-QueuesDep = Annotated[Queues, Depends(_queues)]
+DeskDep = Annotated[Desk, Depends(part("desk"))]
+AccountsDep = Annotated[Accounts, Depends(part("accounts"))]
+QueuesDep = Annotated[Queues, Depends(part("queues"))]
 
 
 async def caller(principal: PrincipalDep, accounts: AccountsDep) -> Principal:

@@ -17,6 +17,7 @@ from services.district.errors import Unauthorized
 from services.district.text import Identifier
 from services.web.auth import OpsDep
 from services.web.openapi import problem
+from services.web.parts import bind, part
 
 ANSWERS: dict[int | str, dict[str, Any]] = {
     401: problem(
@@ -29,36 +30,17 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
 
 
 def router(desk: Desk, keys: Mapping[str, bytes], ops: AdapterOps) -> APIRouter:
-    """The adapters' routes, handed on every request (request.state) the desk, `keys` (each
-    unit's signing key: signing.adapter_keys, read once at start-up) and the ops use cases."""
-
-    async def provide(request: Request) -> None:
-        request.state.desk, request.state.adapter_keys, request.state.adapter_ops = desk, keys, ops
-
-    bound = APIRouter(dependencies=[Depends(provide)])
-    bound.include_router(inbound)
-    bound.include_router(operations)
-    return bound
+    """The adapters' routes, with the desk, `keys` (each unit's signing key: signing.adapter_keys,
+    read once at start-up) and the ops use cases."""
+    routes = APIRouter()
+    routes.include_router(inbound)
+    routes.include_router(operations)
+    return bind(routes, desk=desk, adapter_keys=keys, adapter_ops=ops)
 
 
-async def _desk(request: Request) -> Desk:
-    desk: Desk = request.state.desk
-    return desk
-
-
-async def _keys(request: Request) -> Mapping[str, bytes]:
-    keys: Mapping[str, bytes] = request.state.adapter_keys
-    return keys
-
-
-async def _ops(request: Request) -> AdapterOps:
-    ops: AdapterOps = request.state.adapter_ops
-    return ops
-
-
-DeskDep = Annotated[Desk, Depends(_desk)]
-KeysDep = Annotated[Mapping[str, bytes], Depends(_keys)]
-AdapterOpsDep = Annotated[AdapterOps, Depends(_ops)]
+DeskDep = Annotated[Desk, Depends(part("desk"))]
+KeysDep = Annotated[Mapping[str, bytes], Depends(part("adapter_keys"))]
+AdapterOpsDep = Annotated[AdapterOps, Depends(part("adapter_ops"))]
 UnitQuery = Annotated[Identifier | None, Query(description="only this unit's deliveries")]
 
 

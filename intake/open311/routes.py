@@ -2,13 +2,12 @@
 client against the rate limit (`GeoReport.admit`), then answers in that format. Errors go to
 the kernel's handler, which renders them with `formats.render_error` (the client's faults as
 4xx, a database outage as 503, in the spec's format). What the routes share, the service's
-parts, is one `GeoReport` that each takes as a dependency (`GeoReportDep`), handed to them by
-their router."""
+parts, is one `GeoReport` that each takes as a dependency (`GeoReportDep`), bound to them by
+`router` (services/web/parts.py)."""
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.formparsers import MultiPartException
@@ -64,6 +63,7 @@ from services.district.jurisdiction import Jurisdiction
 from services.district.policy import Policy
 from services.messaging.transaction import Store
 from services.web.edge import MAX_FORM_BODY
+from services.web.parts import bind, part
 from services.web.ratelimit import RateLimit
 
 MAX_FIELDS = 200  # a form with more fields than this is not a service request
@@ -102,44 +102,19 @@ class GeoReport:
         served(fmt)
         await self.rate_limit.hit(request)
 
-    async def attach(self, request: Request) -> None:
-        """The router's dependency: hands this GeoReport to the request's route (`georeport`)."""
-        request.state.georeport = self
 
-
-async def georeport(request: Request) -> GeoReport:
-    """The GeoReport of the router that matched (see `GeoReport.attach`)."""
-    attached: GeoReport = request.state.georeport
-    return attached
-
-
-GeoReportDep = Annotated[GeoReport, Depends(georeport)]
-
-RouteFunction = TypeVar("RouteFunction", bound=Callable[..., Any])
-ROUTES: list[tuple[str, list[str], dict[str, Any], Callable[..., Any]]] = []
-
-
-def route(methods: str | list[str], path: str, **options: Any) -> Callable[[RouteFunction], RouteFunction]:
-    """Declares a route function with APIRouter.add_api_route's options; `router` adds the
-    routes in the order they are declared here, the order of the API description."""
-
-    def declare(endpoint: RouteFunction) -> RouteFunction:
-        ROUTES.append((path, [methods] if isinstance(methods, str) else methods, options, endpoint))
-        return endpoint
-
-    return declare
+GeoReportDep = Annotated[GeoReport, Depends(part("georeport"))]
+api = APIRouter(prefix="/open311/v2", tags=["open311"], responses=ERRORS)
 
 
 def router(geo: GeoReport) -> APIRouter:
-    api = APIRouter(prefix="/open311/v2", tags=["open311"], responses=ERRORS, dependencies=[Depends(geo.attach)])
-    for path, methods, options, endpoint in ROUTES:
-        api.add_api_route(path, endpoint, methods=methods, **options)
-    return api
+    """Open311's routes, with this deployment's GeoReport."""
+    return bind(api, georeport=geo)
 
 
-@route(
-    "GET",
+@api.api_route(
     "/discovery.{fmt}",
+    methods=["GET"],
     summary="Service discovery",
     responses={200: answer(Discovery, "where the endpoints are and what they speak")},
 )
@@ -149,9 +124,9 @@ async def discovery(request: Request, fmt: Format, geo: GeoReportDep) -> Respons
     return render(fmt, "discovery", discovery_of(url, geo.changeset, geo.zone, geo.j))
 
 
-@route(
-    "GET",
+@api.api_route(
     "/services.{fmt}",
+    methods=["GET"],
     summary="GET Service List",
     responses={200: answer(list[Service], "every service (a gridcall category)")},
 )
@@ -160,9 +135,9 @@ async def services(request: Request, fmt: Format, geo: GeoReportDep) -> Response
     return render(fmt, "services", [service_of(c, geo.j) for c in geo.policy.categories])
 
 
-@route(
-    "GET",
+@api.api_route(
     "/services/{service_code}.{fmt}",
+    methods=["GET"],
     summary="GET Service Definition",
     responses={200: answer(ServiceDefinition, "the service's attributes (questions)")},
 )
@@ -171,9 +146,9 @@ async def service_definition(request: Request, service_code: str, fmt: Format, g
     return render(fmt, "service_definition", definition_of(category(geo.policy, service_code)))
 
 
-@route(
-    "POST",
+@api.api_route(
     "/requests.{fmt}",
+    methods=["POST"],
     summary="POST Service Request (form-encoded, api_key required)",
     responses={
         200: answer(list[CreatedRequest], "filed (or joined to an open case reported close by)"),
@@ -209,9 +184,9 @@ async def create_request(request: Request, fmt: Format, geo: GeoReportDep) -> Re
     return render(fmt, "service_requests", [created(filed, cat, geo.policy, fields)])
 
 
-@route(
-    "GET",
+@api.api_route(
     "/tokens/{token}.{fmt}",
+    methods=["GET"],
     summary="GET service_request_id from a token",
     responses={200: answer(list[RequestToken], "the case a tracking token (from POST /v1/reports) follows")},
 )
@@ -224,9 +199,9 @@ async def token(request: Request, token: str, fmt: Format, geo: GeoReportDep) ->
     return render(fmt, "service_requests", [{"service_request_id": case_id, "token": token}])
 
 
-@route(
-    "GET",
+@api.api_route(
     "/requests.{fmt}",
+    methods=["GET"],
     summary="GET Service Requests (90 days / 1,000 requests by default)",
     responses={200: answer(list[ServiceRequest], "public requests, newest first"), **BAD_ARGUMENT},
 )
@@ -255,9 +230,9 @@ async def list_requests(
     return render(fmt, "service_requests", found)
 
 
-@route(
-    "GET",
+@api.api_route(
     "/requests/{service_request_id}.{fmt}",
+    methods=["GET"],
     summary="GET Service Request",
     responses={200: answer(list[ServiceRequest], "the request, listed or not (without private details)")},
 )
@@ -269,9 +244,9 @@ async def one_request(request: Request, service_request_id: str, fmt: Format, ge
     return render(fmt, "service_requests", found)
 
 
-@route(
-    "GET",
+@api.api_route(
     "/servicerequestupdates.{fmt}",
+    methods=["GET"],
     summary="GET Service Request Updates (FixMyStreet's extension; 90 days / 1,000 updates by default)",
     responses={
         200: answer(list[RequestUpdate], "every public step of the listed requests, oldest first"),
@@ -290,7 +265,7 @@ async def request_updates(
     return render(fmt, "service_requests_updates", [update_of(row, status, geo.j, geo.zone) for row, status in found])
 
 
-@route(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"], "/{anything:path}", include_in_schema=False)
+@api.api_route("/{anything:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"], include_in_schema=False)
 async def unknown(request: Request, anything: str) -> Response:
     fmt = anything.rsplit(".", 1)[-1] if "." in anything else "xml"
     if request.method not in ("GET", "POST"):
