@@ -23,68 +23,93 @@ from services.district.text import Identifier
 from services.storage.db import Database
 from services.web.auth import OpsDep
 from services.web.openapi import problem
+from services.web.parts import bind, part
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the ops routes read: the dispatcher's database, the clock, the district, the policy."""
+
+    db: Database
+    clock: Clock
+    j: Jurisdiction
+    policy: Policy
+
+
+PartsDep = Annotated[Parts, Depends(part("dispatcher"))]
+api = APIRouter(prefix="/v1/ops", tags=["ops"])
+figures_api = APIRouter(prefix="/v1/ops", tags=["ops"])
 
 
 def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRouter:
-    api = APIRouter(prefix="/v1/ops", tags=["ops"])
+    """The satisfaction rate, breaches and a case's routing history."""
+    return bind(api, dispatcher=Parts(db, clock, j, policy))
 
-    @api.get("/satisfaction", response_model=Satisfaction)
-    async def satisfaction(
-        _: OpsDep,
-        since: Annotated[datetime | None, Query(description="from (default: 30 days ago)")] = None,
-        until: Annotated[datetime | None, Query(description="to (default: now)")] = None,
-        street: Annotated[Identifier | None, Query(description="street id, e.g. S1")] = None,
-        community: Annotated[Identifier | None, Query(description="community id, e.g. C2")] = None,
-        unit: Annotated[Identifier | None, Query(description="the unit that resolved the case")] = None,
-        category: Annotated[Identifier | None, Query()] = None,
-    ) -> dict[str, Any]:
-        """The satisfaction rate (满意率): outcomes of satisfaction visits in the period, overall
-        and per unit that resolved the case. A case reopened and resolved again counts each visit."""
-        only = {"street": street, "community": community, "unit": unit, "category": category}
-        return await usecases.satisfaction(db, j, clock.now(), since, until, **only)
 
-    @api.get("/breaches", response_model=list[Breach])
-    async def breaches(
-        _: OpsDep,
-        street: Annotated[Identifier | None, Query(description="street id, e.g. S1")] = None,
-        community: Annotated[Identifier | None, Query(description="community id, e.g. C2")] = None,
-        unit: Annotated[
-            Identifier | None, Query(description="current: the unit now holding the case; all: the unit that missed")
-        ] = None,
-        category: Annotated[Identifier | None, Query()] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-        state: Annotated[
-            Literal["current", "all"], Query(description="current: late right now; all: every breach recorded")
-        ] = "current",
-        since: Annotated[
-            datetime | None, Query(description="state=all: from, with a time zone (default: 30 days ago)")
-        ] = None,
-        until: Annotated[
-            datetime | None, Query(description="state=all: to, excluded, with a time zone (default: now)")
-        ] = None,
-    ) -> list[dict[str, Any]]:
-        """`current` (the default): cases past a limit right now: an open assignment past its
-        response or resolution limit, including cases under supervision (督办) at the top tier,
-        most late first. `all`: every breach recorded in the window (a breach below the bureau
-        escalates the case at once, so it is late "now" for no time at all), newest first, with
-        the unit that missed, the clock, how late it was when recorded, what followed, and when
-        the clock was met after all."""
-        only = {"street": street, "community": community, "unit": unit, "category": category}
-        check_places(j, policy, **only)
-        if state == "all":
-            window = window_of(since, until, clock.now(), policy)
-            return await usecases.breach_history(
-                db, window, limit, street=street, community=community, unit=unit, category=category
-            )
-        return await usecases.breaches_now(db, clock.now(), limit, **only)
+def figures_router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRouter:
+    """The figures over a window: stats, per day, scorecards."""
+    return bind(figures_api, dispatcher=Parts(db, clock, j, policy))
 
-    @api.get("/cases/{case_id}", response_model=OpsCase, responses={404: problem("no case with this id")})
-    async def case_history(case_id: str, _: OpsDep) -> dict[str, Any]:
-        """The full routing history: every assignment, clock, warning, breach, escalation,
-        return and whistle."""
-        return await usecases.case_history(db, case_id)
 
-    return api
+@api.get("/satisfaction", response_model=Satisfaction)
+async def satisfaction(
+    _: OpsDep,
+    ops: PartsDep,
+    since: Annotated[datetime | None, Query(description="from (default: 30 days ago)")] = None,
+    until: Annotated[datetime | None, Query(description="to (default: now)")] = None,
+    street: Annotated[Identifier | None, Query(description="street id, e.g. S1")] = None,
+    community: Annotated[Identifier | None, Query(description="community id, e.g. C2")] = None,
+    unit: Annotated[Identifier | None, Query(description="the unit that resolved the case")] = None,
+    category: Annotated[Identifier | None, Query()] = None,
+) -> dict[str, Any]:
+    """The satisfaction rate (满意率): outcomes of satisfaction visits in the period, overall
+    and per unit that resolved the case. A case reopened and resolved again counts each visit."""
+    only = {"street": street, "community": community, "unit": unit, "category": category}
+    return await usecases.satisfaction(ops.db, ops.j, ops.clock.now(), since, until, **only)
+
+
+@api.get("/breaches", response_model=list[Breach])
+async def breaches(
+    _: OpsDep,
+    ops: PartsDep,
+    street: Annotated[Identifier | None, Query(description="street id, e.g. S1")] = None,
+    community: Annotated[Identifier | None, Query(description="community id, e.g. C2")] = None,
+    unit: Annotated[
+        Identifier | None, Query(description="current: the unit now holding the case; all: the unit that missed")
+    ] = None,
+    category: Annotated[Identifier | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    state: Annotated[
+        Literal["current", "all"], Query(description="current: late right now; all: every breach recorded")
+    ] = "current",
+    since: Annotated[
+        datetime | None, Query(description="state=all: from, with a time zone (default: 30 days ago)")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="state=all: to, excluded, with a time zone (default: now)")
+    ] = None,
+) -> list[dict[str, Any]]:
+    """`current` (the default): cases past a limit right now: an open assignment past its
+    response or resolution limit, including cases under supervision (督办) at the top tier,
+    most late first. `all`: every breach recorded in the window (a breach below the bureau
+    escalates the case at once, so it is late "now" for no time at all), newest first, with
+    the unit that missed, the clock, how late it was when recorded, what followed, and when
+    the clock was met after all."""
+    only = {"street": street, "community": community, "unit": unit, "category": category}
+    check_places(ops.j, ops.policy, **only)
+    if state == "all":
+        window = window_of(since, until, ops.clock.now(), ops.policy)
+        return await usecases.breach_history(
+            ops.db, window, limit, street=street, community=community, unit=unit, category=category
+        )
+    return await usecases.breaches_now(ops.db, ops.clock.now(), limit, **only)
+
+
+@api.get("/cases/{case_id}", response_model=OpsCase, responses={404: problem("no case with this id")})
+async def case_history(case_id: str, _: OpsDep, ops: PartsDep) -> dict[str, Any]:
+    """The full routing history: every assignment, clock, warning, breach, escalation,
+    return and whistle."""
+    return await usecases.case_history(ops.db, case_id)
 
 
 @dataclass(frozen=True)
@@ -96,63 +121,64 @@ class Selection:
     scope: Scope
 
 
-def figures_router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRouter:
-    api = APIRouter(prefix="/v1/ops", tags=["ops"])
+async def selection(
+    ops: PartsDep,
+    since: Since = None,
+    until: Until = None,
+    street: Street = None,
+    community: CommunityQ = None,
+    unit: UnitQ = None,
+    category: Annotated[Identifier | None, Query()] = None,
+    tier: TierQ = None,
+    priority: Annotated[Priority | None, Query()] = None,
+) -> Selection:
+    window = window_of(since, until, ops.clock.now(), ops.policy)
+    check_places(ops.j, ops.policy, street=street, community=community, unit=unit, category=category)
+    only = {"street": street, "community": community, "category": category, "priority": priority}
+    return Selection(window, await usecases.rows(ops.db, window, **only), Scope(unit=unit, tier=tier and tier.value))
 
-    async def selection(
-        since: Since = None,
-        until: Until = None,
-        street: Street = None,
-        community: CommunityQ = None,
-        unit: UnitQ = None,
-        category: Annotated[Identifier | None, Query()] = None,
-        tier: TierQ = None,
-        priority: Annotated[Priority | None, Query()] = None,
-    ) -> Selection:
-        window = window_of(since, until, clock.now(), policy)
-        check_places(j, policy, street=street, community=community, unit=unit, category=category)
-        only = {"street": street, "community": community, "category": category, "priority": priority}
-        return Selection(window, await usecases.rows(db, window, **only), Scope(unit=unit, tier=tier and tier.value))
 
-    Selected = Annotated[Selection, Depends(selection)]
+Selected = Annotated[Selection, Depends(selection)]
 
-    @api.get("/stats")
-    async def figures(_: OpsDep, chosen: Selected) -> dict[str, Any]:
-        """The three rates (三率), closure rates (小事不出网格，大事不出社区), counts, times and
-        escalations by cause for a window; each figure as defined in docs/architecture.md
-        ("Figures")."""
-        window = chosen.window
-        return {"since": window.since, "until": window.until, **stats(*chosen.found, window, chosen.scope)}
 
-    @api.get("/stats/daily")
-    async def figures_per_day(_: OpsDep, chosen: Selected) -> dict[str, Any]:
-        """Per day of the policy's time zone, for charts: cases opened, escalated, resolved,
-        closed and breached (docs/architecture.md, "Figures")."""
-        window, zone = chosen.window, policy.calendar.zone
-        return {"since": window.since, "until": window.until, "days": daily(*chosen.found, window, chosen.scope, zone)}
+@figures_api.get("/stats")
+async def figures(_: OpsDep, chosen: Selected) -> dict[str, Any]:
+    """The three rates (三率), closure rates (小事不出网格，大事不出社区), counts, times and
+    escalations by cause for a window; each figure as defined in docs/architecture.md
+    ("Figures")."""
+    window = chosen.window
+    return {"since": window.since, "until": window.until, **stats(*chosen.found, window, chosen.scope)}
 
-    @api.get(
-        "/scorecards",
-        responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "ranked units"}},
-    )
-    async def scorecard(
-        _: OpsDep,
-        request: Request,
-        kind: Annotated[UnitKind, Query(description="which units to rank")],
-        since: Since = None,
-        until: Until = None,
-        format: Annotated[Literal["json", "csv"] | None, Query(description="csv, or send Accept: text/csv")] = None,
-    ) -> Any:
-        """红星考评: the units of one kind ranked by their score (the weighted mean of their
-        response, resolution and satisfaction rates, weights in the policy's `scorecard`), with
-        each unit's figures; as CSV for a spreadsheet with `Accept: text/csv` or `format=csv`."""
-        window = window_of(since, until, clock.now(), policy)
-        ranked = await usecases.ranked(db, window, [u for u in j.units if u.kind is kind], policy)
-        if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
-            return _csv(ranked, f"scorecards-{kind.value}-{window.since.date()}-{window.until.date()}.csv")
-        return {"since": window.since, "until": window.until, "kind": kind.value, "units": ranked}
 
-    return api
+@figures_api.get("/stats/daily")
+async def figures_per_day(_: OpsDep, chosen: Selected, ops: PartsDep) -> dict[str, Any]:
+    """Per day of the policy's time zone, for charts: cases opened, escalated, resolved,
+    closed and breached (docs/architecture.md, "Figures")."""
+    window, zone = chosen.window, ops.policy.calendar.zone
+    return {"since": window.since, "until": window.until, "days": daily(*chosen.found, window, chosen.scope, zone)}
+
+
+@figures_api.get(
+    "/scorecards",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "ranked units"}},
+)
+async def scorecard(
+    _: OpsDep,
+    ops: PartsDep,
+    request: Request,
+    kind: Annotated[UnitKind, Query(description="which units to rank")],
+    since: Since = None,
+    until: Until = None,
+    format: Annotated[Literal["json", "csv"] | None, Query(description="csv, or send Accept: text/csv")] = None,
+) -> Any:
+    """红星考评: the units of one kind ranked by their score (the weighted mean of their
+    response, resolution and satisfaction rates, weights in the policy's `scorecard`), with
+    each unit's figures; as CSV for a spreadsheet with `Accept: text/csv` or `format=csv`."""
+    window = window_of(since, until, ops.clock.now(), ops.policy)
+    ranked = await usecases.ranked(ops.db, window, [u for u in ops.j.units if u.kind is kind], ops.policy)
+    if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
+        return _csv(ranked, f"scorecards-{kind.value}-{window.since.date()}-{window.until.date()}.csv")
+    return {"since": window.since, "until": window.until, "kind": kind.value, "units": ranked}
 
 
 CSV_COLUMNS = (
