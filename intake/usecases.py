@@ -40,7 +40,7 @@ from intake.domain import (
     token_matches,
 )
 from intake.tables import case_views, idempotency_keys, reports, timeline
-from services.district.errors import NotFound
+from services.district.errors import Forbidden, NotFound
 from services.district.events import (
     CaseCancelRequested,
     CaseContactGiven,
@@ -50,10 +50,11 @@ from services.district.events import (
     Event,
     Location,
 )
-from services.district.jurisdiction import Jurisdiction
+from services.district.jurisdiction import Jurisdiction, UnitKind
 from services.district.policy import DuplicatePolicy, Policy
 from services.messaging.transaction import Store, Tx
 from services.storage.batching import GroupCommit
+from services.web.auth import Authenticator, bearer_token
 
 Answer = dict[str, Any]
 
@@ -363,3 +364,18 @@ async def request_cancel(store: Store, case_id: str, reason: str) -> None:
         )
         await tx.session.execute(timeline.insert().values(case_id=case_id, at=now, type="cancel_requested", details={}))
         tx.emit(CaseCancelRequested(case_id=case_id, reason=reason))
+
+
+def grid_worker_only(authenticator: Authenticator, j: Jurisdiction, authorization: str | None) -> None:
+    """Only a grid worker (a grid unit's staff token) may flag a household."""
+    token = bearer_token(authorization)
+    try:
+        principal = authenticator.verify(token) if token else None
+    except ValueError:
+        principal = None
+    unit = j.unit(principal.unit_id) if principal and principal.unit_id else None
+    if unit is None or unit.kind is not UnitKind.GRID:
+        raise Forbidden(
+            "household_flag can only be set by a grid worker: send a grid unit's staff token "
+            "as 'Authorization: Bearer <token>'",
+        )
