@@ -1,0 +1,64 @@
+"""The deliveries table's one shape (each service keeps its own, `<prefix>_deliveries`) and
+the states a delivery goes through.
+
+    created ──claim──▶ sending ──▶ delivered
+       ▲                  │ ├────▶ temporary-failure ──(its time comes)──▶ sending …
+       │                  │ ├────▶ permanent-failure        (never retried by itself)
+       └────(re-drive)────┘ └────▶ dead                     (out of retries; ops re-drive)
+    suppressed: written but never sent, on purpose (a duplicate, unsubscribed), with the reason
+
+A row in `created` whose `next_attempt_at` is ahead is held (quiet hours): `reason` says so.
+A row in `sending` is leased by a worker until `next_attempt_at`, or (a channel with receipts,
+after an ambiguous answer) waits for its receipt until then."""
+
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+
+from services.storage.db import UtcDateTime
+
+
+class State(StrEnum):
+    CREATED = "created"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    TEMPORARY_FAILURE = "temporary-failure"
+    PERMANENT_FAILURE = "permanent-failure"
+    DEAD = "dead"
+    SUPPRESSED = "suppressed"
+
+
+FINISHED = frozenset({State.DELIVERED, State.PERMANENT_FAILURE, State.SUPPRESSED})  # nothing more will happen
+REDRIVABLE = frozenset({State.DEAD, State.PERMANENT_FAILURE})
+
+
+def delivery_table(metadata: MetaData, prefix: str) -> Table:
+    return Table(
+        f"{prefix}_deliveries",
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        # The message's own id, derived from what made it (event, recipient, channel): a redelivered
+        # event or a second replica writes the same id, and the unique key keeps one row. It is
+        # also the id the receiver sees: webhook-id, the Message-ID's local part, the SMS out-id.
+        Column("msg_id", String(64), nullable=False),
+        Column("channel", String(16), nullable=False),  # webhook | email | sms | log
+        Column("destination", String(320), nullable=False),  # a unit id, an email address, a phone number
+        Column("case_id", String(64)),
+        # Rows of one sequence are sent in id order: none while an earlier one is unfinished
+        # (created, sending, temporary-failure or dead). NULL: no order to keep.
+        Column("sequence", String(200)),
+        Column("kind", String(64), nullable=False),  # what it says: an event type, a message kind
+        Column("body", Text, nullable=False),  # exactly what the sender sends (JSON)
+        Column("state", String(24), nullable=False),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("next_attempt_at", UtcDateTime(), nullable=False),
+        Column("reason", Text),  # the last error, or why it is held or suppressed
+        Column("last_status", Integer),  # the receiver's last answer (HTTP or SMTP code)
+        Column("provider_ref", String(128)),  # the provider's id for it (an SMS gateway's BizId)
+        Column("created_at", UtcDateTime(), nullable=False),
+        Column("delivered_at", UtcDateTime()),
+        UniqueConstraint("msg_id", name=f"uq_{prefix}_deliveries_msg_id"),
+        Index(f"ix_{prefix}_deliveries_due", "state", "next_attempt_at"),
+        Index(f"ix_{prefix}_deliveries_sequence", "sequence", "id"),
+        Index(f"ix_{prefix}_deliveries_case", "case_id"),
+    )
