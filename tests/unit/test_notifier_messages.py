@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -189,7 +190,7 @@ def test_a_missing_template_or_code_fails_the_check_by_name(tmp_path: Path) -> N
     (copy / template_name(Kind.ASSIGNED, Audience.RESIDENT, "en")).unlink()
     (copy / sms_template_name(Kind.SLA_WARNING, "zh-CN")).unlink()
     (copy / "zh-CN" / "staff" / "ticket.new.txt").write_text("{% block subject %}新工单{% endblock %}")
-    codes = {k: v for k, v in CODES.items() if k is not Kind.VISIT}
+    codes: dict[Kind, str] = {k: v for k, v in CODES.items() if k is not Kind.VISIT}
     with pytest.raises(MessageError) as refused:
         Messages(ZONE, codes, SIGN, loader=FileSystemLoader(copy)).check()
     assert "no template en/resident/case.assigned.txt" in str(refused.value)
@@ -358,7 +359,8 @@ def test_any_mix_of_optional_facts_renders_without_a_gap(
     if channel is Channel.SMS and kind not in SMS_KINDS:
         return
     facts = replace(full(kind, audience), note=note, repeat=repeat, late_minutes=late, at=at)
-    facts = replace(facts, **{f: (None if f not in ("reason", "note") else "") for f in drop - set(REQUIRED[kind])})
+    cleared: dict[str, Any] = {f: "" if f in ("reason", "note") else None for f in drop - set(REQUIRED[kind])}
+    facts = replace(facts, **cleared)
     rendered = MESSAGES.render(facts, channel, lang)
     for text in shown(rendered):
         for raw in ("{{", "}}", "${", "None", "UTC"):
