@@ -78,6 +78,99 @@ class Settings(BaseSettings):
     )
     adapter_timeout: float = Field(10.0, gt=0, le=300, description="seconds a department's webhook may take to answer")
     rate_limit: str = Field("120/minute", description="per client (API key or IP) on residents' endpoints")
+
+    # The notifier's channels (notifier/channels.py): each is on when its address is set.
+    notifier_webhook_secret: SecretStr | None = Field(
+        None, description="whsec_ secret signing the notifier's webhooks; required with GRIDCALL_NOTIFIER_WEBHOOK_URL"
+    )
+    smtp_host: str | None = Field(None, description="the SMTP server that sends email; email is on when this is set")
+    smtp_port: int | None = Field(
+        None, ge=1, le=65535, description="unset: 465 with GRIDCALL_SMTP_TLS=tls, 587 with starttls, 25 with none"
+    )
+    smtp_tls: Literal["none", "starttls", "tls"] = Field(
+        "starttls", description="starttls: upgrade after connecting (587); tls: TLS from the start (465); none: plain"
+    )
+    smtp_user: str | None = Field(None, description="login name, if the server asks for one")
+    smtp_password: SecretStr | None = None
+    smtp_from: str | None = Field(
+        None, description="the sender: an address, with a display name if wanted (兰溪区12345 <noreply@example.gov.cn>)"
+    )
+    smtp_timeout: float = Field(10.0, gt=0, le=300, description="seconds the SMTP server may take over one step")
+    sms_url: str | None = Field(None, description="the SMS gateway's send endpoint; SMS is on when this is set")
+    sms_access_key: str | None = Field(None, description="the gateway account's access key id")
+    sms_access_secret: SecretStr | None = Field(None, description="the access key's secret: it signs each request")
+    sms_sign_name: str | None = Field(None, description="the approved signature every SMS carries, such as 兰溪区12345")
+    sms_receipt_secret: SecretStr | None = Field(
+        None, description="whsec_ secret the gateway signs its delivery receipts with (Standard Webhooks)"
+    )
+    sms_timeout: float = Field(5.0, gt=0, le=300, description="seconds the SMS gateway may take to answer")
+
+    @field_validator("smtp_host", "smtp_user", "smtp_from", "sms_url", "sms_access_key", "sms_sign_name")
+    @classmethod
+    def _channel_text_blank_is_unset(cls, value: str | None) -> str | None:
+        return (value.strip() or None) if value is not None else None
+
+    @field_validator("smtp_password", "sms_access_secret", "notifier_webhook_secret", "sms_receipt_secret")
+    @classmethod
+    def _channel_secret_blank_is_unset(cls, secret: SecretStr | None) -> SecretStr | None:
+        return secret if secret is not None and secret.get_secret_value().strip() else None
+
+    @field_validator("sms_url")
+    @classmethod
+    def _sms_url(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return url
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _one_sender(cls, sender: str | None) -> str | None:
+        from email.policy import default  # here, so that the channels' settings stay one block
+
+        if sender is not None:
+            header = default.header_factory("From", sender)
+            if header.defects or len(header.addresses) != 1 or not header.addresses[0].domain:
+                raise ValueError("must be one address, with a display name if wanted: 兰溪区12345 <noreply@example.cn>")
+        return sender
+
+    @field_validator("notifier_webhook_secret", "sms_receipt_secret")
+    @classmethod
+    def _whsec(cls, secret: SecretStr | None) -> SecretStr | None:
+        from services.delivery.signing import key_of
+
+        if secret is not None:
+            key_of(secret.get_secret_value())
+        return secret
+
+    @model_validator(mode="after")
+    def _channels_complete(self) -> "Settings":
+        """A channel switched on without what it needs fails here, naming what to set."""
+        if self.notifier_webhook_url and self.notifier_webhook_secret is None:
+            raise ValueError(
+                "GRIDCALL_NOTIFIER_WEBHOOK_SECRET must be set (a whsec_ secret: gridcall adapter secret prints "
+                "a fresh one) when GRIDCALL_NOTIFIER_WEBHOOK_URL is"
+            )
+        if self.smtp_host and not self.smtp_from:
+            raise ValueError("GRIDCALL_SMTP_FROM must be set when GRIDCALL_SMTP_HOST is: the address email comes from")
+        if (self.smtp_user is None) != (self.smtp_password is None):
+            raise ValueError("GRIDCALL_SMTP_USER and GRIDCALL_SMTP_PASSWORD are set together, or neither")
+        if self.env == "prod" and self.smtp_host and self.smtp_user and self.smtp_tls == "none":
+            raise ValueError("GRIDCALL_SMTP_TLS=none would send the SMTP password in clear: use starttls or tls")
+        if self.sms_url:
+            needed = {
+                "GRIDCALL_SMS_ACCESS_KEY": self.sms_access_key,
+                "GRIDCALL_SMS_ACCESS_SECRET": self.sms_access_secret,
+                "GRIDCALL_SMS_SIGN_NAME": self.sms_sign_name,
+                "GRIDCALL_SMS_RECEIPT_SECRET": self.sms_receipt_secret,
+            }
+            if missing := [name for name, value in needed.items() if value is None]:
+                raise ValueError(f"{', '.join(missing)} must be set when GRIDCALL_SMS_URL is")
+        return self
+
+    @property
+    def smtp_server_port(self) -> int:
+        return self.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[self.smtp_tls]
+
     shutdown_grace: float = Field(20, gt=0, description="seconds background loops get to finish on shutdown")
 
     @field_validator("database_url")
