@@ -9,6 +9,7 @@ from services.district.jurisdiction import JurisdictionError, PoolLevel, UnitKin
 from services.runtime.settings import DATA_DIR
 
 DEMO = DATA_DIR / "district.yaml"
+QINGHE_VOLUNTEERS = {"name": "Qinghe volunteers", "name_zh": "青河街道志愿者队伍"}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def _write(tmp_path: Path, mutate) -> Path:
         (lambda raw: raw["grids"][0].pop("name_zh"), r"grids\.0\.name_zh\s+Field required"),
         (lambda raw: raw["grids"][1].update(name_zh=" \u200b "), r"grids\.1\.name_zh\s+Value error, cannot be blank"),
         (lambda raw: raw["units"][2].update(name=""), r"units\.2\.name\s+Value error, cannot be blank"),
-        (lambda raw: raw["compounds"][0].update(name_zh=None), r"compounds\.0\.name_zh\s+Input should be a valid string"),
+        (lambda raw: raw["compounds"][0].update(name_zh=None), r"compounds\.0\.name_zh\s+Input should be a valid str"),
     ],
 )
 def test_a_missing_or_blank_name_is_refused_by_where_it_is(tmp_path, mutate, message):
@@ -161,8 +162,8 @@ def test_a_street_office_sees_its_communities_and_all_under_them(j):
 
 def test_a_street_pool_is_under_its_street_office_only(tmp_path):
     def street_pool(raw):
-        raw["units"].append({"id": "P-S1", "name": "Qinghe volunteers", "name_zh": "青河街道志愿者队伍", "kind": "pool"})
-        raw["pools"].append({"id": "P-S1", "name": "Qinghe volunteers", "name_zh": "青河街道志愿者队伍", "street_id": "S1"})
+        raw["units"].append({"id": "P-S1", **QINGHE_VOLUNTEERS, "kind": "pool"})
+        raw["pools"].append({"id": "P-S1", **QINGHE_VOLUNTEERS, "street_id": "S1"})
 
     j = load_jurisdiction(_write(tmp_path, street_pool))
     assert "P-S1" in j.units_under("U-S1")
