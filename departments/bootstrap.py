@@ -63,7 +63,8 @@ def bootstrap(ctx: Context) -> ServiceParts:
     routes.include_router(api.router(desk, accounts, queues))
     routes.include_router(adapters_api.router(desk, keys, AdapterOps(ctx.db, ctx.clock, ctx.jurisdiction)))
     routes.include_router(asyncapi.router())
-    routes.include_router(console.router(ctx.policy))  # the staff console at /console, on the API's origin
+    # the staff console at /console, on the API's origin
+    routes.include_router(console.router(ctx.jurisdiction, ctx.policy))
 
     def deliver(stop: Stop) -> Awaitable[None]:
         return webhooks.run(stop)

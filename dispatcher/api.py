@@ -185,6 +185,7 @@ CSV_COLUMNS = (
     "rank",
     "unit_id",
     "unit_name",
+    "unit_name_zh",
     "kind",
     "score",
     "assigned",

@@ -273,7 +273,7 @@ def scorecards(
         if f["assigned"] < weights.min_assignments:
             score = None
         rows.append(
-            {"unit_id": u.id, "unit_name": u.name, "kind": u.kind.value, "score": score, **f}
+            {"unit_id": u.id, "unit_name": u.name, "unit_name_zh": u.name_zh, "kind": u.kind.value, "score": score, **f}
             | {f"{r}_rate": v for r, v in rates.items()}
         )
     rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0), -r["assigned"], r["unit_id"]))

@@ -58,6 +58,7 @@ class Visits(BaseModel):
 class UnitVisits(Visits):
     unit_id: str
     unit_name: str | None
+    unit_name_zh: str | None
 
 
 class Satisfaction(Visits):

@@ -124,10 +124,11 @@ async def satisfaction(
     for r in rows:
         per_unit.setdefault(r.unit_id, dict.fromkeys(OUTCOMES, 0))[r.outcome] += r.n
     total = {o: sum(c[o] for c in per_unit.values()) for o in OUTCOMES}
-    units = [
-        {"unit_id": u, "unit_name": (found.name if (found := j.unit(u)) else None), **_rated(c)}
-        for u, c in sorted(per_unit.items())
-    ]
+    units = []
+    for u, c in sorted(per_unit.items()):
+        found = j.unit(u)
+        names = {"unit_name": found.name if found else None, "unit_name_zh": found.name_zh if found else None}
+        units.append({"unit_id": u, **names, **_rated(c)})
     return {"since": since, "until": until, **_rated(total), "units": units}
 
 

@@ -81,6 +81,7 @@ async def grids(parts: PartsDep) -> list[dict[str, Any]]:
             {
                 "grid_id": g.id,
                 "name": g.name,
+                "name_zh": g.name_zh,
                 "community_id": g.community_id,
                 "street_id": parts.j.community(g.community_id).street_id,
                 "unit_id": g.unit_id,

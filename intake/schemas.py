@@ -157,6 +157,7 @@ class Point(BaseModel):
 class GridOut(BaseModel):
     grid_id: str
     name: str
+    name_zh: str
     community_id: str
     street_id: str
     unit_id: str

@@ -1,8 +1,9 @@
 """The staff console: one server-rendered page at /console and its script and style sheet.
 
 The page is static apart from its language, so both languages are rendered once, when the
-router is built. Everything else (who is signed in, the queue, the actions) the script asks
-the JSON API for, with the bearer token the person pasted, from the same origin."""
+router is built, with the names of the district's units and of the categories in that
+language. Everything else (who is signed in, the queue, the actions) the script asks the JSON
+API for, with the bearer token the person pasted, from the same origin."""
 
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from jinja2 import Environment
 
 from departments.console.labels import DEFAULT_STATUSES, LABELS, STATUSES
 from services.district.events import ReturnReason
+from services.district.jurisdiction import Jurisdiction, label
 from services.district.policy import Policy
 from services.web import pages
 
@@ -20,13 +22,14 @@ PACKAGE = "departments.console"
 HEADERS = pages.headers(pages.csp(script=True))
 
 
-def _page(env: Environment, lang: pages.Lang, policy: Policy, static: pages.StaticFiles) -> str:
+def _page(env: Environment, lang: pages.Lang, j: Jurisdiction, policy: Policy, static: pages.StaticFiles) -> str:
     labels = LABELS[lang]
-    categories = {c.code: (c.name_zh or c.name) if lang == "zh-CN" else c.name for c in policy.categories}
     data: dict[str, Any] = {
         "lang": lang,
         "labels": labels,
-        "categories": categories,
+        "units": {u.id: label(u, lang) for u in j.units},
+        "grids": {g.id: label(g, lang) for g in j.grids},
+        "categories": {c.code: label(c, lang) for c in policy.categories},
         "statuses": STATUSES,
         "default_statuses": DEFAULT_STATUSES,
     }
@@ -38,14 +41,15 @@ def _page(env: Environment, lang: pages.Lang, policy: Policy, static: pages.Stat
         statuses=STATUSES,
         default_statuses=DEFAULT_STATUSES,
         reasons=[r.value for r in ReturnReason],
+        units=data["units"],
         static=static,
     )
 
 
-def router(policy: Policy) -> APIRouter:
+def router(j: Jurisdiction, policy: Policy) -> APIRouter:
     static = pages.StaticFiles(PACKAGE, ("console.js", "console.css"), "/console")
     env = pages.templates(PACKAGE)
-    rendered = {lang: _page(env, lang, policy, static) for lang in pages.LANGS}
+    rendered = {lang: _page(env, lang, j, policy, static) for lang in pages.LANGS}
     api = APIRouter(include_in_schema=False)
 
     @api.get("/console")

@@ -21,7 +21,7 @@ from dispatcher.tables import history
 from dispatcher.usecases import breach_history
 from services.district.clock import Clock
 from services.district.errors import Unauthorized
-from services.district.jurisdiction import Jurisdiction
+from services.district.jurisdiction import Jurisdiction, label
 from services.district.policy import Policy
 from services.storage.db import Database
 from services.web import pages
@@ -73,20 +73,16 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
     async def board(lang: Annotated[str | None, Query(max_length=20)] = None) -> HTMLResponse:
         """督办看板: the live board; Chinese unless `?lang=en`."""
         chosen = pages.language(lang)
-        zh = chosen == "zh-CN"
         now = clock.now().astimezone(policy.calendar.zone)
-
-        def named(thing: Any) -> str:
-            return str((thing.name_zh if zh else None) or thing.name)
-
         data = {
             "lang": chosen,
             "labels": LABELS[chosen],
             "tiers": TIERS[chosen],
-            "streets": [{"id": s.id, "name": named(s)} for s in j.streets],
-            "communities": [{"id": c.id, "name": named(c), "street_id": c.street_id} for c in j.communities],
-            "units": {u.id: u.name for u in j.units},
-            "categories": {c.code: named(c) if c.name_zh else c.name for c in policy.categories},
+            "streets": [{"id": s.id, "name": label(s, chosen)} for s in j.streets],
+            "communities": [{"id": c.id, "name": label(c, chosen), "street_id": c.street_id} for c in j.communities],
+            "grids": {g.id: label(g, chosen) for g in j.grids},
+            "units": {u.id: label(u, chosen) for u in j.units},
+            "categories": {c.code: label(c, chosen) for c in policy.categories},
             "today": now.replace(hour=0, minute=0, second=0, microsecond=0).isoformat(),
             "month": (now - timedelta(days=30)).isoformat(),
         }

@@ -12,7 +12,7 @@ from intake.domain import CaseStatus, Satisfaction
 from intake.public import feed
 from intake.public.labels import LABELS, SATISFACTION
 from services.district.errors import Invalid
-from services.district.jurisdiction import Jurisdiction
+from services.district.jurisdiction import Jurisdiction, label
 from services.district.policy import Policy
 from services.district.text import Identifier
 from services.messaging.transaction import Store
@@ -39,14 +39,14 @@ class CommunityRef(Named):
     id: str
 
 
-class GridRef(BaseModel):
+class GridRef(Named):
     id: str
-    name: str
 
 
 class UnitRef(BaseModel):
     unit_id: str | None
     name: str | None
+    name_zh: str | None
 
 
 class PublicResult(BaseModel):
@@ -85,10 +85,11 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
     static = pages.StaticFiles(PACKAGE, (STYLE,), "/public")
     env = pages.templates(PACKAGE)
 
-    async def results(q: feed.FeedQuery) -> dict[str, Any]:
+    async def results(q: feed.FeedQuery) -> PublicResults:
         async with store.db.sessions() as s:
             rows, cursor = await feed.page(s, q, j, policy)
-        return {"results": [feed.result(r, j, policy) for r in rows], "next_cursor": cursor}
+        found = [feed.result(r, j, policy) for r in rows]
+        return PublicResults.model_validate({"results": found, "next_cursor": cursor})
 
     @api.get(
         "/v1/public/results",
@@ -97,7 +98,7 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
         response_model=PublicResults,
         responses=RATE_LIMITED,
     )
-    async def public_results(q: FeedQueryDep) -> dict[str, Any]:
+    async def public_results(q: FeedQueryDep) -> PublicResults:
         """公示: resolved and closed cases of public categories, the latest resolution first;
         no personal data, no one-key calls."""
         return await results(q)
@@ -118,11 +119,8 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
             found = await results(q)
             problem = None
         except Invalid as exc:
-            found, problem = {"results": [], "next_cursor": None}, exc.message
+            found, problem = PublicResults(results=[], next_cursor=None), exc.message
         zh = chosen == "zh-CN"
-
-        def name(thing: Any) -> str:
-            return (thing.get("name_zh") if zh else None) or thing["name"]
 
         def link(**changes: Any) -> str:
             params = {"lang": "en" if not zh else None, "community": q.community, "category": q.category}
@@ -133,13 +131,13 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
             lang=chosen,
             t=LABELS[chosen],
             satisfaction=SATISFACTION[chosen],
-            results=found["results"],
+            results=found.results,
             problem=problem,
-            name=name,
-            communities=[(c.id, (c.name_zh if zh else None) or c.name) for c in j.communities],
-            categories=[(c.code, (c.name_zh if zh else None) or c.name) for c in policy.categories if c.public],
+            name=lambda thing: label(thing, chosen),
+            communities=[(c.id, label(c, chosen)) for c in j.communities],
+            categories=[(c.code, label(c, chosen)) for c in policy.categories if c.public],
             chosen={"community": q.community, "category": q.category},
-            next_link=link(cursor=found["next_cursor"]) if found["next_cursor"] else None,
+            next_link=link(cursor=found.next_cursor) if found.next_cursor else None,
             first_link=link() if q.cursor else None,
             other_link=link(lang="en" if zh else None, cursor=q.cursor),
             static=static,

@@ -113,11 +113,15 @@ def result(row: Any, j: Jurisdiction, policy: Policy) -> dict[str, Any]:
         "status": row.status,
         "category": {"code": row.category, "name": cat.name if cat else row.category, "name_zh": cat and cat.name_zh},
         "community": community and {"id": community.id, "name": community.name, "name_zh": community.name_zh},
-        "grid": grid and {"id": grid.id, "name": grid.name},
+        "grid": grid and {"id": grid.id, "name": grid.name, "name_zh": grid.name_zh},
         "reported_at": row.created_at.astimezone(zone),
         "resolved_at": row.resolved_at.astimezone(zone),
         "closed_at": row.closed_at.astimezone(zone) if row.closed_at else None,
-        "resolved_by": {"unit_id": row.resolved_unit_id, "name": unit.name if unit else row.resolved_unit_id},
+        "resolved_by": {
+            "unit_id": row.resolved_unit_id,
+            "name": unit.name if unit else row.resolved_unit_id,
+            "name_zh": unit.name_zh if unit else None,
+        },
         "result_note": row.result_note or "",
         "satisfaction": row.satisfaction,
     }

@@ -1,20 +1,23 @@
 """The administrative tree (district → street → community → grid) and its handling units,
 loaded from a data file and validated at start-up. Beside the tree: volunteer pools, each
 belonging to a community or a street, and residential compounds (小区), each managed by a
-property company."""
+property company. Everything named has an English and a Chinese name; `label` picks the one a
+reader's language wants."""
 
 from collections import defaultdict
 from collections.abc import Sequence
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Self, TypeVar
+from typing import Annotated, Protocol, Self, TypeVar
 
 import numpy as np
 import shapely
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 from shapely.geometry import Polygon
+
+from services.district.text import WORDS
 
 
 class UnitKind(StrEnum):
@@ -35,6 +38,27 @@ class PoolLevel(StrEnum):
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# A name pages and messages show: something visible, stripped (a blank name would show as nothing).
+Name = Annotated[str, WORDS]
+
+
+class Named(Protocol):
+    """Anything with an English and a Chinese name: the district's places and units, a category."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def name_zh(self) -> str | None: ...
+
+
+def label(thing: Named, lang: str) -> str:
+    """A thing's name in a reader's language: the Chinese one in Chinese (`zh`, `zh-CN`...),
+    the English one otherwise. A thing without a Chinese name (a category may lack one) shows
+    its English name in Chinese too."""
+    return (thing.name_zh if lang.lower().startswith("zh") else None) or thing.name
 
 
 class Adapter(_Frozen):
@@ -59,22 +83,23 @@ class Adapter(_Frozen):
 
 class Unit(_Frozen):
     id: str
-    name: str
+    name: Name
+    name_zh: Name
     kind: UnitKind
     adapter: Adapter | None = None
 
 
 class Street(_Frozen):
     id: str
-    name: str
-    name_zh: str | None = None
+    name: Name
+    name_zh: Name
     unit_id: str
 
 
 class Community(_Frozen):
     id: str
-    name: str
-    name_zh: str | None = None
+    name: Name
+    name_zh: Name
     street_id: str
     unit_id: str
 
@@ -92,7 +117,8 @@ Ring = Annotated[
 
 class Grid(_Frozen):
     id: str
-    name: str
+    name: Name
+    name_zh: Name
     community_id: str
     unit_id: str
     polygon: Ring
@@ -107,8 +133,8 @@ class Pool(_Frozen):
     tickets carry the pool id as their unit."""
 
     id: str
-    name: str
-    name_zh: str | None = None
+    name: Name
+    name_zh: Name
     community_id: str | None = None
     street_id: str | None = None
 
@@ -130,8 +156,8 @@ class Compound(_Frozen):
     """A residential compound (小区) and the property company (红色物业) that manages it."""
 
     id: str
-    name: str
-    name_zh: str | None = None
+    name: Name
+    name_zh: Name
     community_id: str
     property_unit_id: str
     polygon: Ring
@@ -172,8 +198,8 @@ def normalise_address(text: str) -> str:
 
 class District(_Frozen):
     id: str
-    name: str
-    name_zh: str | None = None
+    name: Name
+    name_zh: Name
 
 
 class JurisdictionError(ValueError):

@@ -19,6 +19,7 @@ from services.district.jurisdiction import Jurisdiction, UnitKind
 class UnitOut(BaseModel):
     id: str = Field(description="what staff tokens name (gridcall token issue --unit) and tickets carry")
     name: str
+    name_zh: str
     kind: UnitKind
     parent: str | None = Field(
         description="the office that supervises it (grid, pool or property company → community office → street "
@@ -49,7 +50,7 @@ def units_of(j: Jurisdiction) -> list[UnitOut]:
     out = []
     for u in j.units:
         area, parent = placed.get(u.id, (None, None))
-        out.append(UnitOut(id=u.id, name=u.name, kind=u.kind, parent=parent, area_id=area))
+        out.append(UnitOut(id=u.id, name=u.name, name_zh=u.name_zh, kind=u.kind, parent=parent, area_id=area))
     return out
 
 

@@ -102,6 +102,7 @@ async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_pat
                 browser.find_element(By.ID, "sign-in").click()
                 wait.until(lambda d: d.find_element(By.ID, "me-name").text == "Li Wei")
                 assert not browser.find_element(By.ID, "token").is_displayed()
+                assert browser.find_element(By.ID, "me-unit").text == "枫林社区第一网格工作站 · 网格"
 
                 listed(browser, row)
                 assert DESCRIPTION in browser.find_element(By.CSS_SELECTOR, row).text
@@ -117,6 +118,9 @@ async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_pat
                 wait.until(lambda d: attribute(d, row, "data-status") == "claimed")
                 wait.until(lambda d: attribute(d, "#detail", "data-status") == "claimed")
                 assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-field=claimed-by]").text == "Li Wei"
+                fields = ("grid", "unit")
+                where = [browser.find_element(By.CSS_SELECTOR, f"#detail [data-field={f}]").text for f in fields]
+                assert where == ["枫林社区第一网格", "枫林社区第一网格工作站"]
                 browser.save_screenshot(str(tmp_path / "console-claimed.png"))
 
                 browser.find_element(By.ID, "resolve-note").send_keys(RESULT)
@@ -124,6 +128,11 @@ async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_pat
                 wait.until(lambda d: attribute(d, "#detail", "data-status") == "resolved")
                 wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, row))  # off the open + claimed queue
                 assert not browser.find_element(By.ID, "error").is_displayed()
+
+                browser.find_element(By.ID, "lang-switch").click()  # still signed in: the token is the tab's
+                wait.until(lambda d: d.find_element(By.ID, "me-unit").text == "Grid G11 workstation · grid")
+                [option] = browser.find_elements(By.CSS_SELECTOR, "#unit-select option")
+                assert option.text == "Grid G11 workstation · grid"
             finally:
                 browser.save_screenshot(str(tmp_path / "console.png"))
 

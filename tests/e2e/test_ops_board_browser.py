@@ -45,6 +45,10 @@ async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, brows
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
                 text = browser.find_element(By.CSS_SELECTOR, row).text
                 assert "网格" in text and "响应" in text
+                assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-field=grid]").text == "枫林社区第一网格"
+                assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-field=unit]").text.startswith(
+                    "枫林社区第一网格工作站"
+                )
 
                 # insist: not a duplicate of the first, which is still open nearby
                 second = await file_report(client, {**GARBAGE, "description": "路口垃圾", "insist": True})
@@ -56,7 +60,18 @@ async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, brows
 
                 browser.find_element(By.CSS_SELECTOR, f"{row} .case-link").click()
                 wait.until(lambda d: "case.sla_breached" in d.find_element(By.ID, "case-history").text)
+                assert "枫林社区第一网格工作站" in browser.find_element(By.ID, "case-history").text
                 assert not browser.find_element(By.ID, "error").is_displayed()
+
+                browser.find_element(By.ID, "lang-switch").click()  # still signed in: the token is the tab's
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+                assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+                assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-field=grid]").text == "Maple Lane Grid 1"
+                assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-field=unit]").text.startswith(
+                    "Grid G11 workstation"
+                )
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#rates tr[data-place=S1]"))
+                assert browser.find_element(By.CSS_SELECTOR, "#rates tr[data-place=S1] th").text == "Qinghe Street"
             finally:
                 browser.save_screenshot(str(tmp_path / "ops-board.png"))
                 browser.get("about:blank")  # close the event stream before gridcall stops

@@ -11,7 +11,7 @@ from selenium.webdriver.support.ui import Select
 
 from tests.e2e.test_console_browser import IN_G11, browser, ops_token, waiting  # noqa: F401 (a fixture)
 from tests.support.cluster import embedded, embedded_env
-from tests.support.journey import bearer, case_in_status, file_report
+from tests.support.journey import bearer, case_in_status, file_report, open_ticket
 
 pytestmark = pytest.mark.e2e
 
@@ -31,9 +31,9 @@ async def test_the_public_page_shows_a_resolved_case_and_nothing_personal(tmp_pa
                 "/v1/staff", headers=bearer(ops_token()), json={"unit_id": "U-G11", "name": "Li Wei", "role": "handler"}
             )
             assert r.is_success, r.text
-            handler = bearer(r.json()["token"])
-            r = await client.get("/v1/units/U-G11/tickets", headers=handler)
-            [ticket] = [t for t in r.json()["tickets"] if t["case_id"] == case["case_id"]]
+            token = r.json()["token"]
+            handler = bearer(token)
+            ticket = await open_ticket(client, "U-G11", token, case["case_id"])  # once departments has it
             for action, sent in (("claim", None), ("resolve", {"note": RESULT})):
                 r = await client.post(f"/v1/tickets/{ticket['ticket_id']}/{action}", headers=handler, json=sent)
                 assert r.status_code == 200, r.text
@@ -45,6 +45,7 @@ async def test_the_public_page_shows_a_resolved_case_and_nothing_personal(tmp_pa
             assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
             shown = browser.find_element(By.CSS_SELECTOR, row).text
             assert RESULT in shown and "垃圾堆放" in shown and "枫林社区" in shown and "回访中" in shown
+            assert "枫林社区 / 枫林社区第一网格" in shown and "枫林社区第一网格工作站" in shown
             # the style sheet loaded under the page's CSP: the header bar is coloured
             bar = browser.find_element(By.CSS_SELECTOR, "header.bar").value_of_css_property("background-color")
             assert bar not in ("rgba(0, 0, 0, 0)", "transparent")
@@ -62,6 +63,7 @@ async def test_the_public_page_shows_a_resolved_case_and_nothing_personal(tmp_pa
             assert (
                 "Maple Lane Community" in shown and "Awaiting answer" in shown and "community=C1" in browser.current_url
             )
+            assert "Maple Lane Community / Maple Lane Grid 1" in shown and "Grid G11 workstation" in shown
             for private in (NAME, PHONE, DESCRIPTION):
                 assert private not in browser.page_source
         finally:

@@ -471,5 +471,5 @@ async def test_scorecards_agree_with_each_units_figures_and_rank_by_the_document
     csv_answer = await client.get("/v1/ops/scorecards", params={**window, "kind": kind}, headers={"Accept": "text/csv"})
     assert csv_answer.headers["content-type"].startswith("text/csv")
     lines = csv_answer.content.decode("utf-8-sig").splitlines()
-    assert lines[0].startswith("rank,unit_id,unit_name,kind,score") and len(lines) == len(units) + 1
+    assert lines[0].startswith("rank,unit_id,unit_name,unit_name_zh,kind,score") and len(lines) == len(units) + 1
     assert [line.split(",")[1] for line in lines[1:]] == [u["unit_id"] for u in units]

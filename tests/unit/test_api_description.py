@@ -216,7 +216,8 @@ async def test_every_service_lists_the_units_with_their_kind_and_parent(embedded
         assert by_id["U-C1"] == {**by_id["U-C1"], "kind": "community", "parent": "U-S1", "area_id": "C1"}
         assert by_id["U-S1"] == {**by_id["U-S1"], "kind": "street", "parent": None, "area_id": "S1"}
         assert by_id["D-BUS"] == {**by_id["D-BUS"], "kind": "department", "parent": None, "area_id": None}
-        assert all(u["name"] for u in units)
+        assert all(u["name"] and u["name_zh"] for u in units)
+        assert (by_id["U-G11"]["name_zh"], by_id["U-C1"]["name_zh"]) == ("枫林社区第一网格工作站", "枫林社区居委会")
         departments = (await client.get("/v1/units", params={"kind": "department"})).json()
         assert departments and {u["kind"] for u in departments} == {"department"}
         assert {u["id"] for u in departments} == {u["id"] for u in units if u["kind"] == "department"}
@@ -235,3 +236,10 @@ async def test_the_root_points_to_the_docs(embedded_settings, service):
         assert page.headers["content-type"].startswith("text/html")
         assert 'href="/docs"' in page.text and 'href="/openapi.json"' in page.text
         assert (await client.get(r.json()["docs"])).status_code == 200
+
+
+async def test_what_lists_units_and_grids_documents_their_chinese_names(embedded_settings):
+    schemas = (await served_description(embedded_settings, None))["components"]["schemas"]
+    for name in ("UnitOut", "GridOut", "GridRef", "CommunityRef", "intake__public__api__UnitRef"):
+        assert {"name", "name_zh"} <= set(schemas[name]["required"]), name
+        assert schemas[name]["properties"]["name_zh"], name

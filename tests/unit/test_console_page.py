@@ -60,6 +60,9 @@ async def test_the_console_is_chinese_by_default(client):
     data = json.loads(page.data_blob)
     assert data["lang"] == "zh-CN" and data["labels"] == ZH
     assert data["categories"]["garbage"] == "垃圾堆放"
+    assert data["units"]["U-G11"] == "枫林社区第一网格工作站" and data["units"]["D-URBAN"] == "兰溪区城市管理局"
+    assert data["grids"]["G43"] == "柳岸社区第三网格"
+    assert '<option value="U-C1">枫林社区居委会</option>' in r.text  # the suggested units of a return
 
 
 async def test_the_console_speaks_english_when_asked(client):
@@ -72,6 +75,10 @@ async def test_the_console_speaks_english_when_asked(client):
     assert "登录" not in r.text
     data = json.loads(page.data_blob)
     assert data["labels"] == EN and data["categories"]["garbage"].startswith("Garbage")
+    assert data["units"]["U-G11"] == "Grid G11 workstation" and data["units"]["D-URBAN"] == "Urban Management Bureau"
+    assert data["grids"]["G43"] == "Willow Bank Grid 3"
+    assert '<option value="U-C1">Maple Lane Community Office</option>' in r.text
+    assert not re.search("[\u4e00-\u9fff]", page.data_blob.replace(EN["switch_lang"], ""))
 
 
 @pytest.mark.parametrize(

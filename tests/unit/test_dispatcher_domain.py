@@ -55,6 +55,7 @@ from services.runtime.settings import DATA_DIR
 
 J = load_jurisdiction(DATA_DIR / "district.yaml")
 POLICY = load_policy(DATA_DIR / "policy.yaml", J)
+QINGHE_VOLUNTEERS = {"name": "Qinghe volunteers", "name_zh": "青河街道志愿者队伍"}
 ROUTER = Router(J, POLICY)
 # Monday 2 Nov 2026, 10:00 in Shanghai
 MONDAY_10AM = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
@@ -540,8 +541,8 @@ def test_with_no_pool_to_take_it_a_pool_category_goes_to_the_grid_worker():
 
 def test_a_street_level_pool_category_goes_to_the_streets_pool():
     district = J.model_dump()
-    district["units"].append({"id": "P-S1", "name": "Qinghe volunteers", "kind": "pool"})
-    district["pools"].append({"id": "P-S1", "name": "Qinghe volunteers", "street_id": "S1"})
+    district["units"].append({"id": "P-S1", **QINGHE_VOLUNTEERS, "kind": "pool"})
+    district["pools"].append({"id": "P-S1", **QINGHE_VOLUNTEERS, "street_id": "S1"})
     j = Jurisdiction.model_validate(district)
     policy = POLICY.model_dump()
     next(c for c in policy["categories"] if c["code"] == "order")["pool"] = PoolLevel.STREET

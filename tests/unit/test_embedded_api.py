@@ -37,7 +37,8 @@ async def test_categories_and_grids_are_listed(client):
     g11 = next(g for g in grids if g["grid_id"] == "G11")
     assert g11 == {
         "grid_id": "G11",
-        "name": g11["name"],
+        "name": "Maple Lane Grid 1",
+        "name_zh": "枫林社区第一网格",
         "community_id": "C1",
         "street_id": "S1",
         "unit_id": "U-G11",

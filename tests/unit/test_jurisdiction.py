@@ -1,12 +1,15 @@
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from services.district.jurisdiction import JurisdictionError, PoolLevel, UnitKind, load_jurisdiction
+from services.district.jurisdiction import JurisdictionError, PoolLevel, UnitKind, label, load_jurisdiction
 from services.runtime.settings import DATA_DIR
 
 DEMO = DATA_DIR / "district.yaml"
+QINGHE_VOLUNTEERS = {"name": "Qinghe volunteers", "name_zh": "青河街道志愿者队伍"}
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +43,61 @@ def test_point_on_a_shared_border_resolves_to_the_smallest_grid_id(j):
     assert j.locate(30.51, 114.31).id == "G11"
 
 
+CJK = re.compile("[\u4e00-\u9fff]")
+
+
+def test_everything_named_in_the_demo_district_has_a_chinese_name(j):
+    named = [j.district, *j.streets, *j.communities, *j.grids, *j.units, *j.pools, *j.compounds]
+    assert len(named) > 50
+    for thing in named:
+        assert CJK.search(thing.name_zh), f"{thing.id}: {thing.name_zh!r}"
+        assert not CJK.search(thing.name), f"{thing.id}: {thing.name!r}"
+    assert len({u.name_zh for u in j.units}) == len(j.units)
+    assert len({g.name_zh for g in j.grids}) == len(j.grids)
+    assert (j.grid("G11").name_zh, j.unit("U-G11").name_zh) == ("枫林社区第一网格", "枫林社区第一网格工作站")
+    assert (j.unit("U-C1").name_zh, j.unit("U-S1").name_zh) == ("枫林社区居委会", "青河街道办事处")
+    assert j.unit("P-C1").name_zh == j.pool("P-C1").name_zh
+
+
+def test_a_label_is_the_name_in_the_readers_language(j):
+    grid = j.grid("G11")
+    assert [label(grid, lang) for lang in ("zh-CN", "zh", "en", "en-GB")] == [
+        "枫林社区第一网格",
+        "枫林社区第一网格",
+        "Maple Lane Grid 1",
+        "Maple Lane Grid 1",
+    ]
+    assert label(j.unit("D-URBAN"), "zh-CN") == "兰溪区城市管理局"
+    untranslated = SimpleNamespace(name="Something", name_zh=None)  # as a category may be
+    assert label(untranslated, "zh-CN") == "Something"
+
+
 def _write(tmp_path: Path, mutate) -> Path:
     raw = yaml.safe_load(DEMO.read_text())
     mutate(raw)
     path = tmp_path / "district.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda raw: raw["units"][0].pop("name_zh"), r"units\.0\.name_zh\s+Field required"),
+        (lambda raw: raw["grids"][0].pop("name_zh"), r"grids\.0\.name_zh\s+Field required"),
+        (lambda raw: raw["grids"][1].update(name_zh=" \u200b "), r"grids\.1\.name_zh\s+Value error, cannot be blank"),
+        (lambda raw: raw["units"][2].update(name=""), r"units\.2\.name\s+Value error, cannot be blank"),
+        (lambda raw: raw["compounds"][0].update(name_zh=None), r"compounds\.0\.name_zh\s+Input should be a valid str"),
+    ],
+)
+def test_a_missing_or_blank_name_is_refused_by_where_it_is(tmp_path, mutate, message):
+    with pytest.raises(JurisdictionError, match=message):
+        load_jurisdiction(_write(tmp_path, mutate))
+
+
+def test_a_name_is_stripped(tmp_path):
+    j = load_jurisdiction(_write(tmp_path, lambda raw: raw["grids"][0].update(name_zh="  枫林一格 ")))
+    assert j.grid("G11").name_zh == "枫林一格"
 
 
 def test_a_grid_pointing_at_a_missing_community_is_refused_by_name(tmp_path):
@@ -110,8 +162,8 @@ def test_a_street_office_sees_its_communities_and_all_under_them(j):
 
 def test_a_street_pool_is_under_its_street_office_only(tmp_path):
     def street_pool(raw):
-        raw["units"].append({"id": "P-S1", "name": "Qinghe volunteers", "kind": "pool"})
-        raw["pools"].append({"id": "P-S1", "name": "Qinghe volunteers", "street_id": "S1"})
+        raw["units"].append({"id": "P-S1", **QINGHE_VOLUNTEERS, "kind": "pool"})
+        raw["pools"].append({"id": "P-S1", **QINGHE_VOLUNTEERS, "street_id": "S1"})
 
     j = load_jurisdiction(_write(tmp_path, street_pool))
     assert "P-S1" in j.units_under("U-S1")

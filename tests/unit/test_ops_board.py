@@ -31,6 +31,13 @@ async def test_the_board_renders_in_both_languages_with_its_own_files_only(stack
     assert "default-src 'none'" in zh.headers["content-security-policy"]
     en = await client.get("/ops", params={"lang": "en"})
     assert '<html lang="en">' in en.text and "Breach board" in en.text
+    chinese, english = board_data(zh.text), board_data(en.text)
+    assert (chinese["units"]["U-G11"], english["units"]["U-G11"]) == ("枫林社区第一网格工作站", "Grid G11 workstation")
+    assert (chinese["units"]["P-C1"], english["units"]["P-C1"]) == ("枫林社区志愿者队伍", "Maple Lane volunteers")
+    assert (chinese["grids"]["G21"], english["grids"]["G21"]) == ("石桥社区第一网格", "Stone Bridge Grid 1")
+    assert (chinese["streets"][0], english["streets"][0]["name"]) == ({"id": "S1", "name": "青河街道"}, "Qinghe Street")
+    assert chinese["communities"][1]["name"] == "石桥社区" and chinese["categories"]["garbage"] == "垃圾堆放"
+    assert not re.search("[\u4e00-\u9fff]", json.dumps({**english, "labels": None}, ensure_ascii=False))
     assert not re.search(r"(src|href)=\"(https?:)?//", zh.text + en.text)
     for name, kind in (("ops.js", "javascript"), ("ops.css", "css")):
         [link] = re.findall(rf'"(/ops/static/{re.escape(name)}\?v=[0-9a-f]+)"', zh.text)
@@ -38,6 +45,11 @@ async def test_the_board_renders_in_both_languages_with_its_own_files_only(stack
         assert r.status_code == 200 and kind in r.headers["content-type"]
         assert "http://" not in r.text.replace("http://www.w3.org/2000/svg", "")
     assert (await client.get("/ops/static/ops.py")).status_code == 404
+
+
+def board_data(page: str) -> dict:
+    [blob] = re.findall(r'<script id="board-data" type="application/json">(.*?)</script>', page, re.S)
+    return json.loads(blob)
 
 
 async def test_the_stream_wants_an_ops_token_or_a_ticket(stack):

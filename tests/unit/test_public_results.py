@@ -3,6 +3,7 @@ in the feed, the page and Open311's updates with their result and none of the re
 private categories and one-key calls never do; pages cover everything once; filters and bad
 input."""
 
+import re
 from datetime import timedelta
 from xml.etree import ElementTree
 
@@ -72,8 +73,12 @@ async def test_a_resolved_public_case_shows_its_result_and_nothing_personal(stac
         "name_zh": "垃圾堆放",
     }
     assert shown["community"]["id"] == "C1" and shown["community"]["name_zh"] == "枫林社区"
-    assert shown["grid"] == {"id": "G11", "name": "Maple Lane Grid 1"}
-    assert shown["resolved_by"]["unit_id"] == "U-G11" and shown["resolved_by"]["name"]
+    assert shown["grid"] == {"id": "G11", "name": "Maple Lane Grid 1", "name_zh": "枫林社区第一网格"}
+    assert shown["resolved_by"] == {
+        "unit_id": "U-G11",
+        "name": "Grid G11 workstation",
+        "name_zh": "枫林社区第一网格工作站",
+    }
     assert (shown["status"], shown["result_note"], shown["satisfaction"]) == (
         "resolved",
         "Heap cleared, corridor washed",
@@ -98,8 +103,16 @@ async def test_a_resolved_public_case_shows_its_result_and_nothing_personal(stac
     page = await client.get("/public")
     assert page.status_code == 200 and "Heap cleared, corridor washed" in page.text and "满意" in page.text
     assert "script-src" not in page.headers["content-security-policy"]  # the page runs no script at all
+    [row] = re.findall(r'<tr class="result".*?</tr>', page.text, re.S)
+    for chinese in ("垃圾堆放", "枫林社区 / 枫林社区第一网格", "枫林社区第一网格工作站"):
+        assert chinese in row
+    assert not re.search("[A-Za-z]{3,}", re.sub("<[^>]+>|Heap cleared, corridor washed", "", row))
+    assert "石桥社区" in page.text  # the community filter
     english = await client.get("/public", params={"lang": "en"})
     assert "Satisfied" in english.text and "Maple Lane Community" in english.text
+    [row] = re.findall(r'<tr class="result".*?</tr>', english.text, re.S)
+    assert "Maple Lane Community / Maple Lane Grid 1" in row and "Grid G11 workstation" in row
+    assert not re.search("[\u4e00-\u9fff]", english.text.split("</header>")[1])
     updates = await client.get("/open311/v2/servicerequestupdates.json")
     for text in (r.text for r in (await client.get("/v1/public/results"), page, english, updates)):
         for private in (NAME, PHONE, "rubbish heap", "30.505", "114.305"):

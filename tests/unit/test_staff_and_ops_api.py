@@ -242,6 +242,7 @@ async def test_ops_see_the_satisfaction_rate_per_unit_that_resolved(stack):
     assert (total["satisfied"], total["unsatisfied"], total["no_answer"], total["rate"]) == (2, 1, 1, 0.6667)
     g11 = next(u for u in total["units"] if u["unit_id"] == "U-G11")
     assert (g11["satisfied"], g11["unsatisfied"], g11["no_answer"], g11["rate"]) == (1, 1, 1, 0.5)
+    assert (g11["unit_name"], g11["unit_name_zh"]) == ("Grid G11 workstation", "枫林社区第一网格工作站")
     only = await stats(unit="U-G12")
     assert [u["unit_id"] for u in only["units"]] == ["U-G12"] and only["rate"] == 1.0
     assert (await stats(category="noise"))["rate"] is None
@@ -313,9 +314,11 @@ async def test_ops_stats_count_a_journey_and_refuse_bad_windows_and_unknown_plac
     assert cards.status_code == 200 and cards.headers["content-type"].startswith("text/csv")
     assert "attachment" in cards.headers["content-disposition"]
     rows = cards.content.decode("utf-8-sig").splitlines()
-    assert rows[0].startswith("rank,unit_id") and any(row.split(",")[1] == "U-G11" for row in rows[1:])
+    assert rows[0].startswith("rank,unit_id,unit_name,unit_name_zh,kind")
+    assert any(row.split(",")[1:4] == ["U-G11", "Grid G11 workstation", "枫林社区第一网格工作站"] for row in rows[1:])
     cards = (await client.get("/v1/ops/scorecards", params={"kind": "grid"}, headers=ops)).json()
     g11 = next(u for u in cards["units"] if u["unit_id"] == "U-G11")
+    assert g11["unit_name_zh"] == "枫林社区第一网格工作站"
     assert (g11["assigned"], g11["resolved"], g11["score"], g11["rank"]) == (1, 1, None, None)  # too few to rank
     problem(await client.get("/v1/ops/scorecards", headers=ops), "kind")
     problem(await client.get("/v1/ops/scorecards", params={"kind": "moon"}, headers=ops), "kind")

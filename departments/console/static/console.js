@@ -54,6 +54,9 @@
   function category(code) {
     return DATA.categories[code] || code;
   }
+  function unitName(id, fallback) {
+    return DATA.units[id] || fallback || id;
+  }
 
   // --- messages ---------------------------------------------------------------------------
 
@@ -178,12 +181,12 @@
 
   function showMe(me) {
     $("me-name").textContent = me.name || me.staff_id;
-    $("me-unit").textContent = me.unit_name ? me.unit_name + " · " + label("kind", me.unit_kind) : "";
+    $("me-unit").textContent = me.unit_id ? unitName(me.unit_id, me.unit_name) + " · " + label("kind", me.unit_kind) : "";
     $("me-role").textContent = label("role", me.role);
     $("me").hidden = false;
     const own = me.unit_id ? [{ unit_id: me.unit_id, name: me.unit_name, kind: me.unit_kind }] : [];
     state.units = me.units && me.units.length ? me.units : own;
-    const option = (u) => el("option", { value: u.unit_id, text: (u.name || u.unit_id) + " · " + label("kind", u.kind) });
+    const option = (u) => el("option", { value: u.unit_id, text: unitName(u.unit_id, u.name) + " · " + label("kind", u.kind) });
     const select = $("unit-select");
     select.replaceChildren(...state.units.map(option));
     const remembered = sessionStorage.getItem(UNIT_KEY);
@@ -372,7 +375,7 @@
   }
 
   function noteItem(n) {
-    const head = [when(n.at), person(n.by), n.visibility ? T[n.visibility] || n.visibility : "", n.unit_id || ""];
+    const head = [when(n.at), person(n.by), n.visibility ? T[n.visibility] || n.visibility : "", n.unit_id ? unitName(n.unit_id) : ""];
     return el(
       "li",
       { "data-note-id": n.note_id || null, "data-visibility": n.visibility || null },
@@ -405,6 +408,8 @@
       ...fact(T.category, category(t.category)),
       ...fact(T.description, t.description),
       ...fact(T.address, address(t)),
+      ...fact(T.grid, el("span", { "data-field": "grid", text: DATA.grids[t.grid_id] || t.grid_id })),
+      ...fact(T.unit, el("span", { "data-field": "unit", text: unitName(t.unit_id) })),
       ...fact(T.priority, label("priority", t.priority)),
       ...fact(T.status, el("span", { "data-field": "status", text: label("status", t.status) })),
       ...fact(T.tier, label("tier", t.tier)),

@@ -53,6 +53,10 @@
     return s + (DATA.lang === "en" ? "s" : "秒");
   }
 
+  function unit(id) {
+    return DATA.units[id] || id;
+  }
+
   function when(iso) {
     return new Date(iso).toLocaleString(DATA.lang, { hour12: false });
   }
@@ -75,10 +79,16 @@
       const first = el("td");
       first.append(link, el("span", DATA.categories[b.category] || b.category, "muted"));
       if (b.supervised) first.append(el("span", T.supervised, "tag supervised-tag"));
+      const handler = unit(b.unit_id) + (b.escalated_to_unit_id ? " → " + unit(b.escalated_to_unit_id) : "");
+      const place = el("td", b.grid_id ? DATA.grids[b.grid_id] || b.grid_id : "");
+      place.dataset.field = "grid";
+      const handled = el("td", handler);
+      handled.dataset.field = "unit";
       tr.append(
         first,
+        place,
         el("td", DATA.tiers[b.tier] || b.tier),
-        el("td", DATA.units[b.unit_id] || b.unit_id),
+        handled,
         el("td", T[b.clock] || b.clock),
         el("td", duration(b.late_seconds), "late"),
         el("td", when(b.breached_at)),
@@ -95,8 +105,8 @@
       $("case-id").textContent = caseId;
       $("case-history").replaceChildren(
         ...view.history.map((h) => {
-          const detail = [h.tier && (DATA.tiers[h.tier] || h.tier), h.unit_id && (DATA.units[h.unit_id] || h.unit_id),
-            h.to_unit_id && "→ " + (DATA.units[h.to_unit_id] || h.to_unit_id), h.clock && (T[h.clock] || h.clock),
+          const detail = [h.tier && (DATA.tiers[h.tier] || h.tier), h.unit_id && unit(h.unit_id),
+            h.to_unit_id && "→ " + unit(h.to_unit_id), h.clock && (T[h.clock] || h.clock),
             h.reason].filter(Boolean).join(" · ");
           return el("li", when(h.at) + "  " + h.type + (detail ? "  " + detail : ""));
         }),
