@@ -25,9 +25,10 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from departments.adapters import retries, signing
-from departments.adapters.retries import Verdict
+from departments.adapters import signing
 from departments.tables import adapters, deliveries
+from services.delivery import retries
+from services.delivery.retries import Verdict
 from services.district.clock import Clock
 from services.runtime.lifecycle import Stop
 from services.runtime.metrics import Metrics

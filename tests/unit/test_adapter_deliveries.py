@@ -11,12 +11,12 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from departments.adapters import retries
-from departments.adapters.retries import Verdict
 from departments.adapters.signing import key_of, new_secret
 from departments.adapters.usecases import AdapterOps
 from departments.adapters.workers import Webhooks
 from departments.tables import deliveries
+from services.delivery import retries
+from services.delivery.retries import Verdict
 from services.district.jurisdiction import load_jurisdiction
 from services.runtime.settings import parse_schedule
 from services.storage.db import Database
