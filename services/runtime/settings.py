@@ -68,9 +68,6 @@ class Settings(BaseSettings):
     )
     notifier_webhook_url: str | None = None
     notifier_timeout: float = Field(5.0, gt=0, le=300, description="seconds the notifier's webhook may take to answer")
-    notifier_attempts: int = Field(
-        8, ge=1, description="times the notifier tries a delivery over a channel before it gives it up (failed)"
-    )
     delivery_retry_schedule: str = Field(
         "0s,5s,5m,30m,2h,5h,10h,10h",
         # GRIDCALL_ADAPTER_RETRY_SCHEDULE: its name while only the department adapters had a schedule
