@@ -1,6 +1,7 @@
 """The departments service wired from a Context: its store and consumer (assignments become
-tickets), one consumer per unit with an adapter's updates topic, the webhook delivery worker,
-and the routes (the staff API, the adapters' endpoints, the AsyncAPI document, the console)."""
+tickets), one consumer per unit with an adapter's updates topic, the kernel's delivery worker
+over the units' webhooks (a lane per unit) with its gauges, and the routes (the staff API, the
+adapters' endpoints, the AsyncAPI document, the console)."""
 
 from collections.abc import Awaitable
 
@@ -12,12 +13,13 @@ from departments.adapters import asyncapi, signing
 from departments.adapters.handlers import decoder
 from departments.adapters.outbound import Outbound
 from departments.adapters.usecases import AdapterOps, inbox_name, updates_topic
-from departments.adapters.workers import Webhooks
+from departments.adapters.workers import CHANNEL, Webhooks, gone, switched_off
 from departments.handlers import handlers
 from departments.repository import load_tickets
 from departments.usecases.queue import Queues
 from departments.usecases.staff import Accounts
 from departments.usecases.tickets import Desk
+from services.delivery.worker import Lane, Worker
 from services.district.events import Stream
 from services.messaging.consumer import TopicConsumer
 from services.runtime.context import Context, ServiceParts
@@ -33,16 +35,24 @@ def bootstrap(ctx: Context) -> ServiceParts:
     consumer = ctx.consumer(NAME, store, handlers(out), [Stream.CASES], lock=load_tickets)
     # a configured adapter without its secret fails start-up, naming it
     keys = signing.adapter_keys(ctx.jurisdiction, ctx.settings.environment(*signing.secret_names(ctx.jurisdiction)))
-    webhooks = Webhooks(
+    urls = {unit: str(a.url) for unit, a in out.adapters.items() if a.url is not None}
+    timeout = ctx.settings.adapter_timeout
+    webhooks = Worker(
         ctx.db,
         ctx.clock,
-        {unit: str(a.url) for unit, a in out.adapters.items() if a.url is not None},
-        keys,
+        tables.deliveries,
+        {CHANNEL: Webhooks(ctx.clock, urls, keys, timeout=timeout)},
+        service=NAME,
         schedule=ctx.settings.retry_schedule,
-        timeout=ctx.settings.adapter_timeout,
+        receipt_wait=ctx.settings.delivery_receipt_wait,
+        lanes=[Lane(CHANNEL, unit) for unit in sorted(urls)],  # one department's outage delays no other's
+        lease=timeout * 2 + 10,
         interval=ctx.settings.relay_interval,
         metrics=ctx.metrics,
+        held=switched_off,
+        on_gone=gone,
     )
+    ctx.metrics.probe(webhooks.gauges)
     accounts = Accounts(ctx.db, ctx.clock, ctx.authenticator, ctx.jurisdiction)
     desk = Desk(store, ctx.jurisdiction)
     queues = Queues(store, ctx.jurisdiction, accounts)

@@ -1,5 +1,6 @@
 from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
+from services.delivery.tables import delivery_table
 from services.messaging.tables import deadletter_table, inbox_table, outbox_table
 from services.storage.db import UtcDateTime
 
@@ -80,28 +81,10 @@ contacts = Table(
     Column("contact", JSON, nullable=False),
 )
 
-# Assignments on their way to a unit's own system by webhook (departments/adapters/workers.py):
-# written with the ticket, sent after commit, in id order per case and unit, retried until dead.
-deliveries = Table(
-    "departments_deliveries",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("msg_id", String(64), nullable=False),  # the CloudEvent id and webhook-id: stable across retries
-    Column("unit_id", String(64), nullable=False),
-    Column("case_id", String(64), nullable=False),
-    Column("event_type", String(64), nullable=False),
-    Column("body", Text, nullable=False),  # the exact JSON that is signed and sent
-    Column("state", String(16), nullable=False),  # pending | delivered | dead
-    Column("attempts", Integer, nullable=False),
-    Column("next_attempt_at", UtcDateTime(), nullable=False),
-    Column("last_error", Text),
-    Column("last_status", Integer),
-    Column("created_at", UtcDateTime(), nullable=False),
-    Column("delivered_at", UtcDateTime()),
-    UniqueConstraint("msg_id", name="uq_departments_deliveries_msg_id"),
-    Index("ix_departments_deliveries_due", "unit_id", "state", "next_attempt_at"),
-    Index("ix_departments_deliveries_case", "case_id", "unit_id", "state"),
-)
+# Assignments on their way to a unit's own system by webhook: written with the ticket, sent after
+# commit by the kernel's delivery worker (services/delivery/worker.py, one lane per unit), in id
+# order per unit and case (sequence "<unit>/<case>"), retried until dead.
+deliveries = delivery_table(metadata, "departments")
 
 # A unit's adapter that its system switched off (an answer 410 Gone): its deliveries wait
 # until ops enable it again. No row: enabled.

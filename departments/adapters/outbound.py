@@ -1,7 +1,8 @@
 """What the departments consumer hands to units' own systems: each assignment, unassignment
 and reopening of a unit with an adapter becomes one CloudEvent, written in the consumer's
-transaction as a pending webhook delivery (sent after commit by departments/adapters/workers.py)
-and/or an outbox record for the unit's assignments topic (relayed like every event)."""
+transaction as a webhook delivery (sent after commit by the kernel's delivery worker, through
+departments/adapters/workers.py) and/or an outbox record for the unit's assignments topic
+(relayed like every event)."""
 
 import uuid
 from collections.abc import Callable
@@ -14,7 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from departments.adapters.messages import CloudEvent
+from departments.adapters.workers import CHANNEL
 from departments.tables import contacts, deliveries
+from services.delivery.tables import State
 from services.district.jurisdiction import Adapter, Jurisdiction
 from services.messaging.envelope import Envelope
 from services.messaging.transaction import Tx
@@ -76,15 +79,18 @@ def send(tx: Tx, out: Outbound, envelope: Envelope, unit_id: str, data: Any, at:
         batch.rows.append(
             {
                 "msg_id": msg_id,
-                "unit_id": unit_id,
+                "channel": CHANNEL,
+                "destination": unit_id,
                 "case_id": envelope.subject,
-                "event_type": envelope.type,
+                "sequence": f"{unit_id}/{envelope.subject}",  # a case's messages to a unit go out in order
+                "kind": envelope.type,
                 "body": payload.decode(),
-                "state": "pending",
+                "state": State.CREATED,
                 "attempts": 0,
                 "next_attempt_at": at + timedelta(seconds=out.first_delay),
-                "last_error": None,
+                "reason": None,
                 "last_status": None,
+                "provider_ref": None,
                 "created_at": at,
                 "delivered_at": None,
             }

@@ -12,23 +12,27 @@ transaction as the actions, under one consumer name per unit for both ways in. A
 (its evidence, then the resolution) are one transaction: a retry after a crash finds all of it
 applied or none.
 
-Ops: the deliveries (pending, delivered, dead) with their last error, putting dead ones back,
-and switching on again an adapter its system switched off (410). The same `AdapterOps` serves
-the ops endpoints and `gridcall adapter`."""
+Ops: the deliveries (the kernel's, services/delivery/ops.py, shown as pending, delivered or
+dead) with their last error, putting dead ones back, and switching on again an adapter its
+system switched off (410). The same `AdapterOps` serves the ops endpoints and `gridcall adapter`."""
 
 import hashlib
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 
 from departments.adapters.messages import Update, UpdateType
 from departments.adapters.schemas import AdapterState, Deliveries, Delivery, State
+from departments.adapters.workers import CHANNEL
 from departments.domain import NotYourTicket, TicketConflict, TicketNotFound
 from departments.tables import adapters, deliveries, tickets
 from departments.usecases import queue
 from departments.usecases.tickets import Desk, Step
+from services.delivery.ops import DeliveryOps, Filters, NotRedrivable
+from services.delivery.tables import State as DeliveryState
 from services.district.clock import Clock
 from services.district.errors import Conflict, Invalid, NotFound
 from services.district.events import NoteVisibility
@@ -130,53 +134,60 @@ async def view(desk: Desk, unit_id: str, ticket_id: str, who: Principal, now: da
         return (await queue.views(s, [row], who, now))[0]
 
 
+# The adapters' ops speak of pending, delivered and dead (docs/adapters.md): the kernel's states in those words.
+SHOWN: dict[str, State] = {
+    DeliveryState.CREATED: "pending",
+    DeliveryState.SENDING: "pending",
+    DeliveryState.TEMPORARY_FAILURE: "pending",
+    DeliveryState.DELIVERED: "delivered",
+    DeliveryState.DEAD: "dead",
+    DeliveryState.PERMANENT_FAILURE: "dead",
+}
+STATES = {shown: {DeliveryState(s) for s, w in SHOWN.items() if w == shown} for shown in set(SHOWN.values())}
+
+
 def _delivery(row: Any) -> Delivery:
-    found = Delivery.model_validate(row, from_attributes=True)
-    return found if found.state == "pending" else found.model_copy(update={"next_attempt_at": None})
+    state = SHOWN[row.state]
+    return Delivery(
+        id=row.id,
+        msg_id=row.msg_id,
+        unit_id=row.destination,
+        case_id=row.case_id,
+        event_type=row.kind,
+        state=state,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at if state == "pending" else None,
+        last_status=row.last_status,
+        last_error=row.reason,
+        created_at=row.created_at,
+        delivered_at=row.delivered_at,
+    )
 
 
 class AdapterOps:
     def __init__(self, db: Database, clock: Clock, jurisdiction: Jurisdiction) -> None:
         self.db = db
-        self.clock = clock
+        self.ops = DeliveryOps(db, clock, deliveries)
         self.units = {u.id: u.adapter for u in jurisdiction.units if u.adapter is not None}
 
     async def deliveries(self, state: State | None = None, unit: str | None = None, limit: int = 500) -> Deliveries:
-        query = select(deliveries).order_by(deliveries.c.id).limit(limit)
-        if state is not None:
-            query = query.where(deliveries.c.state == state)
-        if unit is not None:
-            query = query.where(deliveries.c.unit_id == unit)
-        async with self.db.sessions() as s:
-            found = [_delivery(r) for r in (await s.execute(query)).all()]
+        chosen = Filters(STATES[state] if state is not None else None, channel=CHANNEL, destination=unit)
+        found = [_delivery(r) for r in (await self.ops.listing(chosen, limit=limit)).rows]
         return Deliveries(count=len(found), deliveries=found)
 
     async def redrive(self, delivery_id: int) -> Delivery:
         """A dead delivery goes back to pending with its attempts reset; it is sent once more,
         after any earlier pending delivery of its case."""
-        async with self.db.transaction() as s:
-            row = (
-                await s.execute(select(deliveries).where(deliveries.c.id == delivery_id).with_for_update())
-            ).one_or_none()
-            if row is None:
-                raise NotFound("no such delivery")
-            if row.state != "dead":
-                raise Conflict(f"the delivery is {row.state}; only a dead one can be re-driven")
-            await s.execute(self._back_to_pending().where(deliveries.c.id == delivery_id))
-            row = (await s.execute(select(deliveries).where(deliveries.c.id == delivery_id))).one()
-        return _delivery(row)
+        try:
+            return _delivery(await self.ops.redrive(delivery_id))
+        except NotRedrivable as exc:
+            raise Conflict(f"the delivery is {SHOWN[exc.state]}; only a dead one can be re-driven") from None
 
     async def redrive_unit(self, unit: str | None) -> int:
         """Every dead delivery of a unit (of every unit: None) back to pending."""
-        statement = self._back_to_pending().where(deliveries.c.state == "dead")
         if unit is not None:
             self._known(unit)
-            statement = statement.where(deliveries.c.unit_id == unit)
-        async with self.db.transaction() as s:
-            return len((await s.execute(statement.returning(deliveries.c.id))).all())
-
-    def _back_to_pending(self) -> Any:
-        return update(deliveries).values(state="pending", attempts=0, next_attempt_at=self.clock.now())
+        return await self.ops.redrive_all(Filters(channel=CHANNEL, destination=unit))
 
     def _known(self, unit: str) -> None:
         if unit not in self.units:
@@ -191,14 +202,10 @@ class AdapterOps:
     async def adapters(self) -> list[AdapterState]:
         async with self.db.sessions() as s:
             off = {r.unit_id: r for r in (await s.execute(select(adapters))).all()}
-            counts = (
-                await s.execute(
-                    select(deliveries.c.unit_id, deliveries.c.state, func.count())
-                    .where(deliveries.c.state != "delivered")
-                    .group_by(deliveries.c.unit_id, deliveries.c.state)
-                )
-            ).all()
-        count = {(u, state): n for u, state, n in counts}
+        waiting = Filters(STATES["pending"] | STATES["dead"], channel=CHANNEL)
+        count: Counter[tuple[str, State]] = Counter()
+        for (unit, state), n in (await self.ops.counts(waiting, per=("destination", "state"))).items():
+            count[unit, SHOWN[state]] += n
         return [
             AdapterState(
                 unit_id=u,
@@ -207,8 +214,8 @@ class AdapterOps:
                 enabled=u not in off,
                 disabled_at=off[u].disabled_at if u in off else None,
                 disabled_because=off[u].disabled_because if u in off else None,
-                pending=count.get((u, "pending"), 0),
-                dead=count.get((u, "dead"), 0),
+                pending=count[u, "pending"],
+                dead=count[u, "dead"],
             )
             for u, a in sorted(self.units.items())
         ]

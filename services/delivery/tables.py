@@ -30,6 +30,8 @@ class State(StrEnum):
 
 FINISHED = frozenset({State.DELIVERED, State.PERMANENT_FAILURE, State.SUPPRESSED})  # nothing more will happen
 REDRIVABLE = frozenset({State.DEAD, State.PERMANENT_FAILURE})
+# A row in one of these holds the later rows of its sequence back (a dead one until it is re-driven).
+UNFINISHED = frozenset({State.CREATED, State.SENDING, State.TEMPORARY_FAILURE, State.DEAD})
 
 
 def delivery_table(metadata: MetaData, prefix: str) -> Table:
@@ -61,4 +63,5 @@ def delivery_table(metadata: MetaData, prefix: str) -> Table:
         Index(f"ix_{prefix}_deliveries_due", "state", "next_attempt_at"),
         Index(f"ix_{prefix}_deliveries_sequence", "sequence", "id"),
         Index(f"ix_{prefix}_deliveries_case", "case_id"),
+        Index(f"ix_{prefix}_deliveries_provider_ref", "provider_ref"),  # a receipt names the provider's id
     )

@@ -4,7 +4,7 @@ A registry per `Metrics` rather than prometheus_client's global one, so that sev
 one process (tests, embedded mode built twice) never register a name twice. Counters on the
 hot paths (consumer batches, relay rounds) are added per batch and per distinct label set,
 with the labelled child looked up once and kept. Gauges that need the database (outbox
-backlog, timers, dead letters) are read by probes when Prometheus scrapes, not by the loops.
+backlog, timers, deliveries per state, dead letters) are read by probes when Prometheus scrapes, not by the loops.
 """
 
 import asyncio
@@ -77,6 +77,12 @@ class Metrics:
             "gridcall_deliveries",
             "delivery attempts by channel and outcome",
             ["service", "channel", "outcome"],
+            registry=r,
+        )
+        self.delivery_states = Gauge(
+            "gridcall_deliveries_in_state",
+            "deliveries per state, read on each scrape (delivered and suppressed ones are left out: they only grow)",
+            ["service", "channel", "state"],
             registry=r,
         )
         self.deadletters = Gauge("gridcall_deadletters", "records parked, per consumer", ["consumer"], registry=r)

@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from services.web.ratelimit import parse_rule
@@ -25,7 +25,7 @@ DATA_DIR = Path(__file__).parents[1] / "district" / "data"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GRIDCALL_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="GRIDCALL_", extra="ignore", validate_by_name=True)
 
     env: Literal["dev", "test", "prod"] = "dev"
     var_dir: Path = Path("var")
@@ -68,13 +68,18 @@ class Settings(BaseSettings):
     )
     notifier_webhook_url: str | None = None
     notifier_timeout: float = Field(5.0, gt=0, le=300, description="seconds the notifier's webhook may take to answer")
-    notifier_attempts: int = Field(
-        8, ge=1, description="times the notifier tries a delivery over a channel before it gives it up (failed)"
-    )
-    adapter_retry_schedule: str = Field(
+    delivery_retry_schedule: str = Field(
         "0s,5s,5m,30m,2h,5h,10h,10h",
-        description="when a department's webhook delivery is attempted: the delay before each attempt, "
-        "comma-separated with a unit (ms, s, m, h); after the last one a delivery is dead",
+        # GRIDCALL_ADAPTER_RETRY_SCHEDULE: its name while only the department adapters had a schedule
+        validation_alias=AliasChoices("GRIDCALL_DELIVERY_RETRY_SCHEDULE", "GRIDCALL_ADAPTER_RETRY_SCHEDULE"),
+        description="when an outbound delivery (a department's webhook, a notification) is attempted: the delay "
+        "before each attempt, comma-separated with a unit (ms, s, m, h); after the last one a delivery is dead",
+    )
+    delivery_receipt_wait: float = Field(
+        600,
+        gt=0,
+        description="seconds a delivery whose provider accepted it (or that got no answer) waits for its receipt; "
+        "then it is sent again where the receiver deduplicates, else dead as unknown",
     )
     adapter_timeout: float = Field(10.0, gt=0, le=300, description="seconds a department's webhook may take to answer")
     rate_limit: str = Field("120/minute", description="per client (API key or IP) on residents' endpoints")
@@ -196,7 +201,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return url or None
 
-    @field_validator("adapter_retry_schedule")
+    @field_validator("delivery_retry_schedule")
     @classmethod
     def _schedule(cls, schedule: str) -> str:
         parse_schedule(schedule)
@@ -246,7 +251,7 @@ class Settings(BaseSettings):
 
     @property
     def retry_schedule(self) -> list[float]:
-        return parse_schedule(self.adapter_retry_schedule)
+        return parse_schedule(self.delivery_retry_schedule)
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -1,8 +1,8 @@
 """The departments consumer with adapters, on SQLite and PostgreSQL: an assignment, an
 unassignment and a reopening of a unit with an adapter become one CloudEvent each, as a
-pending webhook delivery and as an outbox record for the unit's assignments topic, in the
-consumer's transaction; the contact only for a unit configured to receive it; a redelivered
-batch makes no second message."""
+webhook delivery (created, in the unit's and case's sequence) and as an outbox record for the
+unit's assignments topic, in the consumer's transaction; the contact only for a unit
+configured to receive it; a redelivered batch makes no second message."""
 
 import json
 import uuid
@@ -60,8 +60,9 @@ async def test_messages_in_the_consumers_transaction_once(ctx):
         topic = f"{ctx.settings.topic_prefix}.dept.U-G11.assignments"
         published = (await s.execute(select(outbox).where(outbox.c.topic == topic, outbox.c.key == case))).all()
     types = ["gridcall.case.assigned", "gridcall.case.unassigned", "gridcall.case.reopened"]
-    assert [r.event_type for r in rows] == types
-    assert all((r.state, r.attempts, r.unit_id) == ("pending", 0, "U-G11") for r in rows)
+    assert [r.kind for r in rows] == types
+    assert all((r.state, r.attempts, r.channel, r.destination) == ("created", 0, "webhook", "U-G11") for r in rows)
+    assert {r.sequence for r in rows} == {f"U-G11/{case}"}  # in order, per unit and case
     assert [json.loads(p.payload)["type"] for p in published] == types
     assert [p.payload.decode() for p in published] == [r.body for r in rows]  # one message, two faces
     first = json.loads(rows[0].body)
