@@ -23,6 +23,9 @@ class Contact(BaseModel):
     email: str | None = Field(
         None, max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
     )
+    language: Literal["zh-CN", "en"] | None = Field(
+        None, description="the language of the messages the resident gets by email or SMS: zh-CN (the default) or en"
+    )
 
 
 LOCATION_TYPES = {"lat": "number", "lon": "number", "address": "string", "grid_id": "string"}

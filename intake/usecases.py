@@ -45,6 +45,7 @@ from services.district.events import (
     CaseCancelRequested,
     CaseContactGiven,
     CaseDuplicateReported,
+    CaseFollowed,
     CaseReported,
     CaseSatisfactionAnswered,
     Event,
@@ -170,7 +171,7 @@ class _Batch:
     def _open(self, filing: Filing, token: str) -> tuple[str, str]:
         case_id = str(uuid.uuid4())
         report, place = filing.report, filing.place
-        self._report_row(filing, case_id, token, linked=False)
+        report_id = self._report_row(filing, case_id, token, linked=False)
         self.new_views[case_id] = {
             "case_id": case_id,
             "status": CaseStatus.RECEIVED.value,
@@ -198,6 +199,7 @@ class _Batch:
         )
         if contact := call_back(report.contact):
             self.events.append(CaseContactGiven(case_id=case_id, contact=contact))
+        self._follow(case_id, report_id, report.contact, token, joined=False)
         return case_id, CaseStatus.RECEIVED.value
 
     def _join(self, filing: Filing, same: OpenCase, token: str) -> tuple[str, str]:
@@ -207,16 +209,33 @@ class _Batch:
             self.new_views[same.case_id]["reporters"] = same.reporters
         else:
             self.joined_views[same.case_id] = same.reporters
-        self._report_row(filing, same.case_id, token, linked=True)
+        report_id = self._report_row(filing, same.case_id, token, linked=True)
         self._timeline(same.case_id, "reported_again", {"reporters": same.reporters})
         self.events.append(CaseDuplicateReported(case_id=same.case_id, reporters=same.reporters))
+        self._follow(same.case_id, report_id, filing.report.contact, token, joined=True)
         return same.case_id, same.status
 
-    def _report_row(self, filing: Filing, case_id: str, token: str, *, linked: bool) -> None:
+    def _follow(self, case_id: str, report_id: str, contact: dict[str, Any] | None, token: str, joined: bool) -> None:
+        """A resident who can be reached follows the case (the notifier tells them what happens)."""
+        if contact and (contact.get("email") or contact.get("phone")):
+            self.events.append(
+                CaseFollowed(
+                    case_id=case_id,
+                    report_id=report_id,
+                    email=contact.get("email"),
+                    phone=contact.get("phone"),
+                    language=contact.get("language") or "zh-CN",
+                    tracking_token=token,
+                    joined=joined,
+                )
+            )
+
+    def _report_row(self, filing: Filing, case_id: str, token: str, *, linked: bool) -> str:
         report, place = filing.report, filing.place
+        report_id = str(uuid.uuid4())
         self.report_rows.append(
             {
-                "report_id": str(uuid.uuid4()),
+                "report_id": report_id,
                 "case_id": case_id,
                 "linked": linked,
                 "category": filing.category,
@@ -234,6 +253,7 @@ class _Batch:
                 "created_at": self.now,
             }
         )
+        return report_id
 
     def _timeline(self, case_id: str, kind: str, details: dict[str, Any]) -> None:
         self.timeline_rows.append({"case_id": case_id, "at": self.now, "type": kind, "details": details})

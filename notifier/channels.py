@@ -32,15 +32,15 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import aiosmtplib
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from departments.adapters.retries import retry_after
 from services.delivery import signing
+from services.delivery.retries import retry_after
 from services.delivery.sender import Item, Outcome, Result, Sender
 from services.district.clock import Clock
 from services.district.text import describe as describe_char
@@ -699,37 +699,3 @@ def configured(settings: Settings, clock: Clock) -> dict[str, Sender]:
             settings.notifier_webhook_url, key, clock=clock, timeout=settings.notifier_timeout
         )
     return found
-
-
-# --- the notifier's delivery before services/delivery (integrator: delete with notifier/workers.py) ---
-# Kept only so that the rest of today's notifier (bootstrap, handlers, repository, workers) runs
-# until it moves onto services/delivery and the senders above.
-
-
-class Channel(Protocol):
-    name: str
-
-    async def send(self, notification: dict[str, Any]) -> None: ...
-
-
-class LogChannel:
-    name = "log"
-
-    async def send(self, notification: dict[str, Any]) -> None:
-        log.info(
-            "notify %s %s [%s] %s",
-            *(printable(notification[k]) for k in ("audience", "recipient", "kind", "message")),
-            extra={"service": "notifier", "case_id": notification.get("case_id")},
-        )
-
-
-class WebhookChannel:
-    name = "webhook"
-
-    def __init__(self, url: str, client: httpx.AsyncClient | None = None, *, timeout: float = 5.0) -> None:
-        self.url = url
-        self.client = client or httpx.AsyncClient(timeout=timeout)
-
-    async def send(self, notification: dict[str, Any]) -> None:
-        response = await self.client.post(self.url, json=notification)
-        response.raise_for_status()

@@ -1,17 +1,20 @@
-"""The notifier's consumer: lifecycle events of the cases topic become notifications for
-residents, staff and ops, recorded with one pending delivery per channel in the event's own
-transaction (`Notices`, notifier/repository.py); the delivery worker sends them after commit."""
+"""The notifier's consumer: each lifecycle event of the cases topic is recorded as the
+notifications it makes for residents, staff and ops, with their deliveries, in the event's
+own transaction (`Notices`, notifier/repository.py); the delivery worker sends them after
+commit."""
 
-from collections.abc import Sequence
 from functools import partial
 
-from notifier.channels import Channel
-from notifier.domain import drafts_for
-from notifier.repository import Notices
+from notifier.repository import Notices, Telling
 from services.district.events import (
     CaseAssigned,
+    CaseClaimed,
+    CaseClosed,
     CaseEscalated,
+    CaseFollowed,
+    CaseNoted,
     CaseReopened,
+    CaseReported,
     CaseResolved,
     CaseSlaBreached,
     CaseSlaWarning,
@@ -21,18 +24,25 @@ from services.messaging.consumer import Handler
 from services.messaging.envelope import Envelope
 from services.messaging.transaction import Tx
 
+TOLD = (
+    CaseReported,
+    CaseFollowed,
+    CaseAssigned,
+    CaseClaimed,
+    CaseNoted,
+    CaseResolved,
+    CaseClosed,
+    CaseReopened,
+    CaseEscalated,
+    CaseSlaWarning,
+    CaseSlaBreached,
+)
 
-def handlers(channels: Sequence[Channel]) -> dict[type[Event], Handler]:
+
+def handlers(telling: Telling) -> dict[type[Event], Handler]:
     async def record(tx: Tx, envelope: Envelope, event: Event) -> None:
-        """Lifecycle events become notifications for residents, staff and ops."""
-        notices = tx.pending(Notices, partial(Notices, tx.session, channels), Notices.write)
-        notices.add(event.case_id, drafts_for(event), tx.store.clock.now())
+        """What the event tells whom, recorded with the batch's other events."""
+        notices = tx.pending(Notices, partial(Notices, tx.session, telling, tx.store.clock.now()), Notices.write)
+        await notices.record(envelope.id, event, envelope.time)
 
-    return {
-        CaseAssigned: record,
-        CaseEscalated: record,
-        CaseResolved: record,
-        CaseReopened: record,
-        CaseSlaWarning: record,
-        CaseSlaBreached: record,
-    }
+    return dict.fromkeys(TOLD, record)

@@ -1,11 +1,12 @@
-"""The notifier's ops API in types: a case's notifications, each with its deliveries."""
+"""The notifier's API in types: a case's notifications with their deliveries, and the ops
+listing of deliveries."""
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from notifier.domain import Audience
+from notifier.messages import Audience
+from services.delivery.tables import State
 
 
 class Delivery(BaseModel):
@@ -13,17 +14,47 @@ class Delivery(BaseModel):
     # departments' Delivery by module, as notifier__api__Delivery.
     __module__ = "notifier.api"
 
-    channel: str = Field(description="e.g. log, webhook")
-    status: Literal["pending", "delivered", "failed"] = Field(description="failed: given up after the last retry")
+    id: int
+    channel: str = Field(description="email, sms, webhook or log")
+    destination: str = Field(description="the email address or phone number; webhook or log")
+    state: State
     attempts: int
+    reason: str | None = Field(description="the last error, or why it is held or was suppressed")
 
 
 class Notification(BaseModel):
     id: int
-    case_id: str
+    case_id: str | None = Field(description="none for a unit's digest of new tickets")
     audience: Audience
-    recipient: str = Field(description="case:<id> for the resident, unit:<id> for staff, ops")
-    kind: str = Field(description="what happened, e.g. case.assigned, ticket.new, case.sla_breached")
+    recipient: str = Field(
+        description="follower:<report id> (a resident), case:<id> (a case nobody follows), unit:<id>, ops"
+    )
+    kind: str = Field(description="what happened, e.g. case.assigned, ticket.new, ops.supervision")
+    language: str
+    subject: str
     message: str
     created_at: datetime
-    deliveries: list[Delivery] = Field(description="one per channel")
+    deliveries: list[Delivery] = Field(description="one per channel that reaches the recipient")
+
+
+class NotificationDelivery(BaseModel):
+    """One delivery as ops see it."""
+
+    id: int
+    msg_id: str = Field(description="the message's id: webhook-id, Message-ID, the SMS out-id")
+    channel: str
+    destination: str
+    case_id: str | None
+    kind: str
+    state: State
+    attempts: int
+    next_attempt_at: datetime | None = Field(description="when it is tried next, while it waits")
+    reason: str | None
+    last_status: int | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryPage(BaseModel):
+    deliveries: list[NotificationDelivery]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; none at the end")

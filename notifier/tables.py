@@ -1,5 +1,6 @@
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
+from services.delivery.tables import delivery_table
 from services.messaging.tables import deadletter_table, inbox_table, outbox_table
 from services.storage.db import UtcDateTime
 
@@ -7,30 +8,66 @@ metadata = MetaData()
 
 _id = BigInteger().with_variant(Integer, "sqlite")
 
+# What the notifier keeps of a case to word later messages.
+cases = Table(
+    "notifier_cases",
+    metadata,
+    Column("case_id", String(64), primary_key=True),
+    Column("category", String(64)),
+    Column("grid_id", String(64)),
+    Column("priority", String(16), nullable=False),
+    Column("lead_unit_id", String(64)),
+)
+
+# The residents who follow a case (the reporter and those whose reports joined it), with where
+# they hear of it. Only the tracking token's hash is kept: with the token a resident proves who
+# they are to stop the messages.
+followers = Table(
+    "notifier_followers",
+    metadata,
+    Column("report_id", String(64), primary_key=True),
+    Column("case_id", String(64), nullable=False, index=True),
+    Column("email", String(254)),
+    Column("phone", String(32)),
+    Column("language", String(8), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("unsubscribed_at", UtcDateTime()),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# What was told to whom: one row per (event, recipient), in the recipient's language; its
+# deliveries (one per channel) carry its key as their `ref`.
 notifications = Table(
     "notifier_notifications",
     metadata,
     Column("id", _id, primary_key=True, autoincrement=True),
-    Column("case_id", String(64), nullable=False, index=True),
+    Column("key", String(64), nullable=False),
+    Column("case_id", String(64), index=True),  # none for a unit's digest
     Column("audience", String(16), nullable=False),
     Column("recipient", String(100), nullable=False),
     Column("kind", String(64), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("subject", Text, nullable=False),
     Column("message", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("key", name="uq_notifier_notifications_key"),
 )
 
-deliveries = Table(
-    "notifier_deliveries",
+deliveries = delivery_table(metadata, "notifier")
+
+# New tickets waiting for their unit's digest; `digest_key` is set when the digest is made.
+digest_items = Table(
+    "notifier_digest_items",
     metadata,
     Column("id", _id, primary_key=True, autoincrement=True),
-    Column("notification_id", _id, ForeignKey("notifier_notifications.id"), nullable=False),
-    Column("channel", String(32), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", UtcDateTime(), nullable=False),
-    Column("last_error", Text),
-    Column("delivered_at", UtcDateTime()),
-    Index("ix_notifier_deliveries_due", "status", "next_attempt_at"),
+    Column("unit_id", String(64), nullable=False),
+    Column("case_id", String(64), nullable=False),
+    Column("facts", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("key", String(64), nullable=False),  # the notice's: a redelivered event adds nothing
+    Column("digest_key", String(64)),
+    UniqueConstraint("key", name="uq_notifier_digest_items_key"),
+    Index("ix_notifier_digest_items_waiting", "unit_id", "digest_key"),
 )
 
 outbox = outbox_table(metadata, "notifier")

@@ -1,105 +1,86 @@
-"""The notifier's background loop: the delivery worker, which sends the pending deliveries the
-handlers recorded, after their commit, and retries failures with exponential backoff until the
-attempt limit (`GRIDCALL_NOTIFIER_ATTEMPTS`); `SKIP LOCKED` lets replicas share the work."""
+"""The notifier's own background loop: units' digests. (Sending is the kernel's one delivery
+worker, services/delivery/worker.py, wired in bootstrap.py.)
 
-import asyncio
-import logging
-from collections.abc import Sequence
-from typing import Any
+A unit whose `notify:` block sets `digest_minutes` gets its new tickets (not emergencies) as
+one message per that many minutes: the digest is made when its oldest waiting ticket has
+waited that long, in one transaction that records the notification, its deliveries, and marks
+the tickets it lists; `SKIP LOCKED` lets replicas share the units."""
 
-from sqlalchemy import select, update
+from datetime import datetime, timedelta
 
-from notifier.channels import Channel
-from notifier.domain import retry_delay
-from notifier.tables import deliveries, notifications
-from services.district.text import printable
-from services.messaging.transaction import Store
+from sqlalchemy import func, select, update
+
+from notifier.messages import Audience, Channel, Facts, Kind
+from notifier.repository import Notices, Recipient, Telling, derived, digest_item
+from notifier.tables import digest_items
+from services.district.clock import Clock
 from services.runtime.lifecycle import Stop
-from services.runtime.settings import Settings
-from services.storage.bulk import among, update_rows
-
-log = logging.getLogger(__name__)
-# For callers without settings (tests); bootstrap passes the setting's value.
-ATTEMPTS: int = Settings.model_fields["notifier_attempts"].default
+from services.storage.db import Database
 
 
-async def deliver_due(store: Store, channels: Sequence[Channel], *, batch: int = 200, attempts: int = ATTEMPTS) -> int:
-    """Send the deliveries due now, up to `batch` of them at once (concurrently: a slow
-    webhook holds up the batch by its own time, not by its time per notification), and
-    record the outcomes in one statement per outcome; a delivery failed `attempts` times is
-    given up."""
-    by_name = {c.name: c for c in channels}
-    now = store.clock.now()
-    async with store.db.transaction() as s:
-        due = (
-            await s.execute(
-                select(deliveries, notifications)
-                .join(notifications, notifications.c.id == deliveries.c.notification_id)
-                .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
-                .order_by(deliveries.c.next_attempt_at)
-                .limit(batch)
-                .with_for_update(of=deliveries, skip_locked=True)
-            )
-        ).all()
-        outcomes = await asyncio.gather(
-            *(by_name[row.channel].send(_message(row)) for row in due), return_exceptions=True
-        )
-        delivered = [row.id for row, outcome in zip(due, outcomes, strict=True) if outcome is None]
-        failed: list[dict[str, Any]] = []
-        for row, outcome in zip(due, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                log.warning("delivery %s over %s failed: %s", row.id, row.channel, printable(outcome))
-                tried = row.attempts + 1
-                failed.append(
-                    {
-                        "id": row.id,
-                        "status": "failed" if tried >= attempts else "pending",
-                        "attempts": tried,
-                        "last_error": str(outcome)[:2000],
-                        "next_attempt_at": now + retry_delay(tried),
-                    }
+class Digests:
+    def __init__(self, db: Database, clock: Clock, telling: Telling, *, interval: float) -> None:
+        self.db = db
+        self.clock = clock
+        self.telling = telling
+        self.interval = interval
+        self.every = {
+            unit_id: timedelta(minutes=n.digest_minutes)
+            for unit_id, n in telling.outlets.units.items()
+            if n.digest_minutes
+        }
+
+    async def run(self, stop: Stop) -> None:
+        while not stop:
+            if await self.make_due() == 0:
+                await stop.sleep(self.interval)
+
+    async def make_due(self) -> int:
+        """Make every digest that is due now; how many were made."""
+        if not self.every:
+            return 0
+        now = self.clock.now()
+        async with self.db.sessions() as s:
+            waiting = (
+                await s.execute(
+                    select(digest_items.c.unit_id, func.min(digest_items.c.created_at))
+                    .where(digest_items.c.digest_key.is_(None))
+                    .group_by(digest_items.c.unit_id)
                 )
-            elif isinstance(outcome, BaseException):
-                raise outcome  # a cancellation: the transaction rolls back, nothing is marked
-        if delivered:
-            await s.execute(
-                update(deliveries)
-                .where(among(s, deliveries.c.id, delivered))
-                .values(status="delivered", attempts=deliveries.c.attempts + 1, delivered_at=now)
+            ).all()
+        made = 0
+        for unit_id, oldest in waiting:
+            if unit_id in self.every and oldest + self.every[unit_id] <= now:
+                made += await self._make(unit_id, now)
+        return made
+
+    async def _make(self, unit_id: str, now: datetime) -> int:
+        async with self.db.transaction() as s:
+            items = (
+                await s.execute(
+                    select(digest_items)
+                    .where(digest_items.c.unit_id == unit_id, digest_items.c.digest_key.is_(None))
+                    .order_by(digest_items.c.id)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not items:
+                return 0
+            key = derived("digest", unit_id, items[0].key)
+            notices = Notices(s, self.telling, now)
+            facts = Facts(
+                kind=Kind.DIGEST,
+                audience=Audience.STAFF,
+                case_id="",
+                unit=self.telling.names.unit(unit_id),
+                items=tuple(digest_item(i.facts) for i in items),
             )
-        await update_rows(s, deliveries, "id", failed)
-    m = store.metrics
-    m.tally(
-        m.deliveries,
-        (
-            ("notifier", row.channel, _outcome(outcome, row.attempts, attempts))
-            for row, outcome in zip(due, outcomes, strict=True)
-        ),
-    )
-    return len(due)
-
-
-def _outcome(outcome: object, before: int, attempts: int) -> str:
-    """What an attempt made of a delivery tried `before` times already."""
-    if outcome is None:
-        return "delivered"
-    return "dead" if before + 1 >= attempts else "retry"
-
-
-def _message(row: Any) -> dict[str, Any]:
-    return {
-        "case_id": row.case_id,
-        "audience": row.audience,
-        "recipient": row.recipient,
-        "kind": row.kind,
-        "message": row.message,
-        "created_at": row.created_at.isoformat(),
-    }
-
-
-async def delivery_loop(
-    stop: Stop, store: Store, channels: Sequence[Channel], *, interval: float, attempts: int = ATTEMPTS
-) -> None:
-    while not stop:
-        if await deliver_due(store, channels, attempts=attempts) == 0:
-            await stop.sleep(interval)
+            notify = self.telling.outlets.units[unit_id]
+            addresses = tuple((c, a) for c, a in ((Channel.EMAIL, notify.email), (Channel.SMS, notify.phone)) if a)
+            recipient = Recipient(f"unit:{unit_id}", Audience.STAFF, "zh-CN", addresses)
+            notices.notify(key, None, recipient, facts, urgent=False)
+            await notices.write()
+            await s.execute(
+                update(digest_items).where(digest_items.c.id.in_([i.id for i in items])).values(digest_key=key)
+            )
+        return 1

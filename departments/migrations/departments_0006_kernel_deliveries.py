@@ -33,6 +33,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('channel', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('sequence', sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column('provider_ref', sa.String(length=128), nullable=True))
+        batch_op.add_column(sa.Column('ref', sa.String(length=64), nullable=True))
     op.execute(
         "UPDATE departments_deliveries SET channel = 'webhook', sequence = destination || '/' || case_id, "
         "state = CASE state WHEN 'pending' THEN 'created' ELSE state END"
@@ -55,6 +56,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_departments_deliveries_case')
         batch_op.drop_index('ix_departments_deliveries_sequence')
         batch_op.drop_index('ix_departments_deliveries_due')
+        batch_op.drop_column('ref')
         batch_op.drop_column('provider_ref')
         batch_op.drop_column('sequence')
         batch_op.drop_column('channel')

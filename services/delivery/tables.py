@@ -57,6 +57,7 @@ def delivery_table(metadata: MetaData, prefix: str) -> Table:
         Column("reason", Text),  # the last error, or why it is held or suppressed
         Column("last_status", Integer),  # the receiver's last answer (HTTP or SMTP code)
         Column("provider_ref", String(128)),  # the provider's id for it (an SMS gateway's BizId)
+        Column("ref", String(64)),  # the service's own record it belongs to (the notifier's notification)
         Column("created_at", UtcDateTime(), nullable=False),
         Column("delivered_at", UtcDateTime()),
         UniqueConstraint("msg_id", name=f"uq_{prefix}_deliveries_msg_id"),

@@ -130,6 +130,22 @@ class CaseContactGiven(Event):
     contact: dict[str, str]
 
 
+class CaseFollowed(Event):
+    """A resident who left an email address or a phone number follows the case: the notifier
+    tells them what happens to it, in their language. Only the notifier handles it. It carries
+    the report's tracking token for the link in the first message (the notifier keeps only its
+    hash: with it the resident proves who they are to stop the messages)."""
+
+    type = "gridcall.case.followed"
+    stream = Stream.CASES
+    report_id: str
+    email: str | None = None
+    phone: str | None = None
+    language: str = "zh-CN"
+    tracking_token: str
+    joined: bool = Field(False, description="the report joined an open case reported close by")
+
+
 class CaseDuplicateReported(Event):
     """Another resident reported the same problem; their report joined this case."""
 

@@ -81,12 +81,27 @@ class Adapter(_Frozen):
         return self
 
 
+EMAIL = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
+PHONE = r"^\+?[0-9][0-9 -]{5,19}$"
+
+
+class Notify(_Frozen):
+    """Where a unit's staff hear of its tickets (its duty address) and how: one message per new
+    ticket, or with `digest_minutes` one message per that many minutes listing them (warnings,
+    breaches and emergencies still go at once)."""
+
+    email: str | None = Field(None, max_length=254, pattern=EMAIL)
+    phone: str | None = Field(None, pattern=PHONE)
+    digest_minutes: int | None = Field(None, ge=1, le=24 * 60)
+
+
 class Unit(_Frozen):
     id: str
     name: Name
     name_zh: Name
     kind: UnitKind
     adapter: Adapter | None = None
+    notify: Notify | None = None
 
 
 class Street(_Frozen):

@@ -123,6 +123,35 @@ class Calendar(BaseModel):
         raise ValueError("the calendar has no working time in the next ten years")
 
 
+class QuietHours(BaseModel):
+    """When residents are not disturbed: a message that is not urgent, falling due in these
+    hours (local time), is held until they end; never dropped. `start` after `end` spans midnight."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    start: time = time(22, 0)
+    end: time = time(7, 0)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.start == self.end:
+            raise ValueError("quiet_hours: start and end are the same time; leave quiet_hours out for none")
+        return self
+
+    def until(self, at: datetime, zone: ZoneInfo) -> datetime | None:
+        """When the quiet hours around `at` end (in `at`'s time zone), or None if `at` is not in them."""
+        local = at.astimezone(zone)
+        now = local.timetz().replace(tzinfo=None)
+        if self.start < self.end:
+            inside = self.start <= now < self.end
+            ends = local.date()
+        else:
+            inside = now >= self.start or now < self.end
+            ends = local.date() + timedelta(days=1) if now >= self.start else local.date()
+        if not inside:
+            return None
+        return datetime.combine(ends, self.end, zone).astimezone(at.tzinfo)
+
+
 class TierSla(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     response: LimitField
@@ -278,6 +307,9 @@ class Policy(BaseModel):
     max_returns: int = Field(2, ge=0, description="returns after which a case goes straight to the street tier")
     supervision_repeat: LimitField = Field(description="how often a supervised case alerts again")
     satisfaction_window: LimitField = Field(description="how long a resident may answer the satisfaction visit")
+    quiet_hours: QuietHours | None = Field(
+        None, description="local hours in which residents' messages that are not urgent are held (none: never held)"
+    )
     duplicates: DuplicatePolicy
     emergency_start_tier: Tier = Tier.COMMUNITY
     household_flags: dict[str, Priority] = Field(

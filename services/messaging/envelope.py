@@ -19,6 +19,7 @@ from services.district.events import (
     CaseContactGiven,
     CaseDuplicateReported,
     CaseEscalated,
+    CaseFollowed,
     CaseHandlerReported,
     CaseNoted,
     CaseReopened,
@@ -52,6 +53,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         CaseReported,
         CaseContactGiven,
+        CaseFollowed,
         CaseSatisfactionAnswered,
         CaseDuplicateReported,
         CaseCancelRequested,

@@ -43,6 +43,7 @@ async def supervise(name: str, loop: Callable[[Stop], Awaitable[None]], stop: St
 def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.gather(*(check() for p in parts for check in p.checks))
         await ctx.bus.start()
         streams = [ctx.settings.topic(s) for s in Stream]
         await ctx.bus.ensure_topics(list(dict.fromkeys([*streams, *(t for p in parts for t in p.topics)])))

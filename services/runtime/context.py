@@ -110,5 +110,8 @@ class ServiceParts:
     extras: dict[str, Any] = field(default_factory=dict)
     # Topics beside the streams' that the service reads or writes (a department's adapter topics).
     topics: list[str] = field(default_factory=list)
+    # What must hold before the service starts (an SMTP server that answers as configured): each
+    # raises, saying what is wrong, and start-up fails.
+    checks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Error renderers for path prefixes that answer in a format of their own (Open311).
     error_renderers: dict[str, ErrorRenderer] = field(default_factory=dict)

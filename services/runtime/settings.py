@@ -109,6 +109,20 @@ class Settings(BaseSettings):
         None, description="whsec_ secret the gateway signs its delivery receipts with (Standard Webhooks)"
     )
     sms_timeout: float = Field(5.0, gt=0, le=300, description="seconds the SMS gateway may take to answer")
+    sms_templates: dict[str, str] = Field(
+        {},
+        description='the provider\'s template code per message kind, JSON: {"case.received": "SMS_1001", ...}; '
+        "every kind residents and staff get needs one when SMS is on",
+    )
+    sms_templates_en: dict[str, str] | None = Field(
+        None, description="codes of English templates, if registered; without them English speakers get the Chinese SMS"
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="where residents reach gridcall: the base of the tracking and unsubscribe links in messages",
+    )
+    ops_email: list[str] = Field([], description="ops' addresses for supervision alerts and dead deliveries, JSON list")
+    ops_phone: list[str] = Field([], description="ops' phone numbers for the same, JSON list")
 
     @field_validator("smtp_host", "smtp_user", "smtp_from", "sms_url", "sms_access_key", "sms_sign_name")
     @classmethod
@@ -119,6 +133,13 @@ class Settings(BaseSettings):
     @classmethod
     def _channel_secret_blank_is_unset(cls, secret: SecretStr | None) -> SecretStr | None:
         return secret if secret is not None and secret.get_secret_value().strip() else None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, such as https://12345.example.gov.cn")
+        return url.rstrip("/")
 
     @field_validator("sms_url")
     @classmethod

@@ -15,7 +15,8 @@ from fastapi import APIRouter, FastAPI
 from departments.domain import TicketConflict, TicketNotFound
 from departments.usecases.tickets import Desk
 from gridcall.app import build_app
-from notifier.channels import LogChannel
+from notifier.channels import LogSender
+from services.delivery.sender import Item
 from services.district.events import CaseResolved, Stream
 from services.district.text import printable, strict_json, words
 from services.messaging.bus import Record
@@ -41,9 +42,8 @@ async def client(embedded_settings):
 @pytest.mark.parametrize("note", [FORGED, ANSI, "line\u2028separator", "back\\slash\r"])
 async def test_a_note_cannot_forge_a_log_line_or_colour_the_terminal(caplog, note):
     caplog.set_level(logging.INFO, logger="gridcall.notifications")
-    await LogChannel().send(
-        {"audience": "resident", "recipient": "case:1", "kind": "case.resolved", "message": f"resolved: {note}"}
-    )
+    body = json.dumps({"audience": "resident", "subject": f"resolved {note}", "text": f"resolved: {note}"})
+    await LogSender().send(Item(1, "m1", "log", "follower:1", "case-1", "case.resolved", body, 0))
     [record] = caplog.records
     line = record.getMessage()
     assert not any(c in line for c in "\n\r\x1b\u2028"), line

@@ -65,12 +65,12 @@ async def test_the_whole_loop_in_one_process(client):
     assert [e["type"] for e in view["timeline"]] == ["received", "assigned", "claimed", "resolved"]
     assert view["timeline"][-1]["result"] == "Cleared by 10:00"
 
-    async def resident_told_twice():
+    async def resident_told_each_step():
         r = await client.get("/v1/notifications", params={"case_id": case["case_id"]}, headers=bearer(token(client)))
         kinds = [n["kind"] for n in r.json() if n["audience"] == "resident"]
-        return kinds if kinds == ["case.assigned", "case.resolved"] else None
+        return kinds if kinds == ["case.assigned", "case.claimed", "case.resolved", "case.visit"] else None
 
-    await eventually(resident_told_twice)
+    await eventually(resident_told_each_step)
 
 
 @pytest.mark.parametrize(
