@@ -13,7 +13,7 @@ from departments.adapters import asyncapi, signing
 from departments.adapters.handlers import decoder
 from departments.adapters.outbound import Outbound
 from departments.adapters.usecases import AdapterOps, inbox_name, updates_topic
-from departments.adapters.workers import CHANNEL, Webhooks, gone, switched_off
+from departments.adapters.workers import CHANNEL, Webhooks, failed, gone, switched_off
 from departments.handlers import handlers
 from departments.repository import load_tickets
 from departments.usecases.queue import Queues
@@ -51,6 +51,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
         metrics=ctx.metrics,
         held=switched_off,
         on_gone=gone,
+        on_failed=failed(store),
     )
     ctx.metrics.probe(webhooks.gauges)
     accounts = Accounts(ctx.db, ctx.clock, ctx.authenticator, ctx.jurisdiction)

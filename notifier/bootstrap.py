@@ -14,7 +14,7 @@ from notifier.domain import Names
 from notifier.handlers import handlers
 from notifier.messages import Channel, Kind, Messages
 from notifier.repository import Outlets, Telling
-from notifier.workers import Digests
+from notifier.workers import Digests, failed
 from services.delivery import signing
 from services.delivery.ops import DeliveryOps
 from services.delivery.worker import Worker, receipt
@@ -65,7 +65,9 @@ def bootstrap(ctx: Context) -> ServiceParts:
         receipt_wait=settings.delivery_receipt_wait,
         interval=settings.relay_interval,
         metrics=ctx.metrics,
+        on_failed=failed(telling),
     )
+    ctx.metrics.probe(worker.gauges)
     digests = Digests(ctx.db, ctx.clock, telling, interval=max(settings.relay_interval, 1.0))
     ops = DeliveryOps(ctx.db, ctx.clock, tables.deliveries)
     key = signing.key_of(settings.sms_receipt_secret.get_secret_value()) if settings.sms_receipt_secret else None

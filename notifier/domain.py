@@ -18,6 +18,7 @@ from services.district.events import (
     CaseResolved,
     CaseSlaBreached,
     CaseSlaWarning,
+    DeliveryFailed,
     Event,
     NoteVisibility,
     Priority,
@@ -185,6 +186,15 @@ def notices(event: Event, case: CaseFacts, names: Names, policy: Policy, at: dat
                     Kind.ESCALATED, unit=names.unit(event.to_unit_id), tier=event.to_tier, reason=event.reason.value
                 )
             ]
+        case DeliveryFailed():
+            dead = replace(
+                base,
+                kind=Kind.DELIVERY_DEAD,
+                audience=Audience.OPS,
+                unit=names.unit(event.unit_id),
+                reason=event.reason,
+            )
+            return [Notice(To.OPS, dead, urgent=True)]
         case CaseSlaWarning():
             return [
                 staff(

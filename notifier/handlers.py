@@ -18,6 +18,7 @@ from services.district.events import (
     CaseResolved,
     CaseSlaBreached,
     CaseSlaWarning,
+    DeliveryFailed,
     Event,
 )
 from services.messaging.consumer import Handler
@@ -36,6 +37,7 @@ TOLD = (
     CaseEscalated,
     CaseSlaWarning,
     CaseSlaBreached,
+    DeliveryFailed,
 )
 
 

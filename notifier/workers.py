@@ -1,18 +1,23 @@
-"""The notifier's own background loop: units' digests. (Sending is the kernel's one delivery
-worker, services/delivery/worker.py, wired in bootstrap.py.)
+"""The notifier's own background work: units' digests, and telling ops of notifications that
+failed for good (the kernel's delivery worker calls `failed`; sending is that worker's,
+services/delivery/worker.py, wired in bootstrap.py).
 
 A unit whose `notify:` block sets `digest_minutes` gets its new tickets (not emergencies) as
 one message per that many minutes: the digest is made when its oldest waiting ticket has
 waited that long, in one transaction that records the notification, its deliveries, and marks
 the tickets it lists; `SKIP LOCKED` lets replicas share the units."""
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from notifier.channels import masked
 from notifier.messages import Audience, Channel, Facts, Kind
 from notifier.repository import Notices, Recipient, Telling, derived, digest_item
 from notifier.tables import digest_items
+from services.delivery.worker import Failed, OnFailed
 from services.district.clock import Clock
 from services.runtime.lifecycle import Stop
 from services.storage.db import Database
@@ -84,3 +89,28 @@ class Digests:
                 update(digest_items).where(digest_items.c.id.in_([i.id for i in items])).values(digest_key=key)
             )
         return 1
+
+
+def failed(telling: Telling) -> OnFailed:
+    """Ops hear of each notification that will not arrive by itself (not of their own: a dead
+    alert to ops would only make another), in the transaction that records it."""
+
+    async def tell(session: AsyncSession, failures: Sequence[Failed], at: datetime) -> None:
+        notices = Notices(session, telling, at)
+        ops = Recipient("ops", Audience.OPS, "zh-CN", telling.outlets.ops)
+        for f in failures:
+            if f.row.kind.startswith("ops."):
+                continue
+            facts = Facts(
+                kind=Kind.NOTIFICATION_DEAD,
+                audience=Audience.OPS,
+                case_id=f.row.case_id or "",
+                channel=f.row.channel,
+                recipient=masked(f.row.destination),
+                reason=f.reason or f.state.value,
+                at=at,
+            )
+            notices.notify(derived("dead", f.row.msg_id, str(f.row.attempts)), f.row.case_id, ops, facts, urgent=True)
+        await notices.write()
+
+    return tell

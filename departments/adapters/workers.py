@@ -1,7 +1,8 @@
 """The adapters' deliveries: the webhook sender that posts an assignment to a unit's own system,
 signed per Standard Webhooks at send time, and the hooks the kernel's delivery worker
 (services/delivery/worker.py, a lane per unit: departments/bootstrap.py) runs it with: a unit
-whose system answered 410 Gone has its adapter switched off, and its deliveries wait for ops.
+whose system answered 410 Gone has its adapter switched off, and its deliveries wait for ops;
+a delivery that fails for good is told to ops (an event the notifier handles).
 
 Each unit has its own HTTP client. A timeout or an error is a temporary failure, tried again on
 the schedule: the receiver deduplicates by webhook-id, so sending again after an unknown
@@ -9,7 +10,7 @@ outcome (a crash mid-send) is safe."""
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 import httpx
@@ -20,7 +21,11 @@ from departments.adapters import signing
 from departments.tables import adapters
 from services.delivery.retries import retry_after
 from services.delivery.sender import Item, Outcome, Result
+from services.delivery.worker import Failed, OnFailed
 from services.district.clock import Clock
+from services.district.events import DeliveryFailed
+from services.messaging.envelope import Envelope
+from services.messaging.transaction import Store
 from services.runtime.retry import describe
 from services.storage.bulk import insert_new
 
@@ -105,3 +110,27 @@ async def disable(session: AsyncSession, unit_id: str, because: str, at: datetim
         await session.execute(
             update(adapters).where(adapters.c.unit_id == unit_id).values(disabled_at=at, disabled_because=because)
         )
+
+
+def failed(store: Store) -> OnFailed:
+    """Tell ops (through the notifier) of each delivery to a unit's system that will not arrive by
+    itself, in the transaction that records it: an event in the departments outbox."""
+
+    async def tell(session: AsyncSession, failures: Sequence[Failed], at: datetime) -> None:
+        events = [
+            Envelope.wrap(
+                DeliveryFailed(
+                    case_id=f.row.case_id or "",
+                    unit_id=f.row.destination,
+                    kind=f.row.kind,
+                    delivery_id=f.row.id,
+                    reason=f.reason or f.state.value,
+                ),
+                source=store.source,
+                time=at,
+            )
+            for f in failures
+        ]
+        await store.write_outbox(session, events)
+
+    return tell

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from intake.domain import CaseStatus, Satisfaction
 from intake.public import feed
-from intake.public.labels import LABELS, SATISFACTION
+from intake.public.labels import LABELS, SATISFACTION, TRACK
 from services.district.errors import Invalid
 from services.district.jurisdiction import Jurisdiction, label
 from services.district.policy import Policy
@@ -24,6 +24,8 @@ PACKAGE = "intake.public"
 STYLE = "public.css"
 # No script at all; only a page of gridcall's own origin may frame it.
 HEADERS = pages.headers(pages.csp(script=False, frame_ancestors="'self'"))
+# The tracking page runs its own script, which calls the case's API; framed by nobody.
+TRACK_HEADERS = pages.headers(pages.csp(script=True))
 
 
 class Named(BaseModel):
@@ -82,7 +84,7 @@ FeedQueryDep = Annotated[feed.FeedQuery, Depends(feed_query)]
 
 def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit) -> APIRouter:
     api = APIRouter()
-    static = pages.StaticFiles(PACKAGE, (STYLE,), "/public")
+    static = pages.StaticFiles(PACKAGE, (STYLE, "track.js"), "/public")
     env = pages.templates(PACKAGE)
 
     async def results(q: feed.FeedQuery) -> PublicResults:
@@ -143,6 +145,22 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
             static=static,
         )
         return HTMLResponse(html, status_code=422 if problem else 200, headers=HEADERS)
+
+    @api.get("/track/{case_id}", include_in_schema=False, dependencies=[Depends(rate_limit)])
+    async def track(case_id: Identifier, lang: Annotated[str | None, Query(max_length=20)] = None) -> HTMLResponse:
+        """The resident's own page of a case: the link in their messages, with the tracking token in
+        its fragment, which the page's script sends to GET /v1/cases/{case_id}."""
+        chosen = pages.language(lang)
+        words = TRACK[chosen] | {
+            "zone": policy.calendar.timezone,
+            "units": {u.id: label(u, chosen) for u in j.units},
+            "categories": {c.code: label(c, chosen) for c in policy.categories},
+        }
+        other = "?lang=en" if chosen == "zh-CN" else ""
+        html = env.get_template("track.html").render(
+            lang=chosen, t=LABELS[chosen], words=words, case_id=case_id, other_link=other, static=static
+        )
+        return HTMLResponse(html, headers=TRACK_HEADERS)
 
     api.include_router(static.router())
     return api

@@ -1,5 +1,7 @@
 """The public page's words, Chinese first."""
 
+from typing import Any
+
 from services.web.pages import Labels, Lang
 
 LABELS: Labels = {
@@ -21,6 +23,12 @@ LABELS: Labels = {
         "first": "第一页",
         "empty": "暂无办结的工单",
         "note": "本页仅公示公开类别的已办结工单，不含任何个人信息。",
+        "track_title": "诉求办理进度",
+        "track_loading": "正在查询……",
+        "track_status": "状态",
+        "track_respond_by": "响应时限",
+        "track_resolve_by": "办结时限",
+        "track_note": "此页面凭您收到的链接查看，请勿转发给他人。",
     },
     "en": {
         "title": "Results of residents' reports",
@@ -40,10 +48,79 @@ LABELS: Labels = {
         "first": "First page",
         "empty": "No resolved cases yet",
         "note": "Only resolved cases of public categories are shown, without any personal data.",
+        "track_title": "Your report's progress",
+        "track_loading": "Looking it up…",
+        "track_status": "Status",
+        "track_respond_by": "Respond by",
+        "track_resolve_by": "Resolve by",
+        "track_note": "This page opens with the link you were sent; do not pass it on.",
     },
 }
 
 SATISFACTION: dict[Lang, dict[str | None, str]] = {
     "zh-CN": {"satisfied": "满意", "unsatisfied": "不满意", "no_answer": "未回复", None: "回访中"},
     "en": {"satisfied": "Satisfied", "unsatisfied": "Not satisfied", "no_answer": "No answer", None: "Awaiting answer"},
+}
+
+
+# The tracking page's words for its script: statuses, timeline entries, what can go wrong.
+TRACK: dict[Lang, dict[str, Any]] = {
+    "zh-CN": {
+        "locale": "zh-CN",
+        "status": {
+            "received": "已受理",
+            "assigned": "已派单",
+            "claimed": "办理中",
+            "resolved": "已办结",
+            "closed": "已关闭",
+        },
+        "events": {
+            "received": "已受理",
+            "reported_again": "其他居民反映了同一问题",
+            "assigned": "已派单",
+            "claimed": "已签收",
+            "note": "办理进展",
+            "resolved": "已办结",
+            "escalated": "已上报",
+            "reopened": "重新办理",
+            "closed": "已关闭",
+            "satisfaction": "已评价",
+            "cancel_requested": "申请撤回",
+            "cancel_refused": "撤回未成功",
+            "co_handler_assigned": "协办单位已派单",
+            "departments_summoned": "已吹哨调度职能部门",
+        },
+        "no_token": "链接不完整：请使用短信或邮件中的完整链接。",
+        "not_found": "未找到该诉求：链接可能有误。",
+        "failed": "暂时无法查询，请稍后再试。",
+    },
+    "en": {
+        "locale": "en-GB",
+        "status": {
+            "received": "received",
+            "assigned": "assigned",
+            "claimed": "in hand",
+            "resolved": "resolved",
+            "closed": "closed",
+        },
+        "events": {
+            "received": "received",
+            "reported_again": "another resident reported the same problem",
+            "assigned": "assigned",
+            "claimed": "taken on",
+            "note": "progress",
+            "resolved": "resolved",
+            "escalated": "passed up",
+            "reopened": "reopened",
+            "closed": "closed",
+            "satisfaction": "answered",
+            "cancel_requested": "withdrawal asked",
+            "cancel_refused": "withdrawal refused",
+            "co_handler_assigned": "co-handler assigned",
+            "departments_summoned": "departments summoned",
+        },
+        "no_token": "The link is incomplete: use the whole link from your text or email.",
+        "not_found": "No such case: the link may be wrong.",
+        "failed": "Cannot look it up now; try again shortly.",
+    },
 }

@@ -50,6 +50,18 @@ OnGone = Callable[[AsyncSession, str, datetime], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class Failed:
+    """A delivery that failed for good in this round (dead, or a permanent failure), and why."""
+
+    row: Row[Any]
+    state: State
+    reason: str | None
+
+
+OnFailed = Callable[[AsyncSession, Sequence[Failed], datetime], Awaitable[None]]
+
+
+@dataclass(frozen=True)
 class Lane:
     """The deliveries one loop sends: a channel's, or only those to one destination."""
 
@@ -86,6 +98,7 @@ class Worker:
         metrics: Metrics | None = None,
         held: Held | None = None,
         on_gone: OnGone | None = None,
+        on_failed: OnFailed | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -102,6 +115,7 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.held = held
         self.on_gone = on_gone
+        self.on_failed = on_failed
 
     async def run(self, stop: Stop) -> None:
         """One loop per lane, side by side, until `stop`; then the senders are closed. (A lane's
@@ -228,6 +242,13 @@ class Worker:
             if self.on_gone is not None:
                 for destination in sorted({d for i, d in gone.items() if i in mine}):
                     await self.on_gone(s, destination, now)
+            failed = [
+                Failed(row, c["state"], c["reason"])
+                for row, c in zip(rows, changes, strict=True)
+                if row.id in mine and c["state"] in (State.DEAD, State.PERMANENT_FAILURE)
+            ]
+            if failed and self.on_failed is not None:
+                await self.on_failed(s, failed, now)
         self.metrics.tally(self.metrics.deliveries, outcomes)
 
     def _change(self, lane: Lane, row: Row[Any], result: Result, now: datetime) -> dict[str, Any]:

@@ -326,6 +326,18 @@ class CaseNoted(Event):
     by: Actor | None = None
 
 
+class DeliveryFailed(Event):
+    """A message to a department's system will not arrive by itself (dead after its retries, or
+    refused for good): ops are told, and may re-drive it."""
+
+    type = "gridcall.delivery.failed"
+    stream = Stream.CASES
+    unit_id: str
+    kind: str = Field(description="what the message said: the event type it carried")
+    delivery_id: int
+    reason: str
+
+
 class TicketClaimed(Event):
     type = "gridcall.ticket.claimed"
     stream = Stream.TICKETS

@@ -5,7 +5,7 @@ service's outbox in the same transaction as the state change, and the `Relay` pu
 after the commit (services/messaging/relay.py). Nothing is published inside the transaction."""
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -98,11 +98,19 @@ class Store:
                 tx = Tx(session, self)
                 yield tx
                 await tx.flush()
-                rows = [
-                    {"topic": self.topic(EVENT_TYPES[e.type].stream), "key": e.subject, "payload": e.encode()}
-                    for e in tx.emitted
-                ] + [{"topic": m.topic, "key": m.key, "payload": m.value} for m in tx.raw]
-                if rows:
-                    await insert_rows(session, self.outbox, rows)
-            if rows:
+                written = await self.write_outbox(session, tx.emitted, tx.raw)
+            if written:
                 self.outbox_written.set()
+
+    async def write_outbox(
+        self, session: AsyncSession, envelopes: Sequence[Envelope], raw: Sequence[Message] = ()
+    ) -> bool:
+        """Put events in the outbox in `session`'s transaction (the relay publishes them after its
+        commit); for work outside `transaction()` that emits, such as a delivery worker's hook."""
+        rows = [
+            {"topic": self.topic(EVENT_TYPES[e.type].stream), "key": e.subject, "payload": e.encode()}
+            for e in envelopes
+        ] + [{"topic": m.topic, "key": m.key, "payload": m.value} for m in raw]
+        if rows:
+            await insert_rows(session, self.outbox, rows)
+        return bool(rows)
