@@ -162,8 +162,19 @@ Ops token:
   {auth.issue("ops", ttl=timedelta(days=30))}
 More people: .venv/bin/gridcall staff add --unit UNIT_ID --name NAME [--role supervisor]   (units: GET {url}/v1/units)
 Tokens are signed with {_secret_source(settings)}.
+Messages to residents, staff and ops: {_channels(settings)}
 """
     )
+
+
+def _channels(settings: Settings) -> str:
+    """Which channels the notifier sends over, as `make run` says it."""
+    on = [name for name, set_ in (("email", settings.smtp_host), ("SMS", settings.sms_url)) if set_]
+    if settings.notifier_webhook_url:
+        on.append("webhook")
+    if not on:
+        return "written to this log (development; set GRIDCALL_SMTP_HOST for email, GRIDCALL_SMS_URL for SMS)"
+    return ", ".join(on)
 
 
 def _secret_source(settings: Settings) -> str:
