@@ -76,7 +76,7 @@ async def test_distributed_loop_on_postgres_and_the_broker(distributed_env, tmp_
 
             async def told() -> list[str] | None:
                 kinds = await resident_notifications(notifier, case["case_id"], ops)
-                return kinds if kinds == ["case.assigned", "case.resolved"] else None
+                return kinds if kinds == ["case.assigned", "case.claimed", "case.resolved", "case.visit"] else None
 
             await eventually(told, timeout=30)
 
@@ -141,6 +141,6 @@ async def test_embedded_loop_survives_kill_9(tmp_path):
 
             async def told() -> list[str] | None:
                 kinds = await resident_notifications(client, case["case_id"], ops)
-                return kinds if kinds == ["case.assigned", "case.resolved"] else None
+                return kinds if kinds == ["case.assigned", "case.claimed", "case.resolved", "case.visit"] else None
 
             await eventually(told)

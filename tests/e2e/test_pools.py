@@ -80,10 +80,14 @@ async def test_a_micro_wish_is_seen_by_the_pool_claimed_by_one_member_and_resolv
         r = await notifier.get("/v1/notifications", params={"case_id": case["case_id"]}, headers=bearer(ops))
         assert r.status_code == 200, r.text
         resident = [n for n in r.json() if n["audience"] == "resident"]
-        return resident if [n["kind"] for n in resident] == ["case.assigned", "case.resolved"] else None
+        return (
+            resident
+            if [n["kind"] for n in resident] == ["case.assigned", "case.claimed", "case.resolved", "case.visit"]
+            else None
+        )
 
     resident = await eventually(told)
-    assert note in resident[-1]["message"]
+    assert note in resident[-2]["message"]  # the resolution; the satisfaction visit follows
 
     r = await departments.get(f"/v1/pools/P-C1/members/{li['staff_id']}/record", headers=bearer(li["token"]))
     assert r.status_code == 200, r.text
