@@ -105,10 +105,12 @@ async def test_metrics_after_a_journey_count_requests_events_timers_and_deliveri
     reported = samples(text, "gridcall_events_produced_total", service="intake", type="gridcall.case.reported")
     assert reported == samples(text, "gridcall_events_produced_total", topic=cases, type="gridcall.case.reported") == 2
     assert samples(text, "gridcall_events_produced_total", type="gridcall.case.contact_given") == 1
-    # only the dispatcher handles case.reported: the others skip it unread, and count nothing
-    dispatcher = f"{settings.topic_prefix}.dispatcher"
-    assert samples(text, "gridcall_events_consumed_total", type="gridcall.case.reported") == 2
+    # the dispatcher and the notifier (which keeps what it needs to word later messages) handle
+    # case.reported: the others skip it unread, and count nothing
+    dispatcher, notifier = f"{settings.topic_prefix}.dispatcher", f"{settings.topic_prefix}.notifier"
+    assert samples(text, "gridcall_events_consumed_total", type="gridcall.case.reported") == 4
     assert samples(text, "gridcall_events_consumed_total", consumer=dispatcher, type="gridcall.case.reported") == 2
+    assert samples(text, "gridcall_events_consumed_total", consumer=notifier, type="gridcall.case.reported") == 2
     assert samples(text, "gridcall_events_consumed_total", consumer=f"{settings.topic_prefix}.departments") >= 2
     assert samples(text, "gridcall_events_produced_total", service="dispatcher", type="gridcall.case.assigned") >= 2
     assert samples(text, "gridcall_timers_failed_total") == 0
