@@ -126,12 +126,14 @@ def notices(event: Event, case: CaseFacts, names: Names, policy: Policy, at: dat
     match event:
         case CaseFollowed():
             return [Notice(To.follower(event.report_id), base, urgent=case.urgent)]
-        case CaseAssigned(role=Role.LEAD):
-            urgent = event.priority is Priority.EMERGENCY
+        case CaseAssigned():
+            lead = event.role is Role.LEAD
+            urgent = event.priority is Priority.EMERGENCY or not lead  # a summons is answered at once
             ticket = staff(
                 event.unit_id,
-                Kind.TICKET_NEW,
+                Kind.TICKET_NEW if lead else Kind.SUMMONED,
                 urgent,
+                other_unit=None if lead else names.unit(case.lead_unit_id or event.unit_id),
                 tier=event.tier,
                 priority=event.priority,
                 category=names.category(event.category),
@@ -140,6 +142,8 @@ def notices(event: Event, case: CaseFacts, names: Names, policy: Policy, at: dat
                 ticket_id=event.assignment_id,
                 reason=arrival(event.reason),
             )
+            if not lead:
+                return [ticket]
             told = resident(
                 Kind.ASSIGNED,
                 unit=names.unit(event.unit_id),
@@ -148,21 +152,6 @@ def notices(event: Event, case: CaseFacts, names: Names, policy: Policy, at: dat
                 resolution_due=event.resolution_due,
             )
             return [told, replace(ticket, digest=not urgent)]
-        case CaseAssigned():
-            summoned = staff(
-                event.unit_id,
-                Kind.SUMMONED,
-                True,
-                other_unit=names.unit(case.lead_unit_id or event.unit_id),
-                tier=event.tier,
-                priority=event.priority,
-                category=names.category(event.category),
-                grid=names.grid(event.grid_id),
-                due=event.response_due,
-                ticket_id=event.assignment_id,
-                reason=arrival(event.reason),
-            )
-            return [summoned]
         case CaseClaimed(role=Role.LEAD):
             return [resident(Kind.CLAIMED, unit=names.unit(event.unit_id))]
         case CaseNoted(visibility=NoteVisibility.PUBLIC, url=None):
