@@ -84,7 +84,9 @@ def bootstrap(ctx: Context) -> ServiceParts:
 
     checks = [s.check for s in senders.values() if hasattr(s, "check")]
     log.info("notifier channels: %s", ", ".join(sorted(c.value for c in on)))
-    return ServiceParts(NAME, routes, store, consumers=[consumer], workers=[deliver, digest], checks=checks)
+    parts = ServiceParts(NAME, routes, store, consumers=[consumer], workers=[deliver, digest], checks=checks)
+    parts.extras |= {"deliveries": worker, "digests": digests}  # their one-round methods, for tests
+    return parts
 
 
 class Receipts:

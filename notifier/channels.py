@@ -557,9 +557,9 @@ class SmsSender:
             )
         except httpx.TransportError as exc:
             return Result(Outcome.AMBIGUOUS, f"SMS gateway: lost after the request left: {describe(exc)}")
-        return self._judged(answer)
+        return self._judged(answer, body.template_code)
 
-    def _judged(self, answer: httpx.Response) -> Result:
+    def _judged(self, answer: httpx.Response, template_code: str) -> Result:
         status = answer.status_code
         try:
             reply = answer.json()
@@ -575,7 +575,9 @@ class SmsSender:
                 return Result(Outcome.ACCEPTED, status=status, provider_ref=biz_id[:128])
             outcome = Outcome.PERMANENT if code in PERMANENT_CODES else Outcome.TEMPORARY
             wait = retry_after(answer.headers.get("retry-after"), self.clock.now())
-            return Result(outcome, f"SMS gateway refused it: {words}", status, retry_after=wait)
+            return Result(
+                outcome, f"SMS gateway refused it (template {template_code}): {words}", status, retry_after=wait
+            )
         if status == 200:
             return Result(Outcome.AMBIGUOUS, "SMS gateway: 200 without a Code: it may have been sent", status)
         if status == 504:
