@@ -3,7 +3,8 @@ a real SMTP server (tests/support/smtp.py, a process of its own) that refuses th
 address (550: the email fails for good) and a grid workstation whose own system never answers
 (its webhook dead after its one attempt). Both show in the panel, the address masked; the email
 is re-driven once a server that takes it listens on the same port, and leaves the panel; at a
-phone's width nothing is wider than the phone; in English the words are English.
+phone's width nothing is wider than the phone; in English the words are English. A dispatcher
+served alone (distributed mode) has neither source on its origin, and its board says so.
 
 `make chromium` installs the browser; without it this test fails, it is never skipped."""
 
@@ -20,7 +21,7 @@ from departments.adapters.signing import new_secret
 from services.runtime.settings import DATA_DIR
 from tests.e2e.test_console_browser import IN_G11, browser, ops_token, waiting  # noqa: F401 (a fixture)
 from tests.support.adapters import NOWHERE, district_with_adapters, secret_env
-from tests.support.cluster import embedded, embedded_env
+from tests.support.cluster import distributed, embedded, embedded_env
 from tests.support.journey import bearer, file_report
 from tests.support.servers import free_port
 from tests.support.smtp import read_log, smtp_process
@@ -139,3 +140,18 @@ async def test_failed_deliveries_are_listed_and_redriven(tmp_path: Path, browser
             finally:
                 browser.save_screenshot(str(tmp_path / "failed-after.png"))
                 browser.get("about:blank")  # close the event stream before gridcall stops
+
+
+def test_a_dispatcher_alone_says_the_sources_are_not_reachable(tmp_path: Path, browser, distributed_env):  # noqa: F811
+    with distributed(distributed_env, tmp_path, services=("dispatcher",)) as cluster:
+        try:
+            browser.get(f"{cluster['dispatcher'].url}/ops")
+            browser.find_element(By.ID, "token").send_keys(ops_token())
+            browser.find_element(By.ID, "sign-in").click()
+            wait = waiting(browser)
+            wait.until(lambda d: d.find_element(By.ID, "failed-notifier").text == "通知：本站点无法访问")
+            assert browser.find_element(By.ID, "failed-adapters").text == "部门系统：本站点无法访问"
+            assert browser.find_element(By.ID, "failed-count").text == "0"
+            assert not browser.find_element(By.ID, "error").is_displayed()  # the rest of the board works
+        finally:
+            browser.get("about:blank")

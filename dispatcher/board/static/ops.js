@@ -281,6 +281,7 @@
       .map(failedRow);
     $("failed").replaceChildren(...rows);
     $("failed-count").textContent = String(total) + (found.some((f) => f.more) ? "+" : "");
+    $("failed-count").className = total ? "tag count some" : "tag count";
     $("no-failed").hidden = rows.length > 0;
   }
 
