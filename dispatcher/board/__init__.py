@@ -1,7 +1,14 @@
 """The live board for ops at /ops: breaches as they happen, the rates per street and community,
-and cases per day. The page is rendered on the server; its script asks the JSON API for the
-figures (`/v1/ops/stats`, `/v1/ops/stats/daily`, `/v1/ops/cases/{id}`) with the ops token the
-person pasted, and listens to `GET /v1/ops/breaches/stream` (Server-Sent Events) for breaches."""
+cases per day, and the deliveries that failed for good. The page is rendered on the server; its
+script asks the JSON API for the figures (`/v1/ops/stats`, `/v1/ops/stats/daily`,
+`/v1/ops/cases/{id}`) with the ops token the person pasted, and listens to
+`GET /v1/ops/breaches/stream` (Server-Sent Events) for breaches.
+
+The failed deliveries are the notifier's (`/v1/ops/notifications`) and departments' adapters'
+(`/v1/ops/deliveries`), asked on the page's own origin like everything else: `gridcall run`
+serves them there, and so does a deployment whose proxy routes the paths to the services. A
+dispatcher served alone has no such paths, and the panel says the source is not reachable from
+the page (the page's policy allows no other origin)."""
 
 import asyncio
 import json
@@ -15,7 +22,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from dispatcher.board.labels import LABELS, TIERS
+from dispatcher.board.labels import CHANNELS, KINDS, LABELS, TIERS
 from dispatcher.figures import Window
 from dispatcher.tables import history
 from dispatcher.usecases import breach_history
@@ -78,6 +85,8 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
             "lang": chosen,
             "labels": LABELS[chosen],
             "tiers": TIERS[chosen],
+            "kinds": KINDS[chosen],
+            "channels": CHANNELS[chosen],
             "streets": [{"id": s.id, "name": label(s, chosen)} for s in j.streets],
             "communities": [{"id": c.id, "name": label(c, chosen), "street_id": c.street_id} for c in j.communities],
             "grids": {g.id: label(g, chosen) for g in j.grids},

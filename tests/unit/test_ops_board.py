@@ -11,6 +11,9 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from departments.adapters.asyncapi import SENT
+from notifier.messages import Channel, Kind
+from services.delivery.tables import State
 from tests.support.apps import running
 from tests.support.clock import frozen_clock
 from tests.support.journey import bearer, file_report, open_ticket
@@ -45,6 +48,19 @@ async def test_the_board_renders_in_both_languages_with_its_own_files_only(stack
         assert r.status_code == 200 and kind in r.headers["content-type"]
         assert "http://" not in r.text.replace("http://www.w3.org/2000/svg", "")
     assert (await client.get("/ops/static/ops.py")).status_code == 404
+
+
+async def test_the_failed_deliveries_panel_has_words_for_every_kind_in_both_languages(stack):
+    client, _, _ = stack
+    zh, en = (await client.get("/ops")).text, (await client.get("/ops", params={"lang": "en"})).text
+    assert "投递失败" in zh and 'id="failed-panel"' in zh and "Failed deliveries" in en
+    chinese, english = board_data(zh), board_data(en)
+    kinds = {k.value for k in Kind} | {kind for _, kind, _ in SENT}  # the notifier's, and units' systems'
+    assert set(chinese["kinds"]) == set(english["kinds"]) == kinds
+    assert set(chinese["channels"]) == set(english["channels"]) == {c.value for c in Channel}
+    assert all(re.search("[\u4e00-\u9fff]", word) for word in chinese["kinds"].values())
+    states = {State.DEAD, State.PERMANENT_FAILURE}  # the two the panel lists
+    assert all(chinese["labels"][s] and english["labels"][s] for s in states)
 
 
 def board_data(page: str) -> dict:

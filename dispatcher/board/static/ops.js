@@ -1,4 +1,5 @@
-// The live board: breaches from the Server-Sent Events stream, figures from the ops JSON API.
+// The live board: breaches from the Server-Sent Events stream, figures and failed deliveries
+// from the ops JSON API.
 // Plain script, no library; the ops token stays in this tab's session storage.
 (function () {
   "use strict";
@@ -10,7 +11,7 @@
   let source = null;
   let retry = null;
   let refresher = null;
-  const FIGURES_EVERY_MS = 60000; // the rates and the chart are re-read each minute; breaches arrive live
+  const FIGURES_EVERY_MS = 60000; // the rates, the chart and failed deliveries are re-read each minute; breaches arrive live
 
   const $ = (id) => document.getElementById(id);
   const token = () => sessionStorage.getItem(TOKEN_KEY);
@@ -39,7 +40,9 @@
     }
     if (!response.ok) {
       const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
-      throw new Error(detail || String(response.status));
+      const error = new Error(detail || String(response.status));
+      error.status = response.status;
+      throw error;
     }
     return body;
   }
@@ -112,6 +115,7 @@
         }),
       );
       $("case-detail").hidden = false;
+      $("case-detail").scrollIntoView({ block: "nearest" });
     } catch (e) {
       showError(e.message);
     }
@@ -207,13 +211,133 @@
     $("chart").replaceChildren(svg);
   }
 
+  // Contact details as the notifier's logs print them (notifier/channels.py masked()): an
+  // address keeps its first character and its domain, a phone number its first 3 and last 4 digits.
+  function masked(destination) {
+    if (destination.includes("@")) {
+      return destination.slice(0, 1) + "***" + destination.slice(destination.lastIndexOf("@"));
+    }
+    if (/^\+?[0-9]{7,20}$/.test(destination)) return destination.slice(0, -8) + "****" + destination.slice(-4);
+    return destination;
+  }
+
+  const LIMIT = 200;
+  // Where failed deliveries are: the notifier's (dead, and refused for good) and those to units'
+  // own systems (departments' adapters; their "dead" covers both). Each row in one shape.
+  const SOURCES = {
+    notifier: {
+      async list() {
+        const pages = await Promise.all(["dead", "permanent-failure"].map((state) =>
+          api("GET", "/v1/ops/notifications?" + new URLSearchParams({ state: state, limit: String(LIMIT) }))));
+        return {
+          more: pages.some((p) => p.next_cursor),
+          rows: pages.flatMap((p) => p.deliveries).map((d) => ({
+            id: d.id, kind: d.kind, channel: d.channel, destination: masked(d.destination), case_id: d.case_id,
+            state: d.state, reason: d.reason, at: d.created_at,
+          })),
+        };
+      },
+      redrive: (id) => "/v1/ops/notifications/" + id + "/redrive",
+    },
+    adapters: {
+      async list() {
+        const page = await api("GET", "/v1/ops/deliveries?" + new URLSearchParams({ state: "dead", limit: String(LIMIT) }));
+        return {
+          more: page.count >= LIMIT,
+          rows: page.deliveries.map((d) => ({
+            id: d.id, kind: d.event_type, channel: "webhook", destination: unit(d.unit_id), case_id: d.case_id,
+            state: "dead", reason: [d.last_status, d.last_error].filter((x) => x !== null && x !== undefined).join(" "),
+            at: d.created_at,
+          })),
+        };
+      },
+      redrive: (id) => "/v1/ops/deliveries/" + id + "/redrive",
+    },
+  };
+
+  // A source answers, or is not on this page's origin (a dispatcher served alone: 404, or no answer).
+  async function fromSource(name) {
+    try {
+      return { name: name, ...(await SOURCES[name].list()) };
+    } catch (e) {
+      if (e.status === 404 || e instanceof TypeError) return { name: name, unreachable: true, rows: [] };
+      throw e;
+    }
+  }
+
+  async function loadFailed() {
+    const found = await Promise.all(Object.keys(SOURCES).map(fromSource));
+    let total = 0;
+    for (const f of found) {
+      const tag = $("failed-" + f.name);
+      tag.dataset.unreachable = f.unreachable ? "true" : "false";
+      tag.className = f.unreachable ? "source unreachable" : "source";
+      tag.textContent = T[f.name] + "：" + (f.unreachable ? T.unreachable : f.rows.length + (f.more ? "+" : ""));
+      if (DATA.lang === "en") tag.textContent = tag.textContent.replace("：", ": ");
+      total += f.rows.length;
+    }
+    const rows = found.flatMap((f) => f.rows.map((r) => ({ source: f.name, ...r })))
+      .sort((a, b) => Date.parse(b.at) - Date.parse(a.at))
+      .map(failedRow);
+    $("failed").replaceChildren(...rows);
+    $("failed-count").textContent = String(total) + (found.some((f) => f.more) ? "+" : "");
+    $("failed-count").className = total ? "tag count some" : "tag count";
+    $("no-failed").hidden = rows.length > 0;
+  }
+
+  function failedRow(d) {
+    const tr = el("tr");
+    tr.dataset.source = d.source;
+    tr.dataset.deliveryId = String(d.id);
+    const cell = (label, content, field) => {
+      const td = el("td");
+      td.dataset.label = label;
+      if (field) td.dataset.field = field;
+      td.append(content);
+      return td;
+    };
+    const what = el("span", DATA.kinds[d.kind] || d.kind);
+    const kind = cell(T.kind, what, "kind");
+    kind.append(el("span", T[d.state] || d.state, "tag state " + d.state));
+    let caseCell = el("span", "–", "muted");
+    if (d.case_id) {
+      caseCell = el("button", d.case_id, "case-link");
+      caseCell.type = "button";
+      caseCell.addEventListener("click", () => showCase(d.case_id));
+    }
+    const button = el("button", T.redrive, "redrive");
+    button.type = "button";
+    button.addEventListener("click", () => redrive(d, button));
+    tr.append(
+      kind,
+      cell(T.channel, DATA.channels[d.channel] || d.channel, "channel"),
+      cell(T.destination, d.destination, "destination"),
+      cell(T.case, caseCell, "case"),
+      cell(T.reason, d.reason || "", "reason"),
+      cell(T.created, when(d.at), "created"),
+      cell("", button),
+    );
+    return tr;
+  }
+
+  async function redrive(d, button) {
+    button.disabled = true;
+    button.textContent = T.redriving;
+    try {
+      await api("POST", SOURCES[d.source].redrive(d.id));
+    } catch (e) {
+      if (e.status !== 409) showError(e.message); // 409: someone re-drove it first
+    }
+    await loadFailed().catch((e) => showError(e.message));
+  }
+
   function start() {
     $("sign-in-panel").hidden = true;
     $("board").hidden = false;
     $("sign-out").hidden = false;
     document.body.dataset.state = "signed-in";
     connect();
-    const figures = () => Promise.all([loadRates(), loadChart()]).catch((e) => showError(e.message));
+    const figures = () => Promise.all([loadRates(), loadChart(), loadFailed()]).catch((e) => showError(e.message));
     figures();
     clearInterval(refresher);
     refresher = setInterval(figures, FIGURES_EVERY_MS);
@@ -226,6 +350,7 @@
     clearInterval(refresher);
     breaches.clear();
     $("breaches").replaceChildren();
+    $("failed").replaceChildren();
     $("board").hidden = true;
     $("sign-out").hidden = true;
     $("live").hidden = true;
@@ -244,5 +369,6 @@
   });
   $("sign-out").addEventListener("click", signOut);
   $("close-detail").addEventListener("click", () => { $("case-detail").hidden = true; });
+  $("failed-refresh").addEventListener("click", () => loadFailed().catch((e) => showError(e.message)));
   if (token()) start();
 })();
