@@ -63,6 +63,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
         service=NAME,
         schedule=settings.retry_schedule,
         receipt_wait=settings.delivery_receipt_wait,
+        lease=settings.notifier_lease,
         interval=settings.relay_interval,
         metrics=ctx.metrics,
         on_failed=failed(telling),

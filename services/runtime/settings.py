@@ -75,6 +75,12 @@ class Settings(BaseSettings):
         description="when an outbound delivery (a department's webhook, a notification) is attempted: the delay "
         "before each attempt, comma-separated with a unit (ms, s, m, h); after the last one a delivery is dead",
     )
+    notifier_lease: float = Field(
+        120,
+        gt=0,
+        description="seconds a notifier replica holds the deliveries it is sending; if it dies, another (or it, "
+        "restarted) sends them after this long: an email again with the same Message-ID, an SMS dead as unknown",
+    )
     delivery_receipt_wait: float = Field(
         600,
         gt=0,

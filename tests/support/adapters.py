@@ -1,6 +1,6 @@
-"""Department adapters in tests: a copy of the demo district with adapters configured, and
-requests and records signed as a department's system would sign them, with the reference
-Standard Webhooks library from PyPI (not gridcall's own signing code)."""
+"""Department adapters in tests: a copy of the demo district with adapters (or units' notify
+blocks) configured, and requests and records signed as a department's system would sign them,
+with the reference Standard Webhooks library from PyPI (not gridcall's own signing code)."""
 
 import json
 import uuid
@@ -20,11 +20,21 @@ NOWHERE = "http://127.0.0.1:9/hook"
 
 def district_with_adapters(path: Path, adapters: dict[str, dict[str, Any]]) -> Path:
     """The demo district written to `path`, with `adapters` ({unit id: adapter}) on those units."""
+    return district_with(path, "adapter", adapters)
+
+
+def district_with_notify(path: Path, notify: dict[str, dict[str, Any]]) -> Path:
+    """The demo district written to `path`, with `notify` blocks ({unit id: {"email": ...}}) on those units."""
+    return district_with(path, "notify", notify)
+
+
+def district_with(path: Path, field: str, per_unit: dict[str, dict[str, Any]]) -> Path:
+    """The demo district written to `path`, with `field` set on the units of `per_unit` to their value."""
     district = yaml.safe_load((DATA_DIR / "district.yaml").read_text(encoding="utf-8"))
     units = {u["id"]: u for u in district["units"]}
-    assert set(adapters) <= set(units), f"not units of the demo district: {set(adapters) - set(units)}"
-    for unit_id, adapter in adapters.items():
-        units[unit_id]["adapter"] = adapter
+    assert set(per_unit) <= set(units), f"not units of the demo district: {set(per_unit) - set(units)}"
+    for unit_id, value in per_unit.items():
+        units[unit_id][field] = value
     path.write_text(yaml.safe_dump(district, allow_unicode=True), encoding="utf-8")
     return path
 

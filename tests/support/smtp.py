@@ -11,9 +11,11 @@ content_language, list_unsubscribe, list_unsubscribe_post, text (the decoded pla
 
 It refuses on demand: `refuse={"nobody@example.cn": 550}` answers RCPT for that recipient with
 the code (550 no such mailbox, 421 or 452 try later), `refuse_data` the same at DATA, `flaky=n`
-answers 421 at DATA to every n-th message. `users={"name": "password"}` offers AUTH and
-requires it; `starttls=(cert, key)` offers STARTTLS, `implicit_tls=(cert, key)` speaks TLS from
-the start (`self_signed(dir)` makes a pair; trust it with `client_context(cert)`)."""
+answers 421 at DATA to every n-th message, `delay=s` takes s seconds over each message before it
+answers (a slow server: a sender killed meanwhile has mail on its way). `users={"name":
+"password"}` offers AUTH and requires it; `starttls=(cert, key)` offers STARTTLS,
+`implicit_tls=(cert, key)` speaks TLS from the start (`self_signed(dir)` makes a pair; trust
+it with `client_context(cert)`)."""
 
 import argparse
 import asyncio
@@ -84,10 +86,12 @@ class Mailbox:
         refuse_data: Mapping[str, int] | None = None,
         flaky: int = 0,
         log: Path | None = None,
+        delay: float = 0.0,
     ) -> None:
         self.refuse = {k.lower(): v for k, v in (refuse or {}).items()}
         self.refuse_data = {k.lower(): v for k, v in (refuse_data or {}).items()}
         self.flaky = flaky
+        self.delay = delay
         self.log = log
         self.messages: list[dict[str, Any]] = []
         self.ehlos = 0
@@ -118,6 +122,8 @@ class Mailbox:
             self.count += 1
             if self.flaky and self.count % self.flaky == 0:
                 return reply(421)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         raw = envelope.original_content or b""
         message = BytesParser(policy=default).parsebytes(raw)
         assert isinstance(message, EmailMessage)
@@ -180,13 +186,14 @@ class SmtpServer:
         refuse: Mapping[str, int] | None = None,
         refuse_data: Mapping[str, int] | None = None,
         flaky: int = 0,
+        delay: float = 0.0,
         users: Mapping[str, str] | None = None,
         starttls: tuple[Path, Path] | None = None,
         implicit_tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
-        self.mailbox = Mailbox(refuse, refuse_data, flaky, log)
+        self.mailbox = Mailbox(refuse, refuse_data, flaky, log, delay)
         options: dict[str, Any] = {}
         if users is not None:
             options |= {"authenticator": Accounts(users), "auth_required": True, "auth_require_tls": False}
@@ -249,7 +256,7 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
 @contextlib.contextmanager
 def smtp_process(log: Path, port: int | None = None, *args: str) -> Iterator[int]:
     """`python -m tests.support.smtp` on `port` (a free one by default), logging to `log`, with
-    more command-line `args` (--refuse, --refuse-data, --flaky); yields the port once it listens."""
+    more command-line `args` (--refuse, --refuse-data, --flaky, --delay); yields the port once it listens."""
     port = port or free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "tests.support.smtp", "--port", str(port), "--log", str(log), *args]
@@ -282,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--refuse", action="append", default=[], metavar="ADDRESS=CODE", help="at RCPT")
     parser.add_argument("--refuse-data", action="append", default=[], metavar="ADDRESS=CODE", help="at DATA")
     parser.add_argument("--flaky", type=int, default=0, metavar="N", help="421 at DATA to every N-th message")
+    parser.add_argument("--delay", type=float, default=0.0, metavar="SECONDS", help="taken over each message")
     given = parser.parse_args(argv)
     # Blocked before the server's thread starts (which inherits the mask), then waited for here.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
@@ -291,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
         refuse=_codes(given.refuse),
         refuse_data=_codes(given.refuse_data),
         flaky=given.flaky,
+        delay=given.delay,
     ).start()
     print(f"SMTP server on 127.0.0.1:{given.port}, logging to {given.log}", flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
