@@ -8,7 +8,8 @@ out) that are the earliest unfinished of their sequence, by setting them `sendin
 lease, in a short committed transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas
 split the work and never take one row twice; SQLite's writers queue on its one lock). A lease
 rather than a row lock held while sending, because on SQLite that lock would be the whole
-file's. It then sends them concurrently and records the outcomes in one transaction.
+file's. It then sends them concurrently and records the outcomes as they come in (every
+`RECORD_EVERY` seconds, one transaction for what finished meanwhile).
 
 A row whose lease ran out (a worker died mid-send) or whose receipt never came is sent again
 only by a sender whose receivers deduplicate by msg_id (`Sender.resend_unknown`); for any
@@ -44,6 +45,11 @@ log = logging.getLogger(__name__)
 NO_RECEIPT = "no receipt after an ambiguous send: not sent again blindly (it may have arrived)"
 # The states a gauge shows: delivered and suppressed rows only ever grow, and counting them would read them all.
 GAUGED = sorted(set(State) - {State.DELIVERED, State.SUPPRESSED})
+
+# Seconds between writes of a round's outcomes while its sends finish: the longer, the fewer
+# statements; the shorter, the fewer messages a crash leaves sent but not recorded (sent again
+# after the lease by a sender whose receivers deduplicate; dead as unknown for the others).
+RECORD_EVERY = 0.25
 
 Held = Callable[[AsyncSession], Awaitable[Collection[str]]]
 OnGone = Callable[[AsyncSession, str, datetime], Awaitable[None]]
@@ -149,8 +155,18 @@ class Worker:
             self.metrics.tally(self.metrics.deliveries, [(self.service, lane.channel, "unknown")] * unknown)
         if not claimed:
             return unknown
-        results = await asyncio.gather(*(self._send(sender, row) for row in claimed))
-        await self._record(lane, claimed, results, lease_until)
+        sends = [(asyncio.create_task(self._send(sender, row)), row) for row in claimed]
+        waiting = {task for task, _ in sends}
+        try:
+            while waiting:  # outcomes are written as sends finish: a crash leaves few sent but unrecorded
+                done, waiting = await asyncio.wait(waiting, timeout=RECORD_EVERY)
+                finished = [(task, row) for task, row in sends if task in done]
+                if finished:
+                    rows = [row for _, row in finished]
+                    await self._record(lane, rows, [task.result() for task, _ in finished], lease_until)
+        finally:
+            for task in waiting:
+                task.cancel()
         return len(claimed) + unknown
 
     def _due(self, lane: Lane, states: Collection[State], held: Collection[str]) -> Any:
