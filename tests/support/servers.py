@@ -100,14 +100,15 @@ class Broker:
         self.process.send_signal(signal.SIGCONT)
 
 
-def _wait_for_port(port: int, timeout: float = 15.0) -> None:
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    """Until something listens on 127.0.0.1:`port` (a server started as a process)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"broker did not listen on {port} within {timeout}s")
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
 @contextlib.contextmanager
@@ -135,7 +136,7 @@ def kafka_broker() -> Iterator[Broker]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_port(port)
+        wait_for_port(port)
         yield Broker(f"127.0.0.1:{port}", process)
     finally:
         process.send_signal(signal.SIGCONT)

@@ -48,8 +48,8 @@ from fastapi.responses import JSONResponse
 from standardwebhooks import Webhook
 
 from services.district.clock import Clock, SystemClock
-from tests.support.servers import free_port
-from tests.support.smtp import ROOT, read_log, wait_for_port
+from tests.support.servers import free_port, wait_for_port
+from tests.support.smtp import ROOT, read_log
 
 PATH = "/sms/send"
 SIGN_NAME = "兰溪区12345"
