@@ -4,12 +4,11 @@ import json
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.district.clock import SystemClock
 from services.web.auth import Authenticator
 from tests.support.cluster import distributed, embedded, embedded_env
-from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report, open_ticket
+from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report, metric, open_ticket
 from tests.support.staff import person, signed
 from tests.support.waiting import eventually
 
@@ -18,18 +17,6 @@ pytestmark = pytest.mark.e2e
 # A point inside grid G32 (community C3, street S2): its grid unit must get the ticket.
 IN_G32 = {"lat": 30.5151, "lon": 114.3247}
 CONTACT = {"name": "Zhao Min", "phone": "13800000000"}
-
-
-async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
-    """The sum of a service's `/metrics` samples called `name` whose labels include `labels`."""
-    r = await client.get("/metrics")
-    assert r.status_code == 200
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(r.text)
-        for s in family.samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 async def resident_notifications(client: httpx.AsyncClient, case_id: str, ops: str) -> list[str]:

@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from notifier.tables import deliveries
@@ -29,7 +27,7 @@ from services.delivery.tables import UNFINISHED, State
 from services.storage.db import Database
 from tests.support.adapters import district_with_notify
 from tests.support.cluster import Process, base_env, distributed, gridcall_args, service_clients
-from tests.support.journey import bearer, file_report, open_ticket
+from tests.support.journey import bearer, file_report, metric, open_ticket
 from tests.support.policies import demo_policy_without_quiet_hours
 from tests.support.servers import free_port
 from tests.support.smtp import read_log, smtp_process
@@ -135,17 +133,6 @@ async def sending(db_url: str, tag: str) -> int:
 def once_each(found: Mapping[str, list[dict[str, Any]]]) -> int:
     """How many arrivals were a Message-ID its recipient already had (a resend after a crash)."""
     return sum(len(got) - len({m["message_id"] for m in got}) for got in found.values())
-
-
-async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
-    r = await client.get("/metrics")
-    assert r.status_code == 200
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(r.text)
-        for s in family.samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 async def test_residents_are_told_in_their_language_with_local_times_and_the_unit_at_its_notify_address(

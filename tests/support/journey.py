@@ -4,6 +4,7 @@ import secrets
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.waiting import eventually
 
@@ -71,3 +72,15 @@ async def queued(client: httpx.AsyncClient, queue: str, token: str, case_id: str
                 return None
 
     return await eventually(probe, timeout=timeout)
+
+
+async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
+    """The sum of a service's `/metrics` samples called `name` whose labels include `labels`."""
+    r = await client.get("/metrics")
+    assert r.status_code == 200
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
