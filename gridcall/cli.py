@@ -101,7 +101,10 @@ def run(
     settings = load_settings()
     _logging(settings)
     migrations.upgrade(settings.db_url)
-    _serve(settings, None, port or settings.port, welcome=True)
+    port = port or settings.port
+    if "public_url" not in settings.model_fields_set:  # the links in messages lead back here
+        settings = settings.model_copy(update={"public_url": f"http://{settings.host}:{port}"})
+    _serve(settings, None, port, welcome=True)
 
 
 @app.command()
