@@ -76,7 +76,7 @@ def measure(size: Size) -> dict[str, Any]:
                 body=body,
                 paced=False,
                 more_pids={"smtp": smtp_pid},
-                settle=lambda: notify.emails_settled(db_url, smtp_log, 900),
+                settle=lambda: notify.emails_settled(db_url, smtp_log),
             )
             ratio = on["burst"]["cases_per_s"] / figures["end_to_end"]["burst"]["cases_per_s"]
             figures["email_on"] = {**on, "ratio": ratio, "goal_met": ratio >= 0.8}
