@@ -43,7 +43,7 @@ fault: $(STAMP)               ## 10,000 due SLA timers, two dispatcher processes
 fuzz: $(STAMP)                ## schemathesis over every operation, embedded and distributed, 500 examples each
 	GRIDCALL_FUZZ_EXAMPLES=500 $(BIN)/pytest -q tests/unit/test_whole_api_fuzz.py tests/e2e/test_fuzz_distributed.py
 
-bench: $(STAMP) wrk           ## one table: intake vs bare, end to end, CPU per case, RSS, SLA timers, embedded
+bench: $(STAMP) wrk           ## one table: intake vs bare, end to end, CPU per case, RSS, SLA timers, embedded, notifier
 	$(BIN)/python -m bench.run
 
 bench-quick: $(STAMP) wrk     ## the same, smaller: under two minutes, for checking a change

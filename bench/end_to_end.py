@@ -2,10 +2,13 @@
 and the broker. Two runs: as fast as intake takes reports (cases/s from the first POST to
 the last assignment, with the CPU every process used per case), then paced at a steady rate
 (latency from the report's acceptance to its assignment, both read from the services' own
-tables afterwards, so measuring adds no load). Checked: every case assigned exactly once."""
+tables afterwards, so measuring adds no load). Checked: every case assigned exactly once.
+The notifier's figures (bench/notify.py) run the burst again with email on: a report body of
+their own, processes of theirs to meter, and what to wait for and check before the services stop."""
 
 import asyncio
 import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -56,37 +59,63 @@ def _wait_routed(
 
 
 def measure(
-    db_url: str, env: dict[str, str], logs: Path, broker_pid: int | None, *, cases: int, rate: float, seconds: float
+    db_url: str,
+    env: dict[str, str],
+    logs: Path,
+    broker_pid: int | None,
+    *,
+    cases: int,
+    rate: float,
+    seconds: float,
+    body: dict[str, Any] | None = None,
+    paced: bool = True,
+    more_pids: Mapping[str, int] | None = None,
+    settle: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """The burst of `cases` reports (each `body`, bench/common.py's by default), then unless
+    `paced` is False the paced run; `more_pids` are metered with the services, and `settle`
+    is called before they stop, its figures returned as `settled`."""
+    steady: list[tuple[str, datetime, datetime, int]] = []
+    figures: dict[str, Any] = {}
     with distributed(env, logs) as cluster:
         pids = {name: p.popen.pid for name, p in cluster.processes.items() if p.popen}
-        meter = CpuMeter({**pids, **({"broker": broker_pid} if broker_pid else {})})
+        meter = CpuMeter({**pids, **(more_pids or {}), **({"broker": broker_pid} if broker_pid else {})})
         url = f"{cluster['intake'].url}/v1/reports"
-        wrk(url, connections=4, requests=40)  # warm-up: every service has handled a case
+        wrk(url, connections=4, requests=40, body=body)  # warm-up: every service has handled a case
         warm = len(_wait_routed(db_url, 40, None, 120))
         meter.start()
-        burst = wrk(url, connections=CONNECTIONS, requests=cases)
+        burst = wrk(url, connections=CONNECTIONS, requests=cases, body=body)
         rows = _wait_routed(db_url, warm + burst.accepted, None, 900)
         cpu = meter.stop()
-        since = datetime.now().astimezone()
-        paced = wrk(url, connections=int(rate // 5), seconds=seconds, rate=rate)  # 200 ms between requests
-        steady = _wait_routed(db_url, paced.accepted, since, 900)
+        if paced:
+            since = datetime.now().astimezone()
+            load = wrk(url, connections=int(rate // 5), seconds=seconds, rate=rate, body=body)  # 200 ms apart
+            steady = _wait_routed(db_url, load.accepted, since, 900)
+            if load.refused:
+                raise SystemExit(f"refused {load.refused} paced reports")
+            latency = [(r[2] - r[1]).total_seconds() * 1000 for r in steady]
+            figures["paced"] = {
+                "target": rate,
+                "rate": load.rate,
+                "cases": len(steady),
+                "assigned_p50_ms": pct(latency, 50),
+                "assigned_p99_ms": pct(latency, 99),
+            }
+        if settle is not None:
+            figures["settled"] = settle()
         rss = {name: peak_rss_mb(pid) for name, pid in pids.items()}
     burst_rows = sorted(rows, key=lambda r: r[1])[warm:]
     span = (max(r[2] for r in burst_rows) - min(r[1] for r in burst_rows)).total_seconds()
     doubled = [r for r in rows + steady if r[3] != 1]
-    if doubled or burst.refused or paced.refused:
-        raise SystemExit(f"{len(doubled)} cases assigned more than once; refused {burst.refused}+{paced.refused}")
-    latency = [(r[2] - r[1]).total_seconds() * 1000 for r in steady]
+    if doubled or burst.refused:
+        raise SystemExit(f"{len(doubled)} cases assigned more than once; refused {burst.refused}")
     return {
-        "burst": {"cases": len(burst_rows), "cases_per_s": len(burst_rows) / span, "post_rate": burst.rate},
-        "paced": {
-            "target": rate,
-            "rate": paced.rate,
-            "cases": len(steady),
-            "assigned_p50_ms": pct(latency, 50),
-            "assigned_p99_ms": pct(latency, 99),
+        "burst": {
+            "cases": len(burst_rows),
+            "cases_per_s": len(burst_rows) / span,
+            "post_rate": burst.rate,
         },
+        **figures,
         "cpu_ms_per_case": {k: 1000 * v / len(burst_rows) for k, v in cpu.items()}
         | {"total": 1000 * sum(cpu.values()) / len(burst_rows)},
         "peak_rss_mb": rss,

@@ -3,7 +3,7 @@
 Every part runs the services as separate processes on the machine's PostgreSQL and a broker
 (or embedded, on SQLite), with wrk as the load generator, and checks correctness while it
 measures: every 202 has its rows, every case is assigned exactly once, every breach is
-escalated exactly once. `--quick` (make bench-quick) is a smaller run for checking a change.
+escalated exactly once, every email delivered once. `--quick` (make bench-quick) is a smaller run for checking a change.
 """
 
 import argparse
@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import embedded, end_to_end, intake_only, timers
+from bench import embedded, end_to_end, intake_only, notify, timers
 from bench.common import service_env
 from gridcall.migrate import upgrade
 from tests.support.servers import admin_postgres, kafka_broker, scratch_database
@@ -33,10 +33,11 @@ class Size:
     embedded_reports: int
     due: int
     pending: int
+    messages: int  # per channel, drained by the notifier
 
 
-FULL = Size(seconds=10, rounds=2, cases=10_000, embedded_reports=5_000, due=10_000, pending=1_000_000)
-QUICK = Size(seconds=4, rounds=1, cases=1_000, embedded_reports=600, due=1_000, pending=20_000)
+FULL = Size(seconds=10, rounds=2, cases=10_000, embedded_reports=5_000, due=10_000, pending=1_000_000, messages=2_000)
+QUICK = Size(seconds=4, rounds=1, cases=1_000, embedded_reports=600, due=1_000, pending=20_000, messages=500)
 
 
 def measure(size: Size) -> dict[str, Any]:
@@ -58,6 +59,32 @@ def measure(size: Size) -> dict[str, Any]:
             figures["end_to_end"] = end_to_end.measure(
                 db_url, env, logs / "e2e", pid, cases=size.cases, rate=500, seconds=size.seconds
             )
+        (logs / "e2e-email").mkdir()
+        smtp_log = logs / "e2e-email" / "smtp.jsonl"
+        with scratch_database(admin) as db_url, notify.smtp_server(smtp_log) as (smtp_port, smtp_pid):
+            upgrade(db_url)
+            env = service_env(db_url, broker.bootstrap, f"bench{uuid.uuid4().hex[:6]}")
+            env, body = notify.email_on(env, smtp_port, logs / "e2e-email")
+            on = end_to_end.measure(
+                db_url,
+                env,
+                logs / "e2e-email",
+                pid,
+                cases=size.cases,
+                rate=500,
+                seconds=size.seconds,
+                body=body,
+                paced=False,
+                more_pids={"smtp": smtp_pid},
+                settle=lambda: notify.emails_settled(db_url, smtp_log),
+            )
+            ratio = on["burst"]["cases_per_s"] / figures["end_to_end"]["burst"]["cases_per_s"]
+            figures["email_on"] = {**on, "ratio": ratio, "goal_met": ratio >= 0.8}
+        with scratch_database(admin) as db_url:
+            upgrade(db_url)
+            env = service_env(db_url, broker.bootstrap, f"bench{uuid.uuid4().hex[:6]}")
+            (logs / "notify").mkdir()
+            figures["notify"] = notify.drain(db_url, env, logs / "notify", emails=size.messages, sms=size.messages)
         (logs / "embedded").mkdir()
         figures["embedded"] = embedded.measure(
             logs / "var", logs / "embedded", reports=size.embedded_reports, clients=12
@@ -73,6 +100,7 @@ def measure(size: Size) -> dict[str, Any]:
 
 def table(f: dict[str, Any]) -> str:
     i, e, m, t = f["intake"], f["end_to_end"], f["embedded"], f["timers"]
+    on, n = f["email_on"], f["notify"]
     rss = "  ".join(f"{k} {v:.0f}" for k, v in e["peak_rss_mb"].items())
     cpu = "  ".join(f"{k} {v:.2f}" for k, v in e["cpu_ms_per_case"].items() if k != "total")
     rows = [
@@ -104,6 +132,25 @@ def table(f: dict[str, Any]) -> str:
         ),
         ("CPU per case, all processes", f"{e['cpu_ms_per_case']['total']:.2f} ms", f"goal <= 1.2 ms; {cpu}"),
         ("peak RSS per service (MB)", "", rss),
+        (
+            "report -> assigned, burst, email on",
+            f"{on['burst']['cases_per_s']:,.0f} cases/s",
+            f"{on['settled']['emails']:,} emails, all delivered {on['settled']['after_s']:.1f} s after; "
+            f"CPU {on['cpu_ms_per_case']['total']:.2f} ms/case (smtp {on['cpu_ms_per_case']['smtp']:.2f})",
+        ),
+        ("email on / off", f"{on['ratio']:.2f}", f"goal >= 0.8: {'met' if on['goal_met'] else 'NOT MET'}"),
+        (
+            "notifier -> local SMTP server",
+            f"{n['email']['per_s']:,.0f} msgs/s",
+            f"{n['email']['messages']:,} emails in {n['email']['seconds']:.1f} s; "
+            f"notifier CPU {n['email']['notifier_cpu_ms']:.1f} ms/msg",
+        ),
+        (
+            "notifier -> SMS gateway, receipts",
+            f"{n['sms']['per_s']:,.0f} msgs/s",
+            f"{n['sms']['messages']:,} SMS in {n['sms']['seconds']:.1f} s, each settled by its receipt; "
+            f"notifier CPU {n['sms']['notifier_cpu_ms']:.1f} ms/msg",
+        ),
         ("timers", f"{t['pending']:,} pending", f"{t['due_together']:,} due together, {t['dispatchers']} dispatchers"),
         ("  lateness", f"p50 {t['lateness_p50_s']:.2f} s", f"p99 {t['lateness_p99_s']:.2f} s (goal <= 1)"),
         ("  all escalated after", f"{t['all_escalated_after_s']:.1f} s", "goal <= 2 s"),
