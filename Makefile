@@ -46,7 +46,7 @@ fuzz: $(STAMP)                ## schemathesis over every operation, embedded and
 bench: $(STAMP) wrk           ## one table: intake vs bare, end to end, CPU per case, RSS, SLA timers, embedded, notifier
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP) wrk     ## the same, smaller: under two minutes, for checking a change
+bench-quick: $(STAMP) wrk     ## the same, smaller: about three minutes, for checking a change
 	$(BIN)/python -m bench.run --quick
 
 bench-backlog: $(STAMP)       ## how fast one dispatcher drains a backlog of case.reported
