@@ -6,7 +6,7 @@ cursor, and re-driving dead ones. The SMS provider's receipts are notifier/recei
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
@@ -16,7 +16,7 @@ from notifier.usecases import NOT_FOLLOWING, unsubscribe_by_link, unsubscribe_by
 from services.delivery.ops import DeliveryOps, Filters
 from services.delivery.tables import FINISHED, State
 from services.district.clock import Clock
-from services.district.text import Identifier
+from services.district.text import ROW_ID_MAX, Identifier
 from services.storage.db import Database
 from services.web import pages
 from services.web.auth import OpsDep
@@ -73,7 +73,7 @@ async def list_deliveries(
     channel: Annotated[str | None, Query(max_length=16, pattern="^[a-z]+$")] = None,
     case_id: Identifier | None = None,
     cursor: Annotated[
-        str | None, Query(max_length=20, pattern="^[0-9]+$", description="next_cursor of the page before")
+        str | None, Query(max_length=18, pattern="^[0-9]+$", description="next_cursor of the page before")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
@@ -103,7 +103,7 @@ def _waiting(row: Any) -> dict[str, Any]:
         409: problem("only a dead or permanently failed delivery can be re-driven"),
     },
 )
-async def redrive(_: OpsDep, ops: OpsToolDep, delivery_id: int) -> Any:
+async def redrive(_: OpsDep, ops: OpsToolDep, delivery_id: Annotated[int, Path(ge=1, le=ROW_ID_MAX)]) -> Any:
     """Send a dead (or permanently failed) delivery again, from its first attempt."""
     return _waiting(await ops.redrive(delivery_id))
 

@@ -74,7 +74,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
     key = signing.key_of(settings.sms_receipt_secret.get_secret_value()) if settings.sms_receipt_secret else None
     routes = api.router(ctx.db, ctx.clock, ops, telling.outlets.link_key)
     if key is not None:
-        to_kernel = partial(receipt, ctx.db, tables.deliveries, ctx.clock)
+        to_kernel = partial(receipt, ctx.db, tables.deliveries, ctx.clock, settings.retry_schedule)
         routes.include_router(receipts.router(Receipts(to_kernel), key, ctx.clock))
 
     def deliver(stop: Stop) -> Awaitable[None]:
@@ -97,7 +97,7 @@ class Receipts:
         self.mark = mark
 
     async def receipt(self, msg_id: str, provider_ref: str | None, delivered: bool, error: str | None) -> bool:
-        return await self.mark(msg_id=msg_id, delivered=delivered, error=error)
+        return await self.mark(msg_id=msg_id, provider_ref=provider_ref, delivered=delivered, error=error)
 
 
 def _codes(raw: dict[str, str]) -> dict[Kind, str]:

@@ -281,7 +281,7 @@ class EmailSender:
         try:
             to = mailbox(body.to)
         except ValueError as exc:
-            return Result(Outcome.PERMANENT, printable(f"not an email address ({body.to!r}): {exc}", 400))
+            return Result(Outcome.PERMANENT, printable(f"not an email address ({masked(body.to)}): {exc}", 400))
         message = self.message(item.msg_id, body, to)
         async with self._slots:
             while self._idle:

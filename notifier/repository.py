@@ -104,6 +104,7 @@ class Notices:
     new_cases: dict[str, dict[str, Any]] = field(default_factory=dict)
     changed_cases: dict[str, dict[str, Any]] = field(default_factory=dict)
     unstored: set[str] = field(default_factory=set)  # cases the notifier has no row of yet
+    pushed: dict[str, str] = field(default_factory=dict)  # msg_id -> the follower an email or SMS goes to
     new_followers: list[dict[str, Any]] = field(default_factory=list)
     notification_rows: list[dict[str, Any]] = field(default_factory=list)
     delivery_rows: list[dict[str, Any]] = field(default_factory=list)
@@ -244,7 +245,9 @@ class Notices:
         """One notification for one recipient, with a delivery per channel that reaches them."""
         t = self.telling
         language: Lang = recipient.language
-        text = t.messages.render(facts, Channel.LOG, language)
+        # What is kept, logged and sent to apps carries no link with a token in it: only the
+        # resident's own email or SMS does.
+        text = t.messages.render(replace(facts, tracking_url=None, unsubscribe_url=None), Channel.LOG, language)
         self.notification_rows.append(
             {
                 "key": key,
@@ -277,6 +280,8 @@ class Notices:
             seen.add((channel, destination))
             row["body"] = self._body(channel, msg_id, destination, facts, language, recipient, text)
             self.delivery_rows.append(row)
+            if recipient.key.startswith("follower:"):
+                self.pushed[msg_id] = recipient.key.removeprefix("follower:")
         for channel in (Channel.WEBHOOK, Channel.LOG):  # every notification, whoever it is for
             if channel in t.outlets.channels:
                 msg_id = "n" + derived(key, channel.value)
@@ -300,7 +305,10 @@ class Notices:
             "channel": channel.value,
             "destination": destination,
             "case_id": case_id,
-            "sequence": f"{case_id or 'digest'}/{recipient.key}/{channel.value}",
+            # order per case, recipient and channel; ops' alerts need none (one dead must not hold the next)
+            "sequence": None
+            if recipient.audience is Audience.OPS
+            else f"{case_id or 'digest'}/{recipient.key}/{channel.value}",
             "kind": facts.kind.value,
             "body": "",
             "state": State.CREATED.value,
@@ -371,7 +379,23 @@ class Notices:
         await insert_new(s, followers, self.new_followers, "report_id")
         await insert_new(s, digest_items, self.digest_rows, "key")
         fresh = await insert_new(s, notifications, self.notification_rows, "key")
+        await self._unsubscribed_meanwhile()
         await insert_new(s, deliveries, [d for d in self.delivery_rows if d["ref"] in fresh], "msg_id")
+
+    async def _unsubscribed_meanwhile(self) -> None:
+        """A follower who stopped the messages after this batch read them: their new emails and
+        texts are written suppressed. The rows are read FOR SHARE, so an unsubscribe still to
+        come waits for this commit and then suppresses what it wrote."""
+        if not self.pushed:
+            return
+        query = select(followers.c.report_id, followers.c.unsubscribed_at).where(
+            followers.c.report_id.in_(sorted(set(self.pushed.values())))
+        )
+        rows = (await self.session.execute(query.with_for_update(read=True))).all()
+        stopped = {r.report_id for r in rows if r.unsubscribed_at is not None}
+        for d in self.delivery_rows:
+            if self.pushed.get(d["msg_id"]) in stopped and d["state"] == State.CREATED.value:
+                d.update(state=State.SUPPRESSED.value, reason="unsubscribed")
 
 
 def digest_facts(facts: Facts) -> dict[str, Any]:

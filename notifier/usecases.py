@@ -14,7 +14,8 @@ from services.district.errors import NotFound
 from services.storage.db import Database
 
 NOT_FOLLOWING = "no such follower: the link or the token is wrong, or the case is not followed"
-WAITING = (State.CREATED.value, State.TEMPORARY_FAILURE.value)
+# What an unsubscribe stops: all that has not gone, including what ops could re-drive.
+WAITING = (State.CREATED.value, State.TEMPORARY_FAILURE.value, State.DEAD.value, State.PERMANENT_FAILURE.value)
 
 
 async def unsubscribe_by_link(db: Database, key: bytes, report_id: str, signature: str, now: datetime) -> str:

@@ -110,7 +110,8 @@ def failed(telling: Telling) -> OnFailed:
                 reason=f.reason or f.state.value,
                 at=at,
             )
-            notices.notify(derived("dead", f.row.msg_id, str(f.row.attempts)), f.row.case_id, ops, facts, urgent=True)
+            # once per death: a delivery re-driven that dies again is news again
+            notices.notify(derived("dead", f.row.msg_id, at.isoformat()), f.row.case_id, ops, facts, urgent=True)
         await notices.write()
 
     return tell

@@ -14,7 +14,7 @@ from departments.adapters.usecases import AdapterOps, actor, apply, parse, view
 from departments.schemas import Ticket
 from departments.usecases.tickets import Desk
 from services.district.errors import Unauthorized
-from services.district.text import Identifier
+from services.district.text import ROW_ID_MAX, Identifier
 from services.web.auth import OpsDep
 from services.web.openapi import problem
 from services.web.parts import bind, part
@@ -114,7 +114,7 @@ async def list_deliveries(
     response_model=Delivery,
     responses={404: problem("no such delivery"), 409: problem("the delivery is not dead")},
 )
-async def redrive(_: OpsDep, ops: AdapterOpsDep, delivery_id: Annotated[int, Path(ge=1)]) -> Delivery:
+async def redrive(_: OpsDep, ops: AdapterOpsDep, delivery_id: Annotated[int, Path(ge=1, le=ROW_ID_MAX)]) -> Delivery:
     """Put a dead delivery back: pending again, attempts reset, sent once more (after any
     earlier pending delivery of its case)."""
     return await ops.redrive(delivery_id)

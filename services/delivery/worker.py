@@ -204,15 +204,19 @@ class Worker:
             if sender.resend_unknown:
                 states.add(State.SENDING)
             else:
-                gave_up = await s.execute(
-                    update(t)
-                    .where(t.c.id.in_(self._due(lane, {State.SENDING}, held)))
-                    .values(state=State.DEAD, reason=NO_RECEIPT)
-                    .returning(t.c.id, t.c.msg_id)
-                )
-                for row in gave_up.all():
+                gave_up = (
+                    await s.execute(
+                        update(t)
+                        .where(t.c.id.in_(self._due(lane, {State.SENDING}, held)))
+                        .values(state=State.DEAD, reason=NO_RECEIPT)
+                        .returning(*(t.c[name] for name in ITEM))
+                    )
+                ).all()
+                for row in gave_up:
                     unknown += 1
                     log.warning("delivery %s (%s, %s) dead: %s", row.id, lane, row.msg_id, NO_RECEIPT)
+                if gave_up and self.on_failed is not None:
+                    await self.on_failed(s, [Failed(row, State.DEAD, NO_RECEIPT) for row in gave_up], self.clock.now())
             claimed = await s.execute(
                 update(t)
                 .where(t.c.id.in_(self._due(lane, states, held)))
@@ -268,6 +272,8 @@ class Worker:
         self.metrics.tally(self.metrics.deliveries, outcomes)
 
     def _change(self, lane: Lane, row: Row[Any], result: Result, now: datetime) -> dict[str, Any]:
+        if result.outcome is Outcome.GONE and self.on_gone is None:  # nobody to switch it off: it stops here
+            result = Result(Outcome.PERMANENT, f"the receiver asks us to stop: {result.error}", result.status)
         tried = row.attempts + 1
         step = retries.after(self.schedule, tried, result, self.rng)
         change = {
@@ -326,30 +332,45 @@ async def receipt(
     db: Database,
     table: Table,
     clock: Clock,
+    schedule: Sequence[float],
     *,
     msg_id: str | None = None,
     provider_ref: str | None = None,
     delivered: bool,
     error: str | None = None,
+    rng: random.Random | None = None,
 ) -> bool:
     """A provider's receipt for one delivery, found by its msg_id or the provider's id for the
-    attempt: one waiting for it (sending, or dead because it never came) becomes delivered, or
-    for a failure temporary-failure due now (it did not arrive, so sending it again is safe).
-    A receipt for a delivery past waiting (the same receipt again) changes nothing. Whether
-    such a delivery exists: a receipt endpoint answers 404 for one that does not."""
-    if (msg_id is None) == (provider_ref is None):
-        raise ValueError("a receipt names its delivery by msg_id or by provider_ref, one of them")
+    attempt (by both when both are given: a receipt for an earlier attempt then matches
+    nothing). One waiting for it (sending, or dead because it never came) becomes delivered, or
+    for a failure is retried on the schedule like any temporary failure (it did not arrive, so
+    sending it again is safe), and is dead once the schedule is used up. A receipt for a
+    delivery past waiting (the same receipt again) changes nothing. Whether such a delivery
+    exists: a receipt endpoint answers 404 for one that does not."""
+    if msg_id is None and provider_ref is None:
+        raise ValueError("a receipt names its delivery by msg_id, by provider_ref, or both")
     t, now = table, clock.now()
-    which = t.c.msg_id == msg_id if msg_id is not None else t.c.provider_ref == provider_ref
+    which = [t.c.msg_id == msg_id] if msg_id is not None else []
+    if provider_ref is not None:
+        # the attempt it reports on; a row not recorded yet (no provider id) may be that attempt
+        which.append(
+            or_(t.c.provider_ref == provider_ref, t.c.provider_ref.is_(None))
+            if msg_id
+            else t.c.provider_ref == provider_ref
+        )
     waiting = or_(t.c.state == State.SENDING, (t.c.state == State.DEAD) & (t.c.reason == NO_RECEIPT))
-    change: dict[str, Any] = {"state": State.DELIVERED, "delivered_at": now, "reason": None}
-    if not delivered:
-        change = {
-            "state": State.TEMPORARY_FAILURE,
-            "next_attempt_at": now,
-            "reason": error or "the receipt says failed",
-        }
     async with db.transaction() as s:
-        if (await s.execute(update(t).where(which, waiting).values(change).returning(t.c.id))).first() is not None:
-            return True
-        return await s.scalar(select(exists().where(which))) is True
+        row = (await s.execute(select(t.c.id, t.c.attempts).where(*which, waiting).with_for_update())).first()
+        if row is None:
+            return await s.scalar(select(exists().where(*which))) is True
+        change: dict[str, Any] = {"state": State.DELIVERED, "delivered_at": now, "reason": None}
+        if not delivered:
+            failed = Result(Outcome.TEMPORARY, error or "the receipt says failed")
+            step = retries.after(schedule, max(row.attempts, 1), failed, rng)
+            change = {
+                "state": step.state,
+                "next_attempt_at": now + timedelta(seconds=step.delay),
+                "reason": failed.error,
+            }
+        await s.execute(update(t).where(t.c.id == row.id).values(change))
+        return True

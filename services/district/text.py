@@ -235,3 +235,7 @@ def printable(value: Any, limit: int = 500) -> str:
 
 
 _UNPRINTABLE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+# The largest id a database row may have (PostgreSQL's bigint, SQLite's integer): a larger one in
+# a request is a 422, not a database error.
+ROW_ID_MAX = 2**63 - 1

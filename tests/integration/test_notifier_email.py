@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from notifier.repository import Notices
+from notifier.usecases import unsubscribe_by_token
 from services.delivery.tables import State
 from services.district.events import Priority
 from services.runtime.settings import Settings
@@ -153,3 +155,21 @@ async def test_a_refused_recipient_fails_for_good_and_one_never_taken_is_dead_th
         assert (redriven.state, redriven.attempts) == (State.DELIVERED, 1)
     assert len(smtp.to("later@example.cn")) == 1
     assert smtp.to("nobody@example.cn") == smtp.to("later2@example.cn") == []
+
+
+async def test_an_unsubscribe_committed_while_a_batch_is_handled_still_stops_that_batchs_email(pg_settings, smtp):
+    """PostgreSQL: the batch read the follower before the unsubscribe committed (SQLite's one
+    writer at a time leaves no such moment)."""
+    async with notifier(pg_settings, **email(smtp)) as n:
+        case = case_id()
+        await n.feed(reported(case), followed(case, email="wu@example.cn", token="wu-token"))
+        now = n.clock.now()
+        async with n.ctx.db.transaction() as s:
+            batch = Notices(s, n.digests.telling, now)
+            await batch.record(f"{case}-assigned", assigned(case, now), now)  # reads the follower: subscribed
+            await unsubscribe_by_token(n.ctx.db, case, "wu-token", now)  # commits meanwhile
+            await batch.write()
+        [told] = await n.deliveries(case, kind="case.assigned", channel="email")
+        assert (told.state, told.reason) == ("suppressed", "unsubscribed")
+        assert await n.deliver("email") == 0  # the received email was still waiting: stopped too
+    assert smtp.to("wu@example.cn") == []

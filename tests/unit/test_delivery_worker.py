@@ -184,13 +184,13 @@ async def test_accepted_then_a_receipt_says_delivered(db, clock, table):
     assert waiting.next_attempt_at == clock.now() + timedelta(seconds=600)
     assert await w.deliver_due(SMS) == 0 and counted(w, "accepted") == 1
     clock.advance(timedelta(seconds=5))
-    assert await receipt(db, table, clock, provider_ref="biz-1", delivered=True)
-    assert await receipt(db, table, clock, provider_ref="biz-1", delivered=True)  # again: no change
-    assert not await receipt(db, table, clock, provider_ref="biz-2", delivered=True)
+    assert await receipt(db, table, clock, SCHEDULE, provider_ref="biz-1", delivered=True)
+    assert await receipt(db, table, clock, SCHEDULE, provider_ref="biz-1", delivered=True)  # again: no change
+    assert not await receipt(db, table, clock, SCHEDULE, provider_ref="biz-2", delivered=True)
     [done] = (await rows_of(db, table)).values()
     assert (done.state, done.delivered_at, done.reason) == ("delivered", clock.now(), None)  # when the receipt came
     with pytest.raises(ValueError):
-        await receipt(db, table, clock, delivered=True)
+        await receipt(db, table, clock, SCHEDULE, delivered=True)
 
 
 async def test_ambiguous_then_a_receipt_says_failed_and_it_is_sent_again(db, clock, table):
@@ -201,15 +201,29 @@ async def test_ambiguous_then_a_receipt_says_failed_and_it_is_sent_again(db, clo
     [waiting] = (await rows_of(db, table)).values()
     assert waiting.state == "sending" and "no answer within 10s" in waiting.reason and "receipt" in waiting.reason
     assert counted(w, "ambiguous") == 1
-    assert await receipt(db, table, clock, msg_id="m1", delivered=False, error="handset unreachable")
+    assert await receipt(db, table, clock, SCHEDULE, msg_id="m1", delivered=False, error="handset unreachable")
     [failed] = (await rows_of(db, table)).values()
-    assert (failed.state, failed.next_attempt_at, failed.reason) == (
-        "temporary-failure",
-        clock.now(),
-        "handset unreachable",
-    )
-    assert await w.deliver_due(SMS) == 1  # due at once: it did not arrive
+    assert (failed.state, failed.reason) == ("temporary-failure", "handset unreachable")
+    assert failed.next_attempt_at > clock.now()  # on the schedule, like any temporary failure
+    assert await w.deliver_due(SMS) == 0
+    clock.advance(timedelta(seconds=SCHEDULE[1] * 2))
+    assert await w.deliver_due(SMS) == 1  # it did not arrive: sending it again is safe
     assert sms.sent == ["m1", "m1"] and await states(db, table) == {"m1": ("delivered", 2)}
+
+
+async def test_failure_receipts_end_in_dead_after_the_schedule_and_a_stale_one_changes_nothing(db, clock, table):
+    sms = Scripted(m1=[Result(Outcome.ACCEPTED, provider_ref=f"biz-{n}") for n in range(1, 5)])
+    await insert(db, table, [row("m1", clock.now())])
+    w = worker(db, clock, table, sms)
+    for attempt in range(1, len(SCHEDULE) + 1):
+        assert await w.deliver_due(SMS) == 1
+        if attempt > 1:  # the first attempt's failure, reported again, matches nothing: this attempt waits on
+            assert not await receipt(db, table, clock, SCHEDULE, msg_id="m1", provider_ref="biz-1", delivered=False)
+            assert (await states(db, table))["m1"][0] == "sending"
+        assert await receipt(db, table, clock, SCHEDULE, msg_id="m1", provider_ref=f"biz-{attempt}", delivered=False)
+        clock.advance(timedelta(seconds=SCHEDULE[-1] * 2))
+    assert await states(db, table) == {"m1": ("dead", len(SCHEDULE))}
+    assert sms.sent == ["m1"] * len(SCHEDULE)
 
 
 @pytest.mark.parametrize("resend_unknown", [True, False])
@@ -229,7 +243,7 @@ async def test_no_receipt_in_time(db, clock, table, resend_unknown):
     [dead] = (await rows_of(db, table)).values()
     assert (dead.state, dead.reason, dead.attempts) == ("dead", NO_RECEIPT, 1)
     assert counted(w, "unknown") == 1
-    assert await receipt(db, table, clock, provider_ref="biz-1", delivered=True)  # late, but it came
+    assert await receipt(db, table, clock, SCHEDULE, provider_ref="biz-1", delivered=True)  # late, but it came
     assert await states(db, table) == {"m1": ("delivered", 1)}
 
 
@@ -240,7 +254,7 @@ async def test_a_receipt_before_the_worker_records_the_send_has_the_last_word(db
     w = worker(db, clock, table, sms)
     sending = asyncio.create_task(w.deliver_due(SMS))
     await eventually(lambda: asyncio.sleep(0, result=sms.sent or None))
-    assert await receipt(db, table, clock, msg_id="m1", delivered=True)  # a fast provider
+    assert await receipt(db, table, clock, SCHEDULE, msg_id="m1", delivered=True)  # a fast provider
     sms.gate.set()
     await sending
     assert await states(db, table) == {"m1": ("delivered", 0)}
@@ -374,3 +388,14 @@ async def test_the_gauges_count_rows_per_channel_and_state(db, clock, table):
         return w.metrics.registry.get_sample_value("gridcall_deliveries_in_state", labels)
 
     assert (gauge("created"), gauge("dead"), gauge("sending"), gauge("delivered")) == (1, 1, 0, None)
+
+
+async def test_gone_where_nothing_can_switch_the_destination_off_fails_for_good_instead_of_looping(db, clock, table):
+    sms = Scripted(m1=[Result(Outcome.GONE, "HTTP 410", 410)])
+    await insert(db, table, [row("m1", clock.now())])
+    w = worker(db, clock, table, sms)  # no on_gone hook
+    assert await w.deliver_due(SMS) == 1
+    assert await w.deliver_due(SMS) == 0  # not sent again at once
+    [done] = (await rows_of(db, table)).values()
+    assert (done.state, done.last_status) == ("permanent-failure", 410) and "stop" in done.reason
+    assert sms.sent == ["m1"]
