@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.common import BODY
 from bench.procs import cpu_seconds
-from notifier.channels import EmailBody, SmsBody
+from notifier.channels.bodies import EmailBody, SmsBody
 from notifier.messages import SMS_KINDS
 from notifier.tables import deliveries
 from services.delivery.signing import new_secret

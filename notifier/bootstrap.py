@@ -1,7 +1,7 @@
 """Wires the notifier from a Context: what words and addresses messages (`Telling`: the
 templates, the district's names, the policy, the channels that are on and the units' and ops'
 addresses), the consumer of the cases topic, the kernel's delivery worker over the channels
-(notifier/channels.py), the units' digests, and the routes (ops, residents' unsubscribing, the
+(notifier/channels/), the units' digests, and the routes (ops, residents' unsubscribing, the
 SMS provider's receipts). A missing template or SMS code, or an SMTP server that cannot be
 reached as configured, fails start-up naming it."""
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifier.channels import EmailBody, LogBody, SmsBody, WebhookBody
+from notifier.channels.bodies import EmailBody, LogBody, SmsBody, WebhookBody
 from notifier.domain import CaseFacts, Names, Notice, To, notices
 from notifier.messages import Audience, Channel, DigestItem, Facts, Messages, Name, Rendered
 from notifier.tables import cases, deliveries, digest_items, followers, notifications
@@ -332,7 +332,7 @@ class Notices:
         recipient: Recipient,
         text: Rendered,
     ) -> str:
-        """What the channel's sender sends, exactly (its body model: notifier/channels.py)."""
+        """What the channel's sender sends, exactly (its body model: notifier/channels/bodies.py)."""
         m = self.telling.messages
         body: BaseModel
         if channel is Channel.EMAIL:

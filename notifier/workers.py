@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifier.channels import masked
+from notifier.channels.bodies import masked
 from notifier.messages import Audience, Channel, Facts, Kind
 from notifier.repository import Notices, Recipient, Telling, derived, digest_item
 from notifier.tables import digest_items

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     adapter_timeout: float = Field(10.0, gt=0, le=300, description="seconds a department's webhook may take to answer")
     rate_limit: str = Field("120/minute", description="per client (API key or IP) on residents' endpoints")
 
-    # The notifier's channels (notifier/channels.py): each is on when its address is set.
+    # The notifier's channels (notifier/channels/): each is on when its address is set.
     notifier_webhook_secret: SecretStr | None = Field(
         None, description="whsec_ secret signing the notifier's webhooks; required with GRIDCALL_NOTIFIER_WEBHOOK_URL"
     )

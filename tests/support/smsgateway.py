@@ -4,7 +4,7 @@ uvicorn on a thread of its own, so a stalled answer never holds up the test), or
 its own (`python -m tests.support.smsgateway --port N --log FILE ...`; `gateway_process(...)`).
 
 It checks each request as a provider would: the signature by the access key (HMAC, see
-notifier.channels.sms_signature; written again here, as a provider's own code would be), the
+notifier.channels.sms.sms_signature; written again here, as a provider's own code would be), the
 sign name, the template code (`templates`: code -> the parameters it takes), the phone number.
 A good request is sent (recorded in `sent`, one JSON line in the log) and answered
 {"Code": "OK", "BizId", "RequestId", "Message": "OK"}; a bad one gets the provider's code.

@@ -16,15 +16,8 @@ from pydantic import ValidationError
 from standardwebhooks import Webhook
 
 from notifier import receipts
-from notifier.channels import (
-    EmailSender,
-    LogSender,
-    NotReady,
-    SmsSender,
-    WebhookSender,
-    configured,
-    masked,
-)
+from notifier.channels import EmailSender, LogSender, NotReady, SmsSender, WebhookSender, configured
+from notifier.channels.bodies import masked
 from services.delivery.sender import Item, Outcome
 from services.delivery.signing import SignatureError, key_of, new_secret
 from services.district.clock import SystemClock

@@ -211,7 +211,7 @@
     $("chart").replaceChildren(svg);
   }
 
-  // Contact details as the notifier's logs print them (notifier/channels.py masked()): an
+  // Contact details as the notifier's logs print them (notifier/channels/bodies.py masked()): an
   // address keeps its first character and its domain, a phone number its first 3 and last 4 digits.
   function masked(destination) {
     if (destination.includes("@")) {
