@@ -11,7 +11,7 @@ from functools import partial
 
 from notifier import api, channels, receipts, tables
 from notifier.domain import Names
-from notifier.handlers import handlers
+from notifier.handlers import handlers, load_cases
 from notifier.messages import Channel, Kind, Messages
 from notifier.repository import Outlets, Telling
 from notifier.workers import Digests, failed
@@ -54,7 +54,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
     )
     messages.check()
     telling = Telling(messages, Names(ctx.jurisdiction, ctx.policy), ctx.policy, outlets(settings, ctx, on))
-    consumer = ctx.consumer(NAME, store, handlers(telling), [Stream.CASES])
+    consumer = ctx.consumer(NAME, store, handlers(telling), [Stream.CASES], lock=load_cases(telling))
     worker = Worker(
         ctx.db,
         ctx.clock,

@@ -21,7 +21,7 @@ from services.district.events import (
     DeliveryFailed,
     Event,
 )
-from services.messaging.consumer import Handler
+from services.messaging.consumer import Handler, Lock
 from services.messaging.envelope import Envelope
 from services.messaging.transaction import Tx
 
@@ -44,7 +44,20 @@ TOLD = (
 def handlers(telling: Telling) -> dict[type[Event], Handler]:
     async def record(tx: Tx, envelope: Envelope, event: Event) -> None:
         """What the event tells whom, recorded with the batch's other events."""
-        notices = tx.pending(Notices, partial(Notices, tx.session, telling, tx.store.clock.now()), Notices.write)
-        await notices.record(envelope.id, event, envelope.time)
+        await _notices(tx, telling).record(envelope.id, event, envelope.time)
 
     return dict.fromkeys(TOLD, record)
+
+
+def load_cases(telling: Telling) -> Lock:
+    """The consumer's hook before a batch: what the notifier knows of the batch's cases and
+    who follows them, in two queries."""
+
+    async def load(tx: Tx, case_ids: list[str]) -> None:
+        await _notices(tx, telling).load(case_ids)
+
+    return load
+
+
+def _notices(tx: Tx, telling: Telling) -> Notices:
+    return tx.pending(Notices, partial(Notices, tx.session, telling, tx.store.clock.now()), Notices.write)

@@ -11,9 +11,23 @@ A row in `created` whose `next_attempt_at` is ahead is held (quiet hours): `reas
 A row in `sending` is leased by a worker until `next_attempt_at`, or (a channel with receipts,
 after an ambiguous answer) waits for its receipt until then."""
 
+from collections.abc import Collection
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    text,
+)
 
 from services.storage.db import UtcDateTime
 
@@ -32,6 +46,18 @@ FINISHED = frozenset({State.DELIVERED, State.PERMANENT_FAILURE, State.SUPPRESSED
 REDRIVABLE = frozenset({State.DEAD, State.PERMANENT_FAILURE})
 # A row in one of these holds the later rows of its sequence back (a dead one until it is re-driven).
 UNFINISHED = frozenset({State.CREATED, State.SENDING, State.TEMPORARY_FAILURE, State.DEAD})
+
+
+# The states a worker claims rows in; the index above covers them, and the worker's queries name
+# them as literals (`waiting()`), so the planner can prove the index applies whatever the plan.
+WAITING_STATES = (State.CREATED, State.SENDING, State.TEMPORARY_FAILURE)
+WAITING = text("state IN ({})".format(", ".join(f"'{s.value}'" for s in WAITING_STATES)))
+
+
+def waiting(column: ColumnElement[str], states: Collection[State]) -> ColumnElement[bool]:
+    """`column IN (states)`, the states written into the statement (constants, not parameters)."""
+    assert set(states) <= set(WAITING_STATES), states
+    return column.in_(bindparam(None, sorted(s.value for s in states), literal_execute=True))
 
 
 def delivery_table(metadata: MetaData, prefix: str) -> Table:
@@ -62,6 +88,16 @@ def delivery_table(metadata: MetaData, prefix: str) -> Table:
         Column("delivered_at", UtcDateTime()),
         UniqueConstraint("msg_id", name=f"uq_{prefix}_deliveries_msg_id"),
         Index(f"ix_{prefix}_deliveries_due", "state", "next_attempt_at"),
+        # What a worker claims from, in id order: only the rows still to send, however many were
+        # sent before (without it PostgreSQL may walk the primary key past every delivered row).
+        Index(
+            f"ix_{prefix}_deliveries_waiting",
+            "channel",
+            "next_attempt_at",
+            "id",
+            postgresql_where=WAITING,
+            sqlite_where=WAITING,
+        ),
         Index(f"ix_{prefix}_deliveries_sequence", "sequence", "id"),
         Index(f"ix_{prefix}_deliveries_case", "case_id"),
         Index(f"ix_{prefix}_deliveries_provider_ref", "provider_ref"),  # a receipt names the provider's id

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.delivery import retries
 from services.delivery.ops import DeliveryOps, Filters
 from services.delivery.sender import Item, Outcome, Result, Sender
-from services.delivery.tables import UNFINISHED, State
+from services.delivery.tables import UNFINISHED, State, waiting
 from services.district.clock import Clock
 from services.district.text import printable
 from services.runtime.lifecycle import Stop
@@ -176,7 +176,7 @@ class Worker:
         earlier = t.alias("earlier")
         query = select(t.c.id).where(
             t.c.channel == lane.channel,
-            t.c.state.in_(sorted(states)),
+            waiting(t.c.state, states),
             t.c.next_attempt_at <= now,
             ~exists().where(
                 earlier.c.sequence == t.c.sequence,  # NULL = NULL is not true: no sequence, no wait
@@ -188,7 +188,12 @@ class Worker:
             query = query.where(t.c.destination == lane.destination)
         if held:
             query = query.where(t.c.destination.not_in(sorted(held)))
-        return query.order_by(t.c.id).limit(self.batch).with_for_update(of=t, skip_locked=True).scalar_subquery()
+        return (
+            query.order_by(t.c.next_attempt_at, t.c.id)
+            .limit(self.batch)
+            .with_for_update(of=t, skip_locked=True)
+            .scalar_subquery()
+        )
 
     async def _claim(self, lane: Lane, sender: Sender, lease_until: datetime) -> tuple[list[Row[Any]], int]:
         """The rows this round sends, now `sending` and leased until `lease_until`; and how many
@@ -197,7 +202,7 @@ class Worker:
         t = self.table
         states = {State.CREATED, State.TEMPORARY_FAILURE}
         unknown = 0
-        async with self.db.transaction() as s:
+        async with self.db.transaction(replan=True) as s:
             held = set(await self.held(s)) if self.held is not None else set()
             if lane.destination is not None and lane.destination in held:
                 return [], 0
