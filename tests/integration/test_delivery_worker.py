@@ -8,7 +8,11 @@ import uuid
 from collections import defaultdict
 
 import pytest
+from sqlalchemy import text, update
+from sqlalchemy.dialects import postgresql
 
+from services.delivery.tables import State
+from services.delivery.worker import Lane
 from services.runtime.lifecycle import Stop
 from services.storage.db import Database
 from tests.support.clock import frozen_clock
@@ -86,3 +90,28 @@ async def test_two_workers_racing_never_send_one_row_twice_nor_out_of_order(pg_u
     finally:
         await first_db.dispose()
         await second_db.dispose()
+
+
+async def test_the_claim_reads_the_rows_still_to_send_not_every_row_sent_before(db, clock, table):  # noqa: F811
+    """After a burst a deliveries table is mostly delivered rows, and its statistics may be from
+    the moment it was mostly waiting ones. The claim must still read only the few waiting rows
+    (the partial index ix_<prefix>_deliveries_waiting), not walk the primary key past the rest."""
+    tag = uuid.uuid4().hex[:6]
+    await insert(db, table, [row(f"{tag}-{i}", clock.now(), sequence=f"{tag}/{i % 500}") for i in range(3000)])
+    async with db.transaction() as s:
+        await s.execute(text(f"ANALYZE {table.name}"))  # statistics that say every row is waiting
+        await s.execute(update(table).where(table.c.id <= 2950).values(state="delivered"))
+    due = worker(db, clock, table, Scripted())._due(Lane("sms"), {State.CREATED, State.TEMPORARY_FAILURE}, set())
+    query = due.element.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    async with db.transaction() as s:
+        plan = (await s.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}"))).scalar_one()
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    read = list(nodes(plan[0]["Plan"]))
+    assert f"ix_{table.name}_waiting" in {n.get("Index Name") for n in read}
+    assert sum(n.get("Rows Removed by Filter", 0) for n in read) < 100, "the claim read rows already sent"
+    assert not any(n["Node Type"] == "Seq Scan" for n in read)
