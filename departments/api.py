@@ -22,6 +22,7 @@ from departments.schemas import (
     Resolution,
     Return,
     StaffAccount,
+    StaffReach,
     Summary,
     Ticket,
     Whistle,
@@ -29,6 +30,7 @@ from departments.schemas import (
 from departments.usecases.queue import TO_DO, QueueQuery, Queues
 from departments.usecases.staff import Accounts
 from departments.usecases.tickets import Desk
+from services.district.errors import Forbidden
 from services.district.events import NoteVisibility, Priority
 from services.district.jurisdiction import UnitKind
 from services.district.principal import Principal
@@ -109,6 +111,16 @@ ticket = APIRouter(prefix="/tickets/{ticket_id}", responses=TICKET_ANSWERS)
 async def me(who: Caller, queues: QueuesDep) -> dict[str, Any]:
     """Who this token is, and the units whose tickets they may see (for the console)."""
     return queues.me(who)
+
+
+@api.put("/me/reach", response_model=StaffAccount, responses={403: problem("this needs a staff token")})
+async def set_my_reach(body: StaffReach, who: Caller, accounts: AccountsDep) -> Any:
+    """How this person is told what happens to the tickets they hold (a staff token only): their
+    own email and phone, the channels they choose of them, their language. It applies at once,
+    to the tickets they hold already too."""
+    if who.staff_id is None:
+        raise Forbidden("only a staff account has a reach of its own: an ops token has none")
+    return (await accounts.set_reach(who.staff_id, body.reach()))._mapping
 
 
 @api.get("/units/{unit_id}/tickets", response_model=Queue, responses=QUEUE_ANSWERS)
@@ -215,7 +227,7 @@ async def reassign(ticket_id: str, body: Reassignment, who: Caller, desk: DeskDe
 )
 async def add_staff(body: NewStaff, _: Ops, accounts: AccountsDep) -> dict[str, Any]:
     """Create a person's account in a unit (or pool) and return their token, once."""
-    account = await accounts.add(body.unit_id, body.name, body.role)
+    account = await accounts.add(body.unit_id, body.name, body.role, body.reach())
     return {**account._mapping, "token": accounts.token(account, body.days)}
 
 

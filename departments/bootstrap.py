@@ -54,7 +54,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
         on_failed=failed(store),
     )
     ctx.metrics.probe(webhooks.gauges)
-    accounts = Accounts(ctx.db, ctx.clock, ctx.authenticator, ctx.jurisdiction)
+    accounts = Accounts(ctx.db, ctx.clock, ctx.authenticator, ctx.jurisdiction, store)
     desk = Desk(store, ctx.jurisdiction)
     queues = Queues(store, ctx.jurisdiction, accounts)
     updates = [

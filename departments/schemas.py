@@ -3,14 +3,14 @@ its summary, who the caller is, a pool member's record, the staff accounts, and 
 the actions on a ticket. The adapters' inbound endpoint answers with the same `Ticket`."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints, field_validator
 
 from departments.domain import TicketStatus
 from departments.usecases.staff import DEFAULT_DAYS, StaffRole
-from services.district.events import NoteVisibility, ReturnReason
-from services.district.text import WORDS, Identifier
+from services.district.events import NoteVisibility, Reach, ReturnReason
+from services.district.text import EMAIL_PATTERN, PHONE_PATTERN, WORDS, Identifier
 
 
 class Person(BaseModel):
@@ -118,6 +118,23 @@ class Record(BaseModel):
     tickets: list[Ticket]
 
 
+class StaffReach(BaseModel):
+    """How a person is told what happens to the tickets they hold: a breach, an SLA warning, a
+    reopening, a whistle or an escalation of their ticket's case, besides their unit's duty
+    address. Nothing is sent on a channel left out of `channels`."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: str | None = Field(None, max_length=254, pattern=EMAIL_PATTERN)
+    phone: str | None = Field(None, pattern=PHONE_PATTERN)
+    language: Literal["zh-CN", "en"] = Field("zh-CN", description="the messages' language: zh-CN or en")
+    channels: list[Literal["email", "sms"]] = Field(
+        default_factory=list, max_length=2, description="the channels chosen, each needing its address"
+    )
+
+    def reach(self) -> Reach:
+        return Reach(email=self.email, phone=self.phone, language=self.language, channels=tuple(self.channels))
+
+
 class StaffAccount(BaseModel):
     staff_id: str
     unit_id: str
@@ -125,10 +142,18 @@ class StaffAccount(BaseModel):
     role: StaffRole
     created_at: datetime
     revoked_at: datetime | None
+    email: str | None
+    phone: str | None
+    language: str
+    channels: list[str]
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        return value.split() if isinstance(value, str) else value
 
 
-class NewStaff(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NewStaff(StaffReach):
     unit_id: Identifier = Field(description="the person's unit; a pool's id for a pool member")
     name: Annotated[str, Field(min_length=1, max_length=200), WORDS]
     role: StaffRole = StaffRole.HANDLER

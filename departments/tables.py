@@ -52,6 +52,11 @@ staff = Table(
     Column("role", String(16), nullable=False),  # handler | supervisor
     Column("created_at", UtcDateTime(), nullable=False),
     Column("revoked_at", UtcDateTime()),
+    # How the notifier reaches the person about the tickets they hold (services/district/events.py: Reach)
+    Column("email", String(254)),
+    Column("phone", String(32)),
+    Column("language", String(8), nullable=False, server_default="zh-CN"),
+    Column("channels", String(32), nullable=False, server_default=""),  # the chosen ones, space-separated
     UniqueConstraint("unit_id", "name", name="uq_departments_staff_unit_name"),
 )
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from departments.adapters import signing
 from departments.adapters.usecases import AdapterOps
+from departments.schemas import StaffReach
 from departments.usecases.staff import DEFAULT_DAYS, Accounts, StaffRole
 from gridcall import migrate as migrations
 from gridcall.services import BOOTSTRAP
@@ -78,6 +79,12 @@ def staff_add(
     pool: Annotated[str | None, typer.Option(help="a volunteer pool: the person is its member")] = None,
     role: Annotated[StaffRole, typer.Option(help="handler or supervisor")] = StaffRole.HANDLER,
     days: Annotated[int, typer.Option(min=1, help="days until the token expires")] = DEFAULT_DAYS,
+    email: Annotated[str | None, typer.Option(help="the person's own email address")] = None,
+    phone: Annotated[str | None, typer.Option(help="the person's own mobile number")] = None,
+    language: Annotated[str, typer.Option(help="their messages' language: zh-CN or en")] = "zh-CN",
+    channel: Annotated[
+        list[str] | None, typer.Option(help="email or sms: how they hear of the tickets they hold (repeatable)")
+    ] = None,
 ) -> None:
     """Create a person's account and print their token (keep it: it is not stored)."""
     if (unit is None) == (pool is None):
@@ -86,10 +93,17 @@ def staff_add(
     place = unit or pool
     assert place is not None
 
+    try:
+        reach = StaffReach(email=email, phone=phone, language=language, channels=channel or []).reach()
+    except ValidationError as exc:
+        problems = "; ".join(f"--{str(e['loc'][0]).removesuffix('s')}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"gridcall: {problems}", err=True)
+        raise typer.Exit(2) from None
+
     async def add(accounts: Accounts) -> str:
         if pool is not None and (found := accounts.j.unit(pool)) is not None and found.kind != "pool":
             raise Invalid(f"{pool} is a {found.kind}, not a pool: use --unit {pool}")
-        return accounts.token(await accounts.add(place, name, role), days)
+        return accounts.token(await accounts.add(place, name, role, reach), days)
 
     typer.echo(_with_accounts(add))
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from intake.domain import CaseStatus
 from services.district.events import Location, Priority, Tier
-from services.district.text import REMARK, WORDS, Identifier
+from services.district.text import EMAIL_PATTERN, PHONE_PATTERN, REMARK, WORDS, Identifier
 
 Name = Annotated[str, Field(min_length=1, max_length=100), WORDS]
 Address = Annotated[str, Field(min_length=1, max_length=200), WORDS]
@@ -19,10 +19,8 @@ Comment = Annotated[str, Field(max_length=2000), REMARK]
 class Contact(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
-    phone: str | None = Field(None, pattern=r"^\+?[0-9][0-9 -]{5,19}$")
-    email: str | None = Field(
-        None, max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
-    )
+    phone: str | None = Field(None, pattern=PHONE_PATTERN)
+    email: str | None = Field(None, max_length=254, pattern=EMAIL_PATTERN)
     language: Literal["zh-CN", "en"] | None = Field(
         None, description="the language of the messages the resident gets by email or SMS: zh-CN (the default) or en"
     )

@@ -12,6 +12,7 @@ from services.district.events import (
     CaseClosed,
     CaseEscalated,
     CaseFollowed,
+    CaseHolderChanged,
     CaseNoted,
     CaseReopened,
     CaseReported,
@@ -28,6 +29,7 @@ from services.messaging.transaction import Tx
 TOLD = (
     CaseReported,
     CaseFollowed,
+    CaseHolderChanged,
     CaseAssigned,
     CaseClaimed,
     CaseNoted,

@@ -18,21 +18,32 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.channels.bodies import EmailBody, LogBody, SmsBody, WebhookBody
 from notifier.domain import CaseFacts, Names, Notice, To, notices
-from notifier.messages import Audience, Channel, DigestItem, Facts, Messages, Name, Rendered
-from notifier.tables import cases, deliveries, digest_items, followers, notifications
+from notifier.messages import Audience, Channel, DigestItem, Facts, Kind, Messages, Name, Rendered
+from notifier.tables import cases, deliveries, digest_items, followers, holders, notifications
 from services.delivery.tables import State
-from services.district.events import CaseAssigned, CaseFollowed, CaseReported, Event, Priority, Role
+from services.district.events import (
+    CaseAssigned,
+    CaseFollowed,
+    CaseHolderChanged,
+    CaseReported,
+    Event,
+    Priority,
+    Role,
+)
 from services.district.jurisdiction import Notify
 from services.district.policy import Policy
 from services.storage.bulk import among, insert_new, update_rows
 from services.web.pages import Lang, language
 
 _KEYS = uuid.UUID("8c1f4a52-3d9e-4c57-9b0e-6a2d7f4e1b90")
+# What is told to a unit of a case reaches the person holding its ticket too, but for these:
+# nobody holds a ticket that is new to the unit yet.
+NEW_TO_THE_UNIT = frozenset({Kind.TICKET_NEW, Kind.SUMMONED})
 PUSHED = (Channel.EMAIL, Channel.SMS)  # the channels that reach a person (quiet hours, unsubscribing)
 
 
@@ -106,6 +117,8 @@ class Notices:
     unstored: set[str] = field(default_factory=set)  # cases the notifier has no row of yet
     pushed: dict[str, str] = field(default_factory=dict)  # msg_id -> the follower an email or SMS goes to
     new_followers: list[dict[str, Any]] = field(default_factory=list)
+    holders: dict[str, dict[str, Any]] = field(default_factory=dict)  # <case>/<unit> -> who holds its ticket
+    changed_holders: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # None: nobody now
     notification_rows: list[dict[str, Any]] = field(default_factory=list)
     delivery_rows: list[dict[str, Any]] = field(default_factory=list)
     digest_rows: list[dict[str, Any]] = field(default_factory=list)
@@ -128,6 +141,8 @@ class Notices:
                 )
             case CaseFollowed():
                 await self._follow(event)
+            case CaseHolderChanged():
+                self._hold(event)
         t = self.telling
         for notice in notices(event, known, t.names, t.policy, at):
             await self._tell(event_id, notice, event)
@@ -152,6 +167,8 @@ class Notices:
         )
         for r in await self.session.execute(query):
             self.followers[r.case_id].append(dict(r._mapping))
+        for r in await self.session.execute(select(holders).where(among(self.session, holders.c.case_id, wanted))):
+            self.holders.setdefault(r.key, dict(r._mapping))
 
     async def _case(self, case_id: str) -> CaseFacts:
         await self.load([case_id])
@@ -192,6 +209,36 @@ class Notices:
         known.append(row)
         self.new_followers.append(row)
 
+    def _hold(self, event: CaseHolderChanged) -> None:
+        key = f"{event.case_id}/{event.unit_id}"
+        row = None
+        if (h := event.holder) is not None:
+            row = {
+                "key": key,
+                "case_id": event.case_id,
+                "unit_id": event.unit_id,
+                "staff_id": h.staff_id,
+                "name": h.name,
+                "email": h.reach.email,
+                "phone": h.reach.phone,
+                "language": h.reach.language,
+                "channels": " ".join(h.reach.channels),
+            }
+            self.holders[key] = row
+        else:
+            self.holders.pop(key, None)
+        self.changed_holders[key] = row
+
+    def _holder(self, case_id: str, unit_id: str) -> Recipient | None:
+        """The person holding the unit's ticket of the case, on the channels they chose."""
+        h = self.holders.get(f"{case_id}/{unit_id}")
+        if h is None:
+            return None
+        chosen = h["channels"].split()
+        addresses = [(Channel.EMAIL, h["email"])] if "email" in chosen and h["email"] else []
+        addresses += [(Channel.SMS, h["phone"])] if "sms" in chosen and h["phone"] else []
+        return Recipient(f"staff:{h['staff_id']}", Audience.STAFF, language(h["language"]), tuple(addresses))
+
     async def _recipients(self, notice: Notice, event: Event) -> list[Recipient]:
         o = self.telling.outlets
         if notice.to == To.OPS:
@@ -203,7 +250,9 @@ class Notices:
             if notify is not None:
                 addresses += [(Channel.EMAIL, notify.email)] if notify.email else []
                 addresses += [(Channel.SMS, notify.phone)] if notify.phone else []
-            return [Recipient(notice.to, Audience.STAFF, "zh-CN", tuple(addresses))]
+            unit = Recipient(notice.to, Audience.STAFF, "zh-CN", tuple(addresses))
+            holder = None if notice.facts.kind in NEW_TO_THE_UNIT else self._holder(event.case_id, unit_id)
+            return [unit] if holder is None else [unit, holder]
         following = await self._followers(event.case_id)
         if notice.to.startswith("follower:"):
             following = [f for f in following if f"follower:{f['report_id']}" == notice.to]
@@ -231,11 +280,8 @@ class Notices:
             if isinstance(event, CaseFollowed):
                 facts = replace(facts, tracking_url=t.outlets.tracking_url(event.case_id, event.tracking_token))
             facts = replace(facts, unsubscribe_url=recipient.unsubscribe_url)
-            notify = (
-                t.outlets.units.get(recipient.key.removeprefix("unit:"))
-                if recipient.audience is Audience.STAFF
-                else None
-            )
+            unit_id = recipient.key.removeprefix("unit:")
+            notify = t.outlets.units.get(unit_id) if recipient.key.startswith("unit:") else None
             if notice.digest and notify is not None and notify.digest_minutes:
                 self.digest_rows.append(
                     {
@@ -386,6 +432,9 @@ class Notices:
         await insert_new(s, cases, list(self.new_cases.values()), "case_id")
         await update_rows(s, cases, "case_id", list(self.changed_cases.values()))
         await insert_new(s, followers, self.new_followers, "report_id")
+        if self.changed_holders:
+            await s.execute(delete(holders).where(among(s, holders.c.key, sorted(self.changed_holders))))
+            await insert_new(s, holders, [h for h in self.changed_holders.values() if h is not None], "key")
         await insert_new(s, digest_items, self.digest_rows, "key")
         fresh = await insert_new(s, notifications, self.notification_rows, "key")
         await self._unsubscribed_meanwhile()

@@ -35,6 +35,22 @@ followers = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
+# Who holds a unit's ticket of a case, and how they chose to be reached (case.holder_changed):
+# what is told to the unit of that case is told to them too.
+holders = Table(
+    "notifier_holders",
+    metadata,
+    Column("key", String(140), primary_key=True),  # <case id>/<unit id>
+    Column("case_id", String(64), nullable=False, index=True),
+    Column("unit_id", String(64), nullable=False),
+    Column("staff_id", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("email", String(254)),
+    Column("phone", String(32)),
+    Column("language", String(8), nullable=False),
+    Column("channels", String(32), nullable=False),  # the chosen ones, space-separated
+)
+
 # What was told to whom: one row per (event, recipient), in the recipient's language; its
 # deliveries (one per channel) carry its key as their `ref`.
 notifications = Table(

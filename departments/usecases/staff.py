@@ -4,6 +4,7 @@ request, so revoking it refuses its tokens at once on every replica. The CLI
 (`gridcall staff …`, `gridcall token issue --unit`) and the ops API use these functions."""
 
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -11,12 +12,15 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from departments.tables import staff
+from departments.domain import TicketStatus
+from departments.tables import staff, tickets
 from services.district.clock import Clock
 from services.district.errors import Conflict, Invalid, NotFound, Unauthorized
+from services.district.events import CaseHolderChanged, Holder, Reach
 from services.district.jurisdiction import Jurisdiction
 from services.district.principal import Principal
 from services.district.text import not_blank, words
+from services.messaging.transaction import Store
 from services.storage.db import Database
 from services.web.auth import CHALLENGE, Authenticator
 
@@ -28,11 +32,44 @@ class StaffRole(StrEnum):
     SUPERVISOR = "supervisor"
 
 
-class Accounts:
-    """Staff accounts of one deployment, and the tokens that name them."""
+CHANNELS = ("email", "sms")
 
-    def __init__(self, db: Database, clock: Clock, auth: Authenticator, jurisdiction: Jurisdiction) -> None:
-        self.db, self.clock, self.auth, self.j = db, clock, auth, jurisdiction
+
+def reach_of(columns: Mapping[Any, Any]) -> Reach:
+    """How the account's person is reached (its row's columns), as the notifier is told it."""
+    return Reach(
+        email=columns["email"],
+        phone=columns["phone"],
+        language=columns["language"],
+        channels=tuple(columns["channels"].split()),
+    )
+
+
+def reach_values(reach: Reach) -> dict[str, Any]:
+    """The account's columns for `reach`; a channel chosen without its address is refused."""
+    unknown = sorted(set(reach.channels) - set(CHANNELS))
+    if unknown:
+        raise Invalid(f"channels may be {' and '.join(CHANNELS)}, not {', '.join(unknown)}", loc=("channels",))
+    for channel, address in (("email", reach.email), ("sms", reach.phone)):
+        if channel in reach.channels and not address:
+            field = "email" if channel == "email" else "phone"
+            raise Invalid(f"the {channel} channel needs an {field}: give one, or leave {channel} out", loc=(field,))
+    return {
+        "email": reach.email,
+        "phone": reach.phone,
+        "language": reach.language,
+        "channels": " ".join(c for c in CHANNELS if c in reach.channels),
+    }
+
+
+class Accounts:
+    """Staff accounts of one deployment, and the tokens that name them. With the service's
+    `store`, a holder's new reach is told to the notifier for every ticket they hold."""
+
+    def __init__(
+        self, db: Database, clock: Clock, auth: Authenticator, jurisdiction: Jurisdiction, store: Store | None = None
+    ) -> None:
+        self.db, self.clock, self.auth, self.j, self.store = db, clock, auth, jurisdiction, store
 
     def token(self, account: Any, days: int = DEFAULT_DAYS) -> str:
         if days < 1:
@@ -46,7 +83,9 @@ class Accounts:
             ttl=timedelta(days=days),
         )
 
-    async def add(self, unit_id: str, name: str, role: StaffRole = StaffRole.HANDLER) -> Any:
+    async def add(
+        self, unit_id: str, name: str, role: StaffRole = StaffRole.HANDLER, reach: Reach | None = None
+    ) -> Any:
         """A new person in `unit_id`; names are unique within a unit, so they can be revoked by name."""
         if self.j.unit(unit_id) is None:
             raise Invalid(f"no unit {unit_id!r} in {self.j.district.name} (GET /v1/units lists them)", loc=("unit_id",))
@@ -62,6 +101,7 @@ class Accounts:
             "role": StaffRole(role).value,
             "created_at": self.clock.now(),
             "revoked_at": None,
+            **reach_values(reach or Reach()),
         }
         try:
             async with self.db.sessions() as s, s.begin():
@@ -71,6 +111,28 @@ class Accounts:
                 f"{unit_id} already has a person named {name!r}: give another name, or issue them a new token "
                 f"with: gridcall token issue --unit {unit_id} --name {name!r}"
             ) from None
+        return await self.get(staff_id)
+
+    async def set_reach(self, staff_id: str, reach: Reach) -> Any:
+        """How the person wants to be reached from now on; the notifier is told at once for each
+        ticket they hold (a `CaseHolderChanged` per ticket, in the same transaction)."""
+        assert self.store is not None, "set_reach needs the service's store"
+        values = reach_values(reach)
+        async with self.store.transaction() as tx:
+            found = await tx.session.execute(
+                update(staff).where(staff.c.staff_id == staff_id).values(**values).returning(staff.c.name)
+            )
+            row = found.first()
+            if row is None:
+                raise NotFound(f"no staff account {staff_id!r}")
+            held = await tx.session.execute(
+                select(tickets.c.case_id, tickets.c.ticket_id, tickets.c.unit_id).where(
+                    tickets.c.claimed_by_id == staff_id, tickets.c.status == TicketStatus.CLAIMED.value
+                )
+            )
+            holder = Holder(staff_id=staff_id, name=row.name, reach=reach_of(values))
+            for t in held:
+                tx.emit(CaseHolderChanged(case_id=t.case_id, ticket_id=t.ticket_id, unit_id=t.unit_id, holder=holder))
         return await self.get(staff_id)
 
     async def get(self, staff_id: str) -> Any:

@@ -26,11 +26,15 @@ from departments.domain import (
     check_resolve,
     check_unclaim,
 )
-from departments.tables import notes, tickets
+from departments.tables import notes, staff, tickets
+from departments.usecases.staff import reach_of
 from services.district.events import (
     Actor,
+    CaseHolderChanged,
     Event,
+    Holder,
     NoteVisibility,
+    Reach,
     ReturnReason,
     Role,
     TicketClaimed,
@@ -125,7 +129,23 @@ class Desk:
             }
             return Change(values, TicketClaimed(**_about(row), by=_actor(caller)))
 
-        return self._step(check, change)
+        return self._then_tell_holder(self._step(check, change), caller)
+
+    @staticmethod
+    def _then_tell_holder(step: Step, caller: Principal | None) -> Step:
+        """`step`, then the notifier told who holds the ticket now and how to reach them
+        (`caller`; None: nobody holds it)."""
+
+        async def told(tx: Tx, row: Any) -> None:
+            await step(tx, row)
+            holder = None
+            if caller is not None and caller.staff_id is not None:
+                account = (await tx.session.execute(select(staff).where(staff.c.staff_id == caller.staff_id))).first()
+                reach = reach_of(account._mapping) if account is not None else Reach()
+                holder = Holder(staff_id=caller.staff_id, name=caller.name, reach=reach)
+            tx.emit(CaseHolderChanged(**_about(row), holder=holder))
+
+        return told
 
     async def unclaim(self, ticket_id: str, caller: Principal) -> None:
         def check(row: Any) -> None:
@@ -142,7 +162,7 @@ class Desk:
             }
             return Change(values, TicketUnclaimed(**_about(row), by=_actor(caller)))
 
-        await self._act(ticket_id, self._step(check, change))
+        await self._act(ticket_id, self._then_tell_holder(self._step(check, change), None))
 
     async def note(
         self, ticket_id: str, text: str, visibility: NoteVisibility, caller: Principal, url: str | None = None

@@ -215,6 +215,37 @@ class CaseClaimed(Event):
     by: Actor | None = None
 
 
+class Reach(BaseModel):
+    """How a staff member is told what happens to the tickets they hold: their own email and
+    phone, the channels they chose of them, their language."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    email: str | None = None
+    phone: str | None = None
+    language: str = "zh-CN"
+    channels: tuple[str, ...] = Field(default=(), description="email, sms: the ones this person chose")
+
+
+class Holder(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    staff_id: str
+    name: str
+    reach: Reach = Reach()
+
+
+class CaseHolderChanged(Event):
+    """Who holds a unit's ticket of the case now (None once nobody does), and how to reach
+    them. Departments emits it on a claim, an unclaim, and when a holder changes how they are
+    reached; only the notifier handles it. On the case's partition, so it comes before anything
+    told of the case after the claim."""
+
+    type = "gridcall.case.holder_changed"
+    stream = Stream.CASES
+    ticket_id: str
+    unit_id: str
+    holder: Holder | None = None
+
+
 class CaseHandlerReported(Event):
     """One handler of a jointly handled case reported its result; the case may still wait for others."""
 

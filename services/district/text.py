@@ -44,6 +44,9 @@ FREE_TEXT_PATTERN = f"^[^{CONTROL}]*$"
 WORDS_PATTERN = f"^[^{CONTROL}]*[^{CONTROL}{INVISIBLE}][^{CONTROL}]*$"
 # Ids and codes: case and ticket ids (uuids), unit, grid and street ids, category codes, keys.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+# A person's own addresses, as a resident's contact and a staff account take them.
+PHONE_PATTERN = r"^\+?[0-9][0-9 -]{5,19}$"
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
 
 
 def describe(char: str) -> str:

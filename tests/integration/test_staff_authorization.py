@@ -50,6 +50,7 @@ CALLERS = (
 # nobody changes; "account": a fresh account, for revoking.
 ENDPOINTS: dict[str, tuple[str, str, dict[str, Any] | None, str | None]] = {
     "me":         ("GET",  "/v1/me", None, None),
+    "reach":      ("PUT",  "/v1/me/reach", {"email": "duty@example.cn", "channels": ["email"]}, None),
     "queue":      ("GET",  f"/v1/units/{UNIT}/tickets", None, "seen"),
     "summary":    ("GET",  f"/v1/units/{UNIT}/summary", None, "seen"),
     "ticket":     ("GET",  "/v1/tickets/{ticket}", None, "seen"),
@@ -78,6 +79,7 @@ ENDPOINTS: dict[str, tuple[str, str, dict[str, Any] | None, str | None]] = {
 #                 anon garb  exp  rev  G12  G11  G11' G11s C1s  C2s  pool ops
 MATRIX: dict[str, tuple[int, ...]] = {
     "me":         (401, 401, 401, 401, 200, 200, 200, 200, 200, 200, 200, 200),
+    "reach":      (401, 401, 401, 401, 200, 200, 200, 200, 200, 200, 200, 403),
     "queue":      (401, 401, 401, 401, 403, 200, 200, 200, 200, 403, 403, 200),
     "summary":    (401, 401, 401, 401, 403, 200, 200, 200, 200, 403, 403, 200),
     "ticket":     (401, 401, 401, 401, 403, 200, 200, 200, 200, 403, 403, 200),
