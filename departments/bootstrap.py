@@ -20,12 +20,30 @@ from departments.usecases.queue import Queues
 from departments.usecases.staff import Accounts
 from departments.usecases.tickets import Desk
 from services.delivery.worker import Lane, Worker
+from services.district.clock import Clock
 from services.district.events import Stream
 from services.messaging.consumer import TopicConsumer
+from services.messaging.transaction import Store
 from services.runtime.context import Context, ServiceParts
 from services.runtime.lifecycle import Stop
+from services.runtime.settings import Settings
+from services.storage.db import Database
 
 NAME = "departments"
+
+
+def store_of(db: Database, clock: Clock, settings: Settings) -> Store:
+    """Departments' store outside its service: what the CLI's account changes emit goes into
+    its outbox, and the running service's relay publishes it."""
+    return Store(
+        db,
+        source=f"/{NAME}",
+        outbox=tables.outbox,
+        inbox=tables.inbox,
+        deadletters=tables.deadletters,
+        clock=clock,
+        topic=settings.topic,
+    )
 
 
 def bootstrap(ctx: Context) -> ServiceParts:

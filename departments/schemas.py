@@ -119,9 +119,9 @@ class Record(BaseModel):
 
 
 class StaffReach(BaseModel):
-    """How a person is told what happens to the tickets they hold: a breach, an SLA warning, a
-    reopening, a whistle or an escalation of their ticket's case, besides their unit's duty
-    address. Nothing is sent on a channel left out of `channels`."""
+    """How a person is told what happens to the tickets they hold (an SLA warning, a breach, a
+    reopening of the case), besides their unit's duty address. Nothing is sent on a channel
+    left out of `channels`."""
 
     model_config = ConfigDict(extra="forbid")
     email: str | None = Field(None, max_length=254, pattern=EMAIL_PATTERN)

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from departments.adapters import signing
 from departments.adapters.usecases import AdapterOps
+from departments.bootstrap import store_of
 from departments.schemas import StaffReach
 from departments.usecases.staff import DEFAULT_DAYS, Accounts, StaffRole
 from gridcall import migrate as migrations
@@ -110,7 +111,7 @@ def staff_add(
 
 @staff_app.command("list")
 def staff_list(unit: Annotated[str | None, typer.Option(help="only this unit's people")] = None) -> None:
-    """Print the accounts as JSON lines: id, unit, name, role, created, revoked."""
+    """Print the accounts as JSON lines: id, unit, name, role, created, revoked, and their reach."""
 
     async def listing(accounts: Accounts) -> list[str]:
         return [json.dumps(dict(r._mapping), default=str, ensure_ascii=False) for r in await accounts.listing(unit)]
@@ -182,7 +183,8 @@ def _with_accounts(work: Callable[[Accounts], Awaitable[T]]) -> T:
     j = _checked(lambda: load_jurisdiction(settings.jurisdiction_file))
     auth = _checked(lambda: authenticator_for(settings, j))
     try:
-        return with_database(lambda db: work(Accounts(db, SystemClock(), auth, j)))
+        clock = SystemClock()
+        return with_database(lambda db: work(Accounts(db, clock, auth, j, store_of(db, clock, settings))))
     except DomainError as exc:
         typer.echo(f"gridcall: {exc.message}", err=True)
         raise typer.Exit(2) from None

@@ -148,8 +148,9 @@ class Notices:
             await self._tell(event_id, notice, event)
 
     async def load(self, case_ids: Collection[str]) -> None:
-        """What the notifier knows of these cases and who follows them, in two queries (the
-        consumer's hook before a batch, so its events read no row one by one)."""
+        """What the notifier knows of these cases, who follows them and who holds their
+        tickets, in three queries (the consumer's hook before a batch, so its events read no
+        row one by one)."""
         wanted = sorted(set(case_ids) - self.followers.keys())  # the two are loaded together
         if not wanted:
             return
@@ -217,6 +218,7 @@ class Notices:
                 "key": key,
                 "case_id": event.case_id,
                 "unit_id": event.unit_id,
+                "ticket_id": event.ticket_id,
                 "staff_id": h.staff_id,
                 "name": h.name,
                 "email": h.reach.email,
@@ -229,14 +231,19 @@ class Notices:
             self.holders.pop(key, None)
         self.changed_holders[key] = row
 
-    def _holder(self, case_id: str, unit_id: str) -> Recipient | None:
-        """The person holding the unit's ticket of the case, on the channels they chose."""
+    def _holder(self, notice: Notice, case_id: str, unit_id: str) -> Recipient | None:
+        """The person holding the ticket the notice is about (or, for a reopening, the unit's
+        last ticket of the case), on the channels they chose; None if nobody, or none chosen."""
         h = self.holders.get(f"{case_id}/{unit_id}")
-        if h is None:
+        if h is None or notice.facts.kind in NEW_TO_THE_UNIT:
+            return None
+        if notice.facts.kind is not Kind.REOPENED and notice.facts.ticket_id != h["ticket_id"]:
             return None
         chosen = h["channels"].split()
         addresses = [(Channel.EMAIL, h["email"])] if "email" in chosen and h["email"] else []
         addresses += [(Channel.SMS, h["phone"])] if "sms" in chosen and h["phone"] else []
+        if not addresses:
+            return None
         return Recipient(f"staff:{h['staff_id']}", Audience.STAFF, language(h["language"]), tuple(addresses))
 
     async def _recipients(self, notice: Notice, event: Event) -> list[Recipient]:
@@ -251,7 +258,7 @@ class Notices:
                 addresses += [(Channel.EMAIL, notify.email)] if notify.email else []
                 addresses += [(Channel.SMS, notify.phone)] if notify.phone else []
             unit = Recipient(notice.to, Audience.STAFF, "zh-CN", tuple(addresses))
-            holder = None if notice.facts.kind in NEW_TO_THE_UNIT else self._holder(event.case_id, unit_id)
+            holder = self._holder(notice, event.case_id, unit_id)
             return [unit] if holder is None else [unit, holder]
         following = await self._followers(event.case_id)
         if notice.to.startswith("follower:"):

@@ -36,13 +36,14 @@ followers = Table(
 )
 
 # Who holds a unit's ticket of a case, and how they chose to be reached (case.holder_changed):
-# what is told to the unit of that case is told to them too.
+# what is told to the unit of that ticket (and a reopening of the case) is told to them too.
 holders = Table(
     "notifier_holders",
     metadata,
     Column("key", String(140), primary_key=True),  # <case id>/<unit id>
     Column("case_id", String(64), nullable=False, index=True),
     Column("unit_id", String(64), nullable=False),
+    Column("ticket_id", String(64), nullable=False),
     Column("staff_id", String(64), nullable=False),
     Column("name", String(200), nullable=False),
     Column("email", String(254)),

@@ -4,13 +4,15 @@ request, so revoking it refuses its tokens at once on every replica. The CLI
 (`gridcall staff …`, `gridcall token issue --unit`) and the ops API use these functions."""
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from departments.domain import TicketStatus
 from departments.tables import staff, tickets
@@ -20,7 +22,7 @@ from services.district.events import CaseHolderChanged, Holder, Reach
 from services.district.jurisdiction import Jurisdiction
 from services.district.principal import Principal
 from services.district.text import not_blank, words
-from services.messaging.transaction import Store
+from services.messaging.transaction import Store, Tx
 from services.storage.db import Database
 from services.web.auth import CHALLENGE, Authenticator
 
@@ -125,14 +127,7 @@ class Accounts:
             row = found.first()
             if row is None:
                 raise NotFound(f"no staff account {staff_id!r}")
-            held = await tx.session.execute(
-                select(tickets.c.case_id, tickets.c.ticket_id, tickets.c.unit_id).where(
-                    tickets.c.claimed_by_id == staff_id, tickets.c.status == TicketStatus.CLAIMED.value
-                )
-            )
-            holder = Holder(staff_id=staff_id, name=row.name, reach=reach_of(values))
-            for t in held:
-                tx.emit(CaseHolderChanged(case_id=t.case_id, ticket_id=t.ticket_id, unit_id=t.unit_id, holder=holder))
+            await _tell_holds(tx, staff_id, Holder(staff_id=staff_id, name=row.name, reach=reach_of(values)))
         return await self.get(staff_id)
 
     async def get(self, staff_id: str) -> Any:
@@ -164,8 +159,10 @@ class Accounts:
             return list(await s.execute(query))
 
     async def revoke(self, name_or_id: str) -> Any:
-        """Revoke an account by its id, or by its name where one account has that name."""
-        async with self.db.sessions() as s, s.begin():
+        """Revoke an account by its id, or by its name where one account has that name. The
+        notifier is told that nobody holds the tickets the person held (with the service's
+        store), so nothing more about them goes to their own email or phone."""
+        async with self._transaction() as (s, tx):
             found = list(
                 await s.execute(
                     select(staff)
@@ -183,7 +180,19 @@ class Accounts:
                 await s.execute(
                     update(staff).where(staff.c.staff_id == row.staff_id).values(revoked_at=self.clock.now())
                 )
+                if tx is not None:
+                    await _tell_holds(tx, row.staff_id, None)
         return await self.get(row.staff_id)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[tuple[AsyncSession, Tx | None]]:
+        """The store's transaction (which may emit events), or the database's without one."""
+        if self.store is not None:
+            async with self.store.transaction() as tx:
+                yield tx.session, tx
+        else:
+            async with self.db.transaction() as s:
+                yield s, None
 
     async def standing(self, principal: Principal) -> Principal:
         """The caller, if its account still stands: ops tokens need no account; a staff token's
@@ -203,3 +212,15 @@ class Accounts:
         if row.revoked_at is not None:
             raise Unauthorized("this person's account was revoked: the token is no longer accepted", headers=CHALLENGE)
         return principal
+
+
+async def _tell_holds(tx: Tx, staff_id: str, holder: Holder | None) -> None:
+    """Tell the notifier who holds each ticket the person holds now: `holder` (None: nobody)."""
+    held = await tx.session.execute(
+        select(tickets.c.case_id, tickets.c.ticket_id, tickets.c.unit_id)
+        .where(tickets.c.claimed_by_id == staff_id, tickets.c.status == TicketStatus.CLAIMED.value)
+        .order_by(tickets.c.ticket_id)
+        .with_for_update()  # an unclaim meanwhile commits first, and its ticket is no longer here
+    )
+    for t in held:
+        tx.emit(CaseHolderChanged(case_id=t.case_id, ticket_id=t.ticket_id, unit_id=t.unit_id, holder=holder))

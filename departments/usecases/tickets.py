@@ -140,7 +140,9 @@ class Desk:
             await step(tx, row)
             holder = None
             if caller is not None and caller.staff_id is not None:
-                account = (await tx.session.execute(select(staff).where(staff.c.staff_id == caller.staff_id))).first()
+                # FOR SHARE: a reach changed meanwhile waits for this claim, then tells its ticket too
+                mine = select(staff).where(staff.c.staff_id == caller.staff_id).with_for_update(read=True)
+                account = (await tx.session.execute(mine)).first()
                 reach = reach_of(account._mapping) if account is not None else Reach()
                 holder = Holder(staff_id=caller.staff_id, name=caller.name, reach=reach)
             tx.emit(CaseHolderChanged(**_about(row), holder=holder))
@@ -223,7 +225,7 @@ class Desk:
             event = TicketEscalated(**_about(row), reason=reason, by=_actor(caller))
             return Change(self._handed_over(TicketStatus.ESCALATED, reason), event)
 
-        await self._act(ticket_id, self._step(check, change))
+        await self._act(ticket_id, self._handing_over(check, change))
 
     async def return_(
         self, ticket_id: str, code: ReturnReason, reason: str, suggested_unit_id: str | None, caller: Principal
@@ -247,7 +249,7 @@ class Desk:
             )
             return Change(self._handed_over(TicketStatus.RETURNED, f"{code.value}: {reason}"), event)
 
-        return self._step(check, change)
+        return self._handing_over(check, change)
 
     async def whistle(self, ticket_id: str, lead: str, co: list[str], reason: str, caller: Principal) -> None:
         summoned = [lead, *co]
@@ -269,7 +271,7 @@ class Desk:
             event = TicketWhistled(**_about(row), lead_unit_id=lead, co_unit_ids=co, reason=reason, by=_actor(caller))
             return Change(self._handed_over(TicketStatus.WHISTLED, reason), event)
 
-        await self._act(ticket_id, self._step(check, change))
+        await self._act(ticket_id, self._handing_over(check, change))
 
     async def reassign(self, ticket_id: str, to_unit_id: str, reason: str, caller: Principal) -> None:
         if self.j.unit(to_unit_id) is None:
@@ -285,7 +287,11 @@ class Desk:
             event = TicketReassigned(**_about(row), to_unit_id=to_unit_id, reason=reason, by=_actor(caller))
             return Change(self._handed_over(TicketStatus.REASSIGNED, f"to {to_unit_id}: {reason}"), event)
 
-        await self._act(ticket_id, self._step(check, change))
+        await self._act(ticket_id, self._handing_over(check, change))
+
+    def _handing_over(self, check: Check, change: Callable[[Any], Change]) -> Step:
+        """A hand-over's step: the ticket leaves the unit's hands, and nobody holds it now."""
+        return self._then_tell_holder(self._step(check, change), None)
 
     def _handed_over(self, status: TicketStatus, reason: str) -> dict[str, Any]:
         return {"status": status.value, "handover_reason": reason, "closed_at": self._now()}

@@ -1,4 +1,4 @@
-"""notifier deliveries: a partial index of the rows still to send, in id order per channel, which
+"""notifier deliveries: a partial index of the rows still to send, per channel by when they are due, which
 the delivery worker claims from (services/delivery/tables.py). Without it PostgreSQL may walk
 the primary key past every delivered row to find the few waiting ones.
 

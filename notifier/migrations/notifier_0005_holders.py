@@ -22,6 +22,7 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=140), nullable=False),
     sa.Column('case_id', sa.String(length=64), nullable=False),
     sa.Column('unit_id', sa.String(length=64), nullable=False),
+    sa.Column('ticket_id', sa.String(length=64), nullable=False),
     sa.Column('staff_id', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('email', sa.String(length=254), nullable=True),

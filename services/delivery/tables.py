@@ -88,7 +88,7 @@ def delivery_table(metadata: MetaData, prefix: str) -> Table:
         Column("delivered_at", UtcDateTime()),
         UniqueConstraint("msg_id", name=f"uq_{prefix}_deliveries_msg_id"),
         Index(f"ix_{prefix}_deliveries_due", "state", "next_attempt_at"),
-        # What a worker claims from, in id order: only the rows still to send, however many were
+        # What a worker claims from, soonest due first: only the rows still to send, however many were
         # sent before (without it PostgreSQL may walk the primary key past every delivered row).
         Index(
             f"ix_{prefix}_deliveries_waiting",

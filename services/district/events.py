@@ -235,9 +235,9 @@ class Holder(BaseModel):
 
 class CaseHolderChanged(Event):
     """Who holds a unit's ticket of the case now (None once nobody does), and how to reach
-    them. Departments emits it on a claim, an unclaim, and when a holder changes how they are
-    reached; only the notifier handles it. On the case's partition, so it comes before anything
-    told of the case after the claim."""
+    them. Departments emits it on a claim, an unclaim, a hand-over (escalated, returned,
+    whistled, reassigned), a revoked account, and when a holder changes how they are reached; only the notifier
+    handles it. On the case's partition, in order with the case's other events."""
 
     type = "gridcall.case.holder_changed"
     stream = Stream.CASES

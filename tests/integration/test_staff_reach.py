@@ -1,6 +1,6 @@
 """A staff member's own reach, on SQLite and PostgreSQL: the email and phone on their account,
 the channels they chose and their language. Departments tells the notifier who holds each
-ticket (`case.holder_changed`) when it is claimed, unclaimed, and when the holder changes how
+ticket (`case.holder_changed`) when it is claimed, unclaimed or handed over, and when the holder changes how
 they are reached; the notifier tells the holder what it tells their unit of that case (a
 breach, a reopening), on the channels they chose only, in their language, and not of a ticket
 new to the unit, which nobody holds yet."""
@@ -98,6 +98,18 @@ async def test_a_claim_an_unclaim_and_a_new_reach_tell_the_notifier_who_holds_th
         assert (await c.post(f"/v1/tickets/{ticket}/unclaim", headers=me)).status_code == 200
         assert (await holders_told(ctx, case))[-1]["holder"] is None
 
+        assert (await c.post(f"/v1/tickets/{ticket}/claim", headers=me)).status_code == 200
+        assert (await holders_told(ctx, case))[-1]["holder"]["staff_id"] == account.staff_id
+        handed = {"reason_code": "not_our_jurisdiction", "reason": "the next grid's"}
+        assert (await c.post(f"/v1/tickets/{ticket}/return", headers=me, json=handed)).status_code == 200
+        assert (await holders_told(ctx, case))[-1]["holder"] is None  # a hand-over: nobody holds it now
+
+        other = f"c-{uuid.uuid4().hex[:8]}"
+        await as_one_batch(parts.consumers[0], records(ctx, [assigned(other, f"{other}-a1")]))
+        assert (await c.post(f"/v1/tickets/{other}-a1/claim", headers=me)).status_code == 200
+        assert (await c.post(f"/v1/staff/{account.staff_id}/revoke", headers=ops)).status_code == 200
+        assert (await holders_told(ctx, other))[-1]["holder"] is None  # nothing more to a revoked account
+
 
 def breached(case: str, ticket: str, now, repeat: int = 0) -> CaseSlaBreached:
     return CaseSlaBreached(
@@ -132,10 +144,14 @@ async def test_the_holder_hears_what_their_unit_hears_of_the_case_on_the_channel
             assert len(to_li) == 1, "a ticket new to the unit is not the holder's; the breach is"
             assert "overdue" in to_li[0]["subject"].lower() or "breach" in to_li[0]["subject"].lower(), to_li[0]
             assert len(smtp.to("g11-duty@example.cn")) == 2  # the new ticket and the breach, as before
+            await n.feed(breached(case, "T-other", now))  # the unit's other ticket of the case: not Li's
+            await n.deliver("email", rounds=3)
+            assert len(smtp.to("li@example.cn")) == 1 and len(smtp.to("g11-duty@example.cn")) == 3
 
             await n.feed(holding(case, ticket, None), CaseReopened(case_id=case, unit_id="U-G11", comment="again"))
             await n.deliver("email", rounds=3)
             assert len(smtp.to("li@example.cn")) == 1, "nobody holds it now: only the unit hears"
-            assert len(smtp.to("g11-duty@example.cn")) == 3
+            assert len(smtp.to("g11-duty@example.cn")) == 4
             told = [r.recipient for r in await n.notifications(case)]
-            assert told.count("staff:st-li") == 1 and "+8613800000009" not in json.dumps(told)
+            assert told.count("staff:st-li") == 1
+            assert await n.deliveries(case, destination="+8613800000009") == []  # SMS not chosen: none
