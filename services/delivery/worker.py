@@ -202,7 +202,7 @@ class Worker:
         t = self.table
         states = {State.CREATED, State.TEMPORARY_FAILURE}
         unknown = 0
-        async with self.db.transaction(replan=True) as s:
+        async with self.db.transaction() as s:
             held = set(await self.held(s)) if self.held is not None else set()
             if lane.destination is not None and lane.destination in held:
                 return [], 0
