@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from services.district.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from services.district.events import Role, Tier
 from services.district.jurisdiction import Jurisdiction
 from services.district.principal import Principal
 
@@ -126,3 +127,87 @@ def check_resolve(status: TicketStatus) -> None:
 def check_hand_over(status: TicketStatus, action: str) -> None:
     if not status.in_hand:
         raise TicketConflict(f"ticket is {status.value}; only an open or claimed ticket can be {action}")
+
+
+# --- each action's whole rule, for the desk and for `allowed_actions` ---------------------------
+
+
+def may_claim(caller: Principal, ticket: Any, j: Jurisdiction) -> None:
+    check_member(caller, ticket)
+    check_claim(TicketStatus(ticket.status), ticket.claimed_by)
+
+
+def may_unclaim(caller: Principal, ticket: Any, j: Jurisdiction) -> None:
+    check_holder(caller, ticket, "unclaim")
+    check_unclaim(TicketStatus(ticket.status))
+
+
+def may_note(caller: Principal, ticket: Any, j: Jurisdiction) -> None:
+    check_member(caller, ticket)
+    if not TicketStatus(ticket.status).in_hand:
+        raise TicketConflict(f"ticket is {ticket.status}; notes and evidence go on an open or claimed ticket")
+
+
+def may_resolve(caller: Principal, ticket: Any, j: Jurisdiction) -> None:
+    check_holder(caller, ticket, "resolve")
+    check_resolve(TicketStatus(ticket.status))
+
+
+def may_escalate(caller: Principal, ticket: Any, j: Jurisdiction) -> None:
+    check_holder(caller, ticket, "escalate")
+    check_hand_over(TicketStatus(ticket.status), "escalated")
+    if ticket.role != Role.LEAD.value:
+        raise TicketConflict("a co-handler reports its part; only the lead can escalate")
+    if ticket.tier == Tier.BUREAU.value:
+        raise TicketConflict("the case is at the bureau tier already: there is no tier above")
+
+
+def may_return(caller: Principal, ticket: Any, j: Jurisdiction) -> None:
+    check_holder(caller, ticket, "return")
+    check_hand_over(TicketStatus(ticket.status), "returned")
+
+
+def may_whistle(caller: Principal, ticket: Any, j: Jurisdiction) -> None:
+    check_holder(caller, ticket, "whistle")
+    check_hand_over(TicketStatus(ticket.status), "whistled")
+    if ticket.tier != Tier.STREET.value or ticket.role != Role.LEAD.value:
+        raise TicketConflict("only the street office holding a case can blow the whistle on it")
+
+
+def may_reassign(caller: Principal, ticket: Any, j: Jurisdiction, to_unit_id: str | None = None) -> None:
+    """With `to_unit_id` None: whether some unit of the caller's subtree could take it."""
+    if to_unit_id is None:
+        others = sorted(visible_units(caller, j) - {ticket.unit_id}) if caller.role == "staff" else []
+        to_unit_id = others[0] if others else ticket.unit_id
+    check_overseer(caller, ticket, to_unit_id, j)
+    check_hand_over(TicketStatus(ticket.status), "reassigned")
+    if ticket.role != Role.LEAD.value:
+        raise TicketConflict("a co-handler's part cannot be reassigned; reassign the lead's ticket")
+
+
+# The actions a ticket answers, as the API names them, each with its rule.
+RULES = {
+    "claim": may_claim,
+    "unclaim": may_unclaim,
+    "note": may_note,
+    "evidence": may_note,
+    "resolve": may_resolve,
+    "escalate": may_escalate,
+    "return": may_return,
+    "whistle": may_whistle,
+    "reassign": may_reassign,
+}
+
+
+def allowed_actions(caller: Principal, ticket: Any, j: Jurisdiction) -> list[str]:
+    """What this caller may do to this ticket now: the actions whose rule passes, so a page
+    shows only buttons the API then accepts (a body it refuses aside: a full evidence list,
+    a reason left blank)."""
+    allowed = []
+    for action, rule in RULES.items():
+        try:
+            rule(caller, ticket, j)
+        except TicketError:
+            continue
+        allowed.append(action)
+    return allowed

@@ -76,6 +76,11 @@ class Ticket(BaseModel):
     clock: Clock
     late: bool
     created_at: datetime
+    allowed_actions: list[str] = Field(
+        description="what this caller may do to the ticket now, as the action routes are named "
+        "(claim, unclaim, note, evidence, resolve, escalate, return, whistle, reassign): "
+        "a page shows only these"
+    )
 
 
 class Queue(BaseModel):

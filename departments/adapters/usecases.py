@@ -131,7 +131,7 @@ async def view(desk: Desk, unit_id: str, ticket_id: str, who: Principal, now: da
         row = (await s.execute(select(tickets).where(tickets.c.ticket_id == ticket_id))).first()
         if row is None or row.unit_id != unit_id:
             raise TicketNotFound(f"no ticket {ticket_id}")
-        return (await queue.views(s, [row], who, now))[0]
+        return (await queue.views(s, [row], who, now, desk.j))[0]
 
 
 # The adapters' ops speak of pending, delivered and dead (docs/adapters.md): the kernel's states in those words.

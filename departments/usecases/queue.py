@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from departments.domain import TicketStatus, check_sees, check_sees_ticket, visible_units
+from departments.domain import TicketStatus, allowed_actions, check_sees, check_sees_ticket, visible_units
 from departments.tables import contacts, notes, tickets
 from departments.usecases.staff import Accounts
 from services.district.errors import Forbidden, Invalid, NotFound
@@ -97,9 +97,12 @@ async def summary(session: AsyncSession, unit_id: str, now: datetime) -> dict[st
     return {"unit_id": unit_id, "counts": counts, "to_do": counts["open"] + counts["claimed"], "late": late or 0}
 
 
-async def views(session: AsyncSession, rows: Sequence[Any], caller: Principal, now: datetime) -> list[dict[str, Any]]:
-    """The tickets as the caller sees them, with their notes, evidence and the case's public
-    notes from its other tickets: three queries for the whole page."""
+async def views(
+    session: AsyncSession, rows: Sequence[Any], caller: Principal, now: datetime, j: Jurisdiction
+) -> list[dict[str, Any]]:
+    """The tickets as the caller sees them, with their notes, evidence, the case's public
+    notes from its other tickets (three queries for the whole page), and what the caller may
+    do to each."""
     if not rows:
         return []
     case_ids = sorted({r.case_id for r in rows})
@@ -126,6 +129,7 @@ async def views(session: AsyncSession, rows: Sequence[Any], caller: Principal, n
                 "evidence": [_evidence(n) for n in mine if n.kind == "evidence"],
                 "case_notes": [{**_note(n), "unit_id": n.unit_id} for n in earlier],
                 **clocks(r, now),
+                "allowed_actions": allowed_actions(caller, r, j),
             }
         )
     return out
@@ -188,7 +192,7 @@ class Queues:
             if row is None:
                 raise NotFound(f"no ticket {ticket_id}")
             check_sees_ticket(who, row, self.j)
-            return (await views(s, [row], who, self.clock.now()))[0]
+            return (await views(s, [row], who, self.clock.now(), self.j))[0]
 
     async def listing(
         self, unit_id: str, who: Principal, q: QueueQuery, kind: UnitKind | None = None
@@ -198,7 +202,7 @@ class Queues:
         check_sees(who, unit_id, self.j)
         async with self.db.sessions() as s:
             rows, cursor = await page(s, unit_id, q, self.clock.now())
-            return {"tickets": await views(s, rows, who, self.clock.now()), "next_cursor": cursor}
+            return {"tickets": await views(s, rows, who, self.clock.now(), self.j), "next_cursor": cursor}
 
     async def unit_summary(self, unit_id: str, who: Principal) -> dict[str, Any]:
         self.known_unit(unit_id)
@@ -224,7 +228,7 @@ class Queues:
                     .order_by(tickets.c.resolved_at.desc())
                 )
             )
-            done = await views(s, rows, who, self.clock.now())
+            done = await views(s, rows, who, self.clock.now(), self.j)
         return {"pool_id": pool_id, "staff_id": staff_id, "name": member.name, "completed": len(done), "tickets": done}
 
 

@@ -18,13 +18,14 @@ from departments.domain import (
     TicketConflict,
     TicketNotFound,
     TicketStatus,
-    check_claim,
-    check_hand_over,
-    check_holder,
-    check_member,
-    check_overseer,
-    check_resolve,
-    check_unclaim,
+    may_claim,
+    may_escalate,
+    may_note,
+    may_reassign,
+    may_resolve,
+    may_return,
+    may_unclaim,
+    may_whistle,
 )
 from departments.tables import notes, staff, tickets
 from departments.usecases.staff import reach_of
@@ -36,7 +37,6 @@ from services.district.events import (
     NoteVisibility,
     Reach,
     ReturnReason,
-    Role,
     TicketClaimed,
     TicketEscalated,
     TicketNoted,
@@ -45,7 +45,6 @@ from services.district.events import (
     TicketReturned,
     TicketUnclaimed,
     TicketWhistled,
-    Tier,
 )
 from services.district.jurisdiction import Jurisdiction, UnitKind
 from services.district.principal import Principal
@@ -116,8 +115,7 @@ class Desk:
 
     def claiming(self, caller: Principal) -> Step:
         def check(row: Any) -> None:
-            check_member(caller, row)
-            check_claim(TicketStatus(row.status), row.claimed_by)
+            may_claim(caller, row, self.j)
 
         def change(row: Any) -> Change:
             values = {
@@ -151,8 +149,7 @@ class Desk:
 
     async def unclaim(self, ticket_id: str, caller: Principal) -> None:
         def check(row: Any) -> None:
-            check_holder(caller, row, "unclaim")
-            check_unclaim(TicketStatus(row.status))
+            may_unclaim(caller, row, self.j)
 
         def change(row: Any) -> Change:
             values = {
@@ -174,9 +171,7 @@ class Desk:
 
     def noting(self, text: str, visibility: NoteVisibility, caller: Principal, url: str | None = None) -> Step:
         async def step(tx: Tx, row: Any) -> None:
-            check_member(caller, row)
-            if not TicketStatus(row.status).in_hand:
-                raise TicketConflict(f"ticket is {row.status}; notes and evidence go on an open or claimed ticket")
+            may_note(caller, row, self.j)
             if url is not None:
                 held = await tx.session.scalar(
                     select(func.count()).where(notes.c.ticket_id == row.ticket_id, notes.c.kind == "evidence")
@@ -195,8 +190,7 @@ class Desk:
 
     def resolving(self, note: str, caller: Principal) -> Step:
         def check(row: Any) -> None:
-            check_holder(caller, row, "resolve")
-            check_resolve(TicketStatus(row.status))
+            may_resolve(caller, row, self.j)
 
         def change(row: Any) -> Change:
             now = self._now()
@@ -214,12 +208,7 @@ class Desk:
 
     async def escalate(self, ticket_id: str, reason: str, caller: Principal) -> None:
         def check(row: Any) -> None:
-            check_holder(caller, row, "escalate")
-            check_hand_over(TicketStatus(row.status), "escalated")
-            if row.role != Role.LEAD.value:
-                raise TicketConflict("a co-handler reports its part; only the lead can escalate")
-            if row.tier == Tier.BUREAU.value:
-                raise TicketConflict("the case is at the bureau tier already: there is no tier above")
+            may_escalate(caller, row, self.j)
 
         def change(row: Any) -> Change:
             event = TicketEscalated(**_about(row), reason=reason, by=_actor(caller))
@@ -240,8 +229,7 @@ class Desk:
             )
 
         def check(row: Any) -> None:
-            check_holder(caller, row, "return")
-            check_hand_over(TicketStatus(row.status), "returned")
+            may_return(caller, row, self.j)
 
         def change(row: Any) -> Change:
             event = TicketReturned(
@@ -262,10 +250,7 @@ class Desk:
             raise InvalidRequest("name each department once: the lead is not also a co-handler", loc=("body", "co"))
 
         def check(row: Any) -> None:
-            check_holder(caller, row, "whistle")
-            check_hand_over(TicketStatus(row.status), "whistled")
-            if row.tier != Tier.STREET.value or row.role != Role.LEAD.value:
-                raise TicketConflict("only the street office holding a case can blow the whistle on it")
+            may_whistle(caller, row, self.j)
 
         def change(row: Any) -> Change:
             event = TicketWhistled(**_about(row), lead_unit_id=lead, co_unit_ids=co, reason=reason, by=_actor(caller))
@@ -278,10 +263,7 @@ class Desk:
             raise InvalidRequest(f"{to_unit_id!r} is not a unit of {self.j.district.name}", loc=("body", "unit_id"))
 
         def check(row: Any) -> None:
-            check_overseer(caller, row, to_unit_id, self.j)
-            check_hand_over(TicketStatus(row.status), "reassigned")
-            if row.role != Role.LEAD.value:
-                raise TicketConflict("a co-handler's part cannot be reassigned; reassign the lead's ticket")
+            may_reassign(caller, row, self.j, to_unit_id)
 
         def change(row: Any) -> Change:
             event = TicketReassigned(**_about(row), to_unit_id=to_unit_id, reason=reason, by=_actor(caller))

@@ -114,9 +114,18 @@ async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_pat
                 wait.until(lambda d: int(attribute(d, clock, "data-seconds-left") or 0) < first)
                 assert "剩余" in browser.find_element(By.CSS_SELECTOR, clock).text
 
+                assert not browser.find_elements(By.CSS_SELECTOR, f"{row} button[data-action=unclaim]")  # not hers
                 browser.find_element(By.CSS_SELECTOR, f"{row} button[data-action=claim]").click()
                 wait.until(lambda d: attribute(d, row, "data-status") == "claimed")
                 wait.until(lambda d: attribute(d, "#detail", "data-status") == "claimed")
+                # Only what the API says she may do now (allowed_actions): no claim, no reassign (a handler's)
+                shown = {
+                    e.get_attribute("data-action")
+                    for e in browser.find_elements(By.CSS_SELECTOR, "#detail [data-action]")
+                    if e.is_displayed()
+                }
+                assert {"unclaim", "note", "resolve", "return", "escalate"} <= shown, shown
+                assert not shown & {"claim", "reassign", "whistle"}, shown
                 assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-field=claimed-by]").text == "Li Wei"
                 fields = ("grid", "unit")
                 where = [browser.find_element(By.CSS_SELECTOR, f"#detail [data-field={f}]").text for f in fields]

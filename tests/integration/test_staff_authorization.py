@@ -2,7 +2,8 @@
 broker (the whole app in-process, tickets opened end to end from residents' reports). The
 table below is the rules; a test per cell checks the answer's status, and that a refusal says
 why without any of the ticket's data (its description, case, the resident's contact, its
-notes, who claimed it)."""
+notes, who claimed it). Where the caller may see the ticket, its `allowed_actions` named the
+action exactly when the API then accepted it."""
 
 import asyncio
 import json
@@ -99,6 +100,9 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "revoke":     (401, 401, 401, 401, 403, 403, 403, 403, 403, 403, 403, 200),
 }
 # fmt: on
+# The ticket actions, by the name `allowed_actions` gives each.
+TICKET_ACTIONS = ("claim", "unclaim", "notes", "evidence", "resolve", "return", "escalate", "whistle", "reassign")
+ACTIONS = {e: "note" if e == "notes" else e for e in TICKET_ACTIONS}
 UNAUTHENTICATED = {"anonymous", "garbage", "expired", "revoked"}
 OUTSIDERS = {"other_handler", "other_supervisor", "pool_member"}  # nothing of U-G11's is theirs to see
 CELLS = [(endpoint, caller, MATRIX[endpoint][i]) for endpoint in ENDPOINTS for i, caller in enumerate(CALLERS)]
@@ -243,7 +247,13 @@ async def _cell(desk: Desk, endpoint: str, caller: str) -> tuple[int, str, str]:
     if body is not None:
         body = {k: v.format(fresh=f"New person {uuid.uuid4().hex[:8]}") if isinstance(v, str) else v
                 for k, v in body.items()}  # fmt: skip
+    allowed = None  # what the ticket said this caller may do, for a caller who may see it
+    if ticket is not None and endpoint in ACTIONS and caller not in UNAUTHENTICATED:
+        seen = await desk.call("GET", f"/v1/tickets/{ticket['ticket_id']}", caller, None)
+        allowed = seen.json()["allowed_actions"] if seen.status_code == 200 else None
     r = await desk.call(method, path, caller, body)
+    if allowed is not None:  # the page shows a button exactly when the API then accepts it
+        assert (ACTIONS[endpoint] in allowed) == (r.status_code == 200), (allowed, r.status_code, r.text[:200])
     leaked = ""
     if 400 <= r.status_code < 500:
         shown = r.text + json.dumps(r.json(), ensure_ascii=False)

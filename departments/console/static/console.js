@@ -194,7 +194,7 @@
     select.value = ids.includes(remembered) ? remembered : ids.includes(me.unit_id) ? me.unit_id : ids[0] || "";
     select.disabled = state.units.length < 2;
     const supervisor = me.role === "supervisor";
-    $("reassign-form").hidden = !supervisor;
+
     $("reassign-unit").replaceChildren(...(supervisor ? state.units.map(option) : []));
   }
 
@@ -306,8 +306,7 @@
           "div",
           { class: "buttons" },
           actionButton("open", T.open, false),
-          actionButton("claim", T.claim, t.status !== "open"),
-          actionButton("unclaim", T.unclaim, t.status !== "claimed"),
+          ...["claim", "unclaim"].filter((a) => (t.allowed_actions || []).includes(a)).map((a) => actionButton(a, T[a], false)),
         ),
       ),
     );
@@ -424,13 +423,10 @@
     list("detail-notes", t.notes, noteItem);
     list("detail-case-notes", t.case_notes, noteItem);
     list("detail-evidence", t.evidence, evidenceItem);
-    const inHand = t.status === "open" || t.status === "claimed";
-    const enabled = {
-      claim: t.status === "open", unclaim: t.status === "claimed", resolve: t.status === "claimed",
-      return: inHand, escalate: inHand, reassign: inHand, note: true, evidence: true,
-    };
-    for (const button of detail.querySelectorAll("button[data-action]")) {
-      button.disabled = !enabled[button.dataset.action];
+    // Only what the API says this person may do to this ticket now (its allowed_actions).
+    const allowed = new Set(t.allowed_actions || []);
+    for (const node of detail.querySelectorAll("form[data-action], button[data-action]:not(form button)")) {
+      node.hidden = !allowed.has(node.dataset.action);
     }
     tick();
   }
