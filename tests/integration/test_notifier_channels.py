@@ -71,11 +71,16 @@ async def test_sms_through_a_gateway_process_every_message_settled_by_its_receip
     log = tmp_path / "sms.jsonl"
     async with serve(app) as base:
         receipt_url = f"{base}/v1/notifications/sms/receipts"
-        options = ["--timeout-every", "5", "--stall", "1", "--receipt-url", receipt_url, "--receipt-secret", secret]
+        options = ["--timeout-every", "5", "--stall", "4", "--receipt-url", receipt_url, "--receipt-secret", secret]
         with gateway_process(log, None, *options) as url:
+            # The client gives up after 1.5 s, the stalled answers come after 4: only they can be
+            # ambiguous, however slow a loaded machine answers the others.
             sender = SmsSender(
-                url, access_key=ACCESS_KEY, access_secret=ACCESS_SECRET, sign_name=SIGN_NAME, clock=clock, timeout=0.4
+                url, access_key=ACCESS_KEY, access_secret=ACCESS_SECRET, sign_name=SIGN_NAME, clock=clock, timeout=1.5
             )
+            # A first send, refused before it is sent (no such number), readies the fresh process.
+            refused = await sender.send(delivery("sms", 99, {"phone": "12", "template_code": "SMS_CASE_RESOLVED"}))
+            assert refused.outcome is Outcome.PERMANENT
             phones = [f"1380013800{n % 4}" for n in range(20)]
             items = [
                 delivery("sms", n, {"phone": phone, "template_code": "SMS_CASE_RESOLVED", "params": {"case": f"A{n}"}})
@@ -85,7 +90,11 @@ async def test_sms_through_a_gateway_process_every_message_settled_by_its_receip
             await sender.close()
 
             async def settled() -> bool:
-                return len(deliveries.got) >= 20
+                if len(deliveries.got) < 20:
+                    raise AssertionError(
+                        f"{len(deliveries.got)} receipts of 20; the sends: {Counter(r.outcome for r in results)}"
+                    )
+                return True
 
             await eventually(settled)
             sent = sent_log(log)

@@ -101,11 +101,15 @@ class Broker:
 
 
 def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    """Until something listens on 127.0.0.1:`port` (a server started as a process)."""
+    """Until something listens on 127.0.0.1:`port` (a server started as a process).
+
+    A connection to a port nobody listens on can still succeed: when the kernel happens to give
+    the connecting socket that very port, TCP's simultaneous open connects it to itself. Only a
+    connection to another socket counts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex(("127.0.0.1", port)) == 0 and s.getsockname() != s.getpeername():
                 return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
