@@ -40,6 +40,8 @@ def handlers(out: Outbound) -> dict[type[Event], Handler]:
                 "description": event.description,
                 "details": event.details,
                 "grid_id": event.grid_id,
+                "lat": event.location.lat if event.location else None,
+                "lon": event.location.lon if event.location else None,
                 "status": TicketStatus.OPEN.value,
                 "response_due": event.response_due,
                 "resolution_due": event.resolution_due,

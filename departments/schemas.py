@@ -9,7 +9,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints, f
 
 from departments.domain import TicketStatus
 from departments.usecases.staff import DEFAULT_DAYS, StaffRole
-from services.district.events import NoteVisibility, Reach, ReturnReason
+from services.district.events import Location, NoteVisibility, Reach, ReturnReason
 from services.district.text import EMAIL_PATTERN, PHONE_PATTERN, WORDS, Identifier
 
 
@@ -55,6 +55,7 @@ class Ticket(BaseModel):
     details: dict[str, Any] = Field(description="address, category attributes and media the resident gave")
     reporters: int = Field(description="how many residents reported this problem")
     grid_id: str
+    location: Location | None = Field(description="where the resident reported it; null on older tickets")
     status: TicketStatus
     claimed_by: Person | None
     claimed_at: datetime | None

@@ -1,4 +1,4 @@
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 from services.delivery.tables import delivery_table
 from services.messaging.tables import deadletter_table, inbox_table, outbox_table
@@ -20,6 +20,8 @@ tickets = Table(
     Column("details", JSON, nullable=False),
     Column("reporters", Integer, nullable=False),
     Column("grid_id", String(64), nullable=False),
+    Column("lat", Float),  # where the resident reported it (none on a ticket opened before it was kept)
+    Column("lon", Float),
     Column("status", String(16), nullable=False),
     Column("claimed_by", String(200)),  # the claimer's name, as it was when they claimed
     Column("claimed_by_id", String(64)),  # … and their staff account

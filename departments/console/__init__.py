@@ -12,14 +12,38 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment
 
 from departments.console.labels import DEFAULT_STATUSES, LABELS, STATUSES
-from services.district.events import ReturnReason
+from services.district.events import Priority, ReturnReason, Tier
 from services.district.jurisdiction import Jurisdiction, label
-from services.district.policy import Policy
+from services.district.policy import Attribute, Policy
 from services.web import pages
 
 PACKAGE = "departments.console"
 # The page loads nothing from elsewhere and runs no inline script; evidence links may point anywhere.
 HEADERS = pages.headers(pages.csp(script=True))
+
+
+def _attribute(a: Attribute, lang: pages.Lang) -> dict[str, Any]:
+    """A category's question as the detail panel names it and its answers, in `lang`."""
+    asked = (a.description_zh if lang.startswith("zh") else None) or a.description
+    return {"code": a.code, "label": asked, "values": {v.key: label(v, lang) for v in a.values}}
+
+
+def _working_limits(policy: Policy) -> dict[str, dict[str, dict[str, list[str]]]]:
+    """category → priority → tier → the limits there ("response", "resolution") that count
+    working time only; the rest count calendar time, and are left out."""
+    found: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for c in policy.categories:
+        for priority in Priority:
+            for tier in Tier:
+                sla = policy.tier_sla(c.code, priority, tier)
+                working = [
+                    name
+                    for name, limit in (("response", sla.response), ("resolution", sla.resolution))
+                    if limit.working
+                ]
+                if working:
+                    found.setdefault(c.code, {}).setdefault(priority.value, {})[tier.value] = working
+    return found
 
 
 def _page(env: Environment, lang: pages.Lang, j: Jurisdiction, policy: Policy, static: pages.StaticFiles) -> str:
@@ -29,9 +53,13 @@ def _page(env: Environment, lang: pages.Lang, j: Jurisdiction, policy: Policy, s
         "labels": labels,
         "units": {u.id: label(u, lang) for u in j.units},
         "grids": {g.id: label(g, lang) for g in j.grids},
+        "shapes": {g.id: g.polygon for g in j.grids},  # [lon, lat] corners, drawn with the case's place
         "categories": {c.code: label(c, lang) for c in policy.categories},
+        "attributes": {c.code: [_attribute(a, lang) for a in c.attributes] for c in policy.categories if c.attributes},
         "statuses": STATUSES,
         "default_statuses": DEFAULT_STATUSES,
+        "timezone": policy.calendar.timezone,
+        "working": _working_limits(policy),
     }
     return env.get_template("console.html").render(
         lang=lang,

@@ -122,6 +122,7 @@ async def views(
         out.append(
             {
                 **r._mapping,
+                "location": {"lat": r.lat, "lon": r.lon} if r.lat is not None and r.lon is not None else None,
                 "claimed_by": _person(r.claimed_by_id, r.claimed_by),
                 "resolved_by": _person(r.resolved_by_id, r.resolved_by),
                 "contact": callback.get(r.case_id) if shows_contact else None,

@@ -162,6 +162,7 @@ class AttributeValue(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     key: str
     name: str
+    name_zh: str | None = None
 
 
 class Attribute(BaseModel):
@@ -172,6 +173,7 @@ class Attribute(BaseModel):
     datatype: Literal["string", "text", "number", "datetime", "singlevaluelist", "multivaluelist"]
     required: bool = False
     description: str
+    description_zh: str | None = None
     values: list[AttributeValue] = []
 
     @model_validator(mode="after")

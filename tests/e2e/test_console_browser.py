@@ -4,61 +4,31 @@ signs in to /console, claims the ticket and resolves it, and the resident's case
 
 `make chromium` installs the browser; without it this test fails, it is never skipped."""
 
-from collections.abc import Iterator
-from datetime import timedelta
-from pathlib import Path
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from services.district.clock import SystemClock
-from services.web.auth import Authenticator
+from tests.support.browser import laid_out, waiting
 from tests.support.cluster import embedded, embedded_env
-from tests.support.journey import TEST_SECRET, bearer, case_in_status, file_report
+from tests.support.journey import IN_G11, bearer, case_in_status, file_report, ops_token
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1400,1000",
-)
-IN_G11 = {"lat": 30.505, "lon": 114.305}
-DESCRIPTION = "3号楼楼道堆满垃圾袋"
-RESULT = "已清运，楼道已打扫干净"
-
-
-@pytest.fixture
-def browser(monkeypatch) -> Iterator[WebDriver]:
-    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), "no chromium: run `make chromium`"
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not look for a driver to download
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def waiting(driver: WebDriver, timeout: float = 20) -> WebDriverWait[WebDriver]:
-    """Waits that ride over the queue being re-rendered under them."""
-    return WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+DESCRIPTION = "3号楼夜里装修噪音很大"
+PHOTO = "https://media.example.cn/lanxi/noise-3.jpg"
+RESULT = "已约谈施工方，夜间不再施工"
+MAP = "#detail [data-field=map]"
+# Types into a field at once, as a paste does, firing the input event a person's typing would.
+TYPE = """
+const f = document.getElementById(arguments[0]);
+f.value = arguments[1];
+f.dispatchEvent(new Event("input", { bubbles: true }));
+"""
 
 
 def listed(driver: WebDriver, selector: str, timeout: float = 30) -> None:
@@ -73,19 +43,30 @@ def listed(driver: WebDriver, selector: str, timeout: float = 30) -> None:
     WebDriverWait(driver, timeout, poll_frequency=0.5).until(there)
 
 
-def ops_token() -> str:
-    return Authenticator(TEST_SECRET, SystemClock()).issue("ops", ttl=timedelta(hours=1))
-
-
 def attribute(driver: WebDriver, selector: str, name: str) -> str | None:
     return driver.find_element(By.CSS_SELECTOR, selector).get_attribute(name)
+
+
+def inside(driver: WebDriver, point: str, shape: str) -> bool:
+    """Whether the centre of the drawn `point` lies within the drawn `shape`'s box, on screen."""
+    dot = driver.find_element(By.CSS_SELECTOR, point).rect
+    box = driver.find_element(By.CSS_SELECTOR, shape).rect
+    x, y = dot["x"] + dot["width"] / 2, dot["y"] + dot["height"] / 2
+    return box["width"] > 50 and box["x"] < x < box["x"] + box["width"] and box["y"] < y < box["y"] + box["height"]
 
 
 async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_path, browser):
     env = embedded_env(tmp_path / "var")
     with embedded(env, tmp_path) as gridcall:
         async with httpx.AsyncClient(base_url=gridcall.url, timeout=10) as client:
-            case = await file_report(client, {"category": "garbage", "description": DESCRIPTION, "location": IN_G11})
+            report = {
+                "category": "noise",
+                "description": DESCRIPTION,
+                "location": IN_G11,
+                "attributes": {"when": ["night", "weekend"]},
+                "media_urls": [PHOTO],
+            }
+            case = await file_report(client, report)
             await case_in_status(client, case, "assigned")
             r = await client.post(
                 "/v1/staff", headers=bearer(ops_token()), json={"unit_id": "U-G11", "name": "Li Wei", "role": "handler"}
@@ -107,12 +88,17 @@ async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_pat
                 listed(browser, row)
                 assert DESCRIPTION in browser.find_element(By.CSS_SELECTOR, row).text
                 assert attribute(browser, row, "data-status") == "open"
-                assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-field=category]").text == "垃圾堆放"
+                assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-field=category]").text == "噪音扰民"
                 # The clock counts down in the browser, between the console's refreshes.
                 clock = f"{row} [data-clock]"
                 first = int(attribute(browser, clock, "data-seconds-left") or 0)
                 wait.until(lambda d: int(attribute(d, clock, "data-seconds-left") or 0) < first)
                 assert "剩余" in browser.find_element(By.CSS_SELECTOR, clock).text
+                # … beside the time of day it runs out, in the policy's zone (Shanghai), whatever the browser's
+                due = datetime.fromisoformat(attribute(browser, f"{row} [data-due]", "data-due") or "")
+                shanghai = due.astimezone(ZoneInfo("Asia/Shanghai"))
+                assert f"{shanghai:%H:%M} 到期" in browser.find_element(By.CSS_SELECTOR, f"{row} [data-due]").text
+                assert "Asia/Shanghai" in browser.find_element(By.ID, "time-zone").text
 
                 assert not browser.find_elements(By.CSS_SELECTOR, f"{row} button[data-action=unclaim]")  # not hers
                 browser.find_element(By.CSS_SELECTOR, f"{row} button[data-action=claim]").click()
@@ -130,18 +116,45 @@ async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_pat
                 fields = ("grid", "unit")
                 where = [browser.find_element(By.CSS_SELECTOR, f"#detail [data-field={f}]").text for f in fields]
                 assert where == ["枫林社区第一网格", "枫林社区第一网格工作站"]
-                browser.save_screenshot(str(tmp_path / "console-claimed.png"))
+                # The case as the resident gave it: her answers under the category's questions, her
+                # photo, and the place drawn on the grid's shape.
+                assert browser.find_element(By.CSS_SELECTOR, "#detail [data-attribute=when]").text == "夜间、周末"
+                assert attribute(browser, "#detail a[data-media]", "href") == PHOTO
+                assert inside(browser, f"{MAP} [data-place]", f"{MAP} polygon")
+                laid_out(browser, tmp_path, "console-claimed-zh", MAP)
+
+                # A note over the API's 4,000 characters is counted and refused before it is sent,
+                # its text kept to shorten; shortened, it goes.
+                long_note = "楼" * 4001
+                browser.execute_script(TYPE, "note-text", long_note)
+                assert browser.find_element(By.CSS_SELECTOR, "[data-count-for=note-text]").text == "4001 / 4000 字"
+                browser.find_element(By.CSS_SELECTOR, "#detail button[data-action=note]").click()
+                wait.until(lambda d: "最多 4000 字，现有 4001 字" in d.find_element(By.ID, "error").text)
+                assert browser.find_element(By.ID, "note-text").get_attribute("value") == long_note
+                assert "楼" * 10 not in browser.find_element(By.ID, "detail-notes").text  # nothing was sent
+                browser.execute_script(TYPE, "note-text", "已联系施工方")
+                browser.find_element(By.CSS_SELECTOR, "#detail button[data-action=note]").click()
+                wait.until(lambda d: "已联系施工方" in d.find_element(By.ID, "detail-notes").text)
+                assert browser.find_element(By.ID, "note-text").get_attribute("value") == ""
+
+                browser.find_element(By.ID, "lang-switch").click()  # still signed in: the token is the tab's
+                wait.until(lambda d: d.find_element(By.ID, "me-unit").text == "Grid G11 workstation · grid")
+                [option] = browser.find_elements(By.CSS_SELECTOR, "#unit-select option")
+                assert option.text == "Grid G11 workstation · grid"
+                listed(browser, row)
+                browser.find_element(By.CSS_SELECTOR, f"{row} button[data-action=open]").click()
+                wait.until(lambda d: attribute(d, "#detail", "data-status") == "claimed")
+                assert (
+                    browser.find_element(By.CSS_SELECTOR, "#detail [data-attribute=when]").text
+                    == "At night, At weekends"
+                )
+                laid_out(browser, tmp_path, "console-claimed-en", MAP)
 
                 browser.find_element(By.ID, "resolve-note").send_keys(RESULT)
                 browser.find_element(By.CSS_SELECTOR, "#detail button[data-action=resolve]").click()
                 wait.until(lambda d: attribute(d, "#detail", "data-status") == "resolved")
                 wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, row))  # off the open + claimed queue
                 assert not browser.find_element(By.ID, "error").is_displayed()
-
-                browser.find_element(By.ID, "lang-switch").click()  # still signed in: the token is the tab's
-                wait.until(lambda d: d.find_element(By.ID, "me-unit").text == "Grid G11 workstation · grid")
-                [option] = browser.find_elements(By.CSS_SELECTOR, "#unit-select option")
-                assert option.text == "Grid G11 workstation · grid"
             finally:
                 browser.save_screenshot(str(tmp_path / "console.png"))
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.e2e.test_console_browser import browser, ops_token, waiting  # noqa: F401 (browser: a fixture)
+from tests.support.browser import waiting
 from tests.support.cluster import embedded, embedded_env
-from tests.support.journey import file_report
+from tests.support.journey import file_report, ops_token
 from tests.support.policies import demo_policy_with
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +21,7 @@ GARBAGE = {"category": "garbage", "location": {"lat": 30.505, "lon": 114.305}}
 QUICK_GARBAGE = {"garbage": {"grid": {"response": "2s", "resolution": "1h"}}}
 
 
-async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, browser):  # noqa: F811
+async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, browser):
     env = embedded_env(
         tmp_path / "var",
         GRIDCALL_TIMER_INTERVAL="0.1",

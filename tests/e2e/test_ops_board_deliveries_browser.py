@@ -19,10 +19,10 @@ from selenium.webdriver.common.by import By
 
 from departments.adapters.signing import new_secret
 from services.runtime.settings import DATA_DIR
-from tests.e2e.test_console_browser import IN_G11, browser, ops_token, waiting  # noqa: F401 (a fixture)
 from tests.support.adapters import NOWHERE, district_with_adapters, secret_env
+from tests.support.browser import waiting
 from tests.support.cluster import distributed, embedded, embedded_env
-from tests.support.journey import bearer, file_report
+from tests.support.journey import IN_G11, bearer, file_report, ops_token
 from tests.support.servers import free_port
 from tests.support.smtp import read_log, smtp_process
 from tests.support.waiting import eventually
@@ -40,7 +40,7 @@ def policy_without_quiet_hours(path: Path) -> Path:
     return path
 
 
-async def test_failed_deliveries_are_listed_and_redriven(tmp_path: Path, browser):  # noqa: F811
+async def test_failed_deliveries_are_listed_and_redriven(tmp_path: Path, browser):
     port = free_port()
     district = district_with_adapters(
         tmp_path / "district.yaml", {"U-G11": {"url": NOWHERE, "secret_env": secret_env("U-G11")}}
@@ -142,7 +142,7 @@ async def test_failed_deliveries_are_listed_and_redriven(tmp_path: Path, browser
                 browser.get("about:blank")  # close the event stream before gridcall stops
 
 
-def test_a_dispatcher_alone_says_the_sources_are_not_reachable(tmp_path: Path, browser, distributed_env):  # noqa: F811
+def test_a_dispatcher_alone_says_the_sources_are_not_reachable(tmp_path: Path, browser, distributed_env):
     with distributed(distributed_env, tmp_path, services=("dispatcher",)) as cluster:
         try:
             browser.get(f"{cluster['dispatcher'].url}/ops")

@@ -59,6 +59,7 @@ async def test_a_micro_wish_is_seen_by_the_pool_claimed_by_one_member_and_resolv
     assert seen_by_li["ticket_id"] == seen_by_wang["ticket_id"]
     assert (seen_by_li["unit_id"], seen_by_li["tier"], seen_by_li["status"]) == ("P-C1", "grid", "open")
     assert seen_by_li["details"]["attributes"] == {"need": "shopping"}
+    assert seen_by_li["location"] == IN_G11  # where she reported it, for the console's drawing
     ticket_id = seen_by_li["ticket_id"]
 
     r = await departments.post(f"/v1/tickets/{ticket_id}/claim", headers=bearer(li["token"]))

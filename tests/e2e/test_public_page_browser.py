@@ -9,9 +9,9 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from tests.e2e.test_console_browser import IN_G11, browser, ops_token, waiting  # noqa: F401 (a fixture)
+from tests.support.browser import waiting
 from tests.support.cluster import embedded, embedded_env
-from tests.support.journey import bearer, case_in_status, file_report, open_ticket
+from tests.support.journey import IN_G11, bearer, case_in_status, file_report, open_ticket, ops_token
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +20,7 @@ DESCRIPTION = "5号楼门口垃圾堆了三天"
 RESULT = "已清运，门口已冲洗干净"
 
 
-async def test_the_public_page_shows_a_resolved_case_and_nothing_personal(tmp_path, browser):  # noqa: F811
+async def test_the_public_page_shows_a_resolved_case_and_nothing_personal(tmp_path, browser):
     env = embedded_env(tmp_path / "var")
     with embedded(env, tmp_path) as gridcall:
         async with httpx.AsyncClient(base_url=gridcall.url, timeout=10) as client:

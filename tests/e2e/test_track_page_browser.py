@@ -9,15 +9,15 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.e2e.test_console_browser import IN_G11, browser, ops_token, waiting  # noqa: F401 (a fixture)
+from tests.support.browser import waiting
 from tests.support.cluster import embedded, embedded_env
-from tests.support.journey import bearer, case_in_status, file_report
+from tests.support.journey import IN_G11, bearer, case_in_status, file_report, ops_token
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
 
-async def test_the_link_in_the_received_message_opens_the_case(tmp_path, browser):  # noqa: F811
+async def test_the_link_in_the_received_message_opens_the_case(tmp_path, browser):
     env = embedded_env(tmp_path / "var")
     with embedded(env, tmp_path) as gridcall:
         async with httpx.AsyncClient(base_url=gridcall.url, timeout=10) as client:

@@ -1,21 +1,31 @@
 """A resident's and a grid worker's journey, over HTTP, against any running gridcall."""
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.district.clock import SystemClock
+from services.web.auth import Authenticator
 from tests.support.waiting import eventually
 
 # Tests that issue tokens sign them with this run's own secret, set explicitly on every process.
 TEST_SECRET = secrets.token_urlsafe(32)
+
+IN_G11 = {"lat": 30.505, "lon": 114.305}  # grid G11 of community C1 (枫林社区第一网格)
 
 STREETLIGHT_G11 = {
     "category": "garbage",
     "description": "Bags of rubbish piled in the stairwell of building 3",
     "location": {"lat": 30.505, "lon": 114.305},
 }
+
+
+def ops_token() -> str:
+    """An hour's ops token, signed with this run's secret."""
+    return Authenticator(TEST_SECRET, SystemClock()).issue("ops", ttl=timedelta(hours=1))
 
 
 def bearer(token: str) -> dict[str, str]:

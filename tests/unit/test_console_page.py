@@ -63,6 +63,14 @@ async def test_the_console_is_chinese_by_default(client):
     assert data["units"]["U-G11"] == "枫林社区第一网格工作站" and data["units"]["D-URBAN"] == "兰溪区城市管理局"
     assert data["grids"]["G43"] == "柳岸社区第三网格"
     assert '<option value="U-C1">枫林社区居委会</option>' in r.text  # the suggested units of a return
+    # The category's questions and answers in Chinese, each grid's shape, the policy's zone, and
+    # which limits count working hours (the demo's normal limits do; its urgent ones do not).
+    trapped = {"code": "trapped", "label": "是否有人被困？", "values": {"yes": "有人被困", "no": "无人被困"}}
+    assert trapped in data["attributes"]["elevator"]
+    assert data["shapes"]["G11"][0] == [114.3, 30.5]
+    assert data["timezone"] == "Asia/Shanghai"
+    assert data["working"]["garbage"]["normal"]["grid"] == ["response", "resolution"]
+    assert "urgent" not in data["working"]["garbage"]
 
 
 async def test_the_console_speaks_english_when_asked(client):
@@ -120,7 +128,9 @@ async def test_the_script_and_style_sheet_are_served_with_their_types(client, na
     assert r.headers["content-type"].split(";")[0] == kind
     assert r.headers["x-content-type-options"] == "nosniff"
     assert len(r.content) > 1000
-    assert b"http://" not in r.content and b"https://" not in r.content
+    # Nothing from elsewhere: no address but the SVG namespace's name, which is never fetched.
+    own = r.content.replace(b'"http://www.w3.org/2000/svg"', b"")
+    assert b"http://" not in own and b"https://" not in own
 
 
 async def test_an_unknown_console_file_is_404(client):

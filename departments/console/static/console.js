@@ -41,8 +41,13 @@
     for (const c of children) if (c !== null && c !== undefined) node.append(c);
     return node;
   }
+  // Every time is shown in the policy's time zone, whatever the browser's.
+  const TZ = DATA.timezone;
   function when(iso) {
-    return iso ? new Date(iso).toLocaleString(LANG) : "";
+    return iso ? new Date(iso).toLocaleString(LANG, { timeZone: TZ }) : "";
+  }
+  function dueAt(iso) {
+    return new Date(iso).toLocaleString(LANG, { timeZone: TZ, month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   }
   function person(p) {
     return p ? p.name || p.staff_id : "";
@@ -230,7 +235,7 @@
       state.cursor = page.next_cursor;
       $("more").hidden = !state.cursor;
       $("queue-empty").hidden = state.tickets.length > 0;
-      $("last-refresh").textContent = fill(T.last_refresh, { t: new Date().toLocaleTimeString(LANG) });
+      $("last-refresh").textContent = fill(T.last_refresh, { t: new Date().toLocaleTimeString(LANG, { timeZone: TZ, hourCycle: "h23" }) });
       $("queue").dataset.loads = String(++state.loads);
       markSelected();
       tick();
@@ -266,12 +271,21 @@
     return clock.due ? Date.parse(clock.due) : null;
   }
 
+  // Whether the limit running now counts working time only (the policy's calendar).
+  function countsWorkingTime(t) {
+    const limits = ((DATA.working[t.category] || {})[t.priority] || {})[t.tier] || [];
+    return t.clock && t.clock.name ? limits.includes(t.clock.name) : false;
+  }
+
+  // The countdown (ticking in the browser), and beside it the time of day it runs out.
   function clockNode(t, fetchedAt) {
     const due = deadline(t, fetchedAt);
     const node = el("span", { "data-clock": t.clock && t.clock.name ? t.clock.name : "" });
     if (due === null) node.textContent = "—";
     else node.dataset.deadline = String(due);
-    return node;
+    if (!t.clock || !t.clock.due) return node;
+    const at = [fill(T.due_at, { t: dueAt(t.clock.due) }), countsWorkingTime(t) ? T.working_time : ""].filter(Boolean).join(" · ");
+    return el("span", { class: "clock" }, node, el("span", { class: "muted due", "data-due": t.clock.due, text: at }));
   }
 
   function actionButton(action, text, disabled) {
@@ -287,18 +301,18 @@
       class: t.late ? "late" : null,
     });
     tr.append(
-      el("td", { "data-field": "priority", class: "priority-" + t.priority, text: label("priority", t.priority) }),
-      el("td", { "data-field": "category", text: category(t.category) }),
+      el("td", { "data-field": "priority", "data-label": T.priority, class: "priority-" + t.priority, text: label("priority", t.priority) }),
+      el("td", { "data-field": "category", "data-label": T.category, text: category(t.category) }),
       el(
         "td",
         {},
         el("div", { "data-field": "description", text: t.description }),
         el("div", { "data-field": "address", class: "muted", text: address(t) }),
       ),
-      el("td", { "data-field": "reporters", class: "num", text: String(t.reporters) }),
-      el("td", { "data-field": "status", text: label("status", t.status) }),
-      el("td", { "data-field": "claimed-by", text: person(t.claimed_by) }),
-      el("td", { "data-field": "clock" }, clockNode(t, fetchedAt)),
+      el("td", { "data-field": "reporters", "data-label": T.reporters, class: "num", text: String(t.reporters) }),
+      el("td", { "data-field": "status", "data-label": T.status, text: label("status", t.status) }),
+      el("td", { "data-field": "claimed-by", "data-label": T.claimed_by, text: person(t.claimed_by) }),
+      el("td", { "data-field": "clock", "data-label": T.clock }, clockNode(t, fetchedAt)),
       el(
         "td",
         {},
@@ -336,7 +350,12 @@
   // --- one ticket -------------------------------------------------------------------------
 
   function clearFields() {
-    for (const ids of Object.values(FIELDS)) for (const id of ids) $(id).value = "";
+    for (const ids of Object.values(FIELDS)) {
+      for (const id of ids) {
+        $(id).value = "";
+        showCount($(id));
+      }
+    }
   }
 
   async function select(ticketId) {
@@ -367,6 +386,61 @@
       if (e instanceof ApiError && e.status === 404 && state.selected === ticketId) deselect();
       fail(e);
     }
+  }
+
+  // --- the case as the resident gave it ----------------------------------------------------
+
+  // The category's answers the resident gave (details.attributes), each under its question.
+  function attributeFacts(t) {
+    const given = (t.details && t.details.attributes) || {};
+    const asked = DATA.attributes[t.category] || [];
+    const known = new Map(asked.map((a) => [a.code, a]));
+    const codes = [...asked.map((a) => a.code).filter((c) => c in given), ...Object.keys(given).filter((c) => !known.has(c))];
+    return codes.flatMap((code) => {
+      const a = known.get(code) || { label: code, values: {} };
+      const answers = (Array.isArray(given[code]) ? given[code] : [given[code]]).map((v) => a.values[v] || String(v));
+      return fact(a.label, el("span", { "data-attribute": code, text: answers.join(LANG.startsWith("zh") ? "、" : ", ") }));
+    });
+  }
+
+  function mediaList(t) {
+    const urls = ((t.details && t.details.media_urls) || []).filter((u) => /^https?:\/\//i.test(u));
+    if (!urls.length) return null;
+    return el("ul", { class: "media" }, ...urls.map((u) => el("li", {}, el("a", { href: u, target: "_blank", rel: "noopener noreferrer", "data-media": "", text: u }))));
+  }
+
+  function svg(tag, attrs) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+    return node;
+  }
+
+  // The grid's polygon from the district file with the reported place on it: no map tiles, so
+  // nothing loads from elsewhere. Degrees of longitude are narrowed by cos(latitude), so the
+  // shape keeps its proportions.
+  function placeDrawing(t) {
+    const corners = DATA.shapes[t.grid_id];
+    if (!corners || !t.location) return null;
+    const k = Math.cos((t.location.lat * Math.PI) / 180);
+    const points = [...corners, [t.location.lon, t.location.lat]].map(([lon, lat]) => [lon * k, lat]);
+    const xs = points.map((p) => p[0]);
+    const ys = points.map((p) => p[1]);
+    const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    const size = 200;
+    const pad = 12;
+    const scale = (size - 2 * pad) / Math.max(x1 - x0, y1 - y0, 1e-9);
+    const at = ([x, y]) => [pad + (x - x0) * scale, pad + (y1 - y) * scale];
+    const [px, py] = at(points[points.length - 1]);
+    const width = Math.ceil(2 * pad + (x1 - x0) * scale);
+    const height = Math.ceil(2 * pad + (y1 - y0) * scale);
+    const grid = DATA.grids[t.grid_id] || t.grid_id;
+    const drawing = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": fill(T.map, { grid }), "data-field": "map" });
+    drawing.append(
+      svg("polygon", { points: points.slice(0, -1).map((p) => at(p).map((v) => v.toFixed(1)).join(",")).join(" "), class: "grid-shape" }),
+      svg("circle", { cx: px.toFixed(1), cy: py.toFixed(1), r: 6, class: "place", "data-place": "" }),
+    );
+    const where = `${t.location.lat.toFixed(5)}, ${t.location.lon.toFixed(5)}`;
+    return el("figure", { class: "place-drawing" }, drawing, el("figcaption", { class: "muted", text: where }));
   }
 
   function fact(name, value) {
@@ -406,8 +480,11 @@
       ...fact(T.case, t.case_id),
       ...fact(T.category, category(t.category)),
       ...fact(T.description, t.description),
+      ...attributeFacts(t),
+      ...fact(T.media, mediaList(t)),
       ...fact(T.address, address(t)),
       ...fact(T.grid, el("span", { "data-field": "grid", text: DATA.grids[t.grid_id] || t.grid_id })),
+      ...fact(T.location, placeDrawing(t)),
       ...fact(T.unit, el("span", { "data-field": "unit", text: unitName(t.unit_id) })),
       ...fact(T.priority, label("priority", t.priority)),
       ...fact(T.status, el("span", { "data-field": "status", text: label("status", t.status) })),
@@ -437,11 +514,33 @@
     return $(id).value.trim();
   }
 
-  function required(id, name) {
+  // Characters as the API counts them (code points, not UTF-16 units), against a field's data-max.
+  function length(text) {
+    return [...text].length;
+  }
+  function counted(id, name) {
     const v = value(id);
+    const most = Number($(id).dataset.max || 0);
+    if (most && length(v) > most) throw new Error(fill(T.too_long, { field: name, n: length(v), max: most }));
+    return v;
+  }
+  function required(id, name) {
+    const v = counted(id, name);
     if (!v) throw new Error(fill(T.required, { field: name }));
     return v;
   }
+  // Each counted field shows how much of its limit is used, and says so before sending when over.
+  function showCount(field) {
+    const out = document.querySelector(`[data-count-for="${field.id}"]`);
+    if (!out) return;
+    const n = length(field.value.trim());
+    const most = Number(field.dataset.max);
+    out.textContent = n ? fill(T.count, { n, max: most }) : "";
+    out.classList.toggle("overdue", n > most);
+  }
+  document.addEventListener("input", (e) => {
+    if (e.target instanceof HTMLElement && e.target.dataset.max) showCount(e.target);
+  });
 
   function bodyFor(action) {
     switch (action) {
@@ -450,7 +549,7 @@
       case "evidence": {
         const url = required("evidence-url", T.evidence_url);
         if (!/^https?:\/\//i.test(url)) throw new Error(T.bad_url);
-        return { url: url, caption: value("evidence-caption") };
+        return { url: url, caption: counted("evidence-caption", T.evidence_caption) };
       }
       case "resolve":
         return { note: required("resolve-note", T.resolve_note) };
@@ -483,7 +582,10 @@
     try {
       const ticket = await api("POST", "/v1/tickets/" + encodeURIComponent(ticketId) + "/" + PATHS[action], body);
       showNotice(fill(T.done, { action: NAMES[action] }));
-      for (const id of FIELDS[action] || []) $(id).value = "";
+      for (const id of FIELDS[action] || []) {
+        $(id).value = "";
+        showCount($(id));
+      }
       if (action === "claim" && state.selected !== ticketId) {
         clearFields();
         state.selected = ticketId;
