@@ -89,9 +89,20 @@ def queue_query(
     late: Annotated[bool | None, Query(description="true: only work past its limit now; false: none of it")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="search: a case or ticket id, or words found in the description; "
+            "with it, every status unless `status` says which",
+        ),
+    ] = None,
 ) -> QueueQuery:
+    search = q.strip() if q else None
     return QueueQuery(
-        statuses=status or TO_DO,
+        statuses=status or (tuple(TicketStatus) if search else TO_DO),
+        search=search or None,
         category=category,
         priority=priority.value if priority else None,
         due_before=due_before,
@@ -128,6 +139,19 @@ async def unit_queue(unit_id: str, who: Caller, q: QueueQueryDep, queues: Queues
     """The unit's queue: by default the work still to do (open and claimed), nearest due
     first (the response limit while open, the resolution limit once claimed)."""
     return await queues.listing(unit_id, who, q)
+
+
+@api.get("/tickets", response_model=Queue, responses={403: problem("`mine` needs a staff token: ops hold no tickets")})
+async def tickets_across_units(
+    who: Caller,
+    q: QueueQueryDep,
+    queues: QueuesDep,
+    mine: Annotated[bool, Query(description="only the tickets this person holds (a staff token)")] = False,
+) -> dict[str, Any]:
+    """Every queue the caller may see at once: a supervisor's units and all under them, every
+    unit for ops; with `mine`, the tickets this person has claimed. Nearest due first, filtered
+    and paged as a unit's queue is."""
+    return await queues.across(who, q, mine)
 
 
 @api.get("/units/{unit_id}/summary", response_model=Summary, responses=QUEUE_ANSWERS)

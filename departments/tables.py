@@ -41,6 +41,7 @@ tickets = Table(
     Index("ix_departments_tickets_unit_status", "unit_id", "status"),
     Index("ix_departments_tickets_unit_due", "unit_id", "due_at", "ticket_id"),
     Index("ix_departments_tickets_case", "case_id"),
+    Index("ix_departments_tickets_holder", "claimed_by_id", "due_at", "ticket_id"),  # "my tickets"
 )
 
 # People: a staff account belongs to one unit (a pool's members are accounts of the pool's

@@ -13,7 +13,7 @@ from jinja2 import Environment
 
 from departments.console.labels import DEFAULT_STATUSES, LABELS, STATUSES
 from services.district.events import Priority, ReturnReason, Tier
-from services.district.jurisdiction import Jurisdiction, label
+from services.district.jurisdiction import Jurisdiction, UnitKind, label
 from services.district.policy import Attribute, Policy
 from services.web import pages
 
@@ -70,6 +70,7 @@ def _page(env: Environment, lang: pages.Lang, j: Jurisdiction, policy: Policy, s
         default_statuses=DEFAULT_STATUSES,
         reasons=[r.value for r in ReturnReason],
         units=data["units"],
+        departments={u.id: label(u, lang) for u in j.units if u.kind is UnitKind.DEPARTMENT},
         static=static,
     )
 

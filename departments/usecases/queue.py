@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from departments.domain import TicketStatus, allowed_actions, check_sees, check_sees_ticket, visible_units
@@ -36,6 +36,7 @@ class QueueQuery:
     late: bool | None = None
     limit: int = 50
     cursor: str | None = None
+    search: str | None = None  # a case or ticket id, or words of the description
 
 
 def _cursor(row: Any) -> str:
@@ -65,13 +66,25 @@ def _filtered(query: Select[Any], q: QueueQuery, now: datetime) -> Select[Any]:
     if q.late is not None:
         late = and_(tickets.c.status.in_([s.value for s in TO_DO]), tickets.c.due_at <= now)
         query = query.where(late if q.late else ~late)
+    if q.search:
+        said = q.search
+        query = query.where(
+            or_(
+                tickets.c.case_id == said,
+                tickets.c.ticket_id == said,
+                tickets.c.description.icontains(said, autoescape=True),
+            )
+        )
     return query
 
 
-async def page(session: AsyncSession, unit_id: str, q: QueueQuery, now: datetime) -> tuple[list[Any], str | None]:
-    """One page of the unit's queue, nearest due first (the response limit while open, the
-    resolution limit once claimed), and the cursor of the next page (None on the last)."""
-    query = _filtered(select(tickets).where(tickets.c.unit_id == unit_id), q, now)
+async def page(
+    session: AsyncSession, which: ColumnElement[bool], q: QueueQuery, now: datetime
+) -> tuple[list[Any], str | None]:
+    """One page of the tickets `which` picks (a unit's, several units', one person's), nearest due
+    first (the response limit while open, the resolution limit once claimed), and the cursor of
+    the next page (None on the last)."""
+    query = _filtered(select(tickets).where(which), q, now)
     if q.cursor is not None:
         due, ticket_id = _after(q.cursor)
         query = query.where(or_(tickets.c.due_at > due, and_(tickets.c.due_at == due, tickets.c.ticket_id > ticket_id)))
@@ -201,8 +214,21 @@ class Queues:
         """A page of the queue of `unit_id` (which must be a unit, of `kind` if given)."""
         self.known_unit(unit_id, kind)
         check_sees(who, unit_id, self.j)
+        return await self._listing(tickets.c.unit_id == unit_id, who, q)
+
+    async def across(self, who: Principal, q: QueueQuery, mine: bool = False) -> dict[str, Any]:
+        """A page of every unit's queue the caller may see (all units, for ops), or with `mine`
+        of the tickets the caller holds (claimed, and by default still to do)."""
+        if mine:
+            if who.staff_id is None:
+                raise Forbidden("an ops token holds no tickets: only a staff account has tickets of its own")
+            return await self._listing(tickets.c.claimed_by_id == who.staff_id, who, q)
+        seen = [u.id for u in self.j.units] if who.role == "ops" else sorted(visible_units(who, self.j))
+        return await self._listing(tickets.c.unit_id.in_(seen), who, q)
+
+    async def _listing(self, which: ColumnElement[bool], who: Principal, q: QueueQuery) -> dict[str, Any]:
         async with self.db.sessions() as s:
-            rows, cursor = await page(s, unit_id, q, self.clock.now())
+            rows, cursor = await page(s, which, q, self.clock.now())
             return {"tickets": await views(s, rows, who, self.clock.now(), self.j), "next_cursor": cursor}
 
     async def unit_summary(self, unit_id: str, who: Principal) -> dict[str, Any]:

@@ -11,11 +11,11 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.support.browser import laid_out, waiting
 from tests.support.cluster import embedded, embedded_env
-from tests.support.journey import IN_G11, bearer, case_in_status, file_report, ops_token
+from tests.support.journey import IN_G11, bearer, case_in_status, file_report, open_ticket, ops_token
 
 pytestmark = pytest.mark.e2e
 
@@ -139,8 +139,8 @@ async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_pat
 
                 browser.find_element(By.ID, "lang-switch").click()  # still signed in: the token is the tab's
                 wait.until(lambda d: d.find_element(By.ID, "me-unit").text == "Grid G11 workstation · grid")
-                [option] = browser.find_elements(By.CSS_SELECTOR, "#unit-select option")
-                assert option.text == "Grid G11 workstation · grid"
+                options = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "#unit-select option")]
+                assert options == ["My tickets", "Grid G11 workstation · grid"]  # no "all units": she has one
                 listed(browser, row)
                 browser.find_element(By.CSS_SELECTOR, f"{row} button[data-action=open]").click()
                 wait.until(lambda d: attribute(d, "#detail", "data-status") == "claimed")
@@ -161,3 +161,88 @@ async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_pat
             view = await case_in_status(client, case, "resolved")
             assert view["timeline"][-1]["result"] == RESULT
     assert (tmp_path / "console.png").stat().st_size > 0
+
+
+async def staff(client: httpx.AsyncClient, unit_id: str, name: str, role: str = "handler") -> str:
+    r = await client.post(
+        "/v1/staff", headers=bearer(ops_token()), json={"unit_id": unit_id, "name": name, "role": role}
+    )
+    assert r.is_success, r.text
+    return str(r.json()["token"])
+
+
+def sign_in(driver: WebDriver, token: str, name: str) -> None:
+    if driver.find_element(By.ID, "sign-out").is_displayed():
+        driver.find_element(By.ID, "sign-out").click()
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.ID, "sign-in").click()
+    waiting(driver).until(lambda d: d.find_element(By.ID, "me-name").text == name)
+
+
+def shown_actions(driver: WebDriver) -> set[str]:
+    return {
+        str(e.get_attribute("data-action"))
+        for e in driver.find_elements(By.CSS_SELECTOR, "#detail [data-action]")
+        if e.is_displayed()
+    }
+
+
+async def test_a_supervisor_watches_every_unit_under_her_and_a_street_office_blows_the_whistle(tmp_path, browser):
+    env = embedded_env(tmp_path / "var")
+    with embedded(env, tmp_path) as gridcall:
+        async with httpx.AsyncClient(base_url=gridcall.url, timeout=10) as client:
+            heap = await file_report(
+                client, {"category": "garbage", "description": "2号楼垃圾满了", "location": IN_G11}
+            )
+            road = await file_report(
+                client, {"category": "road_damage", "description": "青河路塌陷", "location": IN_G11}
+            )
+            await case_in_status(client, heap, "assigned")
+            await case_in_status(client, road, "assigned")
+            supervisor = await staff(client, "U-C1", "Zhao Min", "supervisor")
+            street = await staff(client, "U-S1", "Sun Hao")
+
+            wait = waiting(browser)
+            heap_row = f'#queue tr[data-case-id="{heap["case_id"]}"]'
+            road_row = f'#queue tr[data-case-id="{road["case_id"]}"]'
+            try:
+                browser.get(f"{gridcall.url}/console")
+                sign_in(browser, supervisor, "Zhao Min")
+                # All units under her at once: the grid's ticket, named by its unit.
+                Select(browser.find_element(By.ID, "unit-select")).select_by_visible_text("我管辖的全部单位")
+                listed(browser, heap_row)
+                unit = browser.find_element(By.CSS_SELECTOR, f"{heap_row} [data-field=row-unit]").text
+                assert unit == "枫林社区第一网格工作站"
+                assert not browser.find_elements(By.CSS_SELECTOR, f"{heap_row} button[data-action=claim]")
+                browser.find_element(By.CSS_SELECTOR, f"{heap_row} button[data-action=open]").click()
+                wait.until(lambda d: attribute(d, "#detail", "data-status") == "open")
+                # The grid's ticket is the grid's to work: she may move it within her units, nothing else.
+                assert shown_actions(browser) <= {"reassign"}, shown_actions(browser)
+                # Search by the case's id finds it whatever the filters say.
+                browser.find_element(By.ID, "search").send_keys(heap["case_id"])
+                browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
+                wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#queue tr")) == 1)
+                assert browser.find_elements(By.CSS_SELECTOR, heap_row)
+                laid_out(browser, tmp_path, "console-supervisor", "#detail [data-field=map]")
+
+                sign_in(browser, street, "Sun Hao")
+                listed(browser, road_row)
+                browser.find_element(By.CSS_SELECTOR, f"{road_row} button[data-action=claim]").click()
+                wait.until(lambda d: attribute(d, "#detail", "data-status") == "claimed")
+                assert "whistle" in shown_actions(browser)
+                Select(browser.find_element(By.ID, "whistle-lead")).select_by_visible_text("兰溪区城市管理局")
+                browser.find_element(By.CSS_SELECTOR, "#whistle-co input[value=D-HOUSING]").click()
+                browser.find_element(By.ID, "whistle-reason").send_keys("路面塌陷涉及管线，需城管牵头、住建协办")
+                browser.save_screenshot(str(tmp_path / "console-whistle-1366.png"))
+                browser.find_element(By.CSS_SELECTOR, "#detail button[data-action=whistle]").click()
+                wait.until(lambda d: attribute(d, "#detail", "data-status") == "whistled")
+                assert not browser.find_element(By.ID, "error").is_displayed()
+            finally:
+                browser.save_screenshot(str(tmp_path / "console-end.png"))
+
+            # The departments it summoned each have the case now: the lead and the co-handler.
+            ops = ops_token()
+            lead = await open_ticket(client, "D-URBAN", ops, road["case_id"])
+            co = await open_ticket(client, "D-HOUSING", ops, road["case_id"])
+            assert (lead["role"], co["role"]) == ("lead", "co")
+            assert "路面塌陷涉及管线" in (lead["arrived_because"] or "")

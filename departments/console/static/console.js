@@ -10,18 +10,22 @@
   const REFRESH_MS = 20000;
   const PATHS = {
     claim: "claim", unclaim: "unclaim", note: "notes", evidence: "evidence",
-    resolve: "resolve", return: "return", escalate: "escalate", reassign: "reassign",
+    resolve: "resolve", return: "return", escalate: "escalate", reassign: "reassign", whistle: "whistle",
   };
   const NAMES = {
     claim: T.claim, unclaim: T.unclaim, note: T.add_note, evidence: T.add_evidence,
-    resolve: T.resolve, return: T.return, escalate: T.escalate, reassign: T.reassign,
+    resolve: T.resolve, return: T.return, escalate: T.escalate, reassign: T.reassign, whistle: T.whistle,
   };
   const FIELDS = {
     note: ["note-text"], evidence: ["evidence-url", "evidence-caption"], resolve: ["resolve-note"],
     return: ["return-reason", "return-unit"], escalate: ["escalate-reason"], reassign: ["reassign-reason"],
+    whistle: ["whistle-reason"],
   };
+  // Besides one unit's queue, the unit picker offers these views across queues (GET /v1/tickets).
+  const ALL = "*all";
+  const MINE = "*mine";
 
-  const state = { me: null, units: [], tickets: [], cursor: null, selected: null, busy: false, loads: 0 };
+  const state = { me: null, units: [], tickets: [], cursor: null, selected: null, busy: false, loads: 0, across: false };
   const $ = (id) => document.getElementById(id);
 
   function fill(template, vars) {
@@ -180,6 +184,8 @@
     $("sign-in-panel").hidden = false;
     $("queue").replaceChildren();
     $("summary").textContent = "";
+    $("search").value = "";
+    clearFields();
     deselect();
     document.body.dataset.state = "signed-out";
   }
@@ -193,40 +199,54 @@
     state.units = me.units && me.units.length ? me.units : own;
     const option = (u) => el("option", { value: u.unit_id, text: unitName(u.unit_id, u.name) + " · " + label("kind", u.kind) });
     const select = $("unit-select");
-    select.replaceChildren(...state.units.map(option));
+    const views = [
+      state.units.length > 1 ? el("option", { value: ALL, text: T.all_units }) : null,
+      me.staff_id ? el("option", { value: MINE, text: T.my_tickets }) : null,
+    ].filter(Boolean);
+    select.replaceChildren(...views, ...state.units.map(option));
     const remembered = sessionStorage.getItem(UNIT_KEY);
-    const ids = state.units.map((u) => u.unit_id);
-    select.value = ids.includes(remembered) ? remembered : ids.includes(me.unit_id) ? me.unit_id : ids[0] || "";
-    select.disabled = state.units.length < 2;
+    const ids = [...views.map((o) => o.value), ...state.units.map((u) => u.unit_id)];
+    select.value = ids.includes(remembered) ? remembered : ids.includes(me.unit_id) ? me.unit_id : state.units.length ? state.units[0].unit_id : ids[0] || "";
+    select.disabled = ids.length < 2;
     const supervisor = me.role === "supervisor";
 
     $("reassign-unit").replaceChildren(...(supervisor ? state.units.map(option) : []));
   }
 
-  function currentUnit() {
+  // What the queue shows: one unit's (or pool's) queue, every queue under the caller, or theirs.
+  function currentScope() {
     const id = $("unit-select").value;
-    return state.units.find((u) => u.unit_id === id) || null;
+    if (id === ALL || id === MINE) return { view: id };
+    const unit = state.units.find((u) => u.unit_id === id);
+    return unit ? { view: "unit", unit } : null;
   }
 
   // --- the queue --------------------------------------------------------------------------
 
-  function queuePath(unit, cursor) {
+  function queuePath(scope, cursor) {
     const q = new URLSearchParams();
-    for (const box of document.querySelectorAll("#filter-status input[name=status]:checked")) {
-      q.append("status", box.value);
+    const search = $("search").value.trim();
+    if (search) q.set("q", search); // a search looks at every status
+    else {
+      for (const box of document.querySelectorAll("#filter-status input[name=status]:checked")) {
+        q.append("status", box.value);
+      }
     }
     if ($("filter-late").checked) q.set("late", "true");
     q.set("limit", "50");
     if (cursor) q.set("cursor", cursor);
-    const base = unit.kind === "pool" ? "/v1/pools/" : "/v1/units/";
-    return base + encodeURIComponent(unit.unit_id) + "/tickets?" + q.toString();
+    if (scope.view === MINE) q.set("mine", "true");
+    if (scope.view !== "unit") return "/v1/tickets?" + q.toString();
+    const base = scope.unit.kind === "pool" ? "/v1/pools/" : "/v1/units/";
+    return base + encodeURIComponent(scope.unit.unit_id) + "/tickets?" + q.toString();
   }
 
   async function loadQueue(more) {
-    const unit = currentUnit();
-    if (!state.me || !unit) return;
+    const scope = currentScope();
+    if (!state.me || !scope) return;
+    state.across = scope.view !== "unit";
     try {
-      const page = await api("GET", queuePath(unit, more ? state.cursor : null));
+      const page = await api("GET", queuePath(scope, more ? state.cursor : null));
       const fetchedAt = Date.now();
       const rows = page.tickets.map((t) => row(t, fetchedAt));
       if (more) $("queue").append(...rows);
@@ -244,16 +264,23 @@
       return;
     }
     if (!more) {
-      await loadSummary(unit);
+      await loadSummary(scope);
       if (state.selected) await loadDetail(state.selected);
     }
   }
 
-  async function loadSummary(unit) {
-    if (unit.kind === "pool") {
-      $("summary").textContent = "";
+  async function loadSummary(scope) {
+    const search = $("search").value.trim();
+    const n = state.tickets.length + (state.cursor ? "+" : "");
+    if (search) {
+      $("summary").textContent = fill(T.searching, { q: search, n });
       return;
     }
+    if (scope.view !== "unit") {
+      $("summary").textContent = fill(T.listed, { n });
+      return;
+    }
+    const unit = scope.unit;
     try {
       const s = await api("GET", "/v1/units/" + encodeURIComponent(unit.unit_id) + "/summary");
       const counts = s.counts || {};
@@ -308,6 +335,7 @@
         {},
         el("div", { "data-field": "description", text: t.description }),
         el("div", { "data-field": "address", class: "muted", text: address(t) }),
+        state.across ? el("div", { "data-field": "row-unit", class: "muted", text: unitName(t.unit_id) }) : null,
       ),
       el("td", { "data-field": "reporters", "data-label": T.reporters, class: "num", text: String(t.reporters) }),
       el("td", { "data-field": "status", "data-label": T.status, text: label("status", t.status) }),
@@ -562,6 +590,12 @@
         return { reason: required("escalate-reason", T.escalate_reason) };
       case "reassign":
         return { unit_id: $("reassign-unit").value, reason: required("reassign-reason", T.reassign_reason) };
+      case "whistle": {
+        const lead = $("whistle-lead").value;
+        if (!lead) throw new Error(T.pick_lead);
+        const co = [...document.querySelectorAll("#whistle-co input:checked")].map((b) => b.value).filter((d) => d !== lead);
+        return { lead, co, reason: required("whistle-reason", T.whistle_reason) };
+      }
       default:
         return undefined; // claim, unclaim: no body
     }
@@ -624,6 +658,11 @@
     box.addEventListener("change", () => loadQueue());
   }
   $("refresh").addEventListener("click", () => loadQueue());
+  $("search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadQueue();
+  });
+  $("search").addEventListener("search", () => loadQueue()); // the field's clear button
   $("more").addEventListener("click", () => loadQueue(true));
   $("queue").addEventListener("click", (event) => {
     const tr = event.target.closest("tr[data-ticket-id]");
