@@ -148,7 +148,9 @@ def _welcome(settings: Settings, port: int) -> None:
         f"""
 gridcall (embedded) on {url}   data in {settings.var_dir.resolve()}
   API docs:       {url}/docs
-  Staff console:  {url}/console   (paste a token below to sign in)
+  Staff console:  {url}/console   (paste a handler's or supervisor's token below to sign in)
+  Ops board:      {url}/ops       (paste the ops token below)
+  Public page:    {url}/public    (resolved cases, nothing personal)
 
 File a report:
   curl -s -X POST {url}/v1/reports -H 'Content-Type: application/json' \\

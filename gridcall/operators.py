@@ -48,6 +48,21 @@ def load_settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+def _made(secret: str, summary: str) -> None:
+    """What a command made: said to the person on standard error, the bare token or key alone
+    on standard output, so that `TOKEN=$(gridcall ...)` takes nothing else."""
+    typer.echo(f"gridcall: {summary}", err=True)
+    typer.echo(secret)
+
+
+def _expiry(days: int) -> str:
+    return f"expires {SystemClock().now() + timedelta(days=days):%Y-%m-%d %H:%M} UTC"
+
+
+def _person(account: Any, days: int) -> str:
+    return f"{account.name} ({account.staff_id}), {account.role} of {account.unit_id}; {_expiry(days)}"
+
+
 @token_app.command("issue")
 def token_issue(
     unit: Annotated[str | None, typer.Option(help="the unit (or pool) of the person the token names")] = None,
@@ -64,13 +79,14 @@ def token_issue(
     if unit is None:
         settings = load_settings()
         auth = _checked(lambda: authenticator_for(settings, load_jurisdiction(settings.jurisdiction_file)))
-        typer.echo(auth.issue("ops", name=name, ttl=timedelta(days=days)))
+        _made(auth.issue("ops", name=name, ttl=timedelta(days=days)), f"an ops token named {name}; {_expiry(days)}")
         return
 
-    async def issue(accounts: Accounts) -> str:
-        return accounts.token(await accounts.named(unit, name, create=True), days)
+    async def issue(accounts: Accounts) -> tuple[str, str]:
+        account = await accounts.named(unit, name, create=True)
+        return accounts.token(account, days), f"a token for {_person(account, days)}"
 
-    typer.echo(_with_accounts(issue))
+    _made(*_with_accounts(issue))
 
 
 @staff_app.command("add")
@@ -101,12 +117,15 @@ def staff_add(
         typer.echo(f"gridcall: {problems}", err=True)
         raise typer.Exit(2) from None
 
-    async def add(accounts: Accounts) -> str:
+    async def add(accounts: Accounts) -> tuple[str, str]:
         if pool is not None and (found := accounts.j.unit(pool)) is not None and found.kind != "pool":
             raise Invalid(f"{pool} is a {found.kind}, not a pool: use --unit {pool}")
-        return accounts.token(await accounts.add(place, name, role, reach), days)
+        account = await accounts.add(place, name, role, reach)
+        return accounts.token(
+            account, days
+        ), f"added {_person(account, days)}; the token follows (keep it: it is not stored)"
 
-    typer.echo(_with_accounts(add))
+    _made(*_with_accounts(add))
 
 
 @staff_app.command("list")
@@ -202,7 +221,7 @@ def open311_key_create(name: Annotated[str, typer.Argument(help="who the key is 
     except ValueError as exc:
         typer.echo(f"gridcall: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(key)
+    _made(key, f"an Open311 API key for {name!r}; it does not expire (revoke: gridcall open311-key revoke {name!r})")
 
 
 @open311_app.command("revoke")

@@ -94,6 +94,7 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
             "categories": {c.code: label(c, chosen) for c in policy.categories},
             "today": now.replace(hour=0, minute=0, second=0, microsecond=0).isoformat(),
             "month": (now - timedelta(days=30)).isoformat(),
+            "timezone": policy.calendar.timezone,
         }
         html = env.get_template("ops.html").render(
             lang=chosen, other=pages.other(chosen), t=LABELS[chosen], data=data, static=static

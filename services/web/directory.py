@@ -74,9 +74,24 @@ class Unhealthy(BaseModel):
     database: str
 
 
+# The pages' icon: a grid of nine cells, the one in the middle marked. Inline, so no page loads
+# it from elsewhere; served at /favicon.ico too, for what asks there without reading the page.
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    '<rect width="32" height="32" rx="6" fill="#b3261e"/>'
+    '<path d="M11 5v22M21 5v22M5 11h22M5 21h22" stroke="#fff" stroke-width="2"/>'
+    '<rect x="12.5" y="12.5" width="7" height="7" fill="#fff"/></svg>'
+)
+
+
 def directory(j: Jurisdiction, title: str) -> APIRouter:
     api = APIRouter()
     units = units_of(j)
+
+    @api.get("/favicon.svg", include_in_schema=False)
+    @api.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
 
     @api.get("/", include_in_schema=False)
     async def root(request: Request) -> Response:

@@ -9,16 +9,47 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.support.browser import waiting
+from tests.support.browser import laid_out, waiting
 from tests.support.cluster import embedded, embedded_env
-from tests.support.journey import file_report, ops_token
+from tests.support.journey import bearer, file_report, ops_token
 from tests.support.policies import demo_policy_with
 
 pytestmark = pytest.mark.e2e
 
 GARBAGE = {"category": "garbage", "location": {"lat": 30.505, "lon": 114.305}}
-QUICK_GARBAGE = {"garbage": {"grid": {"response": "2s", "resolution": "1h"}}}
+POWER_OUTAGE = {"category": "power_outage", "location": {"lat": 30.505, "lon": 114.305}}
+QUICK_GARBAGE = {
+    "garbage": {"grid": {"response": "2s", "resolution": "1h"}},
+    "power_outage": {"bureau": {"response": "2s", "resolution": "1h"}},  # the top tier: 督办, late until met
+}
+
+
+def late_seconds(driver: WebDriver, row: str) -> int:
+    return int(driver.find_element(By.CSS_SELECTOR, f"{row} td.late").get_attribute("data-late-seconds") or 0)
+
+
+async def test_a_token_that_is_not_an_ops_token_is_refused_at_sign_in_saying_why(tmp_path: Path, browser):
+    env = embedded_env(tmp_path / "var")
+    with embedded(env, tmp_path) as gridcall:
+        async with httpx.AsyncClient(base_url=gridcall.url, timeout=10) as client:
+            r = await client.post(
+                "/v1/staff", headers=bearer(ops_token()), json={"unit_id": "U-G11", "name": "Li Wei", "role": "handler"}
+            )
+            assert r.is_success, r.text
+            handler = r.json()["token"]
+        try:
+            browser.get(f"{gridcall.url}/ops")
+            browser.find_element(By.ID, "token").send_keys(handler)
+            browser.find_element(By.ID, "sign-in").click()
+            waiting(browser).until(lambda d: d.find_element(By.ID, "error").is_displayed())
+            assert "这不是运维令牌" in browser.find_element(By.ID, "error").text
+            assert browser.find_element(By.ID, "token").is_displayed()  # still at the sign-in, not an empty board
+            assert not browser.find_element(By.ID, "board").is_displayed()
+            assert browser.execute_script("return sessionStorage.length") == 0  # the token is not kept
+        finally:
+            browser.save_screenshot(str(tmp_path / "ops-refused.png"))
 
 
 async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, browser):
@@ -57,6 +88,17 @@ async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, brows
                 rows = browser.find_elements(By.CSS_SELECTOR, "#breaches tr")
                 assert [r.get_attribute("data-case-id") for r in rows][:2] == [second["case_id"], first["case_id"]]
                 assert browser.execute_script("return window.notReloaded === true;")
+
+                # A case late now (the bureau's limit missed, under supervision) grows later between
+                # two looks, while the grid's breach, escalated at once, stays as late as it was.
+                outage = await file_report(client, {**POWER_OUTAGE, "description": "3号楼停电"})
+                supervised = f'#breaches tr[data-case-id="{outage["case_id"]}"]'
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"{supervised} td[data-due]"))
+                before = late_seconds(browser, supervised)
+                wait.until(lambda d: late_seconds(d, supervised) >= before + 2)
+                assert not browser.find_elements(By.CSS_SELECTOR, f"{row} td[data-due]")
+
+                laid_out(browser, tmp_path, "ops-board-zh", row)
 
                 browser.find_element(By.CSS_SELECTOR, f"{row} .case-link").click()
                 wait.until(lambda d: "case.sla_breached" in d.find_element(By.ID, "case-history").text)

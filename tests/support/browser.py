@@ -72,5 +72,6 @@ def laid_out(driver: WebDriver, tmp_path: Path, name: str, ready: str) -> None:
         driver.set_window_size(width, height)
         waiting(driver).until(lambda d: d.find_elements("css selector", ready))
         driver.save_screenshot(str(tmp_path / f"{name}-{width}.png"))
-        assert wider_than_the_window(driver) == [], f"at {width} px"
+        wider = wider_than_the_window(driver)
+        assert not wider, f"at {width} px: {wider}"
     driver.set_window_size(*SIZES[0])

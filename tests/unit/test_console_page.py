@@ -143,3 +143,12 @@ async def test_an_unknown_console_file_is_404(client):
 async def test_the_console_is_not_in_the_api_description(client):
     doc = (await client.get("/openapi.json")).json()
     assert not [p for p in doc["paths"] if p.startswith("/console")]
+
+
+async def test_the_page_names_its_icon_and_the_service_serves_it(client):
+    page = Page((await client.get("/console")).text)
+    assert "/favicon.svg" in page.links
+    for path in ("/favicon.svg", "/favicon.ico"):  # the second for what asks without reading the page
+        r = await client.get(path)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/svg+xml"
+        assert r.content.startswith(b"<svg") and b"<script" not in r.content

@@ -324,7 +324,7 @@ async def test_the_cli_issues_a_key_that_works_until_it_is_revoked(embedded_sett
 
     made = await gridcall("open311-key", "create", "Lanxi app")
     assert made.exit_code == 0, made.output
-    key = made.output.strip()
+    key = made.stdout.strip()
     again = await gridcall("open311-key", "create", "Lanxi app")
     assert again.exit_code == 2 and "exists already" in again.output
     form = {"api_key": key, "service_code": "garbage", "lat": "30.505", "long": "114.305"}

@@ -26,8 +26,24 @@ def dev_env(tmp_path, monkeypatch):
 
 
 def run(*args: str) -> tuple[int, str]:
+    """The exit code, and standard output (what a script takes) if it succeeded, else all it said."""
     result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, " ".join(result.output.replace("│", " ").split())
+    said = result.stdout if result.exit_code == 0 else result.output
+    return result.exit_code, " ".join(said.replace("│", " ").split())
+
+
+def test_each_command_that_makes_a_secret_says_what_it_made_on_standard_error_alone(dev_env):
+    made = CliRunner().invoke(cli, ["staff", "add", "--unit", "U-G11", "--name", "Wang Fang", "--days", "7"])
+    assert made.exit_code == 0, made.output
+    [token] = made.stdout.split()  # the token alone, for TOKEN=$(gridcall staff add ...)
+    assert build_context(Settings()).authenticator.verify(token).name == "Wang Fang"
+    assert "added Wang Fang (st-" in made.stderr and "handler of U-G11" in made.stderr and "expires" in made.stderr
+    issued = CliRunner().invoke(cli, ["token", "issue", "--unit", "U-G11", "--name", "Wang Fang"])
+    assert len(issued.stdout.split()) == 1 and "a token for Wang Fang" in issued.stderr
+    ops = CliRunner().invoke(cli, ["token", "issue", "--ops", "--days", "3"])
+    assert len(ops.stdout.split()) == 1 and "an ops token" in ops.stderr and "expires" in ops.stderr
+    key = CliRunner().invoke(cli, ["open311-key", "create", "Lanxi app"])
+    assert len(key.stdout.split()) == 1 and "an Open311 API key for 'Lanxi app'" in key.stderr
 
 
 def test_add_prints_a_token_that_names_the_person_and_the_unit(dev_env):

@@ -8,9 +8,11 @@
   const TOKEN_KEY = "gridcall.ops.token";
   const SVG = "http://www.w3.org/2000/svg";
   const breaches = new Map(); // breach_id -> breach
+  const lateNow = new Map(); // case_id -> the limit it is late on now (GET /v1/ops/breaches)
   let source = null;
   let retry = null;
   let refresher = null;
+  let offset = 0; // the server's clock minus this browser's, from each answer's Date header
   const FIGURES_EVERY_MS = 60000; // the rates, the chart and failed deliveries are re-read each minute; breaches arrive live
 
   const $ = (id) => document.getElementById(id);
@@ -34,6 +36,8 @@
       headers: { Authorization: "Bearer " + token(), Accept: "application/json" },
       cache: "no-store",
     });
+    const said = Date.parse(response.headers.get("Date") || "");
+    if (!Number.isNaN(said)) offset = said - Date.now();
     const body = await response.json().catch(() => ({}));
     if (response.status === 401) {
       signOut();
@@ -61,7 +65,7 @@
   }
 
   function when(iso) {
-    return new Date(iso).toLocaleString(DATA.lang, { hour12: false });
+    return new Date(iso).toLocaleString(DATA.lang, { hour12: false, timeZone: DATA.timezone }); // the policy's zone, whatever the browser's
   }
 
   // Newest first, then the most late.
@@ -93,13 +97,52 @@
         el("td", DATA.tiers[b.tier] || b.tier),
         handled,
         el("td", T[b.clock] || b.clock),
-        el("td", duration(b.late_seconds), "late"),
+        lateCell(b),
         el("td", when(b.breached_at)),
       );
+      // Each cell named as its column is, for a phone, where the rows are cards.
+      [T.case, T.grid, T.tier, T.unit, T.clock, T.late, T.at].forEach((name, i) => { tr.children[i].dataset.label = name; });
       return tr;
     });
     $("breaches").replaceChildren(...rows);
     $("no-breaches").hidden = rows.length > 0;
+    tickLate();
+  }
+
+  // How late the case is: while it is late now (GET /v1/ops/breaches: an open assignment past its
+  // limit, such as a case under supervision), counted from that limit and growing each second by
+  // the server's clock; otherwise as late as it was when the breach was recorded (it escalated
+  // at once), or when the missed limit was met after all.
+  function lateCell(b) {
+    const td = el("td", undefined, "late");
+    const due = lateNow.get(b.case_id);
+    if (due) td.dataset.due = due;
+    else if (b.met_at) td.textContent = T.met_late.replace("{t}", duration(b.late_seconds)).replace("{at}", when(b.met_at));
+    else td.textContent = duration(b.late_seconds);
+    td.dataset.lateSeconds = String(Math.round(b.late_seconds));
+    return td;
+  }
+  function tickLate() {
+    const now = Date.now() + offset;
+    for (const td of document.querySelectorAll("#breaches td[data-due]")) {
+      const late = Math.max(0, (now - Date.parse(td.dataset.due)) / 1000);
+      td.dataset.lateSeconds = String(Math.round(late));
+      td.textContent = duration(late);
+    }
+  }
+  async function loadLateNow() {
+    const late = await api("GET", "/v1/ops/breaches?limit=1000");
+    lateNow.clear();
+    for (const b of late) {
+      const known = lateNow.get(b.case_id);
+      if (!known || Date.parse(b.due_at) < Date.parse(known)) lateNow.set(b.case_id, b.due_at);
+    }
+    renderBreaches();
+  }
+  let lateSoon = null;
+  function lateNowSoon() { // after a burst of breach events, once
+    clearTimeout(lateSoon);
+    lateSoon = setTimeout(() => loadLateNow().catch((e) => showError(e.message)), 500);
   }
 
   async function showCase(caseId) {
@@ -140,6 +183,7 @@
       const b = JSON.parse(e.data);
       breaches.set(b.breach_id, b);
       renderBreaches();
+      lateNowSoon();
     });
     source.addEventListener("error", () => {
       live(false);
@@ -331,13 +375,25 @@
     await loadFailed().catch((e) => showError(e.message));
   }
 
+  // A token is tried before the board opens: one that is not an ops token is refused, saying why.
+  async function signIn() {
+    try {
+      await api("POST", "/v1/ops/breaches/stream-tickets");
+    } catch (e) {
+      signOut();
+      showError(e.status === 403 ? T.not_ops : e.status === 401 ? T.bad_token : e.message);
+      return;
+    }
+    start();
+  }
+
   function start() {
     $("sign-in-panel").hidden = true;
     $("board").hidden = false;
     $("sign-out").hidden = false;
     document.body.dataset.state = "signed-in";
     connect();
-    const figures = () => Promise.all([loadRates(), loadChart(), loadFailed()]).catch((e) => showError(e.message));
+    const figures = () => Promise.all([loadLateNow(), loadRates(), loadChart(), loadFailed()]).catch((e) => showError(e.message));
     figures();
     clearInterval(refresher);
     refresher = setInterval(figures, FIGURES_EVERY_MS);
@@ -349,6 +405,7 @@
     clearTimeout(retry);
     clearInterval(refresher);
     breaches.clear();
+    lateNow.clear();
     $("breaches").replaceChildren();
     $("failed").replaceChildren();
     $("board").hidden = true;
@@ -365,10 +422,11 @@
     sessionStorage.setItem(TOKEN_KEY, pasted);
     $("token").value = "";
     $("error").hidden = true;
-    start();
+    signIn();
   });
   $("sign-out").addEventListener("click", signOut);
   $("close-detail").addEventListener("click", () => { $("case-detail").hidden = true; });
   $("failed-refresh").addEventListener("click", () => loadFailed().catch((e) => showError(e.message)));
-  if (token()) start();
+  setInterval(tickLate, 1000);
+  if (token()) signIn();
 })();
