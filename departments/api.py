@@ -119,9 +119,14 @@ ticket = APIRouter(prefix="/tickets/{ticket_id}", responses=TICKET_ANSWERS)
 
 
 @api.get("/me", response_model=Me)
-async def me(who: Caller, queues: QueuesDep) -> dict[str, Any]:
-    """Who this token is, and the units whose tickets they may see (for the console)."""
-    return queues.me(who)
+async def me(who: Caller, queues: QueuesDep, accounts: AccountsDep) -> dict[str, Any]:
+    """Who this token is, the units whose tickets they may see (for the console), and how they
+    are told of the tickets they hold."""
+    if who.staff_id is None:
+        return queues.me(who)
+    account = await accounts.get(who.staff_id)
+    reach = {k: account._mapping[k] for k in ("email", "phone", "language")} | {"channels": account.channels.split()}
+    return {**queues.me(who), "reach": reach}
 
 
 @api.put("/me/reach", response_model=StaffAccount, responses={403: problem("this needs a staff token")})

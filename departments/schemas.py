@@ -106,16 +106,6 @@ class UnitRef(BaseModel):
     kind: str
 
 
-class Me(BaseModel):
-    staff_id: str | None
-    name: str
-    role: str = Field(description="handler, supervisor or ops")
-    unit_id: str | None
-    unit_name: str | None
-    unit_kind: str | None
-    units: list[UnitRef] = Field(description="the units whose tickets this person may see")
-
-
 class Record(BaseModel):
     pool_id: str
     staff_id: str
@@ -139,6 +129,19 @@ class StaffReach(BaseModel):
 
     def reach(self) -> Reach:
         return Reach(email=self.email, phone=self.phone, language=self.language, channels=tuple(self.channels))
+
+
+class Me(BaseModel):
+    staff_id: str | None
+    name: str
+    role: str = Field(description="handler, supervisor or ops")
+    unit_id: str | None
+    unit_name: str | None
+    unit_kind: str | None
+    units: list[UnitRef] = Field(description="the units whose tickets this person may see")
+    reach: StaffReach | None = Field(
+        None, description="how this person hears of the tickets they hold (PUT /v1/me/reach); null for ops"
+    )
 
 
 class StaffAccount(BaseModel):

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from dispatcher.board.labels import CHANNELS, KINDS, LABELS, TIERS
+from dispatcher.board.labels import CHANNELS, HISTORY, KINDS, LABELS, TIERS
 from dispatcher.figures import Window
 from dispatcher.tables import history
 from dispatcher.usecases import breach_history
@@ -86,6 +86,7 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
             "labels": LABELS[chosen],
             "tiers": TIERS[chosen],
             "kinds": KINDS[chosen],
+            "history": HISTORY[chosen],
             "channels": CHANNELS[chosen],
             "streets": [{"id": s.id, "name": label(s, chosen)} for s in j.streets],
             "communities": [{"id": c.id, "name": label(c, chosen), "street_id": c.street_id} for c in j.communities],

@@ -85,6 +85,24 @@ async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_pat
                 assert not browser.find_element(By.ID, "token").is_displayed()
                 assert browser.find_element(By.ID, "me-unit").text == "枫林社区第一网格工作站 · 网格"
 
+                # How she hears of the tickets she holds: SMS needs a number, and says so; with one, saved.
+                browser.find_element(By.ID, "reach-toggle").click()
+                browser.find_element(By.ID, "reach-email").send_keys("li.wei@example.cn")
+                browser.find_element(By.CSS_SELECTOR, "#reach-channels input[value=sms]").click()
+                browser.find_element(By.ID, "reach-save").click()
+                wait.until(lambda d: "phone" in d.find_element(By.ID, "error").text)
+                browser.find_element(By.ID, "reach-phone").send_keys("13800138011")
+                browser.find_element(By.ID, "reach-save").click()
+                wait.until(lambda d: "已保存" in d.find_element(By.ID, "notice").text)
+                me = (await client.get("/v1/me", headers=bearer(handler))).json()
+                assert me["reach"] == {
+                    "email": "li.wei@example.cn",
+                    "phone": "13800138011",
+                    "language": "zh-CN",
+                    "channels": ["sms"],
+                }
+                browser.find_element(By.ID, "reach-toggle").click()
+
                 listed(browser, row)
                 assert DESCRIPTION in browser.find_element(By.CSS_SELECTOR, row).text
                 assert attribute(browser, row, "data-status") == "open"

@@ -11,7 +11,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.support.browser import laid_out, waiting
+from tests.support.browser import click, laid_out, text, waiting
 from tests.support.cluster import embedded, embedded_env
 from tests.support.journey import bearer, file_report, ops_token
 from tests.support.policies import demo_policy_with
@@ -68,25 +68,29 @@ async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, brows
                 browser.find_element(By.ID, "sign-in").click()
                 wait.until(lambda d: d.find_element(By.ID, "live").text == "实时连接中")
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart svg polyline[data-series=opened]"))
+                dated = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#chart svg text[data-day]")]
+                assert len(dated) == 3 and all(t.endswith("日") for t in dated), dated  # a dated axis
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#rates tr[data-place=S1]"))
                 browser.execute_script("window.notReloaded = true;")
 
                 first = await file_report(client, {**GARBAGE, "description": "楼道垃圾"})
                 row = f'#breaches tr[data-case-id="{first["case_id"]}"]'
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
-                text = browser.find_element(By.CSS_SELECTOR, row).text
-                assert "网格" in text and "响应" in text
-                assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-field=grid]").text == "枫林社区第一网格"
-                assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-field=unit]").text.startswith(
-                    "枫林社区第一网格工作站"
-                )
+                said = text(browser, row)
+                assert "网格" in said and "响应" in said
+                assert text(browser, f"{row} [data-field=grid]") == "枫林社区第一网格"
+                assert text(browser, f"{row} [data-field=unit]").startswith("枫林社区第一网格工作站")
 
                 # insist: not a duplicate of the first, which is still open nearby
                 second = await file_report(client, {**GARBAGE, "description": "路口垃圾", "insist": True})
                 later = f'#breaches tr[data-case-id="{second["case_id"]}"]'
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, later))
-                rows = browser.find_elements(By.CSS_SELECTOR, "#breaches tr")
-                assert [r.get_attribute("data-case-id") for r in rows][:2] == [second["case_id"], first["case_id"]]
+                order = waiting(browser).until(
+                    lambda d: [
+                        r.get_attribute("data-case-id") for r in d.find_elements(By.CSS_SELECTOR, "#breaches tr")
+                    ]
+                )
+                assert order[:2] == [second["case_id"], first["case_id"]]
                 assert browser.execute_script("return window.notReloaded === true;")
 
                 # A case late now (the bureau's limit missed, under supervision) grows later between
@@ -100,20 +104,24 @@ async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, brows
 
                 laid_out(browser, tmp_path, "ops-board-zh", row)
 
-                browser.find_element(By.CSS_SELECTOR, f"{row} .case-link").click()
-                wait.until(lambda d: "case.sla_breached" in d.find_element(By.ID, "case-history").text)
+                click(browser, f"{row} .case-link")
+                # The history in sentences, in the page's language and the policy's zone: no event types, no ISO times.
+                wait.until(lambda d: "超过响应时限" in d.find_element(By.ID, "case-history").text)
+                history = browser.find_element(By.ID, "case-history").text
+                assert "派给枫林社区第一网格工作站（网格）" in history
+                assert "由枫林社区第一网格工作站上报至枫林社区居委会（社区）" in history
+                assert "case." not in history and "T0" not in history, history
                 assert "枫林社区第一网格工作站" in browser.find_element(By.ID, "case-history").text
                 assert not browser.find_element(By.ID, "error").is_displayed()
 
                 browser.find_element(By.ID, "lang-switch").click()  # still signed in: the token is the tab's
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
                 assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
-                assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-field=grid]").text == "Maple Lane Grid 1"
-                assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-field=unit]").text.startswith(
-                    "Grid G11 workstation"
-                )
+                assert text(browser, f"{row} [data-field=grid]") == "Maple Lane Grid 1"
+                assert text(browser, f"{row} [data-field=unit]").startswith("Grid G11 workstation")
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#rates tr[data-place=S1]"))
                 assert browser.find_element(By.CSS_SELECTOR, "#rates tr[data-place=S1] th").text == "Qinghe Street"
+                laid_out(browser, tmp_path, "ops-board-en", "#rates tr[data-place=S1]")
             finally:
                 browser.save_screenshot(str(tmp_path / "ops-board.png"))
                 browser.get("about:blank")  # close the event stream before gridcall stops

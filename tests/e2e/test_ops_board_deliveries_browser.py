@@ -104,7 +104,7 @@ async def test_failed_deliveries_are_listed_and_redriven(tmp_path: Path, browser
 
                 browser.find_element(By.CSS_SELECTOR, f"{row} .case-link").click()  # the case's history
                 wait.until(lambda d: d.find_element(By.ID, "case-id").text == case["case_id"])
-                wait.until(lambda d: "case.assigned" in d.find_element(By.ID, "case-history").text)
+                wait.until(lambda d: "派给枫林社区第一网格工作站" in d.find_element(By.ID, "case-history").text)
 
                 browser.set_window_size(390, 844)
                 wait.until(lambda d: d.execute_script("return document.documentElement.scrollWidth") <= 390)

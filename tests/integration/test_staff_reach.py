@@ -94,6 +94,9 @@ async def test_a_claim_an_unclaim_and_a_new_reach_tell_the_notifier_who_holds_th
         ops = {"Authorization": f"Bearer {ctx.authenticator.issue('ops', ttl=timedelta(hours=1))}"}
         listed = {a["staff_id"]: a for a in (await c.get("/v1/staff", headers=ops)).json()}
         assert listed[account.staff_id]["phone"] == "+8613800000009"
+        mine = (await c.get("/v1/me", headers=me)).json()["reach"]  # what the console's form starts from
+        assert mine == {"email": None, "phone": "+8613800000009", "language": "zh-CN", "channels": ["sms"]}
+        assert (await c.get("/v1/me", headers=ops)).json()["reach"] is None
 
         assert (await c.post(f"/v1/tickets/{ticket}/unclaim", headers=me)).status_code == 200
         assert (await holders_told(ctx, case))[-1]["holder"] is None

@@ -48,6 +48,21 @@ def waiting(driver: WebDriver, timeout: float = 20) -> WebDriverWait[WebDriver]:
     return WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
 
 
+def text(driver: WebDriver, selector: str) -> str:
+    """An element's text, read again if a live page re-rendered it between finding and reading."""
+    return str(waiting(driver).until(lambda d: [d.find_element("css selector", selector).text])[0])
+
+
+def click(driver: WebDriver, selector: str) -> None:
+    """Click an element, found again if a live page re-rendered it under the click."""
+    waiting(driver).until(lambda d: d.find_element("css selector", selector).click() or True)
+
+
+def attribute(driver: WebDriver, selector: str, name: str) -> str | None:
+    """An element's attribute, read as `text` reads."""
+    return waiting(driver).until(lambda d: [d.find_element("css selector", selector).get_attribute(name)])[0]
+
+
 _WIDER = """
 const within = document.documentElement.clientWidth;
 const box = (e) => e.getBoundingClientRect();

@@ -180,6 +180,7 @@
     refresher = null;
     Object.assign(state, { me: null, units: [], tickets: [], cursor: null, selected: null });
     $("me").hidden = true;
+    $("reach-form").hidden = true;
     $("console-panel").hidden = true;
     $("sign-in-panel").hidden = false;
     $("queue").replaceChildren();
@@ -195,6 +196,7 @@
     $("me-unit").textContent = me.unit_id ? unitName(me.unit_id, me.unit_name) + " · " + label("kind", me.unit_kind) : "";
     $("me-role").textContent = label("role", me.role);
     $("me").hidden = false;
+    showReach(me.reach || null);
     const own = me.unit_id ? [{ unit_id: me.unit_id, name: me.unit_name, kind: me.unit_kind }] : [];
     state.units = me.units && me.units.length ? me.units : own;
     const option = (u) => el("option", { value: u.unit_id, text: unitName(u.unit_id, u.name) + " · " + label("kind", u.kind) });
@@ -214,6 +216,35 @@
   }
 
   // What the queue shows: one unit's (or pool's) queue, every queue under the caller, or theirs.
+  // --- one's own reach (PUT /v1/me/reach) ----------------------------------------------------
+
+  function showReach(reach) {
+    $("reach-toggle").hidden = !reach; // ops have none
+    if (!reach) return;
+    $("reach-email").value = reach.email || "";
+    $("reach-phone").value = reach.phone || "";
+    $("reach-language").value = reach.language || "zh-CN";
+    for (const box of document.querySelectorAll("#reach-channels input")) box.checked = (reach.channels || []).includes(box.value);
+  }
+
+  async function saveReach() {
+    clearMessages();
+    const body = {
+      email: value("reach-email") || null,
+      phone: value("reach-phone") || null,
+      language: $("reach-language").value,
+      channels: [...document.querySelectorAll("#reach-channels input:checked")].map((b) => b.value),
+    };
+    try {
+      const saved = await api("PUT", "/v1/me/reach", body);
+      state.me.reach = saved;
+      showReach(saved);
+      showNotice(T.reach_saved);
+    } catch (e) {
+      fail(e); // what was typed stays, to correct
+    }
+  }
+
   function currentScope() {
     const id = $("unit-select").value;
     if (id === ALL || id === MINE) return { view: id };
@@ -645,6 +676,15 @@
     $("token").value = "";
     clearMessages();
     start();
+  });
+  $("reach-toggle").addEventListener("click", () => {
+    const open = $("reach-form").hidden;
+    $("reach-form").hidden = !open;
+    $("reach-toggle").setAttribute("aria-expanded", String(open));
+  });
+  $("reach-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    saveReach();
   });
   $("sign-out").addEventListener("click", () => {
     clearMessages();

@@ -132,11 +132,14 @@
   }
   async function loadLateNow() {
     const late = await api("GET", "/v1/ops/breaches?limit=1000");
-    lateNow.clear();
+    const found = new Map();
     for (const b of late) {
-      const known = lateNow.get(b.case_id);
-      if (!known || Date.parse(b.due_at) < Date.parse(known)) lateNow.set(b.case_id, b.due_at);
+      const known = found.get(b.case_id);
+      if (!known || Date.parse(b.due_at) < Date.parse(known)) found.set(b.case_id, b.due_at);
     }
+    if (JSON.stringify([...found]) === JSON.stringify([...lateNow])) return; // nothing to draw again
+    lateNow.clear();
+    for (const [caseId, due] of found) lateNow.set(caseId, due);
     renderBreaches();
   }
   let lateSoon = null;
@@ -145,18 +148,41 @@
     lateSoon = setTimeout(() => loadLateNow().catch((e) => showError(e.message)), 500);
   }
 
+  // One recorded event as a sentence in the page's language, its time in the policy's zone, and
+  // what people wrote (a reason, a note, a resident's comment) beneath it, as text.
+  function sentence(h) {
+    const H = DATA.history;
+    const type = h.type === "case.sla_breached" && h.supervised ? "case.supervised" : h.type;
+    const names = {
+      unit: unit(h.unit_id || ""), from_unit: unit(h.from_unit_id || ""), to_unit: unit(h.to_unit_id || ""),
+      lead: unit(h.lead_unit_id || ""), tier: DATA.tiers[h.tier] || h.tier || "", to_tier: DATA.tiers[h.to_tier] || h.to_tier || "",
+      clock: T[h.clock] || h.clock || "", late: duration(h.late_seconds || 0), due: h.due_at ? when(h.due_at) : "",
+      by: (h.by && h.by.name) || unit(h.unit_id || ""),
+      co: h.co_unit_ids && h.co_unit_ids.length
+        ? H.co.replace("{units}", h.co_unit_ids.map(unit).join(DATA.lang === "en" ? ", " : "、")) : "",
+    };
+    return (H[type] || H.unknown).replace(/\{(\w+)\}/g, (m, k) => (k in names ? names[k] : m));
+  }
+  // Which field of an event holds what a person wrote (the rest of its fields are the system's).
+  const SAID = {
+    "case.returned": "reason", "case.whistled": "reason", "case.escalated": "note", "case.handler_reported": "note",
+    "case.resolved": "note", "case.reopened": "comment", "case.noted": "text",
+  };
+  function historyItem(h) {
+    const li = el("li");
+    li.dataset.type = h.type;
+    li.append(el("time", when(h.at), "muted"), el("span", " " + sentence(h)));
+    // A person's words: an event done by someone (its `by`), a resolution's result, a resident's comment.
+    const said = h.by || h.type === "case.resolved" || h.type === "case.reopened" ? h[SAID[h.type]] : null;
+    if (typeof said === "string" && said) li.append(el("div", said, "said"));
+    return li;
+  }
+
   async function showCase(caseId) {
     try {
       const view = await api("GET", "/v1/ops/cases/" + encodeURIComponent(caseId));
       $("case-id").textContent = caseId;
-      $("case-history").replaceChildren(
-        ...view.history.map((h) => {
-          const detail = [h.tier && (DATA.tiers[h.tier] || h.tier), h.unit_id && unit(h.unit_id),
-            h.to_unit_id && "→ " + unit(h.to_unit_id), h.clock && (T[h.clock] || h.clock),
-            h.reason].filter(Boolean).join(" · ");
-          return el("li", when(h.at) + "  " + h.type + (detail ? "  " + detail : ""));
-        }),
-      );
+      $("case-history").replaceChildren(...view.history.map(historyItem));
       $("case-detail").hidden = false;
       $("case-detail").scrollIntoView({ block: "nearest" });
     } catch (e) {
@@ -217,6 +243,9 @@
       tr.append(el("th", label === "today" ? p.name : ""), el("td", T[label]), el("td", pct(s.response)),
         el("td", pct(s.resolution)), el("td", pct(s.satisfaction)), el("td", pct(s.grid_closure)),
         el("td", pct(s.community_closure)));
+      // Named as their columns, for a phone, where the rows are cards.
+      ["", "", T.response_rate, T.resolution_rate, T.satisfaction_rate, T.grid_closure, T.community_closure]
+        .forEach((name, i) => { if (name) tr.children[i].dataset.label = name; });
       return tr;
     })));
     $("rates").replaceChildren(...rows);
@@ -243,6 +272,18 @@
       t.setAttribute("y", String(y(v) + 4));
       t.setAttribute("text-anchor", "end");
       t.textContent = label;
+      svg.append(t);
+    }
+    // Dated axis: the first day, the middle one and the last (each a day of the policy's zone).
+    const marks = [...new Set([0, Math.floor((days.length - 1) / 2), days.length - 1])].filter((i) => i >= 0);
+    for (const i of marks) {
+      const t = document.createElementNS(SVG, "text");
+      const [, m, d] = days[i].day.split("-").map(Number);
+      t.setAttribute("x", String(x(i)));
+      t.setAttribute("y", String(H - pad + 14));
+      t.setAttribute("text-anchor", i === 0 ? "start" : i === days.length - 1 ? "end" : "middle");
+      t.dataset.day = days[i].day;
+      t.textContent = DATA.lang === "en" ? m + "/" + d : m + "月" + d + "日";
       svg.append(t);
     }
     for (const k of series) {
