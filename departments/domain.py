@@ -38,15 +38,17 @@ class TicketError(DomainError):
 
 
 class TicketNotFound(TicketError, NotFound):
-    pass
+    code = "ticket_not_found"
 
 
 class NotYourTicket(TicketError, Forbidden):
-    pass
+    code = "not_your_ticket"
 
 
 class TicketConflict(TicketError, Conflict):
     """The ticket's state does not allow this action (already claimed, not claimed, closed)."""
+
+    code = "ticket_conflict"
 
 
 class InvalidRequest(TicketError, Invalid):

@@ -99,7 +99,7 @@ class UnroutableCase(DispatchError):
 
 
 class InvalidTransition(DispatchError):
-    pass
+    code = "case_conflict"
 
 
 @dataclass(frozen=True)

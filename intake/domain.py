@@ -47,11 +47,13 @@ class ReportRejected(Invalid):
 
 
 class IdempotencyConflict(Conflict):
-    pass
+    code = "idempotency_conflict"
 
 
 class CaseConflict(Conflict):
     """The case's state does not allow what was asked (e.g. answering before it is resolved)."""
+
+    code = "case_conflict"
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ ZH: dict[str, str] = {
     "count": "{n} / {max} 字",
     "no_suggestion": "不建议",
     "bad_url": "链接须以 http:// 或 https:// 开头",
-    "session_ended": "令牌无效，请重新登录：{detail}",
+    "session_ended": "已退出登录：{detail}",
     "network": "无法连接服务器：{detail}",
     "summary": "待接单 {open} · 已接单 {claimed} · 超时 {late}",
     "role_handler": "办理人",

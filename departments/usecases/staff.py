@@ -55,7 +55,11 @@ def reach_values(reach: Reach) -> dict[str, Any]:
     for channel, address in (("email", reach.email), ("sms", reach.phone)):
         if channel in reach.channels and not address:
             field = "email" if channel == "email" else "phone"
-            raise Invalid(f"the {channel} channel needs an {field}: give one, or leave {channel} out", loc=(field,))
+            raise Invalid(
+                f"the {channel} channel needs an {field}: give one, or leave {channel} out",
+                loc=(field,),
+                kind="channel_needs_address",
+            )
     return {
         "email": reach.email,
         "phone": reach.phone,
@@ -207,10 +211,16 @@ class Accounts:
             ).first()
         if row is None or row.unit_id != principal.unit_id:
             raise Unauthorized(
-                "invalid token: it names no staff account of this deployment; ask for a new one", headers=CHALLENGE
+                "invalid token: it names no staff account of this deployment; ask for a new one",
+                headers=CHALLENGE,
+                code="token_invalid",
             )
         if row.revoked_at is not None:
-            raise Unauthorized("this person's account was revoked: the token is no longer accepted", headers=CHALLENGE)
+            raise Unauthorized(
+                "this person's account was revoked: the token is no longer accepted",
+                headers=CHALLENGE,
+                code="token_revoked",
+            )
         return principal
 
 

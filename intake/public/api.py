@@ -120,8 +120,8 @@ def router(store: Store, j: Jurisdiction, policy: Policy, rate_limit: RateLimit)
         try:
             found = await results(q)
             problem = None
-        except Invalid as exc:
-            found, problem = PublicResults(results=[], next_cursor=None), exc.message
+        except Invalid:  # a community or category that is not ours, or a stale cursor: say so in the reader's words
+            found, problem = PublicResults(results=[], next_cursor=None), LABELS[chosen]["bad_filter"]
         zh = chosen == "zh-CN"
 
         def link(**changes: Any) -> str:

@@ -7,6 +7,7 @@ from services.web.pages import Labels, Lang
 LABELS: Labels = {
     "zh-CN": {
         "title": "办理结果公示",
+        "bad_filter": "没有这个社区或类别（或链接已过期）：请在下面重新选择。",
         "switch_lang": "English",
         "community": "社区",
         "category": "类别",
@@ -32,6 +33,7 @@ LABELS: Labels = {
     },
     "en": {
         "title": "Results of residents' reports",
+        "bad_filter": "There is no such community or category (or the link has expired): choose again below.",
         "switch_lang": "中文",
         "community": "Community",
         "category": "Category",

@@ -40,6 +40,8 @@ class Page:
 class NotRedrivable(Conflict):
     """Only a dead or permanently failed delivery goes back: any other is on its way, or done."""
 
+    code = "not_redrivable"
+
     def __init__(self, state: str) -> None:
         super().__init__(f"the delivery is {state}; only a dead or permanently failed one can be re-driven")
         self.state = state

@@ -136,11 +136,12 @@ def bearer_token(authorization: str | None) -> str | None:
 def authenticate(authenticator: Authenticator, token: str | None, *, missing: str = MISSING) -> Principal:
     """Who `token` is; 401 (with the bearer challenge) without one or for a bad one."""
     if token is None:
-        raise Unauthorized(missing, headers=CHALLENGE)
+        raise Unauthorized(missing, headers=CHALLENGE, code="token_missing")
     try:
         return authenticator.verify(token)
     except ValueError as exc:
-        raise Unauthorized(str(exc), headers=CHALLENGE) from None
+        code = "token_expired" if "expired" in str(exc) else "token_invalid"
+        raise Unauthorized(str(exc), headers=CHALLENGE, code=code) from None
 
 
 def ops_only(principal: Principal) -> Principal:

@@ -48,6 +48,7 @@ from services.district.errors import (
 )
 from services.district.text import excerpt, first_unstorable, printable, strict_json, unstorable
 from services.runtime.retry import describe, transient
+from services.web import messages
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,10 @@ def kib(n: int) -> str:
 class HttpError(DomainError):
     """An HTTPException (from FastAPI, Starlette or a dependency) as a domain error."""
 
+    CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 500: "server_error"}
+
     def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message, headers=headers)
+        super().__init__(message, headers=headers, code=self.CODES.get(status, "bad_request"))
         self.status = status
 
 
@@ -95,11 +98,22 @@ def _field_problem(error: Mapping[str, Any]) -> dict[str, Any]:
         problem["msg"] = "NaN and Infinity are not numbers JSON allows; send a finite number"
     if "input" in error:
         problem["input"] = excerpt(error["input"], EXCERPT)
+    limits = {k: v for k, v in (error.get("ctx") or {}).items() if isinstance(v, str | int | float)}
+    if limits:
+        problem["ctx"] = limits  # the limits the message names (max_length…), for its Chinese
     return problem
 
 
 def render_default(request: Request, error: DomainError) -> Response:
-    body: dict[str, Any] = {"detail": error.errors if isinstance(error, Invalid) else error.message}
+    """`{"detail", "code"}`: what to fix in English (a list of problems for a 422), and the
+    stable code of the refusal; a client that asks for Chinese (Accept-Language: zh…) also
+    gets `message`, the refusal in Chinese, and each problem of a 422 its `message` too."""
+    detail: Any = error.errors if isinstance(error, Invalid) else error.message
+    body: dict[str, Any] = {"detail": detail, "code": error.code}
+    if messages.wants_chinese(request.headers.get("accept-language")):
+        body["message"] = messages.refusal(error.code)
+        if isinstance(error, Invalid):
+            body["detail"] = [{**e, "message": messages.problem(e)} for e in error.errors]
     return Response(strict_json(body), error.status, headers=error.headers, media_type="application/json")
 
 

@@ -90,7 +90,7 @@ async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_pat
                 browser.find_element(By.ID, "reach-email").send_keys("li.wei@example.cn")
                 browser.find_element(By.CSS_SELECTOR, "#reach-channels input[value=sms]").click()
                 browser.find_element(By.ID, "reach-save").click()
-                wait.until(lambda d: "phone" in d.find_element(By.ID, "error").text)
+                wait.until(lambda d: "phone：选了这个通知渠道，就要填写它的地址" in d.find_element(By.ID, "error").text)
                 browser.find_element(By.ID, "reach-phone").send_keys("13800138011")
                 browser.find_element(By.ID, "reach-save").click()
                 wait.until(lambda d: "已保存" in d.find_element(By.ID, "notice").text)

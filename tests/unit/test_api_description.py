@@ -24,7 +24,7 @@ RATE_LIMITED = {
     ("post", "/v1/cases/{case_id}/satisfaction"),
     ("post", "/v1/cases/{case_id}/cancel"),
 }
-PROBLEM = {"detail": "a sentence"}
+PROBLEM = {"detail": "a sentence", "code": "a_code"}
 
 
 async def served_description(settings, service: str | None) -> dict[str, Any]:

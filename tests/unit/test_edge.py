@@ -161,7 +161,7 @@ async def test_a_50_mb_body_is_a_413_before_a_byte_of_it_is_read(embedded_settin
         declared = [(b"content-type", b"application/json"), (b"content-length", str(FIFTY_MB).encode())]
         status, body, pulled = await _call(app, declared, [chunk] * 800)
         assert (status, pulled) == (413, 0)
-        assert json.loads(body) == {"detail": "a request body is limited to 256 KB"}
+        assert json.loads(body) == {"detail": "a request body is limited to 256 KB", "code": "too_large"}
         # sent without a length (chunked): refused once the count passes the limit
         chunked = [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")]
         status, body, pulled = await _call(app, chunked, [chunk] * 800)
@@ -239,7 +239,7 @@ async def test_a_ticket_error_subclass_nobody_listed_still_gets_its_parents_stat
 
         monkeypatch.setattr(Desk, "claim", refuse)
         r = await client.post("/v1/tickets/t1/claim", headers={"Authorization": f"Bearer {token}"})
-        assert r.status_code == status and r.json() == {"detail": str(error)}
+        assert r.status_code == status and r.json() == {"detail": str(error), "code": error.code}
 
 
 async def test_an_unexpected_failure_is_a_500_in_json_never_a_traceback(embedded_settings):
@@ -259,3 +259,25 @@ async def test_an_unexpected_failure_is_a_500_in_json_never_a_traceback(embedded
         r = await c.get("/boom")
     assert r.status_code == 500 and "secret" not in r.text and r.json()["detail"]
     await ctx.db.dispose()
+
+
+# --- refusals a client can act on, in Chinese when asked ----------------------------------------
+
+
+async def test_every_refusal_has_a_stable_code_and_chinese_when_the_client_asks_for_it(client):
+    zh = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}
+    forged = {"Authorization": "Bearer not.a.token", **zh}
+    r = await client.get("/v1/me", headers=forged)
+    assert r.status_code == 401
+    assert r.json()["code"] == "token_invalid" and r.json()["message"] == "令牌无效，请重新登录"
+    assert r.json()["detail"].startswith("invalid token")  # the English, as before
+    r = await client.get("/v1/me", headers={"Authorization": "Bearer not.a.token"})
+    assert r.json()["code"] == "token_invalid" and "message" not in r.json()  # English only, unless asked
+
+    too_long = {**STREETLIGHT_G11, "description": "楼" * 4001}
+    r = await client.post("/v1/reports", json=too_long, headers=zh)
+    assert r.status_code == 422 and r.json()["code"] == "invalid" and r.json()["message"] == "填写的内容有误"
+    [problem] = r.json()["detail"]
+    assert problem["type"] == "string_too_long" and problem["message"] == "description：最多 4000 个字"
+    r = await client.post("/v1/reports", json={**STREETLIGHT_G11, "category": None}, headers=zh)
+    assert "category：须为文字" in [p["message"] for p in r.json()["detail"]]

@@ -162,9 +162,15 @@ async def test_bad_input_is_a_422_that_says_what_is_wrong(stack, params, says):
     r = await client.get("/v1/public/results", params=params)
     assert r.status_code == 422, r.text
     assert says in r.text and r.json()["detail"][0]["msg"]
-    if says:
+    if says:  # the page says it in the reader's words, not the API's
         page = await client.get("/public", params=params)
-        assert page.status_code == 422 and says in page.text.replace("&#39;", "'")
+        assert (
+            page.status_code == 422
+            and "没有这个社区或类别" in page.text
+            and says not in page.text.replace("&#39;", "'")
+        )
+        english = await client.get("/public", params={**params, "lang": "en"})
+        assert "There is no such community or category" in english.text
 
 
 async def test_open311_updates_list_each_public_step_in_the_window_in_json_and_xml(stack):

@@ -90,17 +90,21 @@
     }
   }
 
+  // What a refusal says, in the page's language: the API answers in Chinese (`message`) when
+  // asked (Accept-Language), and in English (`detail`) always.
   function describe(body, response) {
     const detail = body && body.detail;
-    if (typeof detail === "string") return detail;
     if (Array.isArray(detail)) {
       return detail
         .map((e) => {
+          if (e.message) return e.message;
           const loc = (e.loc || []).filter((p) => p !== "body").join(".");
           return loc ? loc + ": " + e.msg : e.msg;
         })
         .join("; ");
     }
+    if (body && body.message) return body.message;
+    if (typeof detail === "string") return detail;
     return response.status + " " + response.statusText;
   }
 
@@ -120,7 +124,7 @@
   }
 
   async function api(method, path, body) {
-    const headers = { Authorization: "Bearer " + token(), Accept: "application/json" };
+    const headers = { Authorization: "Bearer " + token(), Accept: "application/json", "Accept-Language": LANG };
     const init = { method: method, headers: headers, cache: "no-store" };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";

@@ -33,7 +33,7 @@
   async function api(method, path) {
     const response = await fetch(path, {
       method: method,
-      headers: { Authorization: "Bearer " + token(), Accept: "application/json" },
+      headers: { Authorization: "Bearer " + token(), Accept: "application/json", "Accept-Language": DATA.lang },
       cache: "no-store",
     });
     const said = Date.parse(response.headers.get("Date") || "");
@@ -43,7 +43,8 @@
       signOut();
     }
     if (!response.ok) {
-      const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+      // In the page's language: the API's Chinese `message` when it gave one, else its English detail.
+      const detail = body.message || (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail));
       const error = new Error(detail || String(response.status));
       error.status = response.status;
       throw error;
