@@ -13,7 +13,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.support.browser import laid_out, waiting
+from tests.support.browser import english_words, laid_out, waiting
 from tests.support.cluster import embedded, embedded_env
 from tests.support.journey import IN_G11, bearer, case_in_status, file_report, open_ticket, ops_token
 
@@ -140,6 +140,8 @@ async def test_a_grid_worker_claims_and_resolves_a_report_in_the_console(tmp_pat
                 assert attribute(browser, "#detail a[data-media]", "href") == PHOTO
                 assert inside(browser, f"{MAP} [data-place]", f"{MAP} polygon")
                 laid_out(browser, tmp_path, "console-claimed-zh", MAP)
+                assert english_words(browser, ["English", "Li Wei"]) == []  # every word Chinese, but names and codes
+                assert english_words(browser) == ["English", "Li", "Wei"]  # …which the check does see
 
                 # A note over the API's 4,000 characters is counted and refused before it is sent,
                 # its text kept to shorten; shortened, it goes.

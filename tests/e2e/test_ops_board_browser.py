@@ -11,7 +11,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.support.browser import click, laid_out, text, waiting
+from tests.support.browser import click, english_words, laid_out, text, waiting
 from tests.support.cluster import embedded, embedded_env
 from tests.support.journey import bearer, file_report, ops_token
 from tests.support.policies import demo_policy_with
@@ -103,6 +103,7 @@ async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, brows
                 assert not browser.find_elements(By.CSS_SELECTOR, f"{row} td[data-due]")
 
                 laid_out(browser, tmp_path, "ops-board-zh", row)
+                assert english_words(browser, ["English"]) == []
 
                 click(browser, f"{row} .case-link")
                 # The history in sentences, in the page's language and the policy's zone: no event types, no ISO times.

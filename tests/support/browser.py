@@ -3,7 +3,8 @@ chromedriver, with nothing allowed to download a browser or a driver (`make chro
 both; without them a browser test fails, it is never skipped). The `browser` fixture is in
 tests/e2e/conftest.py."""
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,20 @@ def laid_out(driver: WebDriver, tmp_path: Path, name: str, ready: str) -> None:
         wider = wider_than_the_window(driver)
         assert not wider, f"at {width} px: {wider}"
     driver.set_window_size(*SIZES[0])
+
+
+# What a Chinese page may show in Latin letters besides the names it is given: codes and ids
+# (a UUID, U-G11, Asia/Shanghai, anything with a digit or a slash), links and addresses.
+_CODES = re.compile(
+    r"https?://\S+|\S+@\S+|[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|\S*[\d/]\S*|\b[A-Z]+-[A-Z0-9-]+\b"
+)
+
+
+def english_words(driver: WebDriver, names: Iterable[str] = ()) -> list[str]:
+    """The words in Latin letters a zh-CN page shows (its rendered, visible text) that are not
+    one of the proper `names` given (a person, the 'English' switch) nor a code: none, when
+    every label, message and unit name is Chinese."""
+    shown = str(driver.execute_script("return document.body.innerText"))
+    for name in names:
+        shown = shown.replace(name, " ")
+    return sorted(set(re.findall(r"[A-Za-z]{2,}", _CODES.sub(" ", shown))))
