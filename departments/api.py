@@ -28,7 +28,7 @@ from departments.schemas import (
     Whistle,
 )
 from departments.usecases.queue import TO_DO, QueueQuery, Queues
-from departments.usecases.staff import Accounts
+from departments.usecases.staff import Accounts, reach_of
 from departments.usecases.tickets import Desk
 from services.district.errors import Forbidden
 from services.district.events import NoteVisibility, Priority
@@ -125,8 +125,7 @@ async def me(who: Caller, queues: QueuesDep, accounts: AccountsDep) -> dict[str,
     if who.staff_id is None:
         return queues.me(who)
     account = await accounts.get(who.staff_id)
-    reach = {k: account._mapping[k] for k in ("email", "phone", "language")} | {"channels": account.channels.split()}
-    return {**queues.me(who), "reach": reach}
+    return {**queues.me(who), "reach": reach_of(account._mapping).model_dump()}
 
 
 @api.put("/me/reach", response_model=StaffAccount, responses={403: problem("this needs a staff token")})
