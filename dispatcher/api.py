@@ -6,14 +6,27 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from dispatcher import usecases
 from dispatcher.figures import Scope, Window, daily, stats
-from dispatcher.schemas import Breach, CommunityQ, OpsCase, Satisfaction, Since, Street, TierQ, UnitQ, Until
+from dispatcher.schemas import (
+    AcknowledgeBody,
+    Acknowledged,
+    Breach,
+    CommunityQ,
+    OpsCase,
+    Satisfaction,
+    Since,
+    Street,
+    TierQ,
+    UnitQ,
+    Until,
+    Watch,
+)
 from dispatcher.usecases import check_places, window_of
 from services.district.clock import Clock
 from services.district.events import Priority
@@ -103,6 +116,45 @@ async def breaches(
             ops.db, window, limit, street=street, community=community, unit=unit, category=category
         )
     return await usecases.breaches_now(ops.db, ops.clock.now(), limit, **only)
+
+
+@api.get("/watch", response_model=Watch)
+async def watch(
+    _: OpsDep,
+    ops: PartsDep,
+    since: Annotated[
+        datetime | None, Query(description="breaches from, with a time zone (default: 24 hours ago)")
+    ] = None,
+    street: Street = None,
+    community: CommunityQ = None,
+    category: Annotated[Identifier | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
+    """The board's cases, one row per case (not per breach): each case that breached a limit
+    since `since` or is late now, with its category, place, an excerpt of its description,
+    the path it took, what it waits on, how late it is now, and whether ops took up its
+    supervision. `live`: those that need ops' eye (late now, or not yet taken up by the unit
+    holding them since their last breach); `done`: resolved, closed, or taken up, with when."""
+    now = ops.clock.now()
+    window = window_of(since, None, now, ops.policy) if since else None
+    check_places(ops.j, ops.policy, street=street, community=community, category=category)
+    start = window.since if window else now - timedelta(hours=24)
+    return await usecases.watch(ops.db, now, start, limit, street=street, community=community, category=category)
+
+
+@api.post(
+    "/cases/{case_id}/acknowledge",
+    response_model=Acknowledged,
+    responses={
+        404: problem("no case with this id"),
+        409: problem("the case is not under supervision, or another officer took it up first (who and when)"),
+    },
+)
+async def acknowledge(case_id: str, body: AcknowledgeBody, who: OpsDep, ops: PartsDep) -> dict[str, Any]:
+    """Take up a case under supervision (督办): ops record that an officer is on it, by name,
+    once per supervision; the board shows who and when. Ops act on no ticket: the unit holding
+    the case still claims and resolves it, and the supervision alerts repeat until it does."""
+    return await usecases.acknowledge(ops.db, case_id, who.name, body.note or None, ops.clock.now())
 
 
 @api.get("/cases/{case_id}", response_model=OpsCase, responses={404: problem("no case with this id")})

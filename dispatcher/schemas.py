@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dispatcher.domain import AssignmentStatus, CaseStatus
 from services.district.events import Priority, Role, Tier
-from services.district.text import Identifier
+from services.district.text import REMARK, Identifier
 
 Since = Annotated[datetime | None, Query(description="from, with a time zone (default: 30 days ago)")]
 Until = Annotated[datetime | None, Query(description="to, excluded, with a time zone (default: now)")]
@@ -131,3 +131,96 @@ class OpsCase(BaseModel):
     updated_at: datetime
     assignments: list[Assignment]
     history: list[HistoryEntry]
+
+
+class Step(BaseModel):
+    """One unit's turn on the case's path, in order."""
+
+    ticket_id: str = Field(description="the assignment, and the ticket on the departments side")
+    unit_id: str
+    tier: Tier
+    role: Role
+    status: AssignmentStatus
+    end_reason: str | None
+    breached: bool = Field(description="this unit missed a limit")
+
+
+class Waiting(BaseModel):
+    """What the case waits on: the unit holding it to claim it (response) or resolve it (resolution)."""
+
+    ticket_id: str
+    unit_id: str
+    tier: Tier
+    status: AssignmentStatus
+    clock: str = Field(description="response or resolution")
+    due_at: datetime
+
+
+class LateNow(BaseModel):
+    """The limit the case is most late on now: the page counts `late_seconds` on from `due_at`."""
+
+    ticket_id: str
+    unit_id: str
+    tier: Tier
+    clock: str
+    due_at: datetime
+    late_seconds: float
+
+
+class LastBreach(BaseModel):
+    unit_id: str | None
+    tier: str | None
+    clock: str | None
+    late_seconds: float | None
+    supervised: bool | None
+
+
+class Acknowledgement(BaseModel):
+    """Ops took up the case's supervision (督办): who, when, and what they said."""
+
+    by: dict[str, Any] = Field(description="{name, role}: the officer")
+    at: datetime
+    note: str | None
+
+
+class WatchedCase(BaseModel):
+    """One row of the board: a case that breached or is late now."""
+
+    case_id: str
+    category: str
+    priority: Priority
+    status: CaseStatus
+    street_id: str
+    community_id: str
+    grid_id: str
+    address: str | None
+    excerpt: str = Field(description="the description's first characters")
+    created_at: datetime
+    path: list[Step]
+    waiting: Waiting | None = Field(description="none once resolved or closed")
+    late: LateNow | None = Field(description="none unless a limit is missed right now")
+    breaches: int = Field(description="first breaches recorded (a supervised case's repeat alerts are not counted)")
+    breached_at: datetime = Field(description="the last breach recorded, or when the limit it is late on ran out")
+    last_breach: LastBreach | None
+    supervised: bool
+    acknowledged: Acknowledgement | None = Field(description="ops took up this supervision")
+    state: str = Field(description="live: needs ops' eye; done: resolved, closed, or taken up after its last breach")
+    met: str | None = Field(description="done: resolved, closed, or claimed (taken up by the unit holding it)")
+    met_at: datetime | None
+
+
+class Watch(BaseModel):
+    now: datetime = Field(description="the server's clock: lateness counts on from here")
+    since: datetime
+    live: list[WatchedCase] = Field(description="most late first, then the newest breach")
+    done: list[WatchedCase] = Field(description="the latest met first")
+
+
+class AcknowledgeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: Annotated[str, Field(max_length=500), REMARK] | None = Field(None, description="what ops will do")
+
+
+class Acknowledged(Acknowledgement):
+    case_id: str
+    assignment_id: str = Field(description="the assignment under supervision: the ticket to open")

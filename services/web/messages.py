@@ -21,6 +21,7 @@ REFUSALS = {
     "conflict": "当前状态不允许此操作",
     "ticket_conflict": "工单当前状态不允许此操作（可能已被他人接单、已转出或已关闭）",
     "case_conflict": "案件当前状态不允许此操作",
+    "already_acknowledged": "此督办已有人跟进",
     "idempotency_conflict": "同一幂等键已用于内容不同的请求",
     "not_redrivable": "只有投递失败的消息才能重新投递",
     "too_large": "请求内容过大",
