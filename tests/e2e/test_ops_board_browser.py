@@ -64,7 +64,7 @@ async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, brows
             try:
                 browser.get(f"{gridcall.url}/ops")
                 assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
-                browser.find_element(By.ID, "token").send_keys(ops_token())
+                browser.find_element(By.ID, "token").send_keys(ops_token("值班员陈静"))
                 browser.find_element(By.ID, "sign-in").click()
                 wait.until(lambda d: d.find_element(By.ID, "live").text == "实时连接中")
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart svg polyline[data-series=opened]"))
@@ -76,10 +76,13 @@ async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, brows
                 first = await file_report(client, {**GARBAGE, "description": "楼道垃圾"})
                 row = f'#breaches tr[data-case-id="{first["case_id"]}"]'
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+                # One row per case: its category and words, its place, the path it took, what it waits on.
                 said = text(browser, row)
-                assert "网格" in said and "响应" in said
+                assert "垃圾堆放" in said and "楼道垃圾" in said and first["case_id"] not in said
                 assert text(browser, f"{row} [data-field=grid]") == "枫林社区第一网格"
-                assert text(browser, f"{row} [data-field=unit]").startswith("枫林社区第一网格工作站")
+                assert text(browser, f"{row} [data-field=path]") == "枫林社区第一网格工作站 → 枫林社区居委会"
+                assert text(browser, f"{row} [data-field=waiting]").startswith("等待枫林社区居委会接单")
+                assert "响应超时" in text(browser, f"{row} [data-field=late]")
 
                 # insist: not a duplicate of the first, which is still open nearby
                 second = await file_report(client, {**GARBAGE, "description": "路口垃圾", "insist": True})
@@ -101,6 +104,25 @@ async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, brows
                 before = late_seconds(browser, supervised)
                 wait.until(lambda d: late_seconds(d, supervised) >= before + 2)
                 assert not browser.find_elements(By.CSS_SELECTOR, f"{row} td[data-due]")
+                assert len(browser.find_elements(By.CSS_SELECTOR, supervised)) == 1  # one row per case
+
+                # Ops take the supervision up: the row says who, and the button is gone.
+                click(browser, f"{supervised} button.acknowledge")
+                wait.until(lambda d: "值班员陈静 已跟进督办" in text(d, f"{supervised} [data-field=case]"))
+                assert not browser.find_elements(By.CSS_SELECTOR, f"{supervised} button.acknowledge")
+
+                # ...and open the case's ticket: the console, in a new tab, signed in with the board's token.
+                board = browser.current_window_handle
+                click(browser, f"{supervised} button.open-ticket")
+                wait.until(lambda d: len(d.window_handles) == 2)
+                browser.switch_to.window(next(h for h in browser.window_handles if h != board))
+                wait.until(lambda d: d.find_element(By.ID, "detail-body").is_displayed())
+                ticket_id = browser.find_element(By.ID, "detail").get_attribute("data-ticket-id")
+                assert "停电" in browser.find_element(By.ID, "detail-body").text
+                shown = browser.find_elements(By.CSS_SELECTOR, "#detail-body button[data-action]")
+                assert not [b.get_attribute("data-action") for b in shown if b.is_displayed()]  # ops act on none
+                browser.close()
+                browser.switch_to.window(board)
 
                 laid_out(browser, tmp_path, "ops-board-zh", row)
                 assert english_words(browser, ["English"]) == []
@@ -115,11 +137,27 @@ async def test_breaches_appear_on_the_board_as_they_happen(tmp_path: Path, brows
                 assert "枫林社区第一网格工作站" in browser.find_element(By.ID, "case-history").text
                 assert not browser.find_element(By.ID, "error").is_displayed()
 
+                # The power company resolves it: the case leaves the live list for the history, with when.
+                r = await client.post(
+                    "/v1/staff",
+                    headers=bearer(ops_token()),
+                    json={"unit_id": "D-POWER", "name": "王工", "role": "handler"},
+                )
+                power = bearer(r.json()["token"])
+                for action, body in (("claim", None), ("resolve", {"note": "已恢复供电"})):
+                    r = await client.post(f"/v1/tickets/{ticket_id}/{action}", headers=power, json=body)
+                    assert r.is_success, r.text
+                done = f'#done tr[data-case-id="{outage["case_id"]}"]'
+                waiting(browser, timeout=30).until(lambda d: d.find_elements(By.CSS_SELECTOR, done))
+                assert not browser.find_elements(By.CSS_SELECTOR, supervised)
+                assert text(browser, f"{done} [data-field=met]").startswith("已办结 · ")
+                assert browser.find_elements(By.CSS_SELECTOR, row)  # the garbage still waits on the community
+
                 browser.find_element(By.ID, "lang-switch").click()  # still signed in: the token is the tab's
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
                 assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
                 assert text(browser, f"{row} [data-field=grid]") == "Maple Lane Grid 1"
-                assert text(browser, f"{row} [data-field=unit]").startswith("Grid G11 workstation")
+                assert text(browser, f"{row} [data-field=path]").startswith("Grid G11 workstation")
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#rates tr[data-place=S1]"))
                 assert browser.find_element(By.CSS_SELECTOR, "#rates tr[data-place=S1] th").text == "Qinghe Street"
                 laid_out(browser, tmp_path, "ops-board-en", "#rates tr[data-place=S1]")

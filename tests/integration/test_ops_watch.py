@@ -34,6 +34,12 @@ async def watched(app, **params) -> dict:
     return r.json()
 
 
+async def filed(app, category: str, description: str) -> dict:
+    """A new case in grid G11 (insist: no earlier case of the module's database takes it in)."""
+    body = {"category": category, "description": description, "location": IN_G11, "insist": True}
+    return await file_report(app.client, body)
+
+
 def row(board: dict, case: dict, state: str) -> dict | None:
     return next((c for c in board[state] if c["case_id"] == case["case_id"]), None)
 
@@ -49,12 +55,8 @@ async def act(app, unit: str, ticket: dict, action: str, body: dict | None = Non
 async def test_one_row_per_case_with_its_path_what_it_waits_on_and_how_late_it_is(stack):
     app = stack
     said = "5号楼门口垃圾堆放三天了，" + "气味很大" * 20
-    garbage = await file_report(
-        app.client, {"category": "garbage", "description": said, "location": IN_G11, "insist": True}
-    )
-    bus = await file_report(
-        app.client, {"category": "bus_stop", "description": "请增设公交站", "location": IN_G11, "insist": True}
-    )
+    garbage = await filed(app, "garbage", said)
+    bus = await filed(app, "bus_stop", "请增设公交站")
     await open_ticket(app.client, "U-G11", app.tokens("U-G11"), garbage["case_id"])
     bus_ticket = await open_ticket(app.client, "D-BUS", app.tokens("D-BUS"), bus["case_id"])
     ours = {garbage["case_id"], bus["case_id"]}
@@ -118,12 +120,8 @@ async def test_one_row_per_case_with_its_path_what_it_waits_on_and_how_late_it_i
 
 async def test_ops_take_up_a_supervision_once_and_the_board_says_who(stack):
     app = stack
-    bus = await file_report(
-        app.client, {"category": "bus_stop", "description": "请增设公交站", "location": IN_G11, "insist": True}
-    )
-    garbage = await file_report(
-        app.client, {"category": "garbage", "description": "楼道垃圾", "location": IN_G11, "insist": True}
-    )
+    bus = await filed(app, "bus_stop", "请增设公交站")
+    garbage = await filed(app, "garbage", "楼道垃圾")
     await open_ticket(app.client, "D-BUS", app.tokens("D-BUS"), bus["case_id"])
     await open_ticket(app.client, "U-G11", app.tokens("U-G11"), garbage["case_id"])
     app.clock.advance(timedelta(days=3))

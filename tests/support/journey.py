@@ -23,9 +23,9 @@ STREETLIGHT_G11 = {
 }
 
 
-def ops_token() -> str:
-    """An hour's ops token, signed with this run's secret."""
-    return Authenticator(TEST_SECRET, SystemClock()).issue("ops", ttl=timedelta(hours=1))
+def ops_token(name: str | None = None) -> str:
+    """An hour's ops token, signed with this run's secret, naming the officer if given."""
+    return Authenticator(TEST_SECRET, SystemClock()).issue("ops", name=name, ttl=timedelta(hours=1))
 
 
 def bearer(token: str) -> dict[str, str]:

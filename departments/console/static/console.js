@@ -6,6 +6,7 @@
   const T = DATA.labels;
   const LANG = DATA.lang;
   const TOKEN_KEY = "gridcall.console.token";
+  const OPS_TOKEN_KEY = "gridcall.ops.token"; // the ops board's (dispatcher/board/static/ops.js)
   const UNIT_KEY = "gridcall.console.unit";
   const REFRESH_MS = 20000;
   const PATHS = {
@@ -169,6 +170,12 @@
       return;
     }
     showMe(state.me);
+    const linkedTicket = linked();
+    if (linkedTicket) { // found in every queue the person may see, then opened
+      if ([...$("unit-select").options].some((o) => o.value === ALL)) $("unit-select").value = ALL;
+      $("search").value = linkedTicket;
+      state.selected = linkedTicket;
+    }
     $("sign-in-panel").hidden = true;
     $("console-panel").hidden = false;
     document.body.dataset.state = "signed-in";
@@ -724,7 +731,17 @@
     act($("detail").dataset.ticketId, event.target.dataset.action);
   });
 
+  // A link to one ticket, /console#ticket=ID (the ops board's "open ticket").
+  function linked() {
+    const found = /^#ticket=([A-Za-z0-9._:-]{1,64})$/.exec(location.hash);
+    return found ? found[1] : null;
+  }
+
   setInterval(tick, 1000);
   document.body.dataset.state = "signed-out";
+  // Opened from the ops board: the browser gave this tab a copy of the board's session storage,
+  // so the ticket opens with the officer's ops token (ops read every ticket, and act on none).
+  const fromBoard = sessionStorage.getItem(OPS_TOKEN_KEY);
+  if (!token() && linked() && fromBoard) sessionStorage.setItem(TOKEN_KEY, fromBoard);
   if (token()) start();
 })();

@@ -1,5 +1,5 @@
-// The live board: breaches from the Server-Sent Events stream, figures and failed deliveries
-// from the ops JSON API.
+// The live board: the cases that breached, one row each (GET /v1/ops/watch, read again as the
+// Server-Sent Events stream tells of breaches), figures and failed deliveries from the ops JSON API.
 // Plain script, no library; the ops token stays in this tab's session storage.
 (function () {
   "use strict";
@@ -7,11 +7,10 @@
   const T = DATA.labels;
   const TOKEN_KEY = "gridcall.ops.token";
   const SVG = "http://www.w3.org/2000/svg";
-  const breaches = new Map(); // breach_id -> breach
-  const lateNow = new Map(); // case_id -> the limit it is late on now (GET /v1/ops/breaches)
   let source = null;
   let retry = null;
   let refresher = null;
+  let watcher = null;
   let offset = 0; // the server's clock minus this browser's, from each answer's Date header
   const FIGURES_EVERY_MS = 60000; // the rates, the chart and failed deliveries are re-read each minute; breaches arrive live
 
@@ -30,26 +29,28 @@
     $("error").hidden = false;
   }
 
-  async function api(method, path) {
-    const response = await fetch(path, {
-      method: method,
-      headers: { Authorization: "Bearer " + token(), Accept: "application/json", "Accept-Language": DATA.lang },
-      cache: "no-store",
-    });
+  async function api(method, path, body) {
+    const headers = { Authorization: "Bearer " + token(), Accept: "application/json", "Accept-Language": DATA.lang };
+    const init = { method: method, headers: headers, cache: "no-store" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(path, init);
     const said = Date.parse(response.headers.get("Date") || "");
     if (!Number.isNaN(said)) offset = said - Date.now();
-    const body = await response.json().catch(() => ({}));
+    const answer = await response.json().catch(() => ({}));
     if (response.status === 401) {
       signOut();
     }
     if (!response.ok) {
       // In the page's language: the API's Chinese `message` when it gave one, else its English detail.
-      const detail = body.message || (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail));
+      const detail = answer.message || (typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail));
       const error = new Error(detail || String(response.status));
       error.status = response.status;
       throw error;
     }
-    return body;
+    return answer;
   }
 
   function duration(seconds) {
@@ -69,59 +70,122 @@
     return new Date(iso).toLocaleString(DATA.lang, { hour12: false, timeZone: DATA.timezone }); // the policy's zone, whatever the browser's
   }
 
-  // Newest first, then the most late.
-  function order(a, b) {
-    const at = Date.parse(b.breached_at) - Date.parse(a.breached_at);
-    return at !== 0 ? at : b.late_seconds - a.late_seconds;
-  }
-
-  function renderBreaches() {
-    const rows = [...breaches.values()].sort(order).map((b) => {
-      const tr = el("tr");
-      tr.dataset.caseId = b.case_id;
-      tr.dataset.breachId = String(b.breach_id);
-      if (b.supervised) tr.className = "supervised";
-      const link = el("button", b.case_id, "case-link");
-      link.type = "button";
-      link.addEventListener("click", () => showCase(b.case_id));
-      const first = el("td");
-      first.append(link, el("span", DATA.categories[b.category] || b.category, "muted"));
-      if (b.supervised) first.append(el("span", T.supervised, "tag supervised-tag"));
-      const handler = unit(b.unit_id) + (b.escalated_to_unit_id ? " → " + unit(b.escalated_to_unit_id) : "");
-      const place = el("td", b.grid_id ? DATA.grids[b.grid_id] || b.grid_id : "");
-      place.dataset.field = "grid";
-      const handled = el("td", handler);
-      handled.dataset.field = "unit";
-      tr.append(
-        first,
-        place,
-        el("td", DATA.tiers[b.tier] || b.tier),
-        handled,
-        el("td", T[b.clock] || b.clock),
-        lateCell(b),
-        el("td", when(b.breached_at)),
-      );
-      // Each cell named as its column is, for a phone, where the rows are cards.
-      [T.case, T.grid, T.tier, T.unit, T.clock, T.late, T.at].forEach((name, i) => { tr.children[i].dataset.label = name; });
-      return tr;
+  // The cases on the board (GET /v1/ops/watch), one row each: the live list (late now, or not
+  // yet taken up since a breach), and the history of those met (resolved, closed, or claimed).
+  const WATCH_EVERY_MS = 15000; // and at once after a breach arrives on the stream
+  function path(c) {
+    const span = el("span");
+    c.path.filter((s) => s.role === "lead").forEach((s, i) => {
+      if (i) span.append(" → ");
+      const step = el("span", unit(s.unit_id), s.breached ? "step breached" : "step");
+      if (s.breached) step.title = T.missed;
+      span.append(step);
     });
-    $("breaches").replaceChildren(...rows);
-    $("no-breaches").hidden = rows.length > 0;
-    tickLate();
+    const co = c.path.filter((s) => s.role !== "lead" && s.status !== "ended");
+    if (co.length) span.append(el("span", " " + T.co.replace("{units}", co.map((s) => unit(s.unit_id)).join(DATA.lang === "en" ? ", " : "、")), "muted"));
+    return span;
   }
-
-  // How late the case is: while it is late now (GET /v1/ops/breaches: an open assignment past its
-  // limit, such as a case under supervision), counted from that limit and growing each second by
-  // the server's clock; otherwise as late as it was when the breach was recorded (it escalated
-  // at once), or when the missed limit was met after all.
-  function lateCell(b) {
-    const td = el("td", undefined, "late");
-    const due = lateNow.get(b.case_id);
-    if (due) td.dataset.due = due;
-    else if (b.met_at) td.textContent = T.met_late.replace("{t}", duration(b.late_seconds)).replace("{at}", when(b.met_at));
-    else td.textContent = duration(b.late_seconds);
-    td.dataset.lateSeconds = String(Math.round(b.late_seconds));
+  function cell(label, content, field, cls) {
+    const td = el("td", undefined, cls);
+    td.dataset.label = label;
+    if (field) td.dataset.field = field;
+    if (content !== undefined && content !== null) td.append(content);
     return td;
+  }
+  function caseCell(c) {
+    const link = el("button", DATA.categories[c.category] || c.category, "case-link");
+    link.type = "button";
+    link.title = c.case_id;
+    link.addEventListener("click", () => showCase(c.case_id));
+    const td = cell(T.case, link, "case");
+    if (c.priority !== "normal") td.append(el("span", T[c.priority] || c.priority, "tag priority"));
+    if (c.supervised) td.append(el("span", T.supervised, "tag supervised-tag"));
+    td.append(el("div", c.excerpt, "excerpt"));
+    if (c.address) td.append(el("div", c.address, "muted address"));
+    if (c.acknowledged) {
+      const by = (c.acknowledged.by && c.acknowledged.by.name) || "";
+      td.append(el("div", T.acknowledged.replace("{by}", by).replace("{at}", when(c.acknowledged.at)), "acknowledged"));
+    }
+    return td;
+  }
+  function waitingText(c) {
+    const w = c.waiting;
+    if (!w) return "";
+    const what = (w.clock === "response" ? T.waiting_claim : T.waiting_resolve).replace("{unit}", unit(w.unit_id));
+    return what + " · " + T.due.replace("{at}", when(w.due_at));
+  }
+  function lateCell(c) {
+    const td = cell(T.late, undefined, "late", "late");
+    if (c.late) {
+      td.dataset.due = c.late.due_at;
+      td.dataset.lateSeconds = String(Math.round(c.late.late_seconds));
+      td.title = T[c.late.clock] || c.late.clock;
+    } else if (c.last_breach) {
+      const b = c.last_breach;
+      td.className = "late past";
+      // How late the last miss was when recorded: nothing to say when it escalated at once.
+      const late = (b.late_seconds || 0) >= 60 ? " " + duration(b.late_seconds) : "";
+      td.textContent = T.last_breach.replace("{unit}", unit(b.unit_id || "")).replace("{clock}", T[b.clock] || b.clock || "") + late;
+    }
+    return td;
+  }
+  function actions(c) {
+    const td = cell("", undefined, "actions", "actions");
+    const ticket = (c.late && c.late.ticket_id) || (c.waiting && c.waiting.ticket_id);
+    if (ticket) {
+      const open = el("button", T.open_ticket, "open-ticket");
+      open.type = "button";
+      // A new tab of this origin: the browser gives it a copy of this tab's session storage, so
+      // the console opens the ticket signed in with this ops token (ops may read any ticket).
+      open.addEventListener("click", () => window.open("/console?lang=" + DATA.lang + "#ticket=" + encodeURIComponent(ticket), "_blank"));
+      td.append(open);
+    }
+    if (c.supervised && !c.acknowledged) {
+      const take = el("button", T.acknowledge, "acknowledge");
+      take.type = "button";
+      take.addEventListener("click", () => acknowledge(c, take));
+      td.append(take);
+    }
+    return td;
+  }
+  function liveRow(c) {
+    const tr = el("tr", undefined, c.supervised ? "supervised" : "");
+    tr.dataset.caseId = c.case_id;
+    tr.append(
+      caseCell(c),
+      cell(T.grid, DATA.grids[c.grid_id] || c.grid_id, "grid"),
+      cell(T.path, path(c), "path"),
+      cell(T.waiting, waitingText(c), "waiting"),
+      lateCell(c),
+      actions(c),
+    );
+    return tr;
+  }
+  function doneRow(c) {
+    const tr = el("tr");
+    tr.dataset.caseId = c.case_id;
+    const how = c.met === "claimed" ? T.met_claimed.replace("{unit}", unit(c.waiting ? c.waiting.unit_id : "")) : T["met_" + c.met] || c.met;
+    tr.append(
+      caseCell(c),
+      cell(T.grid, DATA.grids[c.grid_id] || c.grid_id, "grid"),
+      cell(T.path, path(c), "path"),
+      cell(T.met, how + (c.met_at ? " · " + when(c.met_at) : ""), "met"),
+    );
+    return tr;
+  }
+  let watched = "";
+  async function loadWatch() {
+    const view = await api("GET", "/v1/ops/watch");
+    const key = JSON.stringify([view.live, view.done]);
+    if (key === watched) return; // nothing to draw again
+    watched = key;
+    $("breaches").replaceChildren(...view.live.map(liveRow));
+    $("done").replaceChildren(...view.done.map(doneRow));
+    $("no-breaches").hidden = view.live.length > 0;
+    $("no-done").hidden = view.done.length > 0;
+    $("live-count").textContent = String(view.live.length);
+    $("done-count").textContent = String(view.done.length);
+    tickLate();
   }
   function tickLate() {
     const now = Date.now() + offset;
@@ -131,22 +195,19 @@
       td.textContent = duration(late);
     }
   }
-  async function loadLateNow() {
-    const late = await api("GET", "/v1/ops/breaches?limit=1000");
-    const found = new Map();
-    for (const b of late) {
-      const known = found.get(b.case_id);
-      if (!known || Date.parse(b.due_at) < Date.parse(known)) found.set(b.case_id, b.due_at);
-    }
-    if (JSON.stringify([...found]) === JSON.stringify([...lateNow])) return; // nothing to draw again
-    lateNow.clear();
-    for (const [caseId, due] of found) lateNow.set(caseId, due);
-    renderBreaches();
+  let watchSoon = null;
+  function reloadSoon() { // after a burst of breach events, once
+    clearTimeout(watchSoon);
+    watchSoon = setTimeout(() => loadWatch().catch((e) => showError(e.message)), 500);
   }
-  let lateSoon = null;
-  function lateNowSoon() { // after a burst of breach events, once
-    clearTimeout(lateSoon);
-    lateSoon = setTimeout(() => loadLateNow().catch((e) => showError(e.message)), 500);
+  async function acknowledge(c, button) {
+    button.disabled = true;
+    try {
+      await api("POST", "/v1/ops/cases/" + encodeURIComponent(c.case_id) + "/acknowledge", {});
+    } catch (e) {
+      showError(e.message); // 409: another officer took it up first, and says who
+    }
+    await loadWatch().catch((e) => showError(e.message));
   }
 
   // One recorded event as a sentence in the page's language, its time in the policy's zone, and
@@ -167,7 +228,7 @@
   // Which field of an event holds what a person wrote (the rest of its fields are the system's).
   const SAID = {
     "case.returned": "reason", "case.whistled": "reason", "case.escalated": "note", "case.handler_reported": "note",
-    "case.resolved": "note", "case.reopened": "comment", "case.noted": "text",
+    "case.resolved": "note", "case.reopened": "comment", "case.noted": "text", "case.supervision_acknowledged": "note",
   };
   function historyItem(h) {
     const li = el("li");
@@ -202,16 +263,9 @@
       return;
     }
     source.addEventListener("open", () => live(true));
-    source.addEventListener("snapshot", (e) => {
-      for (const b of JSON.parse(e.data)) breaches.set(b.breach_id, b);
-      renderBreaches();
-    });
-    source.addEventListener("breach", (e) => {
-      const b = JSON.parse(e.data);
-      breaches.set(b.breach_id, b);
-      renderBreaches();
-      lateNowSoon();
-    });
+    // The stream says when breaches happen; the board's cases are read from /v1/ops/watch.
+    source.addEventListener("snapshot", reloadSoon);
+    source.addEventListener("breach", reloadSoon);
     source.addEventListener("error", () => {
       live(false);
       // The browser retries by itself with the same URL, whose ticket has expired by now: ask anew.
@@ -435,10 +489,14 @@
     $("sign-out").hidden = false;
     document.body.dataset.state = "signed-in";
     connect();
-    const figures = () => Promise.all([loadLateNow(), loadRates(), loadChart(), loadFailed()]).catch((e) => showError(e.message));
+    const figures = () => Promise.all([loadRates(), loadChart(), loadFailed()]).catch((e) => showError(e.message));
+    const cases = () => loadWatch().catch((e) => showError(e.message));
     figures();
+    cases();
     clearInterval(refresher);
+    clearInterval(watcher);
     refresher = setInterval(figures, FIGURES_EVERY_MS);
+    watcher = setInterval(cases, WATCH_EVERY_MS);
   }
 
   function signOut() {
@@ -446,9 +504,10 @@
     if (source) source.close();
     clearTimeout(retry);
     clearInterval(refresher);
-    breaches.clear();
-    lateNow.clear();
+    clearInterval(watcher);
+    watched = "";
     $("breaches").replaceChildren();
+    $("done").replaceChildren();
     $("failed").replaceChildren();
     $("board").hidden = true;
     $("sign-out").hidden = true;
