@@ -43,12 +43,14 @@ def window_of(since: datetime | None, until: datetime | None, now: datetime, pol
     after `since`; by default the 30 days up to now."""
     for name, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
-            raise Invalid(f"{name} needs a time zone, e.g. 2026-11-01T00:00:00+08:00", loc=("query", name))
+            raise Invalid(
+                f"{name} needs a time zone, e.g. 2026-11-01T00:00:00+08:00", loc=("query", name), kind="needs_time_zone"
+            )
     zone = policy.calendar.zone
     until = (until or now).astimezone(zone)
     since = (since or until - timedelta(days=30)).astimezone(zone)
     if until <= since:
-        raise Invalid("until must come after since", loc=("query", "until"))
+        raise Invalid("until must come after since", loc=("query", "until"), kind="until_before_since")
     return Window(since, until, now)
 
 
@@ -62,7 +64,7 @@ def check_places(j: Jurisdiction, policy: Policy, **given: str | None) -> None:
     }
     for name, value in given.items():
         if value is not None and not known[name](value):
-            raise Invalid(f"no {name} {value!r} in the jurisdiction", loc=("query", name))
+            raise Invalid(f"no {name} {value!r} in the jurisdiction", loc=("query", name), kind="unknown_place")
 
 
 def _has(lookup: Any, value: str) -> bool:
@@ -104,7 +106,9 @@ async def satisfaction(
     since = since or until - timedelta(days=30)
     for name, moment in (("since", since), ("until", until)):
         if moment.tzinfo is None:
-            raise Invalid(f"{name} needs a time zone, e.g. 2026-11-01T00:00:00+08:00", loc=("query", name))
+            raise Invalid(
+                f"{name} needs a time zone, e.g. 2026-11-01T00:00:00+08:00", loc=("query", name), kind="needs_time_zone"
+            )
     reopened = history.c.type == "case.reopened"
     outcome = case((reopened, "unsatisfied"), else_=history.c.details["reason"].as_string()).label("outcome")
     by = case((reopened, history.c.details["unit_id"].as_string()), else_=cases.c.resolved_by).label("unit_id")

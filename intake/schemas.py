@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from intake.domain import CaseStatus
+from services.district.errors import refused
 from services.district.events import Location, Priority, Tier
 from services.district.text import EMAIL_PATTERN, PHONE_PATTERN, REMARK, WORDS, Identifier
 
@@ -52,10 +53,10 @@ class LocationIn(BaseModel):
     @model_validator(mode="after")
     def _one_form(self) -> "LocationIn":
         if (self.lat is None) != (self.lon is None):
-            raise ValueError("give both lat and lon")
+            raise refused("lat_and_lon", "give both lat and lon")
         forms = [self.lat is not None, self.address is not None, self.grid_id is not None]
         if sum(forms) != 1:
-            raise ValueError("give exactly one of: lat and lon, address, grid_id")
+            raise refused("one_location", "give exactly one of: lat and lon, address, grid_id")
         return self
 
     @property
@@ -97,7 +98,8 @@ class ReportIn(BaseModel):
     @model_validator(mode="after")
     def _anonymous_means_no_contact(self) -> "ReportIn":
         if self.anonymous and self.contact is not None:
-            raise ValueError("an anonymous report cannot carry contact details: drop one of them")
+            said = "an anonymous report cannot carry contact details: drop one of them"
+            raise refused("anonymous_with_contact", said)
         return self
 
 

@@ -52,6 +52,7 @@ def _after(cursor: str) -> tuple[datetime, str]:
         raise Invalid(
             "cursor is not one this API gave: pass next_cursor from the previous page, or leave it out to start again",
             loc=("query", "cursor"),
+            kind="bad_cursor",
         ) from None
 
 

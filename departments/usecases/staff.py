@@ -10,6 +10,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from pydantic_core import PydanticCustomError
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,7 +52,8 @@ def reach_values(reach: Reach) -> dict[str, Any]:
     """The account's columns for `reach`; a channel chosen without its address is refused."""
     unknown = sorted(set(reach.channels) - set(CHANNELS))
     if unknown:
-        raise Invalid(f"channels may be {' and '.join(CHANNELS)}, not {', '.join(unknown)}", loc=("channels",))
+        channels = f"channels may be {' and '.join(CHANNELS)}, not {', '.join(unknown)}"
+        raise Invalid(channels, loc=("channels",), kind="unknown_channel")
     for channel, address in (("email", reach.email), ("sms", reach.phone)):
         if channel in reach.channels and not address:
             field = "email" if channel == "email" else "phone"
@@ -79,7 +81,7 @@ class Accounts:
 
     def token(self, account: Any, days: int = DEFAULT_DAYS) -> str:
         if days < 1:
-            raise Invalid(f"a token lives at least one day, not {days}", loc=("body", "days"))
+            raise Invalid(f"a token lives at least one day, not {days}", loc=("body", "days"), kind="token_days")
         return self.auth.issue(
             "staff",
             unit_id=account.unit_id,
@@ -94,11 +96,12 @@ class Accounts:
     ) -> Any:
         """A new person in `unit_id`; names are unique within a unit, so they can be revoked by name."""
         if self.j.unit(unit_id) is None:
-            raise Invalid(f"no unit {unit_id!r} in {self.j.district.name} (GET /v1/units lists them)", loc=("unit_id",))
+            where = f"no unit {unit_id!r} in {self.j.district.name} (GET /v1/units lists them)"
+            raise Invalid(where, loc=("unit_id",), kind="unknown_unit")
         try:
             name = not_blank(words(name))
-        except ValueError as exc:
-            raise Invalid(f"name {exc}", loc=("name",)) from None
+        except PydanticCustomError as exc:
+            raise Invalid(f"name {exc.message()}", loc=("name",), kind=exc.type) from None
         staff_id = f"st-{secrets.token_hex(6)}"
         row = {
             "staff_id": staff_id,

@@ -32,14 +32,20 @@ def check(q: FeedQuery, j: Jurisdiction, policy: Policy) -> None:
     """Refuses what names nothing published, saying what would be accepted."""
     if q.community is not None and q.community not in {c.id for c in j.communities}:
         known = ", ".join(c.id for c in j.communities)
-        raise Invalid(f"unknown community {q.community!r}; use one of: {known}", loc=("query", "community"))
+        said = f"unknown community {q.community!r}; use one of: {known}"
+        raise Invalid(said, loc=("query", "community"), kind="unknown_community")
     if q.category is not None:
         cat = policy.category(q.category)
         public = ", ".join(c.code for c in policy.categories if c.public)
         if cat is None:
-            raise Invalid(f"unknown category {q.category!r}; use one of: {public}", loc=("query", "category"))
+            said = f"unknown category {q.category!r}; use one of: {public}"
+            raise Invalid(said, loc=("query", "category"), kind="unknown_category")
         if not cat.public:
-            raise Invalid(f"category {q.category!r} is not published; use one of: {public}", loc=("query", "category"))
+            raise Invalid(
+                f"category {q.category!r} is not published; use one of: {public}",
+                loc=("query", "category"),
+                kind="unpublished_category",
+            )
     if q.cursor is not None:
         _after(q.cursor)
 
@@ -57,7 +63,7 @@ def _after(cursor: str) -> tuple[datetime, str]:
             raise ValueError
         return moment, case_id
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise Invalid(BAD_CURSOR, loc=("query", "cursor")) from None
+        raise Invalid(BAD_CURSOR, loc=("query", "cursor"), kind="bad_cursor") from None
 
 
 async def page(session: AsyncSession, q: FeedQuery, j: Jurisdiction, policy: Policy) -> tuple[list[Any], str | None]:

@@ -6,6 +6,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
+from pydantic_core import PydanticCustomError
+
+
+def refused(kind: str, message: str) -> PydanticCustomError:
+    """A validator's refusal of a kind of its own (a ValueError, as pydantic wants): the kind
+    becomes the 422 problem's `type`, which services/web/messages.py says in Chinese; the
+    message stays its English `msg`."""
+    return PydanticCustomError(kind, message)
 
 
 class DomainError(Exception):

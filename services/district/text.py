@@ -25,6 +25,8 @@ from pydantic import BaseModel, BeforeValidator, Field, GetCoreSchemaHandler, Ge
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
+from services.district.errors import refused
+
 # Not storable anywhere: NUL, and lone surrogates (what JSON's "\ud800" decodes to).
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Control characters (C0 and C1) that free text may not hold; newline, tab and CR are allowed.
@@ -65,7 +67,7 @@ def unstorable(text: str) -> str | None:
 
 def storable(text: str) -> str:
     if problem := unstorable(text):
-        raise ValueError(problem)
+        raise refused("unstorable_text", problem)
     return text
 
 
@@ -74,13 +76,18 @@ def words(text: str) -> str:
     storable(text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if found := _CONTROL.search(text):
-        raise ValueError(f"contains {describe(found[0])}: only newline and tab are allowed among control characters")
+        raise refused(
+            "control_character",
+            f"contains {describe(found[0])}: only newline and tab are allowed among control characters",
+        )
     return _EDGES.sub("", text) if _VISIBLE.search(text) else ""
 
 
 def not_blank(text: str) -> str:
     if not text:
-        raise ValueError("cannot be blank: say it in words (whitespace and zero-width characters alone do not count)")
+        raise refused(
+            "blank", "cannot be blank: say it in words (whitespace and zero-width characters alone do not count)"
+        )
     return text
 
 

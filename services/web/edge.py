@@ -179,7 +179,8 @@ async def guard(request: Request) -> None:
         parsed = {k: v for k, v in parsed}
     elif kind in FORMS:
         if b"\x00" in body:
-            raise Invalid("the form contains U+0000 (NUL), which text cannot hold", loc=("body",))
+            said = "the form contains U+0000 (NUL), which text cannot hold"
+            raise Invalid(said, loc=("body",), kind="unstorable_text")
         return
     else:
         try:
@@ -192,7 +193,7 @@ async def guard(request: Request) -> None:
 
 
 def _refused(loc: tuple[str | int, ...], problem: str, given: Any) -> Invalid:
-    error = {"loc": list(loc), "msg": problem, "type": "value_error", "input": excerpt(given, EXCERPT)}
+    error = {"loc": list(loc), "msg": problem, "type": "unstorable_text", "input": excerpt(given, EXCERPT)}
     return Invalid(problem, errors=[error])
 
 

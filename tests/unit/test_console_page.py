@@ -137,7 +137,8 @@ async def test_an_unknown_console_file_is_404(client):
     r = await client.get("/console/static/../../etc/passwd")
     assert r.status_code == 404
     r = await client.get("/console/static/console.py")
-    assert r.status_code == 404 and r.json() == {"detail": "no file 'console.py' under /console/static", "code": "not_found"}
+    missing = {"detail": "no file 'console.py' under /console/static", "code": "not_found"}
+    assert r.status_code == 404 and r.json() == missing
 
 
 async def test_the_console_is_not_in_the_api_description(client):

@@ -5,7 +5,9 @@ import asyncio
 import json
 import logging
 import math
+import re
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,6 +25,7 @@ from services.messaging.bus import Record
 from services.messaging.consumer import Consumer
 from services.messaging.envelope import Envelope
 from services.runtime.context import build_context
+from services.web.messages import PROBLEMS
 from tests.support.apps import running
 from tests.support.journey import STREETLIGHT_G11
 
@@ -281,3 +284,44 @@ async def test_every_refusal_has_a_stable_code_and_chinese_when_the_client_asks_
     assert problem["type"] == "string_too_long" and problem["message"] == "description：最多 4000 个字"
     r = await client.post("/v1/reports", json={**STREETLIGHT_G11, "category": None}, headers=zh)
     assert "category：须为文字" in [p["message"] for p in r.json()["detail"]]
+
+
+async def test_the_services_own_refusals_are_said_in_chinese_too(client):
+    """Not only pydantic's: a place in two forms, blank words, a point outside every grid, an
+    unknown community on the public feed each have a kind of their own and its Chinese."""
+    zh = {"Accept-Language": "zh-CN"}
+
+    async def said(method: str, path: str, **kwargs) -> list[tuple[str, str]]:
+        r = await client.request(method, path, headers=zh, **kwargs)
+        assert r.status_code == 422, r.text
+        return [(p["type"], p["message"]) for p in r.json()["detail"]]
+
+    both = {**STREETLIGHT_G11, "location": {"lat": 30.505, "lon": 114.305, "grid_id": "G11"}}
+    assert await said("POST", "/v1/reports", json=both) == [
+        ("one_location", "location：位置只能用一种方式给出：经纬度、地址或网格编号，三选一")
+    ]
+    half = {**STREETLIGHT_G11, "location": {"lat": 30.505}}
+    assert ("lat_and_lon", "location：经度和纬度须同时填写") in await said("POST", "/v1/reports", json=half)
+    blank = {**STREETLIGHT_G11, "description": " \u200b "}
+    assert await said("POST", "/v1/reports", json=blank) == [("blank", "description：不能为空，请用文字说明")]
+    afar = {**STREETLIGHT_G11, "location": {"lat": 1.0, "lon": 1.0}}
+    assert await said("POST", "/v1/reports", json=afar) == [
+        ("outside_jurisdiction", "location：这个位置不在本区任何网格内，请检查坐标")
+    ]
+    assert await said("GET", "/v1/public/results", params={"community": "NOPE"}) == [
+        ("unknown_community", "community：没有这个社区，请从列表中选择")
+    ]
+
+
+def test_every_kind_of_refusal_the_code_raises_has_its_chinese():
+    """Every kind named where a refusal is raised (`refused(kind, …)`, `Invalid(…, kind=…)`, a
+    rejected report's kind) is in the Chinese table: none falls back to its English."""
+
+    root = Path(__file__).resolve().parents[2]
+    sources = [
+        p for d in ("services", "intake", "dispatcher", "departments", "notifier") for p in (root / d).rglob("*.py")
+    ]
+    named = re.compile(r'refused\(\s*"(\w+)"|kind="(\w+)"|ReportRejected\([^)]*?"(\w+)"\s*\)', re.S)
+    kinds = {k for p in sources for m in named.finditer(p.read_text()) for k in m.groups() if k}
+    assert {"blank", "one_location", "unknown_category", "invalid_attribute", "needs_time_zone"} <= kinds
+    assert sorted(kinds - set(PROBLEMS)) == []
