@@ -4,6 +4,7 @@ belonging to a community or a street, and residential compounds (小区), each m
 property company. Everything named has an English and a Chinese name; `label` picks the one a
 reader's language wants."""
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from enum import StrEnum
@@ -203,12 +204,21 @@ def _covering(areas: Sequence[Area], shapes: np.ndarray, lat: float, lon: float)
 
 
 class Address(_Frozen):
+    """A building of the address table, by its English and its Chinese spelling (either finds it)."""
+
     address: str = Field(min_length=1)
+    address_zh: str | None = Field(None, min_length=1)
     grid_id: str
 
 
 def normalise_address(text: str) -> str:
-    return " ".join(text.replace(",", " ").lower().split())
+    """An address as the table matches it: case, commas and spacing ignored, and no spaces
+    beside Chinese characters (枫林路 3 号 is 枫林路3号)."""
+    text = " ".join(text.replace(",", " ").replace("，", " ").lower().split())
+    return _BESIDE_HAN.sub("", text)
+
+
+_BESIDE_HAN = re.compile(r"(?<=[\u3400-\u9fff]) | (?=[\u3400-\u9fff])")
 
 
 class District(_Frozen):
@@ -347,10 +357,13 @@ class Jurisdiction(_Frozen):
 
     @cached_property
     def _addresses(self) -> dict[str, str]:
-        return {normalise_address(a.address): a.grid_id for a in self.addresses}
+        spellings = [(a.address, a.grid_id) for a in self.addresses]
+        spellings += [(a.address_zh, a.grid_id) for a in self.addresses if a.address_zh]
+        return {normalise_address(spelling): grid_id for spelling, grid_id in spellings}
 
     def grid_at_address(self, address: str) -> Grid | None:
-        """The grid of a building in the address table (case, commas and spacing ignored)."""
+        """The grid of a building in the address table, by either spelling (case, commas and
+        spacing ignored)."""
         grid_id = self._addresses.get(normalise_address(address))
         return self.grid(grid_id) if grid_id else None
 
