@@ -154,6 +154,7 @@ async def track_case(
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         **BAD_BODY,
+        403: _problem("a later report that joined the case: only the first reporter answers for it"),
         404: _problem(CASE_NOT_FOUND),
         409: _problem("not resolved, or answered"),
         **RATE_LIMITED,
@@ -166,7 +167,7 @@ async def satisfaction(
     x_tracking_token: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, str]:
     """回访: tell whether the resolution satisfied you; unsatisfied reopens the case."""
-    await tracked(parts.store, case_id, x_tracking_token)
+    await tracked(parts.store, case_id, x_tracking_token, first_reporter=True)
     await answer_satisfaction(parts.store, case_id, answer.answer == "satisfied", answer.comment)
     return {"case_id": case_id, "answer": answer.answer}
 
@@ -177,6 +178,7 @@ async def satisfaction(
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         **BAD_BODY,
+        403: _problem("a later report that joined the case: only the first reporter cancels it"),
         404: _problem(CASE_NOT_FOUND),
         409: _problem("already claimed or closed"),
         **RATE_LIMITED,
@@ -189,6 +191,6 @@ async def cancel(
     body: CancelIn | None = None,
 ) -> dict[str, str]:
     """Withdraw a case that nobody has claimed yet."""
-    await tracked(parts.store, case_id, x_tracking_token)
+    await tracked(parts.store, case_id, x_tracking_token, first_reporter=True)
     await request_cancel(parts.store, case_id, body.reason if body else "")
     return {"case_id": case_id, "status": "cancel_requested"}

@@ -322,13 +322,22 @@ def call_back(contact: dict[str, Any] | None) -> dict[str, str] | None:
 CASE_NOT_FOUND = "no case with this id and tracking token"
 
 
-async def tracked(store: Store, case_id: str, token: str | None) -> Any:
+async def tracked(store: Store, case_id: str, token: str | None, *, first_reporter: bool = False) -> Any:
     """The case's view if `token` is the tracking token of one of its reports. A wrong token
-    looks exactly like a missing case."""
+    looks exactly like a missing case. `first_reporter`: only the token of the report that
+    opened the case will do (it cancels the case and answers its satisfaction visit); a
+    resident whose later report joined the case follows it, and is told so."""
     async with store.db.sessions() as s:
-        hashes = (await s.scalars(select(reports.c.tracking_hash).where(reports.c.case_id == case_id))).all()
-        if not any(token_matches(token, h) for h in hashes):
+        found = await s.execute(select(reports.c.tracking_hash, reports.c.linked).where(reports.c.case_id == case_id))
+        mine = next((r for r in found if token_matches(token, r.tracking_hash)), None)
+        if mine is None:
             raise NotFound(CASE_NOT_FOUND)
+        if first_reporter and mine.linked:
+            raise Forbidden(
+                "your report joined a case another resident opened first: you follow it and are told what "
+                "happens, but only that resident can cancel it or answer its satisfaction visit",
+                code="not_first_reporter",
+            )
         return (await s.execute(select(case_views).where(case_views.c.case_id == case_id))).one()
 
 

@@ -21,6 +21,7 @@ REFUSALS = {
     "conflict": "当前状态不允许此操作",
     "ticket_conflict": "工单当前状态不允许此操作（可能已被他人接单、已转出或已关闭）",
     "case_conflict": "案件当前状态不允许此操作",
+    "not_first_reporter": "您的反映已并入其他居民先报的案件：您可以跟进，但只有首位反映人可以撤销或评价",
     "already_acknowledged": "此督办已有人跟进",
     "idempotency_conflict": "同一幂等键已用于内容不同的请求",
     "not_redrivable": "只有投递失败的消息才能重新投递",

@@ -160,6 +160,33 @@ async def test_a_resident_withdraws_a_case_nobody_claimed_and_its_ticket_leaves_
     await eventually(withdrawn)
 
 
+async def test_a_resident_whose_report_joined_a_case_follows_it_but_cannot_close_it(stack):
+    """Only the first reporter cancels the case or answers its satisfaction visit; a neighbour
+    whose report was linked to it follows it with their own token."""
+    client, token, _ = stack
+    first = await file_report(client, {"category": "garbage", "description": "楼道垃圾", "location": IN_G11})
+    joined = await file_report(client, {"category": "garbage", "description": "楼道又堆满了", "location": IN_G11})
+    assert joined["linked_to_existing"] and joined["case_id"] == first["case_id"]
+    mine, theirs = {"X-Tracking-Token": first["tracking_token"]}, {"X-Tracking-Token": joined["tracking_token"]}
+    case_url = f"/v1/cases/{first['case_id']}"
+    assert (await client.get(case_url, headers=theirs)).status_code == 200  # follows it
+
+    r = await client.post(f"{case_url}/cancel", headers={**theirs, "Accept-Language": "zh-CN"}, json={"reason": "x"})
+    assert (
+        r.status_code == 403 and r.json()["code"] == "not_first_reporter" and "only that resident" in r.json()["detail"]
+    )
+    assert "首位反映人" in r.json()["message"]
+    ticket = await open_ticket(client, "U-G11", token("U-G11"), first["case_id"])
+    await post(client, token, "U-G11", ticket, "claim")
+    await post(client, token, "U-G11", ticket, "resolve", {"note": "已清理"})
+    await case_in_status(client, first, "resolved")
+    r = await client.post(f"{case_url}/satisfaction", headers=theirs, json={"answer": "satisfied"})
+    assert r.status_code == 403 and r.json()["code"] == "not_first_reporter"
+    assert (await case_in_status(client, first, "resolved"))["status"] == "resolved"  # not closed by the neighbour
+    r = await client.post(f"{case_url}/satisfaction", headers=mine, json={"answer": "satisfied"})
+    assert r.status_code == 202  # the first reporter's own answer is still hers to give
+
+
 async def test_a_claimed_case_cannot_be_withdrawn(stack):
     client, token, _ = stack
     case, ticket = await report_and_ticket(client, token, "garbage", "U-G11")
