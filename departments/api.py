@@ -3,7 +3,6 @@ it, a pool member's record, and (ops) the staff accounts. Routes only: every rou
 that the caller's account stands (departments/usecases/staff.py), then hands the work to the
 use cases, which check that it may see or act on what it names (departments/domain.py)."""
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -34,7 +33,7 @@ from services.district.errors import Forbidden
 from services.district.events import NoteVisibility, Priority
 from services.district.jurisdiction import UnitKind
 from services.district.principal import Principal
-from services.district.text import Identifier
+from services.district.text import Identifier, Moment
 from services.web.auth import PrincipalDep, ops_only
 from services.web.openapi import problem
 from services.web.parts import bind, part
@@ -85,7 +84,9 @@ def queue_query(
     ] = None,
     category: Annotated[Identifier | None, Query()] = None,
     priority: Annotated[Priority | None, Query()] = None,
-    due_before: Annotated[datetime | None, Query(description="the running clock is due before this time")] = None,
+    due_before: Annotated[
+        Moment | None, Query(description="the running clock is due before this time, with a time zone")
+    ] = None,
     late: Annotated[bool | None, Query(description="true: only work past its limit now; false: none of it")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,

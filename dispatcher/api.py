@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -32,7 +32,7 @@ from services.district.clock import Clock
 from services.district.events import Priority
 from services.district.jurisdiction import Jurisdiction, UnitKind
 from services.district.policy import Policy
-from services.district.text import Identifier
+from services.district.text import Identifier, Moment
 from services.storage.db import Database
 from services.web.auth import OpsDep
 from services.web.openapi import problem
@@ -68,8 +68,8 @@ def figures_router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) 
 async def satisfaction(
     _: OpsDep,
     ops: PartsDep,
-    since: Annotated[datetime | None, Query(description="from (default: 30 days ago)")] = None,
-    until: Annotated[datetime | None, Query(description="to (default: now)")] = None,
+    since: Annotated[Moment | None, Query(description="from, with a time zone (default: 30 days ago)")] = None,
+    until: Annotated[Moment | None, Query(description="to, with a time zone (default: now)")] = None,
     street: Annotated[Identifier | None, Query(description="street id, e.g. S1")] = None,
     community: Annotated[Identifier | None, Query(description="community id, e.g. C2")] = None,
     unit: Annotated[Identifier | None, Query(description="the unit that resolved the case")] = None,
@@ -96,10 +96,10 @@ async def breaches(
         Literal["current", "all"], Query(description="current: late right now; all: every breach recorded")
     ] = "current",
     since: Annotated[
-        datetime | None, Query(description="state=all: from, with a time zone (default: 30 days ago)")
+        Moment | None, Query(description="state=all: from, with a time zone (default: 30 days ago)")
     ] = None,
     until: Annotated[
-        datetime | None, Query(description="state=all: to, excluded, with a time zone (default: now)")
+        Moment | None, Query(description="state=all: to, excluded, with a time zone (default: now)")
     ] = None,
 ) -> list[dict[str, Any]]:
     """`current` (the default): cases past a limit right now: an open assignment past its
@@ -123,7 +123,7 @@ async def watch(
     _: OpsDep,
     ops: PartsDep,
     since: Annotated[
-        datetime | None, Query(description="breaches from, with a time zone (default: 24 hours ago)")
+        Moment | None, Query(description="breaches from, with a time zone (default: 24 hours ago)")
     ] = None,
     street: Street = None,
     community: CommunityQ = None,

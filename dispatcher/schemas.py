@@ -9,10 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dispatcher.domain import AssignmentStatus, CaseStatus
 from services.district.events import Priority, Role, Tier
-from services.district.text import REMARK, Identifier
+from services.district.text import REMARK, Identifier, Moment
 
-Since = Annotated[datetime | None, Query(description="from, with a time zone (default: 30 days ago)")]
-Until = Annotated[datetime | None, Query(description="to, excluded, with a time zone (default: now)")]
+Since = Annotated[Moment | None, Query(description="from, with a time zone (default: 30 days ago)")]
+Until = Annotated[Moment | None, Query(description="to, excluded, with a time zone (default: now)")]
 Street = Annotated[Identifier | None, Query(description="street id, e.g. S1")]
 CommunityQ = Annotated[Identifier | None, Query(description="community id, e.g. C2")]
 UnitQ = Annotated[Identifier | None, Query(description="a unit that held an assignment")]

@@ -38,14 +38,9 @@ Q = TypeVar("Q", bound=Select[Any])
 
 
 def window_of(since: datetime | None, until: datetime | None, now: datetime, policy: Policy) -> Window:
-    """The window asked for, in the policy's time zone: both ends need a zone of their own
-    (a bare time would be read in whichever zone the server happens to run), `until` comes
-    after `since`; by default the 30 days up to now."""
-    for name, moment in (("since", since), ("until", until)):
-        if moment is not None and moment.tzinfo is None:
-            raise Invalid(
-                f"{name} needs a time zone, e.g. 2026-11-01T00:00:00+08:00", loc=("query", name), kind="needs_time_zone"
-            )
+    """The window asked for, in the policy's time zone (both ends came with a zone of their
+    own: services/district/text.py `Moment`), `until` after `since`; by default the 30 days up
+    to now."""
     zone = policy.calendar.zone
     until = (until or now).astimezone(zone)
     since = (since or until - timedelta(days=30)).astimezone(zone)
@@ -104,11 +99,6 @@ async def satisfaction(
     overall and per unit that resolved the case."""
     until = until or now
     since = since or until - timedelta(days=30)
-    for name, moment in (("since", since), ("until", until)):
-        if moment.tzinfo is None:
-            raise Invalid(
-                f"{name} needs a time zone, e.g. 2026-11-01T00:00:00+08:00", loc=("query", name), kind="needs_time_zone"
-            )
     reopened = history.c.type == "case.reopened"
     outcome = case((reopened, "unsatisfied"), else_=history.c.details["reason"].as_string()).label("outcome")
     by = case((reopened, history.c.details["unit_id"].as_string()), else_=cases.c.resolved_by).label("unit_id")

@@ -21,6 +21,7 @@ from departments.usecases.staff import Accounts
 from services.district.errors import Forbidden, Invalid, NotFound
 from services.district.jurisdiction import Jurisdiction, UnitKind
 from services.district.principal import Principal
+from services.district.text import moment
 from services.messaging.transaction import Store
 from services.storage.bulk import among
 
@@ -47,8 +48,8 @@ def _cursor(row: Any) -> str:
 def _after(cursor: str) -> tuple[datetime, str]:
     try:
         due, ticket_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(due), str(ticket_id)
-    except (ValueError, TypeError, binascii.Error):
+        return moment(datetime.fromisoformat(due)), str(ticket_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise Invalid(
             "cursor is not one this API gave: pass next_cursor from the previous page, or leave it out to start again",
             loc=("query", "cursor"),

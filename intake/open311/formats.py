@@ -11,6 +11,7 @@ from xml.etree import ElementTree
 from fastapi import Request, Response
 
 from services.district.errors import BadRequest, DomainError, Invalid, NotFound
+from services.district.text import moment as sane
 
 PREFIX = "/open311/"  # the paths whose errors `render_error` answers
 FORMATS = {"xml": "text/xml; charset=utf-8", "json": "application/json; charset=utf-8"}
@@ -96,4 +97,7 @@ def parse_w3(name: str, text: str) -> datetime:
         raise BadRequest(f"{name} must be a w3 date-time, e.g. 2026-11-01T00:00:00Z") from None
     if moment.tzinfo is None:
         raise BadRequest(f"{name} must include a time zone (Z or an offset such as +08:00)")
-    return moment
+    try:
+        return sane(moment)
+    except ValueError as exc:
+        raise BadRequest(f"{name} {exc}") from None

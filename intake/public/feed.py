@@ -14,6 +14,7 @@ from intake.tables import case_views, reports
 from services.district.errors import Invalid
 from services.district.jurisdiction import Jurisdiction
 from services.district.policy import Policy
+from services.district.text import moment
 
 PRIVATE_CHANNELS = ("one_key",)
 DONE = ("resolved", "closed")
@@ -58,10 +59,9 @@ def _cursor(row: Any) -> str:
 def _after(cursor: str) -> tuple[datetime, str]:
     try:
         at, case_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None or not isinstance(case_id, str):
+        if not isinstance(case_id, str):
             raise ValueError
-        return moment, case_id
+        return moment(datetime.fromisoformat(at)), case_id
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise Invalid(BAD_CURSOR, loc=("query", "cursor"), kind="bad_cursor") from None
 

@@ -18,10 +18,10 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
@@ -123,6 +123,31 @@ REMARK = FreeText(blank=True)
 Identifier = Annotated[
     str, Field(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN), BeforeValidator(_storable_any)
 ]
+
+
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def moment(value: datetime) -> datetime:
+    """A time from outside, as every service takes one (a query's window, a due time, a date
+    inside a cursor): with a time zone, since a bare time would be read in whichever zone the
+    server runs; and between 1900 and 2199 in UTC, which every sum gridcall does with it (a
+    window of 30 days before, a shift to the policy's zone) and every database holds; the
+    year 1 at +14:00 is before the first instant a datetime can hold."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise refused("needs_time_zone", "needs a time zone, e.g. 2026-11-01T00:00:00+08:00")
+    try:
+        inside = EARLIEST <= value.astimezone(UTC) < LATEST
+    except OverflowError:
+        inside = False
+    if not inside:
+        raise refused("moment_out_of_range", "must lie between the years 1900 and 2199")
+    return value
+
+
+# A date-time a client sends (a 422 naming it, if it has no zone or lies outside 1900–2199).
+Moment = Annotated[datetime, AfterValidator(moment)]
 
 
 def first_unstorable(value: Any, loc: tuple[str | int, ...] = ()) -> tuple[tuple[str | int, ...], str] | None:

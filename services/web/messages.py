@@ -74,6 +74,7 @@ PROBLEMS = {
     "unknown_community": "没有这个社区，请从列表中选择",
     "bad_cursor": "翻页标记无效，请从第一页重新开始",
     "needs_time_zone": "时间须带时区，例如 2026-11-01T00:00:00+08:00",
+    "moment_out_of_range": "须在 1900 年至 2199 年之间",
     "until_before_since": "结束时间须晚于开始时间",
     "unknown_place": "本辖区内没有这一项",
     "unknown_channel": "通知渠道只能是邮件（email）或短信（sms）",
