@@ -16,6 +16,7 @@ from intake.usecases import (
     body_hash,
     grid_worker_only,
     request_cancel,
+    scoped_key,
     tracked,
     tracked_case,
 )
@@ -105,15 +106,21 @@ async def grids(parts: PartsDep) -> list[dict[str, Any]]:
 )
 async def submit_report(
     report: ReportIn,
+    request: Request,
     parts: PartsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200, description="retry safely with the same key")] = None,
     authorization: Annotated[
         str | None, Header(max_length=4096, description="a grid worker's token, for household_flag")
     ] = None,
 ) -> dict[str, Any]:
-    """File a report. It is durable once this answers 202; follow it with the token."""
+    """File a report. It is durable once this answers 202; follow it with the token.
+    `Idempotency-Key` is the client's own (its API key, else its address): the same key from
+    another client is another request, and never gets this one's tracking token."""
     if report.household_flag is not None:
         grid_worker_only(parts.authenticator, parts.j, authorization)
+    if idempotency_key is not None:
+        client = await parts.rate_limit.client(request, request.headers.get("x-api-key"))
+        idempotency_key = scoped_key(client, idempotency_key)
     return await parts.writer.file(
         Report(
             category=report.category,

@@ -349,6 +349,12 @@ async def tracked_case(store: Store, case_id: str, token: str | None) -> dict[st
         return {**view._mapping, "timeline": [{"at": e.at, "type": e.type, **e.details} for e in entries]}
 
 
+def scoped_key(client: str, key: str) -> str:
+    """An Idempotency-Key as it is stored: the client's own (a hash of who sent it and the key),
+    so that one client's key never answers another's request."""
+    return hashlib.sha256(f"{client}\n{key}".encode()).hexdigest()
+
+
 def body_hash(canonical_json: str) -> str:
     return hashlib.sha256(canonical_json.encode()).hexdigest()
 

@@ -69,12 +69,16 @@ class RateLimit:
         """A FastAPI dependency: 429 with Retry-After once a client has spent its window."""
         await self.hit(request, request.headers.get("x-api-key"))
 
-    async def hit(self, request: Request, api_key: str | None = None) -> None:
-        """Count one request of the client: its API key if it is a known one, else its IP address."""
+    async def client(self, request: Request, api_key: str | None = None) -> str:
+        """Who is asking, as far as the service can tell: its API key if it is a known one, else
+        its IP address. The rate limit counts per client, and idempotency keys are the client's own."""
         if api_key and self.known_key and await self.known_key(api_key):
-            client = "key:" + hashlib.sha256(api_key.encode()).hexdigest()
-        else:
-            client = "ip:" + (request.client.host if request.client else "unknown")
+            return "key:" + hashlib.sha256(api_key.encode()).hexdigest()
+        return "ip:" + (request.client.host if request.client else "unknown")
+
+    async def hit(self, request: Request, api_key: str | None = None) -> None:
+        """Count one request of the client."""
+        client = await self.client(request, api_key)
         if wait := self.window.hit(client):
             retry = max(1, math.ceil(wait))
             raise RateLimited(

@@ -2,6 +2,7 @@
 
 import asyncio
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -133,6 +134,29 @@ async def test_same_idempotency_key_with_another_body_is_409(client):
     r = await client.post("/v1/reports", json={**STREETLIGHT_G11, "description": "something else"}, headers=headers)
     assert r.status_code == 409
     assert "different request body" in r.json()["detail"]
+
+
+async def test_an_idempotency_key_is_the_clients_own_and_never_answers_another(embedded_settings):
+    """Two clients that happen to pick one key (and send one body) make two reports, and neither
+    gets the other's tracking token; a client with an issued API key has keys of its own too."""
+    async with running(embedded_settings) as started:
+        app, headers = started.app, {"Idempotency-Key": "report-1"}
+
+        def at(host: str) -> httpx.AsyncClient:
+            return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(host, 4000)), base_url="http://t")
+
+        async with at("10.0.0.1") as one, at("10.0.0.2") as other:
+            mine = (await one.post("/v1/reports", json=STREETLIGHT_G11, headers=headers)).json()
+            theirs = (await other.post("/v1/reports", json=STREETLIGHT_G11, headers=headers)).json()
+            assert theirs["tracking_token"] != mine["tracking_token"]
+            assert theirs["linked_to_existing"]  # a report of its own, which joined the first case
+            again = await one.post("/v1/reports", json=STREETLIGHT_G11, headers=headers)
+            assert again.json() == mine  # a retry from the same client is still answered as the first time
+            key = await create_api_key(app.state.ctx.db, SystemClock(), "console 9")
+            console = {**headers, "X-API-Key": key}
+            keyed = (await one.post("/v1/reports", json=STREETLIGHT_G11, headers=console)).json()
+            assert keyed["tracking_token"] not in (mine["tracking_token"], theirs["tracking_token"])
+            assert (await other.post("/v1/reports", json=STREETLIGHT_G11, headers=console)).json() == keyed
 
 
 async def test_concurrent_retries_with_one_key_make_one_case(client):
