@@ -74,6 +74,9 @@ def _serve(settings: Settings, names: list[str] | None, port: int, *, welcome: b
         loop=loop,
         http=http,
         timeout_graceful_shutdown=5,
+        # A client's address is the peer's, unless the peer is a proxy named as trusted.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
 
 

@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     )
     adapter_timeout: float = Field(10.0, gt=0, le=300, description="seconds a department's webhook may take to answer")
     rate_limit: str = Field("120/minute", description="per client (API key or IP) on residents' endpoints")
+    trusted_proxies: str = Field(
+        "",
+        max_length=2000,
+        description="the addresses (comma-separated IPs or networks, e.g. 10.0.0.0/8) of the reverse proxies in "
+        "front of gridcall, whose X-Forwarded-For and X-Forwarded-Proto are believed; none by default, so a "
+        "client cannot pick its own address (and with it its rate limit and idempotency scope)",
+    )
 
     # The notifier's channels (notifier/channels/): each is on when its address is set.
     notifier_webhook_secret: SecretStr | None = Field(
