@@ -20,11 +20,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import func, select
 
 from dispatcher.board.labels import CHANNELS, HISTORY, KINDS, LABELS, TIERS
+from dispatcher.board.streams import Streams
 from dispatcher.figures import Window
-from dispatcher.tables import history
 from dispatcher.usecases import breach_history
 from services.district.clock import Clock
 from services.district.errors import Unauthorized
@@ -42,10 +41,9 @@ TICKET_TTL = timedelta(seconds=60)
 MISSING_TICKET = (
     "missing ticket: POST /v1/ops/breaches/stream-tickets with the ops token, or send 'Authorization: Bearer <token>'"
 )
-POLL_SECONDS = 1.0
 RECENT = timedelta(hours=24)  # what a board shows when it connects
 STREAM_SECONDS = 600  # then the page reconnects with a new ticket, so a stream never outlives its check by long
-KEEP_ALIVE_POLLS = 15
+KEEP_ALIVE_SECONDS = 15.0
 
 
 class StreamTicket(BaseModel):
@@ -73,6 +71,7 @@ SSE_EVENT = {
 
 def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRouter:
     static = pages.StaticFiles(PACKAGE, ("ops.js", "ops.css"), "/ops")
+    streams = Streams(db, clock)
     env = pages.templates(PACKAGE)
     api = APIRouter()
 
@@ -105,11 +104,13 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
     api.include_router(static.router())
 
     @api.post("/v1/ops/breaches/stream-tickets", tags=["ops"], response_model=StreamTicket)
-    async def stream_ticket(request: Request, _: OpsDep) -> dict[str, Any]:
-        """A ticket that opens the breach stream for a minute. A browser's EventSource cannot
-        send an Authorization header; the ticket goes in the stream's URL instead of the token."""
+    async def stream_ticket(request: Request, who: OpsDep) -> dict[str, Any]:
+        """A ticket that opens one breach stream, within a minute. A browser's EventSource
+        cannot send an Authorization header; the ticket goes in the stream's URL instead of the
+        token."""
         authenticator: Authenticator = request.app.state.authenticator
-        return {"ticket": authenticator.issue_ticket(PURPOSE, TICKET_TTL), "expires_in": TICKET_TTL.seconds}
+        ticket = authenticator.issue_ticket(PURPOSE, TICKET_TTL, who.name)
+        return {"ticket": ticket, "expires_in": TICKET_TTL.seconds}
 
     @api.get(
         "/v1/ops/breaches/stream",
@@ -117,8 +118,9 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
         response_model=str,  # the events' text; typed under text/event-stream
         responses={
             200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}, "description": "Server-Sent Events"},
-            401: problem("no ticket or ops token, or a bad or expired one: ask for a new ticket"),
+            401: problem("no ticket or ops token, or a bad, expired or spent one: ask for a new ticket"),
             403: problem("a staff token: the stream is for ops"),
+            429: problem("this person, or this server, holds as many streams as it may"),
         },
     )
     async def stream(
@@ -135,10 +137,12 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
         Why a ticket and not the token in the URL: URLs end up in proxies' logs and the
         browser's history, and the ops token lives for days. A ticket lives a minute, opens
         only this stream (a bearer check refuses it: it has an audience) and is logged
-        nowhere (gridcall logs no URLs; metrics see only the route's template)."""
-        _authorize(request, ticket)
+        nowhere (gridcall logs no URLs; metrics see only the route's template). A ticket opens
+        one stream; a person holds a few at once (dispatcher/board/streams.py)."""
+        who, spent = _authorize(request, ticket)
+        streams.admit(who, spent)
         return StreamingResponse(
-            _events(db, clock),
+            _events(streams, db, clock, who),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -146,43 +150,38 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
     return api
 
 
-def _authorize(request: Request, ticket: str | None) -> None:
-    """A stream ticket, or else an ops bearer token (for curl and scripts)."""
+def _authorize(request: Request, ticket: str | None) -> tuple[str, dict[str, Any] | None]:
+    """Who opens the stream, and the ticket it spends: a stream ticket, or else an ops bearer
+    token (for curl and scripts)."""
     authenticator: Authenticator = request.app.state.authenticator
     if ticket is not None:
         try:
-            authenticator.verify_ticket(ticket, PURPOSE)
+            claims = authenticator.verify_ticket(ticket, PURPOSE)
         except ValueError as exc:
             raise Unauthorized(str(exc)) from None
-        return
+        return str(claims.get("name") or "ops"), claims
     token = bearer_token(request.headers.get("authorization"))
-    ops_only(authenticate(authenticator, token, missing=MISSING_TICKET))
+    return ops_only(authenticate(authenticator, token, missing=MISSING_TICKET)).name, None
 
 
-async def _events(db: Database, clock: Clock) -> AsyncIterator[str]:
-    """One cheap query a second while nothing happens: the newest history id (the primary
-    key's index); the breaches are read only when it moved."""
-
-    async def newest() -> int:
-        async with db.sessions() as s:
-            return int((await s.execute(select(func.max(history.c.id)))).scalar() or 0)
+async def _events(streams: Streams, db: Database, clock: Clock, who: str) -> AsyncIterator[str]:
+    """The snapshot, then the breaches as the shared poller sees history move (the breaches
+    are read only when it moved), a keep-alive in each quiet stretch; for STREAM_SECONDS."""
 
     def window() -> Window:
         now = clock.now()
         return Window(now - RECENT, now + RECENT, now)  # `until` ahead: ids bound what is new
 
-    seen = await newest()
-    yield "retry: 2000\n\n" + _sse("snapshot", await breach_history(db, window(), 200, through=seen), seen)
-    quiet = 0
-    for _ in range(int(STREAM_SECONDS / POLL_SECONDS)):
-        await asyncio.sleep(POLL_SECONDS)
-        top = await newest()
-        if top > seen:
-            found = await breach_history(db, window(), 1000, after=seen, through=top)
-            for breach in reversed(found):
-                yield _sse("breach", breach, breach["breach_id"])
-            seen, quiet = top, 0
-        quiet += 1
-        if quiet >= KEEP_ALIVE_POLLS:
-            yield ": keep-alive\n\n"
-            quiet = 0
+    async with streams.held(who):
+        seen = await streams.newest()
+        yield "retry: 2000\n\n" + _sse("snapshot", await breach_history(db, window(), 200, through=seen), seen)
+        ends = asyncio.get_running_loop().time() + STREAM_SECONDS
+        while (left := ends - asyncio.get_running_loop().time()) > 0:
+            top = await streams.past(seen, min(KEEP_ALIVE_SECONDS, left))
+            if top > seen:
+                found = await breach_history(db, window(), 1000, after=seen, through=top)
+                for breach in reversed(found):
+                    yield _sse("breach", breach, breach["breach_id"])
+                seen = top
+            else:
+                yield ": keep-alive\n\n"

@@ -7,6 +7,7 @@ jurisdiction (a unit removed from the district file loses its tokens), and the p
 service's to check, on every request (departments/usecases/staff.py)."""
 
 import math
+import secrets
 from collections.abc import Collection
 from datetime import timedelta
 from typing import Annotated, Any
@@ -62,16 +63,18 @@ class Authenticator:
             claims |= {"sub": "ops", "name": name or "ops"}
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
-    def issue_ticket(self, purpose: str, ttl: timedelta) -> str:
+    def issue_ticket(self, purpose: str, ttl: timedelta, name: str = "ops") -> str:
         """A short-lived ticket that opens one thing (`purpose`, its audience) and nothing else:
-        `verify` refuses it as a token, since a token has no audience."""
+        `verify` refuses it as a token, since a token has no audience. It names the person it
+        was issued to, and has an id of its own (`jti`), so that it can be used once."""
         now = self._clock.now()
-        claims = {"iss": ISSUER, "aud": purpose, "sub": "ops", "iat": now, "exp": now + ttl}
-        return jwt.encode(claims, self._secret, algorithm="HS256")
+        claims = {"iss": ISSUER, "aud": purpose, "sub": "ops", "name": name, "iat": now, "exp": now + ttl}
+        return jwt.encode({**claims, "jti": secrets.token_urlsafe(12)}, self._secret, algorithm="HS256")
 
-    def verify_ticket(self, ticket: str, purpose: str) -> None:
+    def verify_ticket(self, ticket: str, purpose: str) -> dict[str, Any]:
+        """The ticket's claims (`jti`, `exp`, `name`), if it is one for `purpose`."""
         try:
-            self._decode(ticket, audience=purpose, require=[*REQUIRED_CLAIMS, "aud"])
+            return self._decode(ticket, audience=purpose, require=[*REQUIRED_CLAIMS, "aud", "jti"])
         except jwt.PyJWTError as exc:
             raise ValueError(f"invalid ticket: {exc}; ask for a new one") from None
 

@@ -6,12 +6,14 @@ gathers a whole response before it answers, and an event stream has no end."""
 import asyncio
 import json
 import re
+from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import httpx
 import pytest
 
 from departments.adapters.asyncapi import SENT
+from dispatcher.board.streams import PER_PERSON
 from notifier.messages import Channel, Kind
 from services.delivery.tables import State
 from tests.support.apps import running
@@ -117,3 +119,28 @@ async def test_a_breach_is_streamed_as_it_is_recorded(stack):
     async with client.stream("GET", "/v1/ops/breaches/stream", headers=bearer(token())) as r:
         event, snapshot = await anext(events(r))
     assert event == "snapshot" and [b["case_id"] for b in snapshot] == [case["case_id"]]
+
+
+async def test_a_ticket_opens_one_stream_and_a_person_holds_only_a_few(stack):
+    """A leaked or replayed ticket opens nothing more, and one officer cannot hold hundreds of
+    streams (each was a poll of the database a second); closed streams free their places."""
+    client, token, _ = stack
+    url = "/v1/ops/breaches/stream"
+    ticket = (await client.post("/v1/ops/breaches/stream-tickets", headers=bearer(token()))).json()["ticket"]
+    async with client.stream("GET", url, params={"ticket": ticket}) as first:
+        reading = events(first)  # kept: a reader let go of closes its stream
+        assert first.status_code == 200 and (await anext(reading))[0] == "snapshot"
+        again = await client.get(url, params={"ticket": ticket})
+        assert again.status_code == 401 and "opened its stream already" in again.json()["detail"]
+    assert (await client.get(url, params={"ticket": ticket})).status_code == 401  # spent for good
+
+    async with AsyncExitStack() as held:
+        readers = []
+        for _ in range(PER_PERSON):
+            r = await held.enter_async_context(client.stream("GET", url, headers=bearer(token())))
+            readers.append(events(r))
+            assert r.status_code == 200 and (await anext(readers[-1]))[0] == "snapshot"
+        over = await client.get(url, headers=bearer(token()))
+        assert over.status_code == 429 and "close a board first" in over.json()["detail"]
+    async with client.stream("GET", url, headers=bearer(token())) as r:  # the places were freed
+        assert r.status_code == 200
