@@ -7,7 +7,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.messaging.bus import Bus, Message, Record
-from services.messaging.bus.kafka import KafkaBus
+from services.messaging.bus.kafka import KafkaBus, NoIdempotentProducer
 from services.messaging.bus.local import LocalBus
 from tests.support.servers import kafka_is_tansu
 
@@ -123,3 +123,13 @@ async def test_groups_are_independent(bus, topic):
             assert [r.value for r in await drain(sub, 1)] == [b"x"]
         finally:
             await sub.stop()
+
+
+@pytest.mark.skipif(not kafka_is_tansu(), reason="a broker with idempotent producers accepts one")
+async def test_idempotence_asked_of_a_broker_without_it_fails_at_start_saying_what_to_set(broker):
+    """Tansu has no idempotent producers: instead of aiokafka's bare UnknownError, the start
+    fails naming the setting to change."""
+    bus = KafkaBus(broker.bootstrap, enable_idempotence=True)
+    with pytest.raises(NoIdempotentProducer, match="GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE=false"):
+        await bus.start()
+    await bus.stop()  # nothing left to stop

@@ -4,7 +4,13 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, MessageSizeTooLargeError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
@@ -14,6 +20,10 @@ log = logging.getLogger(__name__)
 
 BATCH_BYTES = 256 * 1024
 PARTITIONER = DefaultPartitioner()  # the producer's default: the same key goes to the same partition
+
+
+class NoIdempotentProducer(RuntimeError):
+    """The broker refused to give the producer an id: it has no idempotent producers."""
 
 
 class KafkaBus:
@@ -55,7 +65,20 @@ class KafkaBus:
             max_batch_size=BATCH_BYTES,
             partitioner=PARTITIONER,
         )
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except KafkaConnectionError:
+            await self.stop()
+            raise
+        except KafkaError as exc:
+            await self.stop()
+            if not self.enable_idempotence:
+                raise
+            raise NoIdempotentProducer(
+                f"the broker at {self.bootstrap} refused an idempotent producer ({type(exc).__name__}): it has none "
+                "(Tansu, for one). Set GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE=false for such a broker; with Apache Kafka "
+                "keep it on (it needs acks=all, which gridcall sets)"
+            ) from None
 
     async def stop(self) -> None:
         if self._producer:
