@@ -5,6 +5,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import make_url
 
 from gridcall.services import METADATA, MIGRATIONS
@@ -20,6 +21,12 @@ def alembic_config(database_url: str) -> Config:
     cfg.attributes["database_url"] = database_url
     cfg.attributes["metadata"] = list(METADATA.values())
     return cfg
+
+
+def heads(service: str) -> frozenset[str]:
+    """The revision a database of `service` must be at (its branch's head), from the scripts."""
+    scripts = ScriptDirectory.from_config(alembic_config(""))
+    return frozenset(r.revision for r in scripts.get_revisions("heads") if r and service in r.branch_labels)
 
 
 def upgrade(database_url: str, service: str | None = None) -> None:

@@ -32,7 +32,7 @@ from services.district.policy import Policy
 from services.storage.db import Database
 from services.web import pages
 from services.web.auth import Authenticator, OpsDep, authenticate, bearer_token, ops_only
-from services.web.openapi import problem
+from services.web.openapi import problem, retry_after
 
 PACKAGE = "dispatcher.board"
 HEADERS = pages.headers(pages.csp(script=True))
@@ -120,7 +120,10 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
             200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}, "description": "Server-Sent Events"},
             401: problem("no ticket or ops token, or a bad, expired or spent one: ask for a new ticket"),
             403: problem("a staff token: the stream is for ops"),
-            429: problem("this person, or this server, holds as many streams as it may"),
+            429: problem(
+                "this person, or this server, holds as many streams as it may",
+                headers=retry_after("seconds until a place may be free"),
+            ),
         },
     )
     async def stream(

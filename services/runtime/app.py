@@ -4,7 +4,7 @@ the Context (services/runtime/context.py)."""
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -19,6 +19,7 @@ from services.messaging.consumer import Consumer
 from services.messaging.relay import Relay
 from services.messaging.transaction import Store
 from services.runtime.context import Context, ServiceParts
+from services.runtime.health import Alive, Readiness, failing
 from services.runtime.lifecycle import Stop
 from services.runtime.logs import CASE_ID
 from services.runtime.metrics import CONTENT_TYPE, Instrument, Metrics
@@ -40,7 +41,15 @@ async def supervise(name: str, loop: Callable[[Stop], Awaitable[None]], stop: St
         pass
 
 
-def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> FastAPI:
+def create_app(
+    ctx: Context,
+    parts: Sequence[ServiceParts],
+    *,
+    title: str,
+    heads: Mapping[str, frozenset[str]] | None = None,
+) -> FastAPI:
+    """The app of `parts`; `heads`: the migration each service's tables must be at (readiness)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.gather(*(check() for p in parts for check in p.checks))
@@ -104,6 +113,27 @@ def create_app(ctx: Context, parts: Sequence[ServiceParts], *, title: str) -> Fa
             return JSONResponse({"status": "unavailable", "database": "not answering"}, status_code=503)
         parked = await deadletters.counts(consumers)
         return JSONResponse({"status": "ok", "services": [p.name for p in parts], "deadletters": sum(parked.values())})
+
+    @app.get("/livez", tags=["ops"], response_model=Alive)
+    async def livez() -> dict[str, str]:
+        """The process answers (nothing else is asked: a liveness probe that named a dependency
+        would restart every replica in a database outage)."""
+        return {"status": "alive"}
+
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "not ready: what is missing, by check"}},
+    )
+    async def readyz() -> JSONResponse:
+        """Ready for work: the database answers and is at the migrations' head, the bus answers,
+        the relay is not stuck. A 503 names each thing missing."""
+        problems = await failing(ctx.db, ctx.bus, parts, heads or {}, ctx.settings.ready_outbox_age)
+        if problems:
+            log.warning("readyz: not ready: %s", "; ".join(f"{k}: {v}" for k, v in problems.items()))
+            return JSONResponse({"status": "not ready", "failing": problems}, status_code=503)
+        return JSONResponse({"status": "ready", "failing": {}})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -211,6 +211,9 @@ class Settings(BaseSettings):
         return self.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[self.smtp_tls]
 
     shutdown_grace: float = Field(20, gt=0, description="seconds background loops get to finish on shutdown")
+    ready_outbox_age: float = Field(
+        120, gt=0, description="seconds the oldest outbox row may wait before /readyz says the relay is stuck"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -53,6 +53,10 @@ class Bus(Protocol):
 
     async def ensure_topics(self, topics: Sequence[str]) -> None: ...
 
+    async def unready(self) -> str | None:
+        """What keeps the bus from working now (the broker does not answer), or None."""
+        ...
+
     async def publish(self, messages: Sequence[Message]) -> None:
         """Durably publish, in order; returns once the broker has acknowledged every message."""
         ...

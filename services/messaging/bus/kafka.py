@@ -85,6 +85,16 @@ class KafkaBus:
             await self._producer.stop()
             self._producer = None
 
+    async def unready(self) -> str | None:
+        """The broker answers a metadata request within two seconds, or says why not."""
+        if self._producer is None:
+            return "not started"
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), 2.0)
+        except (KafkaError, TimeoutError) as exc:
+            return f"the broker at {self.bootstrap} does not answer ({type(exc).__name__})"
+        return None
+
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
         await admin.start()

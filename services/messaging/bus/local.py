@@ -70,6 +70,10 @@ TAIL = 4096
 
 
 class LocalBus:
+    async def unready(self) -> str | None:
+        """The local bus is the service's own database: ready when it is."""
+        return None
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.db: Database | None = None
