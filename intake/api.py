@@ -117,7 +117,7 @@ async def submit_report(
     `Idempotency-Key` is the client's own (its API key, else its address): the same key from
     another client is another request, and never gets this one's tracking token."""
     if report.household_flag is not None:
-        grid_worker_only(parts.authenticator, parts.j, authorization)
+        await grid_worker_only(parts.store, parts.authenticator, parts.j, authorization)
     if idempotency_key is not None:
         client = await parts.rate_limit.client(request, request.headers.get("x-api-key"))
         idempotency_key = scoped_key(client, idempotency_key)

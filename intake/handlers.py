@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.domain import ViewChange, view_change
-from intake.tables import case_views, timeline
+from intake.tables import case_views, revoked_staff, timeline
 from services.district.events import (
     CaseAssigned,
     CaseCancelRefused,
@@ -24,6 +24,7 @@ from services.district.events import (
     CaseResolved,
     CaseWhistled,
     Event,
+    StaffRevoked,
 )
 from services.messaging.consumer import Handler
 from services.messaging.envelope import Envelope
@@ -116,8 +117,16 @@ async def on_lifecycle(tx: Tx, envelope: Envelope, event: Event) -> None:
     views.apply(event.case_id, change, envelope.time)
 
 
+async def on_staff_revoked(tx: Tx, envelope: Envelope, event: StaffRevoked) -> None:
+    """Remember the revoked account (once: a redelivery changes nothing)."""
+    known = await tx.session.scalar(select(revoked_staff.c.staff_id).where(revoked_staff.c.staff_id == event.staff_id))
+    if known is None:
+        await tx.session.execute(revoked_staff.insert().values(staff_id=event.staff_id, revoked_at=envelope.time))
+
+
 def handlers() -> dict[type[Event], Handler]:
     return {
+        StaffRevoked: on_staff_revoked,
         CaseAssigned: on_lifecycle,
         CaseClaimed: on_lifecycle,
         CaseResolved: on_lifecycle,

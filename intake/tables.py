@@ -65,6 +65,14 @@ timeline = Table(
     Index("ix_intake_timeline_at", "at"),
 )
 
+# Staff accounts departments revoked (gridcall.staff.revoked): their tokens flag no household.
+revoked_staff = Table(
+    "intake_revoked_staff",
+    metadata,
+    Column("staff_id", String(64), primary_key=True),
+    Column("revoked_at", UtcDateTime(), nullable=False),
+)
+
 idempotency_keys = Table(
     "intake_idempotency_keys",
     metadata,

@@ -39,7 +39,7 @@ from intake.domain import (
     token_hash,
     token_matches,
 )
-from intake.tables import case_views, idempotency_keys, reports, timeline
+from intake.tables import case_views, idempotency_keys, reports, revoked_staff, timeline
 from services.district.errors import Forbidden, NotFound
 from services.district.events import (
     CaseCancelRequested,
@@ -401,16 +401,29 @@ async def request_cancel(store: Store, case_id: str, reason: str) -> None:
         tx.emit(CaseCancelRequested(case_id=case_id, reason=reason))
 
 
-def grid_worker_only(authenticator: Authenticator, j: Jurisdiction, authorization: str | None) -> None:
-    """Only a grid worker (a grid unit's staff token) may flag a household."""
+async def grid_worker_only(
+    store: Store, authenticator: Authenticator, j: Jurisdiction, authorization: str | None
+) -> None:
+    """Only a grid worker (a grid unit's staff token, of an account departments has not
+    revoked: gridcall.staff.revoked) may flag a household."""
     token = bearer_token(authorization)
     try:
         principal = authenticator.verify(token) if token else None
     except ValueError:
         principal = None
     unit = j.unit(principal.unit_id) if principal and principal.unit_id else None
-    if unit is None or unit.kind is not UnitKind.GRID:
+    if principal is None or unit is None or unit.kind is not UnitKind.GRID:
         raise Forbidden(
             "household_flag can only be set by a grid worker: send a grid unit's staff token "
             "as 'Authorization: Bearer <token>'",
+        )
+    async with store.db.sessions() as s:
+        revoked = await s.scalar(
+            select(revoked_staff.c.revoked_at).where(revoked_staff.c.staff_id == principal.staff_id)
+        )
+    if revoked is not None:
+        raise Forbidden(
+            "household_flag: this grid worker's account was revoked, and its token flags nothing; "
+            "ask for a new account (gridcall staff add)",
+            code="token_revoked",
         )

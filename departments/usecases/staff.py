@@ -19,7 +19,7 @@ from departments.domain import TicketStatus
 from departments.tables import staff, tickets
 from services.district.clock import Clock
 from services.district.errors import Conflict, Invalid, NotFound, Unauthorized
-from services.district.events import CaseHolderChanged, Holder, Reach
+from services.district.events import CaseHolderChanged, Holder, Reach, StaffRevoked
 from services.district.jurisdiction import Jurisdiction
 from services.district.principal import Principal
 from services.district.text import not_blank, words
@@ -189,6 +189,7 @@ class Accounts:
                 )
                 if tx is not None:
                     await _tell_holds(tx, row.staff_id, None)
+                    tx.emit(StaffRevoked(case_id=f"staff:{row.staff_id}", staff_id=row.staff_id, unit_id=row.unit_id))
         return await self.get(row.staff_id)
 
     @asynccontextmanager

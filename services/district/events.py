@@ -246,6 +246,18 @@ class CaseHolderChanged(Event):
     holder: Holder | None = None
 
 
+class StaffRevoked(Event):
+    """A staff account no longer stands: departments revoked it (its tokens are refused there
+    at once). Intake keeps the revoked ids, so that a revoked grid worker's token cannot flag a
+    household either. Not about a case: `case_id` carries the account as the partition key
+    (`staff:<staff_id>`), so one account's events keep their order."""
+
+    type = "gridcall.staff.revoked"
+    stream = Stream.CASES
+    staff_id: str
+    unit_id: str
+
+
 class CaseHandlerReported(Event):
     """One handler of a jointly handled case reported its result; the case may still wait for others."""
 

@@ -30,13 +30,13 @@ async def test_tables_behind_their_head_are_not_ready_and_say_to_migrate(embedde
         try:
             async with db.transaction() as s:
                 await s.execute(
-                    text("UPDATE alembic_version SET version_num = 'intake_0003' WHERE version_num = 'intake_0004'")
+                    text("UPDATE alembic_version SET version_num = 'intake_0004' WHERE version_num = 'intake_0005'")
                 )
         finally:
             await db.dispose()
         r = await app.client.get("/readyz")
         assert r.status_code == 503 and set(r.json()["failing"]) == {"migrations"}
-        assert r.json()["failing"]["migrations"] == "not at intake_0004: run gridcall migrate"
+        assert r.json()["failing"]["migrations"] == "not at intake_0005: run gridcall migrate"
         assert (await app.client.get("/livez")).status_code == 200  # alive all the same: no restart
 
 

@@ -113,6 +113,33 @@ async def test_only_a_grid_worker_may_flag_a_household_and_the_flag_raises_prior
     assert ticket["priority"] == "urgent"
 
 
+async def test_a_revoked_grid_worker_flags_no_household(stack):
+    """Departments revokes the account; intake hears of it (gridcall.staff.revoked) and refuses
+    the token's flag, as departments refuses the token itself."""
+    client, token, _ = stack
+    ops = bearer(token())
+    r = await client.post("/v1/staff", headers=ops, json={"unit_id": "U-G11", "name": "赵网格员", "role": "handler"})
+    assert r.status_code in (200, 201), r.text
+    worker, staff_id = bearer(r.json()["token"]), r.json()["staff_id"]
+    body = {
+        "category": "garbage",
+        "description": "独居老人家门口",
+        "location": IN_G11,
+        "household_flag": "blue",
+        "insist": True,
+    }
+    assert (await client.post("/v1/reports", json=body, headers=worker)).status_code == 202
+    assert (await client.post(f"/v1/staff/{staff_id}/revoke", headers=ops)).status_code == 200
+
+    async def refused():
+        r = await client.post("/v1/reports", json=body, headers=worker)
+        return r if r.status_code != 202 else None
+
+    r = await eventually(refused)
+    assert r.status_code == 403 and r.json()["code"] == "token_revoked" and "revoked" in r.json()["detail"]
+    assert (await client.post("/v1/reports", json={**body, "household_flag": None}, headers=worker)).status_code == 202
+
+
 async def test_ops_see_a_supervised_breach_with_its_history_and_can_filter(stack):
     client, token, clock = stack
     case, ticket = await report_and_ticket(client, token, "bus_stop", "D-BUS")
