@@ -15,7 +15,7 @@ from services.runtime.settings import Settings
 def build_app(settings: Settings, names: Sequence[str] | None = None, *, clock: Clock | None = None) -> FastAPI:
     names = list(names or BOOTSTRAP)
     one = names[0] if len(names) == 1 else None
-    ctx = build_context(settings, clock=clock, name=f"gridcall-{one}" if one else "gridcall")
+    ctx = build_context(settings, clock=clock, name=f"gridcall-{one}" if one else "gridcall", service=one)
     parts = [BOOTSTRAP[n](ctx) for n in names]
     title = f"gridcall {one}" if one else "gridcall"
     return create_app(ctx, parts, title=title, heads={n: heads(n) for n in names})

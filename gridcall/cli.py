@@ -127,7 +127,7 @@ def migrate(
 ) -> None:
     """Bring the database schema up to date."""
     settings = load_settings()
-    migrations.upgrade(settings.db_url, service.value if service else None)
+    migrations.upgrade_services(settings, service.value if service else None)
     typer.echo(f"gridcall: schema up to date ({service.value if service else 'all services'})")
 
 
@@ -146,7 +146,7 @@ def _welcome(settings: Settings, port: int) -> None:
         supervisor = await accounts.named(community.unit_id, "Demo supervisor", create=True, role=StaffRole.SUPERVISOR)
         return accounts.token(handler), accounts.token(supervisor)
 
-    handler, supervisor = with_database(lambda db: demo_tokens(Accounts(db, SystemClock(), auth, j)))
+    handler, supervisor = with_database(lambda db: demo_tokens(Accounts(db, SystemClock(), auth, j)), "departments")
     typer.echo(
         f"""
 gridcall (embedded) on {url}   data in {settings.var_dir.resolve()}

@@ -9,6 +9,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import make_url
 
 from gridcall.services import METADATA, MIGRATIONS
+from services.runtime.settings import Settings
 
 HERE = Path(__file__).parent / "alembic"
 
@@ -27,6 +28,21 @@ def heads(service: str) -> frozenset[str]:
     """The revision a database of `service` must be at (its branch's head), from the scripts."""
     scripts = ScriptDirectory.from_config(alembic_config(""))
     return frozenset(r.revision for r in scripts.get_revisions("heads") if r and service in r.branch_labels)
+
+
+def upgrade_services(settings: Settings, service: str | None = None) -> None:
+    """Every service's tables (or one service's) up to date, each in its own database
+    (Settings.db_url_of); the services that share a database are brought up together."""
+    names = [service] if service else list(MIGRATIONS)
+    shared: dict[str, list[str]] = {}
+    for name in names:
+        shared.setdefault(settings.db_url_of(name), []).append(name)
+    for url, together in shared.items():
+        if len(together) == len(MIGRATIONS):
+            upgrade(url)
+        else:
+            for name in together:
+                upgrade(url, name)
 
 
 def upgrade(database_url: str, service: str | None = None) -> None:

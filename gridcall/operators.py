@@ -181,7 +181,7 @@ def _with_adapter_ops(work: Callable[[AdapterOps], Awaitable[T]]) -> T:
     settings = load_settings()
     j = _checked(lambda: load_jurisdiction(settings.jurisdiction_file))
     try:
-        return with_database(lambda db: work(AdapterOps(db, SystemClock(), j)))
+        return with_database(lambda db: work(AdapterOps(db, SystemClock(), j)), "departments")
     except DomainError as exc:
         typer.echo(f"gridcall: {exc.message}", err=True)
         raise typer.Exit(2) from None
@@ -203,7 +203,9 @@ def _with_accounts(work: Callable[[Accounts], Awaitable[T]]) -> T:
     auth = _checked(lambda: authenticator_for(settings, j))
     try:
         clock = SystemClock()
-        return with_database(lambda db: work(Accounts(db, clock, auth, j, store_of(db, clock, settings))))
+        return with_database(
+            lambda db: work(Accounts(db, clock, auth, j, store_of(db, clock, settings))), "departments"
+        )
     except DomainError as exc:
         typer.echo(f"gridcall: {exc.message}", err=True)
         raise typer.Exit(2) from None
@@ -217,7 +219,7 @@ def authenticator_for(settings: Settings, j: Jurisdiction) -> Authenticator:
 def open311_key_create(name: Annotated[str, typer.Argument(help="who the key is for, e.g. the app's name")]) -> None:
     """Issue an API key and print it (only its hash is stored: keep it now)."""
     try:
-        key = with_database(lambda db: keys.create_api_key(db, SystemClock(), name))
+        key = with_database(lambda db: keys.create_api_key(db, SystemClock(), name), "intake")
     except ValueError as exc:
         typer.echo(f"gridcall: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -227,7 +229,7 @@ def open311_key_create(name: Annotated[str, typer.Argument(help="who the key is 
 @open311_app.command("revoke")
 def open311_key_revoke(name: str) -> None:
     """Stop accepting the named key."""
-    if not with_database(lambda db: keys.revoke_api_key(db, name)):
+    if not with_database(lambda db: keys.revoke_api_key(db, name), "intake"):
         typer.echo(f"gridcall: no Open311 API key named {name!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"gridcall: revoked the Open311 API key {name!r}")
@@ -258,17 +260,18 @@ def deadletter_redrive(
 
 
 def _with_consumers(work: Callable[[list[Consumer]], Awaitable[T]]) -> T:
-    """Run `work` with every service's consumer, built as the services build them, against
-    the configured database (the bus is not needed: handling only writes to the outbox)."""
+    """Run `work` with every service's consumer, built as the services build them, each on its
+    service's database (the bus is not needed: handling only writes to the outbox)."""
     settings = load_settings()
-    migrations.upgrade(settings.db_url)
+    migrations.upgrade_services(settings)
 
     async def run() -> T:
-        ctx = build_context(settings, name="gridcall-cli")
+        contexts = {name: build_context(settings, name="gridcall-cli", service=name) for name in BOOTSTRAP}
         try:
-            return await work([c for build in BOOTSTRAP.values() for c in build(ctx).consumers])
+            return await work([c for name, build in BOOTSTRAP.items() for c in build(contexts[name]).consumers])
         finally:
-            await ctx.db.dispose()
+            for ctx in contexts.values():
+                await ctx.db.dispose()
 
     try:
         return asyncio.run(run())
@@ -277,13 +280,13 @@ def _with_consumers(work: Callable[[list[Consumer]], Awaitable[T]]) -> T:
         raise typer.Exit(2) from None
 
 
-def with_database(work: Callable[[Database], Awaitable[T]]) -> T:
-    """Run `work` against the configured database, schema brought up to date first."""
+def with_database(work: Callable[[Database], Awaitable[T]], service: str) -> T:
+    """Run `work` against `service`'s database, its schema brought up to date first."""
     settings = load_settings()
-    migrations.upgrade(settings.db_url)
+    migrations.upgrade_services(settings, service)
 
     async def run() -> T:
-        db = Database(settings.db_url)
+        db = Database(settings.db_url_of(service))
         try:
             return await work(db)
         finally:

@@ -65,10 +65,13 @@ class Context:
         )
 
 
-def build_context(settings: Settings, *, clock: Clock | None = None, name: str = "gridcall") -> Context:
+def build_context(
+    settings: Settings, *, clock: Clock | None = None, name: str = "gridcall", service: str | None = None
+) -> Context:
     """`name` is how this process shows itself to PostgreSQL (`application_name`) and to the
     broker (`client_id`): `gridcall-<service>` in distributed mode, so operators can tell the
-    services' connections apart."""
+    services' connections apart. `service`: the one service this process runs, on its own
+    database if it has one (Settings.db_url_of)."""
     bus: Bus
     if settings.embedded:
         bus = LocalBus(settings.var_dir / "bus.db")
@@ -88,7 +91,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None, name: str =
     clock = clock or SystemClock()
     return Context(
         settings=settings,
-        db=Database(settings.db_url, application_name=name),
+        db=Database(settings.db_url_of(service), application_name=name),
         bus=bus,
         clock=clock,
         jurisdiction=jurisdiction,

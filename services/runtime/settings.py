@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     env: Literal["dev", "test", "prod"] = "dev"
     var_dir: Path = Path("var")
     database_url: str = ""
+    # Distributed mode: a database of each service's own (each falls back to database_url).
+    intake_database_url: str = ""
+    dispatcher_database_url: str = ""
+    departments_database_url: str = ""
+    notifier_database_url: str = ""
     kafka_bootstrap_servers: str | None = None
     kafka_enable_idempotence: bool = True
     kafka_partitions: int = Field(6, ge=1)
@@ -215,7 +220,13 @@ class Settings(BaseSettings):
         120, gt=0, description="seconds the oldest outbox row may wait before /readyz says the relay is stuck"
     )
 
-    @field_validator("database_url")
+    @field_validator(
+        "database_url",
+        "intake_database_url",
+        "dispatcher_database_url",
+        "departments_database_url",
+        "notifier_database_url",
+    )
     @classmethod
     def _known_driver(cls, url: str) -> str:
         if url and not url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
@@ -277,6 +288,12 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'gridcall.db'}"
+
+    def db_url_of(self, service: str | None) -> str:
+        """The database of `service` (GRIDCALL_<SERVICE>_DATABASE_URL), else the shared one. In
+        embedded mode (no broker) all four share one database, whose local bus they read."""
+        own: str = getattr(self, f"{service}_database_url", "") if service and not self.embedded else ""
+        return own or self.db_url
 
     @property
     def embedded(self) -> bool:
