@@ -18,6 +18,7 @@ from gridcall.app import build_app
 from gridcall.operators import (
     adapter_app,
     authenticator_for,
+    create_topics,
     deadletter_app,
     load_settings,
     open311_app,
@@ -129,6 +130,18 @@ def migrate(
     settings = load_settings()
     migrations.upgrade_services(settings, service.value if service else None)
     typer.echo(f"gridcall: schema up to date ({service.value if service else 'all services'})")
+
+
+@app.command()
+def topics() -> None:
+    """Create the bus's topics (the streams and the departments' adapter topics) with their
+    partitions and replication, as the setup job does before the services start."""
+    settings = load_settings()
+    if settings.embedded:
+        typer.echo("gridcall: embedded mode has no broker (set GRIDCALL_KAFKA_BOOTSTRAP_SERVERS)", err=True)
+        raise typer.Exit(2)
+    names = create_topics(settings)
+    typer.echo(f"gridcall: {len(names)} topics with {settings.kafka_partitions} partitions each: {', '.join(names)}")
 
 
 def _welcome(settings: Settings, port: int) -> None:

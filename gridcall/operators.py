@@ -22,6 +22,7 @@ from gridcall.services import BOOTSTRAP
 from intake import keys
 from services.district.clock import SystemClock
 from services.district.errors import DomainError, Invalid
+from services.district.events import Stream
 from services.district.jurisdiction import Jurisdiction, JurisdictionError, load_jurisdiction
 from services.district.policy import PolicyError
 from services.messaging import deadletters
@@ -257,6 +258,23 @@ def deadletter_redrive(
     typer.echo(result.model_dump_json(indent=2))
     if result.failed:
         raise typer.Exit(1)
+
+
+def create_topics(settings: Settings) -> list[str]:
+    """The topics the services use, made on the broker where missing; their names."""
+
+    async def run() -> list[str]:
+        contexts = {name: build_context(settings, name="gridcall-setup", service=name) for name in BOOTSTRAP}
+        try:
+            own = [t for name, build in BOOTSTRAP.items() for t in build(contexts[name]).topics]
+            names = list(dict.fromkeys([*(settings.topic(s) for s in Stream), *own]))
+            await contexts["intake"].bus.ensure_topics(names)
+            return names
+        finally:
+            for ctx in contexts.values():
+                await ctx.db.dispose()
+
+    return asyncio.run(run())
 
 
 def _with_consumers(work: Callable[[list[Consumer]], Awaitable[T]]) -> T:

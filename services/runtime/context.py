@@ -81,6 +81,8 @@ def build_context(
             settings.kafka_bootstrap_servers,
             enable_idempotence=settings.kafka_enable_idempotence,
             partitions=settings.kafka_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            min_insync_replicas=settings.kafka_min_insync_replicas,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
             client_id=name,

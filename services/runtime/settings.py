@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = None
     kafka_enable_idempotence: bool = True
     kafka_partitions: int = Field(6, ge=1)
+    kafka_replication_factor: int = Field(
+        1, ge=1, description="replicas of each topic gridcall creates (3 in production)"
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of each topic gridcall creates (2 with 3 replicas); the broker's if unset",
+    )
     kafka_session_timeout_ms: int = Field(10_000, ge=1_000)
     kafka_rebalance_timeout_ms: int = Field(5_000, ge=1_000)
     topic_prefix: str = Field("gridcall", pattern=r"^[A-Za-z0-9._-]+$")

@@ -33,6 +33,8 @@ class KafkaBus:
         *,
         enable_idempotence: bool = True,
         partitions: int = 6,
+        replication_factor: int = 1,
+        min_insync_replicas: int | None = None,
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int = 5_000,
         client_id: str = "gridcall",
@@ -41,6 +43,8 @@ class KafkaBus:
         self.client_id = client_id
         self.enable_idempotence = enable_idempotence
         self.partitions = partitions
+        self.replication_factor = replication_factor
+        self.topic_configs = {"min.insync.replicas": str(min_insync_replicas)} if min_insync_replicas else {}
         self.group_timeouts = {
             "session_timeout_ms": session_timeout_ms,
             "rebalance_timeout_ms": rebalance_timeout_ms,
@@ -104,7 +108,10 @@ class KafkaBus:
             if missing:
                 try:
                     await admin.create_topics(
-                        [NewTopic(t, num_partitions=self.partitions, replication_factor=1) for t in missing]
+                        [
+                            NewTopic(t, self.partitions, self.replication_factor, topic_configs=self.topic_configs)
+                            for t in missing
+                        ]
                     )
                 except TopicAlreadyExistsError:
                     pass
