@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test unit integration e2e fault fuzz bench bench-quick bench-backlog wrk chromium asyncapi-specs lint fmt migrate up down clean
+.PHONY: run test unit integration e2e fault fuzz bench bench-quick bench-backlog wrk chromium compose asyncapi-specs lint fmt migrate up down clean
 
 # The AsyncAPI 3.0 JSON Schema, from npm's @asyncapi/specs: tests/unit/test_asyncapi.py validates docs/asyncapi.yaml with it.
 ASYNCAPI_SPECS := .cache/asyncapi-specs
@@ -24,11 +24,11 @@ run: $(STAMP)                 ## all services in one process on http://127.0.0.1
 # clock with the wall clock passes on the day it was written and fails on another.
 CLOCK_YEARS ?= 7
 
-test: $(STAMP) chromium asyncapi-specs  ## the whole suite: unit, integration (PostgreSQL + broker), e2e
+test: $(STAMP) chromium asyncapi-specs compose  ## the whole suite: unit, integration (PostgreSQL + broker), e2e
 	GRIDCALL_TEST_CLOCK_YEARS=-$(CLOCK_YEARS) $(BIN)/pytest -q
 	GRIDCALL_TEST_CLOCK_YEARS=+$(CLOCK_YEARS) $(BIN)/pytest -q -m frozen_clock
 
-unit: $(STAMP) asyncapi-specs
+unit: $(STAMP) asyncapi-specs compose
 	$(BIN)/pytest -q tests/unit
 
 integration: $(STAMP)
@@ -57,6 +57,9 @@ wrk:                          ## the HTTP load generator, from Debian's packages
 
 chromium:                     ## the browser, its driver and a Chinese font for the console's browser test (Debian packages)
 	@command -v chromium >/dev/null && test -x /usr/bin/chromedriver || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei)
+
+compose:                      ## docker-compose (Debian's), which validates docker-compose.yml without an engine
+	@command -v docker-compose >/dev/null || (apt-get update -qq && apt-get install -y -qq docker-compose)
 
 asyncapi-specs: $(ASYNCAPI_SCHEMA)
 
