@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test unit integration e2e fault fuzz bench bench-quick bench-backlog wrk chromium compose asyncapi-specs lint fmt migrate up down clean
+.PHONY: run test unit integration e2e fault faults fuzz bench bench-quick bench-backlog wrk chromium compose asyncapi-specs lint fmt migrate up down clean
 
 # The AsyncAPI 3.0 JSON Schema, from npm's @asyncapi/specs: tests/unit/test_asyncapi.py validates docs/asyncapi.yaml with it.
 ASYNCAPI_SPECS := .cache/asyncapi-specs
@@ -39,6 +39,10 @@ e2e: $(STAMP) chromium
 
 fault: $(STAMP)               ## 10,000 due SLA timers, two dispatcher processes, one killed with -9
 	GRIDCALL_FAULT_CASES=10000 $(BIN)/pytest -q -s tests/e2e/test_timer_failover.py
+
+faults: $(STAMP)              ## the fault table: each scenario 20 times (make test runs each once); JSON in bench/results/
+	GRIDCALL_FAULT_RUNS=$${GRIDCALL_FAULT_RUNS:-20} GRIDCALL_FAULT_BROKER_PAUSE=30 GRIDCALL_FAULT_TABLE=bench/results \
+		$(BIN)/pytest -q -s tests/faults
 
 fuzz: $(STAMP)                ## schemathesis over every operation, embedded and distributed, 500 examples each
 	GRIDCALL_FUZZ_EXAMPLES=500 $(BIN)/pytest -q tests/unit/test_whole_api_fuzz.py tests/e2e/test_fuzz_distributed.py

@@ -1,0 +1,222 @@
+"""The fault suite's machinery: a distributed gridcall (intake, two dispatchers, departments,
+the notifier, each a process) on a database and topics of each run's own, a steady stream of
+reports under seconds-long SLA limits, one fault injected at a random moment, and the checker
+that counts, from the databases, what was accepted, lost and doubled, and how long the system
+took to catch up once the fault ended."""
+
+import asyncio
+import json
+import random
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from gridcall.migrate import upgrade
+from tests.support.cluster import Cluster, Process, base_env, distributed_settings, gridcall_args
+from tests.support.journey import STREETLIGHT_G11
+from tests.support.policies import demo_policy_with
+from tests.support.servers import Broker, free_port, scratch_database
+from tests.support.waiting import eventually
+
+# Limits of seconds: reports breach and escalate while the fault is on.
+QUICK = {"garbage": {tier: {"response": "3s", "resolution": "1h"} for tier in ("grid", "community", "street")}}
+RATE = 15.0  # reports a second
+SECONDS = 12.0  # of load; the fault starts between 3 s and 6 s into it
+CATCH_UP = 90.0  # seconds the system gets, after the load, to bring every accepted case to a handler
+
+
+@dataclass
+class Run:
+    scenario: str
+    accepted: int = 0
+    lost: int = 0
+    doubled: int = 0
+    recovery: float = 0.0  # seconds from the fault's end until every case accepted by then had a handler
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class System:
+    """A run's processes, database and broker, and when its fault ended."""
+
+    cluster: Cluster
+    db_url: str
+    broker: Broker
+    env: dict[str, str]
+    log_dir: Path
+    fault_ended: float = 0.0
+
+    def restart(self, name: str) -> None:
+        self.cluster[name].start()
+
+
+Fault = Callable[[System], Awaitable[None]]
+
+
+@asynccontextmanager
+async def system(pg_admin: str, broker: Broker, log_dir: Path) -> AsyncIterator[System]:
+    """The run's database (made, migrated and dropped in a thread: each step runs an event loop
+    of its own) and processes."""
+    database = scratch_database(pg_admin)
+    db_url = await asyncio.to_thread(database.__enter__)
+    cluster = Cluster()
+    try:
+        await asyncio.to_thread(upgrade, db_url)
+        policy = demo_policy_with(log_dir / "policy.yaml", QUICK)
+        env = distributed_settings(
+            db_url,
+            broker.bootstrap,
+            f"f{uuid.uuid4().hex[:10]}",
+            GRIDCALL_TIMER_INTERVAL="0.1",
+            GRIDCALL_POLICY_FILE=str(policy),
+            GRIDCALL_SHUTDOWN_GRACE="10",
+        )
+        for name, service in (
+            ("intake", "intake"),
+            ("dispatcher", "dispatcher"),
+            ("dispatcher-2", "dispatcher"),
+            ("departments", "departments"),
+            ("notifier", "notifier"),
+        ):
+            port = free_port()
+            args = gridcall_args("serve", service, "--port", str(port))
+            cluster.processes[name] = p = Process(name, port, args, base_env(env), log_dir / f"{name}.log")
+            await asyncio.to_thread(p.start)
+        yield System(cluster, db_url, broker, env, log_dir)
+    finally:
+        await asyncio.to_thread(cluster.stop)
+        await asyncio.to_thread(database.__exit__, None, None, None)
+
+
+async def load(url: str, tag: str, answered: dict[str, str]) -> None:
+    """RATE reports a second for SECONDS, each its own case; a report whose answer did not come
+    (the server went away) is sent again with the same Idempotency-Key until it is answered,
+    as a careful client would: `answered` maps each report's key to its case."""
+    start = time.monotonic()
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+
+        async def one(n: int) -> None:
+            await asyncio.sleep(max(0.0, start + n / RATE - time.monotonic()))
+            key = f"{tag}-{n}"
+            body = {**STREETLIGHT_G11, "description": key, "insist": True}
+            for _ in range(600):
+                try:
+                    r = await client.post("/v1/reports", json=body, headers={"Idempotency-Key": key})
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.2)
+                    continue
+                if r.status_code == 202:
+                    answered[key] = r.json()["case_id"]
+                    return
+                await asyncio.sleep(0.2)  # 503 while the database is away, 429 never (no limit here)
+
+        await asyncio.gather(*(one(n) for n in range(int(RATE * SECONDS))))
+
+
+async def scalar(conn: asyncpg.Connection, sql: str, *args: Any) -> int:
+    return int(await conn.fetchval(sql, *args) or 0)
+
+
+async def check(system: System, scenario: str, answered: dict[str, str], accepted_by_end: set[str]) -> Run:
+    """Wait until every accepted case has a ticket (recovery), then count what is wrong."""
+    run = Run(scenario, accepted=len(answered))
+    conn = await asyncpg.connect(system.db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        ids = list(answered.values())
+        handled = "SELECT count(DISTINCT case_id) FROM departments_tickets WHERE case_id = ANY($1)"
+        deadline = time.monotonic() + CATCH_UP
+
+        def all_handled(cases: list[str]) -> Callable[[], Awaitable[bool]]:
+            async def probe() -> bool:
+                return await scalar(conn, handled, cases) >= len(cases)
+
+            return probe
+
+        await waited(all_handled(list(accepted_by_end)), deadline)
+        run.recovery = max(0.0, time.monotonic() - system.fault_ended)
+        await waited(all_handled(ids), deadline)
+        reported = await scalar(conn, "SELECT count(DISTINCT case_id) FROM intake_reports WHERE case_id = ANY($1)", ids)
+        run.lost = (len(ids) - reported) + (len(ids) - await scalar(conn, handled, ids))
+        doubles = {
+            "reports for one key": "SELECT count(*) FROM (SELECT description FROM intake_reports "
+            "WHERE description LIKE $1 GROUP BY description HAVING count(*) > 1) d",
+            "open lead assignments of a case": "SELECT count(*) FROM (SELECT case_id FROM dispatcher_assignments "
+            "WHERE role = 'lead' AND status IN ('open', 'claimed') GROUP BY case_id HAVING count(*) > 1) d",
+            "active tickets of a case and unit": "SELECT count(*) FROM (SELECT case_id, unit_id "
+            "FROM departments_tickets WHERE status IN ('open', 'claimed') GROUP BY 1, 2 HAVING count(*) > 1) d",
+            "breaches of one clock": "SELECT count(*) FROM (SELECT details->>'assignment_id', details->>'clock' "
+            "FROM dispatcher_history WHERE type = 'case.sla_breached' AND coalesce((details->>'repeat')::int, 0) = 0 "
+            "GROUP BY 1, 2 HAVING count(*) > 1) d",
+            "escalations from one tier of a case": "SELECT count(*) FROM (SELECT case_id, details->>'from_tier' "
+            "FROM dispatcher_history WHERE type = 'case.escalated' GROUP BY 1, 2 HAVING count(*) > 1) d",
+        }
+        tag = f"{scenario_tag(scenario)}-%"
+        for what, sql in doubles.items():
+            n = await scalar(conn, sql, tag) if "$1" in sql else await scalar(conn, sql)
+            if n:
+                run.doubled += n
+                run.notes.append(f"{n} doubled: {what}")
+        if run.lost:
+            run.notes.append(f"{run.lost} lost: accepted without a report row or a ticket after {CATCH_UP:.0f} s")
+        for table in ("intake", "dispatcher", "departments", "notifier"):
+            waiting = await scalar(conn, f"SELECT count(*) FROM {table}_outbox")
+            parked = await scalar(conn, f"SELECT count(*) FROM {table}_deadletters")
+            if parked:
+                run.notes.append(f"{parked} parked in {table}_deadletters")
+                run.lost += parked
+            if waiting:
+                run.notes.append(f"{waiting} rows still in {table}_outbox")
+    finally:
+        await conn.close()
+    return run
+
+
+async def waited(probe: Callable[[], Awaitable[bool]], deadline: float) -> None:
+    """Until `probe` holds, or the deadline passes (the checker then counts what is missing)."""
+    try:
+        await eventually(probe, timeout=max(0.1, deadline - time.monotonic()), interval=0.2)
+    except AssertionError:
+        pass
+
+
+def scenario_tag(scenario: str) -> str:
+    return "".join(c for c in scenario if c.isalnum())[:24]
+
+
+async def one_run(pg_admin: str, broker: Broker, log_dir: Path, scenario: str, fault: Fault) -> Run:
+    await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
+    async with system(pg_admin, broker, log_dir) as s:
+        answered: dict[str, str] = {}
+        streaming = asyncio.create_task(load(s.cluster["intake"].url, scenario_tag(scenario), answered))
+        await asyncio.sleep(random.uniform(3.0, 6.0))
+        await fault(s)
+        s.fault_ended = time.monotonic()
+        accepted_by_end = set(answered.values())
+        await streaming
+        return await check(s, scenario, answered, accepted_by_end)
+
+
+def table(runs: list[Run]) -> str:
+    """scenario × runs × accepted × lost × doubled × recovery p50/max, as text."""
+    lines = [f"{'scenario':<38} {'runs':>4} {'accepted':>8} {'lost':>4} {'doubled':>7} {'recovery p50':>12} {'max':>6}"]
+    for scenario in dict.fromkeys(r.scenario for r in runs):
+        mine = [r for r in runs if r.scenario == scenario]
+        rec = [r.recovery for r in mine]
+        lines.append(
+            f"{scenario:<38} {len(mine):>4} {sum(r.accepted for r in mine):>8} {sum(r.lost for r in mine):>4} "
+            f"{sum(r.doubled for r in mine):>7} {statistics.median(rec):>11.1f}s {max(rec):>5.1f}s"
+        )
+    return "\n".join(lines)
+
+
+def write(runs: list[Run], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([asdict(r) for r in runs], indent=2, ensure_ascii=False))

@@ -1,0 +1,114 @@
+"""gridcall under faults: each scenario runs the distributed system (tests/faults/harness.py)
+under a steady stream of reports with seconds-long SLA limits, injects its fault at a random
+moment, and counts what was accepted, lost and doubled, and how long the system took to catch
+up. Every scenario must lose nothing and double nothing.
+
+`make test` runs each scenario once; `make faults` runs GRIDCALL_FAULT_RUNS (20) of each and
+writes the table (printed, and as JSON under bench/results/)."""
+
+import asyncio
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.faults.harness import Fault, Run, System, one_run, table, write
+
+pytestmark = pytest.mark.e2e
+
+RUNS = int(os.environ.get("GRIDCALL_FAULT_RUNS", "1"))
+PAUSE = float(os.environ.get("GRIDCALL_FAULT_BROKER_PAUSE", "10"))  # seconds; `make faults`: 30
+RESULTS: list[Run] = []
+
+
+async def kill_a_dispatcher(s: System) -> None:
+    """kill -9 of one of two dispatchers, mid-batch; it comes back two seconds later."""
+    s.cluster["dispatcher"].kill()
+    await asyncio.sleep(2)
+    await asyncio.to_thread(s.restart, "dispatcher")
+
+
+async def kill_intake(s: System) -> None:
+    """kill -9 of intake while reports stream in; its clients send again what went unanswered."""
+    s.cluster["intake"].kill()
+    await asyncio.sleep(1)
+    await asyncio.to_thread(s.restart, "intake")
+
+
+async def kill_the_notifier(s: System) -> None:
+    """kill -9 of the notifier with deliveries in flight."""
+    s.cluster["notifier"].kill()
+    await asyncio.sleep(1)
+    await asyncio.to_thread(s.restart, "notifier")
+
+
+async def pause_the_broker(s: System) -> None:
+    """The broker frozen (SIGSTOP: Tansu keeps its log in memory, so it is paused, never restarted)."""
+    s.broker.pause()
+    try:
+        await asyncio.sleep(PAUSE)
+    finally:
+        s.broker.resume()
+
+
+async def terminate_backends(s: System) -> None:
+    """Every service's PostgreSQL connections terminated, twice a second for five seconds."""
+    admin = await asyncpg.connect(s.db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for _ in range(10):
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+
+
+async def rolling_restart(s: System) -> None:
+    """SIGTERM to every service in turn, each started again before the next goes."""
+    for name in ("dispatcher", "departments", "notifier", "dispatcher-2", "intake"):
+        process = s.cluster[name]
+        assert process.popen is not None
+        process.popen.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.popen.wait, 30)
+        await asyncio.to_thread(s.restart, name)
+
+
+SCENARIOS: dict[str, Fault] = {
+    "dispatcher kill -9 (one of two)": kill_a_dispatcher,
+    "intake kill -9 mid-stream": kill_intake,
+    "notifier kill -9": kill_the_notifier,
+    "broker paused": pause_the_broker,
+    "database backends terminated": terminate_backends,
+    "SIGTERM rolling restart": rolling_restart,
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def the_table():
+    """After the scenarios: the table, printed and written as JSON."""
+    yield
+    if RESULTS:
+        print("\n" + table(RESULTS))
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        target = os.environ.get("GRIDCALL_FAULT_TABLE")
+        if target:
+            write(RESULTS, Path(target) / f"faults-{stamp}.json")
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+async def test_nothing_accepted_is_lost_or_doubled(scenario, pg_admin, broker, tmp_path):
+    runs = []
+    for n in range(RUNS):
+        started = time.monotonic()
+        run = await one_run(pg_admin, broker, tmp_path / f"run{n}", scenario, SCENARIOS[scenario])
+        run.notes.append(f"took {time.monotonic() - started:.0f} s")
+        runs.append(run)
+        RESULTS.append(run)
+    assert all(r.accepted > 0 for r in runs)
+    assert [(r.lost, r.doubled) for r in runs] == [(0, 0)] * RUNS, [r.notes for r in runs]
