@@ -131,14 +131,16 @@ async def watch(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
     """The board's cases, one row per case (not per breach): each case that breached a limit
-    since `since` or is late now, with its category, place, an excerpt of its description,
+    since `since` (at most 30 days back) or is late now, with its category, place, an excerpt of its description,
     the path it took, what it waits on, how late it is now, and whether ops took up its
     supervision. `live`: those that need ops' eye (late now, or not yet taken up by the unit
     holding them since their last breach); `done`: resolved, closed, or taken up, with when."""
     now = ops.clock.now()
     window = window_of(since, None, now, ops.policy) if since else None
     check_places(ops.j, ops.policy, street=street, community=community, category=category)
-    start = window.since if window else now - timedelta(hours=24)
+    start = max(
+        window.since if window else now - timedelta(hours=24), now - timedelta(days=30)
+    )  # a board, not an archive
     return await usecases.watch(ops.db, now, start, limit, street=street, community=community, category=category)
 
 

@@ -503,7 +503,8 @@ async def acknowledge(db: Database, case_id: str, by: str, note: str | None, now
                 select(history).where(history.c.case_id == case_id, history.c.type.in_(WATCHED)).order_by(history.c.id)
             )
         ).all()
-        started = max((h.id for h in trail if h.type == "case.sla_breached" and h.details.get("supervised")), default=0)
+        firsts = [h for h in trail if h.type == "case.sla_breached" and not h.details.get("repeat")]
+        started = max((h.id for h in firsts if h.details.get("supervised")), default=0)  # repeat alerts start nothing
         earlier = next((h for h in trail if h.type == ACKNOWLEDGED and h.id > started), None)
         if earlier is not None:
             who = (earlier.details.get("by") or {}).get("name")

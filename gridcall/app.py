@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 from fastapi import FastAPI
 
-from gridcall.migrate import heads
+from gridcall.migrate import schema
 from gridcall.services import BOOTSTRAP
 from services.district.clock import Clock
 from services.runtime.app import create_app
@@ -18,4 +18,4 @@ def build_app(settings: Settings, names: Sequence[str] | None = None, *, clock: 
     ctx = build_context(settings, clock=clock, name=f"gridcall-{one}" if one else "gridcall", service=one)
     parts = [BOOTSTRAP[n](ctx) for n in names]
     title = f"gridcall {one}" if one else "gridcall"
-    return create_app(ctx, parts, title=title, heads={n: heads(n) for n in names})
+    return create_app(ctx, parts, title=title, schemas={n: schema(n) for n in names})

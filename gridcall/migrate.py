@@ -9,6 +9,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import make_url
 
 from gridcall.services import METADATA, MIGRATIONS
+from services.runtime.health import Schema
 from services.runtime.settings import Settings
 
 HERE = Path(__file__).parent / "alembic"
@@ -24,10 +25,14 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
-def heads(service: str) -> frozenset[str]:
-    """The revision a database of `service` must be at (its branch's head), from the scripts."""
+def schema(service: str) -> Schema:
+    """`service`'s migrations as this release has them: its branch's head, and every revision."""
     scripts = ScriptDirectory.from_config(alembic_config(""))
-    return frozenset(r.revision for r in scripts.get_revisions("heads") if r and service in r.branch_labels)
+    mine = [r for r in scripts.walk_revisions() if service in r.branch_labels]
+    return Schema(
+        heads=frozenset(r.revision for r in scripts.get_revisions("heads") if r and service in r.branch_labels),
+        known=frozenset(r.revision for r in mine),
+    )
 
 
 def upgrade_services(settings: Settings, service: str | None = None) -> None:

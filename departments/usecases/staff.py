@@ -189,7 +189,8 @@ class Accounts:
                 )
                 if tx is not None:
                     await _tell_holds(tx, row.staff_id, None)
-                    tx.emit(StaffRevoked(case_id=f"staff:{row.staff_id}", staff_id=row.staff_id, unit_id=row.unit_id))
+            if tx is not None:  # again on a second revoke: how an account revoked before intake heard of it gets there
+                tx.emit(StaffRevoked(case_id=f"staff:{row.staff_id}", staff_id=row.staff_id, unit_id=row.unit_id))
         return await self.get(row.staff_id)
 
     @asynccontextmanager

@@ -12,9 +12,9 @@ the page (the page's policy allows no other origin)."""
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -144,8 +144,9 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
         one stream; a person holds a few at once (dispatcher/board/streams.py)."""
         who, spent = _authorize(request, ticket)
         streams.admit(who, spent)
-        return StreamingResponse(
-            _events(streams, db, clock, who),
+        return Stream(
+            _events(streams, db, clock),
+            release=lambda: streams.leave(who),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -167,24 +168,45 @@ def _authorize(request: Request, ticket: str | None) -> tuple[str, dict[str, Any
     return ops_only(authenticate(authenticator, token, missing=MISSING_TICKET)).name, None
 
 
-async def _events(streams: Streams, db: Database, clock: Clock, who: str) -> AsyncIterator[str]:
+class Stream(StreamingResponse):
+    """A breach stream that gives its place back however it ends: finished, cut by the client,
+    or cancelled before its first byte (then its events were never started, and only the
+    response knows it was admitted)."""
+
+    def __init__(self, content: AsyncIterator[str], *, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.events = content
+        self.release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
+            await cast(AsyncGenerator[str, None], self.events).aclose()
+
+
+async def _events(streams: Streams, db: Database, clock: Clock) -> AsyncGenerator[str, None]:
     """The snapshot, then the breaches as the shared poller sees history move (the breaches
-    are read only when it moved), a keep-alive in each quiet stretch; for STREAM_SECONDS."""
+    are read only when it moved), and a keep-alive after each KEEP_ALIVE_SECONDS without a
+    byte sent (history may move without a breach for long); for STREAM_SECONDS."""
 
     def window() -> Window:
         now = clock.now()
         return Window(now - RECENT, now + RECENT, now)  # `until` ahead: ids bound what is new
 
-    async with streams.held(who):
-        seen = await streams.newest()
-        yield "retry: 2000\n\n" + _sse("snapshot", await breach_history(db, window(), 200, through=seen), seen)
-        ends = asyncio.get_running_loop().time() + STREAM_SECONDS
-        while (left := ends - asyncio.get_running_loop().time()) > 0:
-            top = await streams.past(seen, min(KEEP_ALIVE_SECONDS, left))
-            if top > seen:
-                found = await breach_history(db, window(), 1000, after=seen, through=top)
-                for breach in reversed(found):
-                    yield _sse("breach", breach, breach["breach_id"])
-                seen = top
-            else:
-                yield ": keep-alive\n\n"
+    loop = asyncio.get_running_loop()
+    seen = await streams.newest()
+    yield "retry: 2000\n\n" + _sse("snapshot", await breach_history(db, window(), 200, through=seen), seen)
+    ends, said = loop.time() + STREAM_SECONDS, loop.time()
+    while (left := ends - loop.time()) > 0:
+        top = await streams.past(seen, min(KEEP_ALIVE_SECONDS, left))
+        if top > seen:
+            found = await breach_history(db, window(), 1000, after=seen, through=top)
+            for breach in reversed(found):
+                yield _sse("breach", breach, breach["breach_id"])
+            said = loop.time() if found else said
+            seen = top
+        if loop.time() - said >= KEEP_ALIVE_SECONDS:
+            yield ": keep-alive\n\n"
+            said = loop.time()

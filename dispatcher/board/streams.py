@@ -1,16 +1,15 @@
 """The breach streams one dispatcher process serves, and what they may cost it.
 
-A stream ticket opens one stream: it is spent on use (its id is kept until it expires), so a
-leaked or replayed ticket opens nothing. One person holds at most `per_person` streams at once
-(a few browser tabs), the process at most `most`. However many are open, one poller reads the
-newest history id once a second and wakes them when it moves: an idle board costs the database
-nothing per viewer."""
+A stream ticket opens one stream in a process: it is spent on use there (its id is kept until it
+expires), so a leaked or replayed ticket opens nothing more on that replica; with N dispatcher
+replicas it could open one on each, within its minute. One person (the token's name) holds at
+most `per_person` streams at once in a process (a few browser tabs), the process at most `most`.
+However many are open, one poller reads the newest history id once a second and wakes them when
+it moves: an idle board costs the database nothing per viewer."""
 
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import func, select
@@ -70,14 +69,6 @@ class Streams:
         if not self.open and self.poller is not None:
             self.poller.cancel()
             self.poller = None
-
-    @asynccontextmanager
-    async def held(self, who: str) -> AsyncIterator[None]:
-        """A stream admitted for `who` (see `admit`), released when it ends, however it ends."""
-        try:
-            yield
-        finally:
-            self.leave(who)
 
     async def newest(self) -> int:
         async with self.db.sessions() as s:

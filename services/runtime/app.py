@@ -19,7 +19,7 @@ from services.messaging.consumer import Consumer
 from services.messaging.relay import Relay
 from services.messaging.transaction import Store
 from services.runtime.context import Context, ServiceParts
-from services.runtime.health import Alive, Readiness, failing
+from services.runtime.health import Alive, Readiness, Schema, readiness
 from services.runtime.lifecycle import Stop
 from services.runtime.logs import CASE_ID
 from services.runtime.metrics import CONTENT_TYPE, Instrument, Metrics
@@ -46,9 +46,9 @@ def create_app(
     parts: Sequence[ServiceParts],
     *,
     title: str,
-    heads: Mapping[str, frozenset[str]] | None = None,
+    schemas: Mapping[str, Schema] | None = None,
 ) -> FastAPI:
-    """The app of `parts`; `heads`: the migration each service's tables must be at (readiness)."""
+    """The app of `parts`; `schemas`: each service's migrations as this release knows them (readiness)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -127,13 +127,14 @@ def create_app(
         responses={503: {"model": Readiness, "description": "not ready: what is missing, by check"}},
     )
     async def readyz() -> JSONResponse:
-        """Ready for work: the database answers and is at the migrations' head, the bus answers,
-        the relay is not stuck. A 503 names each thing missing."""
-        problems = await failing(ctx.db, ctx.bus, parts, heads or {}, ctx.settings.ready_outbox_age)
-        if problems:
-            log.warning("readyz: not ready: %s", "; ".join(f"{k}: {v}" for k, v in problems.items()))
-            return JSONResponse({"status": "not ready", "failing": problems}, status_code=503)
-        return JSONResponse({"status": "ready", "failing": {}})
+        """Ready to serve: the database answers and its tables are at the migrations' head (a 503
+        names what is missing). A broker that does not answer or a stuck relay is reported in
+        `degraded` and leaves the process ready (services/runtime/health.py says why)."""
+        failing, degraded = await readiness(ctx.db, ctx.bus, parts, schemas or {}, ctx.settings.ready_outbox_age)
+        if failing or degraded:
+            log.warning("readyz: %s", "; ".join(f"{k}: {v}" for k, v in {**failing, **degraded}.items()))
+        body = {"status": "not ready" if failing else "ready", "failing": failing, "degraded": degraded}
+        return JSONResponse(body, status_code=503 if failing else 200)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

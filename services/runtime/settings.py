@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
@@ -243,6 +243,16 @@ class Settings(BaseSettings):
                 "sqlite+aiosqlite:// URL (embedded mode); leave it unset for the embedded default"
             )
         return url
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Self:
+        wanted = self.kafka_min_insync_replicas
+        if wanted is not None and wanted > self.kafka_replication_factor:
+            raise ValueError(
+                f"GRIDCALL_KAFKA_MIN_INSYNC_REPLICAS ({wanted}) cannot exceed GRIDCALL_KAFKA_REPLICATION_FACTOR "
+                f"({self.kafka_replication_factor}): no write could ever be acknowledged"
+            )
+        return self
 
     @field_validator("rate_limit")
     @classmethod

@@ -156,3 +156,15 @@ async def test_ops_take_up_a_supervision_once_and_the_board_says_who(stack):
     assert shown["acknowledged"]["note"] == "已致电公交集团"
     history = (await app.client.get(f"/v1/ops/cases/{bus['case_id']}", headers=ops)).json()["history"]
     assert [h["type"] for h in history].count("case.supervision_acknowledged") == 1
+
+    # The supervision alerts again after its repeat interval: still the same supervision, taken up once.
+    app.clock.advance(timedelta(hours=5))
+
+    async def repeated() -> list | None:
+        history = (await app.client.get(f"/v1/ops/cases/{bus['case_id']}", headers=ops)).json()["history"]
+        alerts = [h for h in history if h["type"] == "case.sla_breached" and h.get("repeat")]
+        return alerts or None
+
+    await eventually(repeated)
+    after = await app.client.post(take_up, headers=ops, json={})
+    assert after.status_code == 409 and after.json()["code"] == "already_acknowledged"

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import make_url, text
 
 from notifier.tables import outbox
-from services.runtime.health import failing
+from services.runtime.health import readiness
 from services.storage.db import Database
 from tests.support.apps import running
 from tests.support.servers import free_port
@@ -21,23 +21,30 @@ async def test_a_fresh_embedded_app_is_alive_and_ready(embedded_settings):
     async with running(embedded_settings) as app:
         assert (await app.client.get("/livez")).json() == {"status": "alive"}
         r = await app.client.get("/readyz")
-        assert r.status_code == 200 and r.json() == {"status": "ready", "failing": {}}
+        assert r.status_code == 200 and r.json() == {"status": "ready", "failing": {}, "degraded": {}}
 
 
 async def test_tables_behind_their_head_are_not_ready_and_say_to_migrate(embedded_settings):
     async with running(embedded_settings) as app:
         db = Database(embedded_settings.db_url)
-        try:
+
+        async def at(revision: str) -> None:
             async with db.transaction() as s:
                 await s.execute(
-                    text("UPDATE alembic_version SET version_num = 'intake_0004' WHERE version_num = 'intake_0005'")
+                    text("UPDATE alembic_version SET version_num = :to WHERE version_num LIKE 'intake_%'"),
+                    {"to": revision},
                 )
+
+        try:
+            await at("intake_0004")
+            r = await app.client.get("/readyz")
+            assert r.status_code == 503 and set(r.json()["failing"]) == {"migrations"}
+            assert r.json()["failing"]["migrations"] == "not at intake_0005: run gridcall migrate"
+            assert (await app.client.get("/livez")).status_code == 200  # alive all the same: no restart
+            await at("intake_0099")  # a newer release migrated them: no reason for this one to stop serving
+            assert (await app.client.get("/readyz")).status_code == 200
         finally:
             await db.dispose()
-        r = await app.client.get("/readyz")
-        assert r.status_code == 503 and set(r.json()["failing"]) == {"migrations"}
-        assert r.json()["failing"]["migrations"] == "not at intake_0005: run gridcall migrate"
-        assert (await app.client.get("/livez")).status_code == 200  # alive all the same: no restart
 
 
 async def test_an_outbox_row_waiting_past_its_limit_says_the_relay_is_stuck(embedded_settings):
@@ -47,12 +54,13 @@ async def test_an_outbox_row_waiting_past_its_limit_says_the_relay_is_stuck(embe
     notifier = SimpleNamespace(name="notifier", store=SimpleNamespace(outbox=outbox))
     bus = SimpleNamespace(unready=_answers)
     try:
-        assert await failing(db, bus, [notifier], {}, outbox_age=60) == {}  # type: ignore[arg-type]
+        assert await readiness(db, bus, [notifier], {}, outbox_age=60) == ({}, {})  # type: ignore[arg-type]
         async with db.transaction() as s:
             at = datetime.now(UTC) - timedelta(minutes=5)
             await s.execute(outbox.insert().values(topic="t", key="k", payload=b"{}", created_at=at))
-        found = await failing(db, bus, [notifier], {}, outbox_age=60)  # type: ignore[arg-type]
-        assert set(found) == {"relay"} and found["relay"].startswith("notifier's oldest outbox row has waited 3")
+        failing, degraded = await readiness(db, bus, [notifier], {}, outbox_age=60)  # type: ignore[arg-type]
+        assert failing == {} and set(degraded) == {"relay"}  # reported, and still ready to serve
+        assert degraded["relay"].startswith("notifier's oldest outbox row has waited 3")
     finally:
         await db.dispose()
 

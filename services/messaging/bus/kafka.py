@@ -6,10 +6,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     CommitFailedError,
-    KafkaConnectionError,
     KafkaError,
     MessageSizeTooLargeError,
     TopicAlreadyExistsError,
+    UnknownError,
+    UnsupportedVersionError,
+    for_code,
 )
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -71,10 +73,7 @@ class KafkaBus:
         )
         try:
             await self._producer.start()
-        except KafkaConnectionError:
-            await self.stop()
-            raise
-        except KafkaError as exc:
+        except (UnknownError, UnsupportedVersionError) as exc:  # what a broker without them answers
             await self.stop()
             if not self.enable_idempotence:
                 raise
@@ -82,7 +81,10 @@ class KafkaBus:
                 f"the broker at {self.bootstrap} refused an idempotent producer ({type(exc).__name__}): it has none "
                 "(Tansu, for one). Set GRIDCALL_KAFKA_ENABLE_IDEMPOTENCE=false for such a broker; with Apache Kafka "
                 "keep it on (it needs acks=all, which gridcall sets)"
-            ) from None
+            ) from exc
+        except KafkaError:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         if self._producer:
@@ -106,15 +108,21 @@ class KafkaBus:
             existing = set(await admin.list_topics())
             missing = [t for t in topics if t not in existing]
             if missing:
-                try:
-                    await admin.create_topics(
-                        [
-                            NewTopic(t, self.partitions, self.replication_factor, topic_configs=self.topic_configs)
-                            for t in missing
-                        ]
-                    )
-                except TopicAlreadyExistsError:
-                    pass
+                answer = await admin.create_topics(
+                    [
+                        NewTopic(t, self.partitions, self.replication_factor, topic_configs=self.topic_configs)
+                        for t in missing
+                    ]
+                )
+                # The broker answers per topic and aiokafka raises for none: a refusal (too few
+                # brokers for the replication asked, a bad config) must stop the start, not pass.
+                refused = [
+                    f"{topic}: {for_code(code).__name__}{f' ({rest[0]})' if rest and rest[0] else ''}"
+                    for topic, code, *rest in answer.topic_errors
+                    if code not in (0, TopicAlreadyExistsError.errno)
+                ]
+                if refused:
+                    raise KafkaError(f"the broker at {self.bootstrap} made no topic of: {'; '.join(refused)}")
         finally:
             await admin.close()
 
