@@ -23,7 +23,7 @@ from gridcall.migrate import upgrade
 from tests.support.cluster import Cluster, Process, base_env, distributed_settings, gridcall_args
 from tests.support.journey import STREETLIGHT_G11
 from tests.support.policies import demo_policy_with
-from tests.support.servers import Broker, free_port, scratch_database
+from tests.support.servers import Broker, PrivatePostgres, free_port, scratch_database
 from tests.support.waiting import eventually
 
 # Limits of seconds: reports breach and escalate while the fault is on.
@@ -52,6 +52,7 @@ class System:
     broker: Broker
     env: dict[str, str]
     log_dir: Path
+    postgres: PrivatePostgres | None = None  # the run's own cluster, for the faults that restart or kill it
     fault_ended: float = 0.0
 
     def restart(self, name: str) -> None:
@@ -62,7 +63,9 @@ Fault = Callable[[System], Awaitable[None]]
 
 
 @asynccontextmanager
-async def system(pg_admin: str, broker: Broker, log_dir: Path) -> AsyncIterator[System]:
+async def system(
+    pg_admin: str, broker: Broker, log_dir: Path, postgres: PrivatePostgres | None = None
+) -> AsyncIterator[System]:
     """The run's database (made, migrated and dropped in a thread: each step runs an event loop
     of its own) and processes."""
     database = scratch_database(pg_admin)
@@ -90,7 +93,7 @@ async def system(pg_admin: str, broker: Broker, log_dir: Path) -> AsyncIterator[
             args = gridcall_args("serve", service, "--port", str(port))
             cluster.processes[name] = p = Process(name, port, args, base_env(env), log_dir / f"{name}.log")
             await asyncio.to_thread(p.start)
-        yield System(cluster, db_url, broker, env, log_dir)
+        yield System(cluster, db_url, broker, env, log_dir, postgres)
     finally:
         await asyncio.to_thread(cluster.stop)
         await asyncio.to_thread(database.__exit__, None, None, None)
@@ -191,9 +194,17 @@ def scenario_tag(scenario: str) -> str:
     return "".join(c for c in scenario if c.isalnum())[:24]
 
 
-async def one_run(pg_admin: str, broker: Broker, log_dir: Path, scenario: str, fault: Fault) -> Run:
+async def one_run(
+    pg_admin: str,
+    broker: Broker,
+    log_dir: Path,
+    scenario: str,
+    fault: Fault,
+    postgres: PrivatePostgres | None = None,
+) -> Run:
+    """One run of `scenario`, on `postgres` (a private cluster) when given, else on `pg_admin`'s."""
     await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
-    async with system(pg_admin, broker, log_dir) as s:
+    async with system(postgres.admin if postgres else pg_admin, broker, log_dir, postgres) as s:
         answered: dict[str, str] = {}
         streaming = asyncio.create_task(load(s.cluster["intake"].url, scenario_tag(scenario), answered))
         await asyncio.sleep(random.uniform(3.0, 6.0))

@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import asyncpg
 import pytest
 
 from tests.faults.harness import Fault, Run, System, one_run, table, write
+from tests.support.servers import PrivatePostgres, private_postgres
 
 pytestmark = pytest.mark.e2e
 
@@ -79,6 +81,18 @@ async def rolling_restart(s: System) -> None:
         await asyncio.to_thread(s.restart, name)
 
 
+async def restart_postgres(s: System) -> None:
+    """PostgreSQL itself restarted in immediate mode: every connection gone, crash recovery."""
+    assert s.postgres is not None
+    await asyncio.to_thread(s.postgres.restart_immediately)
+
+
+async def kill_postgres(s: System) -> None:
+    """PostgreSQL's postmaster killed with -9, then started again."""
+    assert s.postgres is not None
+    await asyncio.to_thread(s.postgres.kill_9)
+
+
 SCENARIOS: dict[str, Fault] = {
     "dispatcher kill -9 (one of two)": kill_a_dispatcher,
     "intake kill -9 mid-stream": kill_intake,
@@ -86,7 +100,17 @@ SCENARIOS: dict[str, Fault] = {
     "broker paused": pause_the_broker,
     "database backends terminated": terminate_backends,
     "SIGTERM rolling restart": rolling_restart,
+    "PostgreSQL restarted (immediate)": restart_postgres,
+    "PostgreSQL killed -9": kill_postgres,
 }
+ON_A_PRIVATE_CLUSTER = {"PostgreSQL restarted (immediate)", "PostgreSQL killed -9"}
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[PrivatePostgres]:
+    """A cluster of the suite's own on a free port, for the faults that restart or kill it."""
+    with private_postgres() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -102,11 +126,12 @@ def the_table():
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-async def test_nothing_accepted_is_lost_or_doubled(scenario, pg_admin, broker, tmp_path):
+async def test_nothing_accepted_is_lost_or_doubled(scenario, pg_admin, broker, tmp_path, request):
+    postgres = request.getfixturevalue("own_postgres") if scenario in ON_A_PRIVATE_CLUSTER else None
     runs = []
     for n in range(RUNS):
         started = time.monotonic()
-        run = await one_run(pg_admin, broker, tmp_path / f"run{n}", scenario, SCENARIOS[scenario])
+        run = await one_run(pg_admin, broker, tmp_path / f"run{n}", scenario, SCENARIOS[scenario], postgres)
         run.notes.append(f"took {time.monotonic() - started:.0f} s")
         runs.append(run)
         RESULTS.append(run)

@@ -13,10 +13,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 from sqlalchemy import make_url
@@ -153,3 +155,95 @@ def kafka_broker() -> Iterator[Broker]:
 
 def kafka_is_tansu() -> bool:
     return not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's postgresql-15, beside the machine's server
+
+
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own on a free port, which it may restart or kill
+    (never the machine's shared server). Run by the `postgres` user when the tests run as
+    root: PostgreSQL refuses to run as root."""
+
+    data: Path
+    port: int
+
+    @property
+    def admin(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*as_owner, *args], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data} -c max_connections=300"
+        self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.data / "log"), "-w", "start"
+        )
+
+    def restart_immediately(self) -> None:
+        """`pg_ctl restart -m immediate`: every backend gone at once, no checkpoint; crash recovery."""
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self.start()
+
+    def kill_9(self) -> None:
+        """The server's machine dies: the postmaster and every backend killed with -9 at once,
+        then started again (crash recovery)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        doomed = [postmaster, *children(postmaster)]
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in doomed) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # A dead postmaster not yet reaped by its parent still answers kill(pid, 0), and the new
+        # one would take its lock files for a live server's: removed, as after a host's crash.
+        for lock in (self.data / "postmaster.pid", self.data / f".s.PGSQL.{self.port}.lock"):
+            lock.unlink(missing_ok=True)
+        self.start()
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A fresh cluster in a directory of its own under /tmp (pytest's are the test user's alone,
+    and the `postgres` user must reach it), removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="gridcall-pg-"))
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(root, "postgres")
+        cluster = PrivatePostgres(root / "data", free_port())
+        cluster._run(str(PG_BIN / "initdb"), "-D", str(cluster.data), "-U", "postgres", "--auth=trust", "--no-sync")
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
