@@ -30,6 +30,7 @@ from services.district.clock import SystemClock
 from services.district.jurisdiction import JurisdictionError, load_jurisdiction
 from services.district.policy import PolicyError
 from services.runtime import logs
+from services.runtime.drain import IN_FLIGHT_SECONDS, Server
 from services.runtime.settings import SECRET_FILE, SecretFileError, Settings
 
 T = TypeVar("T")
@@ -64,8 +65,7 @@ def _serve(settings: Settings, names: list[str] | None, port: int, *, welcome: b
     loop, http = _server_parts()
     logging.getLogger("gridcall").info("serving with the %s event loop and the %s HTTP parser", loop, http)
     # log_config=None: uvicorn's own lines go through the root handler, as JSON when the rest are.
-    # timeout_graceful_shutdown: an open event stream (the ops board's) would hold a shutdown for good.
-    uvicorn.run(
+    config = uvicorn.Config(
         api,
         host=settings.host,
         port=port,
@@ -74,11 +74,15 @@ def _serve(settings: Settings, names: list[str] | None, port: int, *, welcome: b
         access_log=False,
         loop=loop,
         http=http,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=IN_FLIGHT_SECONDS,
         # A client's address is the peer's, unless the peer is a proxy named as trusted.
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
     )
+    server = Server(config, api.state.draining, settings.shutdown_drain)
+    server.run()
+    if not server.started:
+        raise typer.Exit(3)  # as uvicorn.run: the port was taken, or the start-up failed
 
 
 def _freeze_start_up_objects() -> None:

@@ -1,6 +1,7 @@
 """The relay: publishes a service's committed outbox rows, in order, then deletes them."""
 
 import asyncio
+import logging
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,9 @@ from sqlalchemy import (
 from services.messaging.bus import TYPE_HEADER, Bus, Message, type_headers
 from services.messaging.transaction import Store
 from services.runtime.lifecycle import Stop
-from services.runtime.retry import Stopped, always, retry
+from services.runtime.retry import Stopped, always, describe, retry
+
+log = logging.getLogger(__name__)
 
 
 class Relay:
@@ -73,15 +76,22 @@ class Relay:
         return len(rows)
 
     async def run(self, stop: Stop) -> None:
+        """Publish until asked to stop, then once more what is left (the process's last writes),
+        in as many rounds as it takes; a failure then leaves the rows for the next start."""
         what = f"outbox relay {self.store.outbox.name}"
         while not stop:
             self.store.outbox_written.clear()
             try:  # database or broker away, or a record the broker refuses: keep the rows, try again
                 sent = await retry(self.relay_once, what=what, stop=stop, retry_on=always)
             except Stopped:
-                return
+                break
             if sent < self.batch:
                 try:
                     await asyncio.wait_for(self.store.outbox_written.wait(), self.interval)
                 except TimeoutError:
                     pass
+        try:
+            while await self.relay_once() == self.batch:
+                pass
+        except Exception as exc:  # noqa: BLE001  (the rows stay, and go out at the next start)
+            log.warning("%s: its last rows wait for the next start: %s", what, describe(exc))

@@ -19,6 +19,7 @@ from services.messaging.consumer import Consumer
 from services.messaging.relay import Relay
 from services.messaging.transaction import Store
 from services.runtime.context import Context, ServiceParts
+from services.runtime.drain import CloseWhileDraining, Draining
 from services.runtime.health import Alive, Readiness, Schema, readiness
 from services.runtime.lifecycle import Stop
 from services.runtime.logs import CASE_ID
@@ -57,24 +58,24 @@ def create_app(
         streams = [ctx.settings.topic(s) for s in Stream]
         await ctx.bus.ensure_topics(list(dict.fromkeys([*streams, *(t for p in parts for t in p.topics)])))
         loops: list[tuple[str, Callable[[Stop], Awaitable[None]]]] = []
+        relayed = [(f"{p.name}.relay", Relay(p.store, ctx.bus, interval=ctx.settings.relay_interval)) for p in parts]
         for p in parts:
-            relay = Relay(p.store, ctx.bus, interval=ctx.settings.relay_interval)
-            loops.append((f"{p.name}.relay", relay.run))
             loops += [(c.name, c.run) for c in p.consumers]
             loops += [(f"{p.name}.worker", w) for w in p.workers]
-        stop = Stop()
-        tasks = [asyncio.create_task(supervise(n, fn, stop), name=n) for n, fn in loops]
+        work, relaying = Stop(), Stop()
+        tasks = [asyncio.create_task(supervise(n, fn, work), name=n) for n, fn in loops]
+        relays = [asyncio.create_task(supervise(n, r.run, relaying), name=n) for n, r in relayed]
         try:
             yield
         finally:
-            # The server has finished its requests; the writers finish what those requests submitted.
+            # The server has finished its requests; the writers finish what those requests
+            # submitted; the consumers and workers finish their step and commit; then the relays
+            # publish what all of them wrote. Only what does not end within the grace is cancelled.
+            ends = asyncio.get_running_loop().time() + ctx.settings.shutdown_grace
             await asyncio.gather(*(g.close() for p in parts for g in p.group_commits))
-            stop.set()  # let every loop finish its step; cancel only what does not end in time
-            _, late = await asyncio.wait(tasks, timeout=ctx.settings.shutdown_grace)
-            for t in late:
-                log.warning("%s did not stop within %.0fs; cancelling it", t.get_name(), ctx.settings.shutdown_grace)
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for stop, group in ((work, tasks), (relaying, relays)):
+                stop.set()
+                await _finish(group, ends - asyncio.get_running_loop().time())
             await ctx.bus.stop()
             await ctx.db.dispose()
 
@@ -89,6 +90,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.authenticator = ctx.authenticator
+    app.state.draining = draining = Draining()
     app.state.ctx = ctx
     app.state.parts = parts
     app.state.metrics = ctx.metrics
@@ -131,6 +133,8 @@ def create_app(
         names what is missing). A broker that does not answer or a stuck relay is reported in
         `degraded` and leaves the process ready (services/runtime/health.py says why)."""
         failing, degraded = await readiness(ctx.db, ctx.bus, parts, schemas or {}, ctx.settings.ready_outbox_age)
+        if draining:
+            failing["draining"] = "asked to stop: finishing what it has, taking nothing new"
         if failing or degraded:
             log.warning("readyz: %s", "; ".join(f"{k}: {v}" for k, v in {**failing, **degraded}.items()))
         body = {"status": "not ready" if failing else "ready", "failing": failing, "degraded": degraded}
@@ -148,8 +152,20 @@ def create_app(
     renderers = {prefix: r for p in parts for prefix, r in p.error_renderers.items()}
     edge.install(app, renderers)
     describe_answers(app, own=list(renderers))
+    app.add_middleware(CloseWhileDraining, draining=draining)
     app.add_middleware(Instrument, metrics=ctx.metrics, router=app.router)  # outermost: it sees the edge's answers too
     return app
+
+
+async def _finish(tasks: Sequence["asyncio.Task[None]"], within: float) -> None:
+    """Wait for loops asked to stop; cancel those still running after `within` seconds."""
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=max(within, 0.1))
+    for t in late:
+        log.warning("%s did not stop within the shutdown grace; cancelling it", t.get_name())
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def case_in_path(request: Request) -> None:

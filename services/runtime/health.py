@@ -41,7 +41,7 @@ class Alive(BaseModel):
 
 class Readiness(BaseModel):
     status: str = Field(description="ready, or not ready")
-    failing: dict[str, str] = Field(description="what keeps it from serving, by check: database, migrations")
+    failing: dict[str, str] = Field(description="what keeps it from serving, by check: database, migrations, draining")
     degraded: dict[str, str] = Field(
         default_factory=dict, description="what is wrong without making it unready, by check: bus, relay"
     )

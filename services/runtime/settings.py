@@ -224,6 +224,13 @@ class Settings(BaseSettings):
         return self.smtp_port or {"tls": 465, "starttls": 587, "none": 25}[self.smtp_tls]
 
     shutdown_grace: float = Field(20, gt=0, description="seconds background loops get to finish on shutdown")
+    shutdown_drain: float = Field(
+        5,
+        ge=0,
+        le=300,
+        description="seconds a process asked to stop by SIGTERM keeps serving, /readyz answering 503 and every "
+        "answer closing its connection, while load balancers take it out of rotation (0: stop at once)",
+    )
     ready_outbox_age: float = Field(
         120, gt=0, description="seconds the oldest outbox row may wait before /readyz says the relay is stuck"
     )

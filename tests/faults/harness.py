@@ -64,10 +64,10 @@ Fault = Callable[[System], Awaitable[None]]
 
 @asynccontextmanager
 async def system(
-    pg_admin: str, broker: Broker, log_dir: Path, postgres: PrivatePostgres | None = None
+    pg_admin: str, broker: Broker, log_dir: Path, postgres: PrivatePostgres | None = None, **settings: str
 ) -> AsyncIterator[System]:
     """The run's database (made, migrated and dropped in a thread: each step runs an event loop
-    of its own) and processes."""
+    of its own) and processes; `settings` adds or overrides (GRIDCALL_ names)."""
     database = scratch_database(pg_admin)
     db_url = await asyncio.to_thread(database.__enter__)
     cluster = Cluster()
@@ -78,9 +78,13 @@ async def system(
             db_url,
             broker.bootstrap,
             f"f{uuid.uuid4().hex[:10]}",
-            GRIDCALL_TIMER_INTERVAL="0.1",
-            GRIDCALL_POLICY_FILE=str(policy),
-            GRIDCALL_SHUTDOWN_GRACE="10",
+            **{
+                "GRIDCALL_TIMER_INTERVAL": "0.1",
+                "GRIDCALL_POLICY_FILE": str(policy),
+                "GRIDCALL_SHUTDOWN_GRACE": "10",
+                "GRIDCALL_SHUTDOWN_DRAIN": "1",  # a SIGTERM drains, as under an orchestrator
+                **settings,
+            },
         )
         for name, service in (
             ("intake", "intake"),

@@ -67,8 +67,9 @@ def gridcall_args(*args: str) -> list[str]:
 
 def distributed_settings(db_url: str, bootstrap: str, topic_prefix: str, **more: str) -> dict[str, str]:
     """The services' settings in tests: their own database and topics, the test secret, short
-    broker timeouts (Tansu rejoins after the session timeout), a relay that polls often and a
-    rate limit out of the way; `more` adds or overrides (GRIDCALL_ names)."""
+    broker timeouts (Tansu rejoins after the session timeout), a relay that polls often, a rate
+    limit out of the way and no drain on SIGTERM (no load balancer to wait for; the drain's own
+    tests and the fault suite set one); `more` adds or overrides (GRIDCALL_ names)."""
     from tests.support.journey import TEST_SECRET
     from tests.support.servers import kafka_is_tansu
 
@@ -84,6 +85,7 @@ def distributed_settings(db_url: str, bootstrap: str, topic_prefix: str, **more:
         "GRIDCALL_RATE_LIMIT": "1000000/minute",
         "GRIDCALL_TOPIC_PREFIX": topic_prefix,
         "GRIDCALL_RELAY_INTERVAL": "0.05",
+        "GRIDCALL_SHUTDOWN_DRAIN": "0",
         **more,
     }
 
@@ -99,6 +101,7 @@ def embedded_env(var_dir: Path, **more: str) -> dict[str, str]:
         "GRIDCALL_VAR_DIR": str(var_dir),
         "GRIDCALL_RELAY_INTERVAL": "0.05",
         "GRIDCALL_RATE_LIMIT": "1000000/minute",
+        "GRIDCALL_SHUTDOWN_DRAIN": "0",
         **more,
     }
 

@@ -13,6 +13,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from services.runtime.drain import IN_FLIGHT_SECONDS
+from services.runtime.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("single-node", "city")
 SERVICES = ("intake", "dispatcher", "departments", "notifier")
@@ -49,10 +52,25 @@ def test_the_compose_file_sets_up_first_checks_readiness_and_scrapes_every_servi
     assert sorted(set(served)) == sorted(SERVICES) and served.count("dispatcher") == 2
     for name, service in ours.items():
         assert "/readyz" in " ".join(service["healthcheck"]["test"]), name
+        assert seconds(service["stop_grace_period"]) > stopping(service["environment"]), name
         assert service["depends_on"]["setup"] == {"condition": "service_completed_successfully"}, name
     scraped = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     targets = {t for c in scraped["scrape_configs"] for s in c["static_configs"] for t in s["targets"]}
     assert targets == {f"{name}:8000" for name in ours}
+
+
+def stopping(settings: dict[str, str]) -> float:
+    """The seconds a service may take from SIGTERM to its exit: the drain, the requests in flight
+    (uvicorn's graceful timeout, gridcall/cli.py) and the loops' grace."""
+    defaults = Settings.model_fields
+    drain = float(settings.get("GRIDCALL_SHUTDOWN_DRAIN", defaults["shutdown_drain"].default))
+    grace = float(settings.get("GRIDCALL_SHUTDOWN_GRACE", defaults["shutdown_grace"].default))
+    return drain + IN_FLIGHT_SECONDS + grace
+
+
+def seconds(duration: str) -> float:
+    """A compose duration such as '40s' or '1m'."""
+    return float(duration[:-1]) * {"s": 1, "m": 60}[duration[-1]]
 
 
 def rendered(overlay: str) -> list[dict[str, Any]]:
@@ -89,6 +107,8 @@ def test_each_overlay_keeps_our_rules(overlay):
         assert container["livenessProbe"]["httpGet"]["path"] == "/livez", service  # never a dependency
         assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], service
         assert pod["securityContext"]["runAsNonRoot"] is True, service
+        # SIGTERM's drain, the requests in flight and the loops' grace all fit before the SIGKILL.
+        assert pod["terminationGracePeriodSeconds"] > stopping(settings), service
         labels = d["spec"]["template"]["metadata"]["labels"]
         assert any(all(labels.get(k) == v for k, v in b.items()) for b in budgets), f"{service} has no PDB"
         if service in CONSUMERS:
