@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
 
 from dispatcher import tables
@@ -19,6 +18,7 @@ from services.district.events import CaseReported, Location, Stream
 from services.messaging.bus import Message, Record
 from services.messaging.envelope import Envelope
 from services.web.auth import Authenticator
+from tests.support.apps import lifespan
 from tests.support.cluster import base_env, gridcall_args
 from tests.support.journey import bearer
 from tests.support.staff import signed
@@ -38,7 +38,7 @@ async def dispatcher(pg_settings):
     app = build_app(pg_settings, ["dispatcher"])
     ops = Authenticator(pg_settings.secret_key.get_secret_value(), SystemClock()).issue("ops", ttl=timedelta(hours=1))
     async with (
-        LifespanManager(app),
+        lifespan(app),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://dispatcher", headers=bearer(ops)
         ) as client,

@@ -72,7 +72,7 @@ def settings(request, tmp_path_factory) -> Settings:
 
 @pytest.fixture(scope="module")
 async def stack(settings) -> AsyncIterator[Stack]:
-    async with running(settings, handlers=True, startup_timeout=60) as app:
+    async with running(settings, handlers=True) as app:
         key = await create_api_key(app.app.state.ctx.db, SystemClock(), "hostile tests")
         auth = Authenticator(TEST_SECRET, SystemClock())
         yield Stack(settings.db_url.split(":")[0], app.app, app.client, auth, key, app.tokens)

@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from asgi_lifespan import LifespanManager
 
 from gridcall.app import build_app
 from services.district.clock import SystemClock
 from services.web.auth import Authenticator
 from tests.conftest import postgres_settings
+from tests.support.apps import lifespan
 from tests.support.journey import TEST_SECRET, bearer
 from tests.support.waiting import eventually
 
@@ -200,7 +200,7 @@ async def desk(pg_url, broker) -> AsyncIterator[Desk]:
     settings = postgres_settings(pg_url, broker, f"t{uuid.uuid4().hex[:10]}")
     app = build_app(settings)
     async with (
-        LifespanManager(app, startup_timeout=60),
+        lifespan(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall", timeout=30) as client,
     ):
         ops = bearer(Authenticator(TEST_SECRET, SystemClock()).issue("ops", ttl=timedelta(hours=1)))

@@ -39,6 +39,13 @@ class Running:
     supervisors: Tokens = not_enrolled
 
 
+def lifespan(app: FastAPI) -> LifespanManager:
+    """The app's start-up and shutdown, with a loaded machine's room: asgi_lifespan's 5 s is
+    not (a CI run failed at a shutdown that took longer, its loops finishing their step under
+    load); the app's own GRIDCALL_SHUTDOWN_GRACE bounds the shutdown."""
+    return LifespanManager(app, startup_timeout=60, shutdown_timeout=60)
+
+
 @asynccontextmanager
 async def running(
     settings: Settings,
@@ -48,7 +55,6 @@ async def running(
     handlers: bool | Sequence[str] = False,
     supervisors: Sequence[str] = (),
     served: bool = False,
-    startup_timeout: float = 5,
     **overrides: object,
 ) -> AsyncIterator[Running]:
     """`build_app(settings, names, clock=clock)` started, with `overrides` (Settings fields) on
@@ -63,7 +69,7 @@ async def running(
         settings = settings.model_copy(update=overrides)
     app = build_app(settings, names, clock=clock)
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(LifespanManager(app, startup_timeout=startup_timeout))
+        await stack.enter_async_context(lifespan(app))
         if served:
             url = await stack.enter_async_context(serve(app))
             client = httpx.AsyncClient(base_url=url, timeout=10)

@@ -7,13 +7,13 @@ from typing import Any
 import httpx
 import jsonschema_rs  # comes with schemathesis
 import pytest
-from asgi_lifespan import LifespanManager
 
 from gridcall.app import build_app
 from gridcall.services import BOOTSTRAP
 from intake.keys import create_api_key
 from services.district.clock import SystemClock
 from services.web.auth import Authenticator
+from tests.support.apps import lifespan
 from tests.support.journey import bearer, case_in_status, file_report
 from tests.support.waiting import eventually
 
@@ -110,7 +110,7 @@ async def test_the_ops_case_and_the_notifications_are_typed_and_their_answers_fi
     app = build_app(embedded_settings)
     ops = bearer(Authenticator(embedded_settings.signing_key(), SystemClock()).issue("ops"))
     async with (
-        LifespanManager(app),
+        lifespan(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
     ):
         filed = await file_report(client)
@@ -178,7 +178,7 @@ async def test_open311_answers_fit_their_documented_schemas(embedded_settings):
     app = build_app(embedded_settings)
     doc = app.openapi()
     async with (
-        LifespanManager(app),
+        lifespan(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall/open311/v2") as client,
     ):
         key = await create_api_key(app.state.ctx.db, SystemClock(), "test app")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
 
 from departments.domain import TicketConflict, TicketNotFound
@@ -26,7 +25,7 @@ from services.messaging.consumer import Consumer
 from services.messaging.envelope import Envelope
 from services.runtime.context import build_context
 from services.web.messages import PROBLEMS
-from tests.support.apps import running
+from tests.support.apps import lifespan, running
 from tests.support.journey import STREETLIGHT_G11
 
 FORGED = "cleared\n2026-01-01 00:00:00,000 INFO gridcall.notifications: forged"
@@ -159,7 +158,7 @@ FIFTY_MB = 50 * 1024 * 1024
 
 async def test_a_50_mb_body_is_a_413_before_a_byte_of_it_is_read(embedded_settings):
     app = build_app(embedded_settings)
-    async with LifespanManager(app):
+    async with lifespan(app):
         chunk = b"x" * 65536
         declared = [(b"content-type", b"application/json"), (b"content-length", str(FIFTY_MB).encode())]
         status, body, pulled = await _call(app, declared, [chunk] * 800)

@@ -6,7 +6,6 @@ import asyncio
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
 
 from intake import tables
@@ -14,6 +13,7 @@ from intake.bootstrap import bootstrap as intake_bootstrap
 from intake.keys import create_api_key
 from services.runtime.app import create_app
 from services.runtime.context import build_context
+from tests.support.apps import lifespan
 from tests.support.journey import STREETLIGHT_G11
 
 ELSEWHERE = {"category": "streetlight", "description": "Dark all night", "location": {"lat": 30.5151, "lon": 114.3247}}
@@ -35,7 +35,7 @@ async def intake(embedded_settings):
     commits.apply = recorded
     app = create_app(ctx, [parts], title="gridcall intake")
     async with (
-        LifespanManager(app),
+        lifespan(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
     ):
         client.batches, client.ctx = batches, ctx  # type: ignore[attr-defined]

@@ -7,13 +7,13 @@ import json
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from typer.testing import CliRunner
 
 from gridcall.app import build_app
 from gridcall.cli import app as cli
 from services.runtime.context import build_context
 from services.runtime.settings import Settings
+from tests.support.apps import lifespan
 from tests.support.journey import bearer
 
 
@@ -95,7 +95,7 @@ def test_list_and_revoke_and_the_service_refuses_the_revoked_token_at_once(dev_e
     async def while_the_service_runs() -> None:
         app = build_app(Settings())
         async with (
-            LifespanManager(app),
+            lifespan(app),
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gridcall") as client,
         ):
             for token in (first, script):
