@@ -14,6 +14,7 @@ from sqlalchemy import (
 
 from services.messaging.bus import TYPE_HEADER, Bus, Message, type_headers
 from services.messaging.transaction import Store
+from services.runtime.failpoints import Failpoints
 from services.runtime.lifecycle import Stop
 from services.runtime.retry import Stopped, always, describe, retry
 
@@ -23,11 +24,14 @@ log = logging.getLogger(__name__)
 class Relay:
     """Publishes a service's committed outbox rows, in order, then deletes them."""
 
-    def __init__(self, store: Store, bus: Bus, *, interval: float = 0.2, batch: int = 500) -> None:
+    def __init__(
+        self, store: Store, bus: Bus, *, interval: float = 0.2, batch: int = 500, failpoints: Failpoints | None = None
+    ) -> None:
         self.store = store
         self.bus = bus
         self.interval = interval
         self.batch = batch
+        self.failpoints = failpoints or Failpoints()
         # Only one relay of a service publishes at a time, so per-case order survives replicas.
         self._lock_id = zlib.crc32(store.outbox.name.encode())
 
@@ -50,6 +54,7 @@ class Relay:
             rows = sorted(claimed.all(), key=lambda r: r.id)  # RETURNING promises no order
             if rows:
                 await self._publish(rows)
+                await self.failpoints.reach("relay.published")
         return len(rows)
 
     async def _publish(self, rows: Sequence[Any]) -> None:
@@ -71,6 +76,7 @@ class Relay:
             rows = (await conn.execute(oldest.limit(self.batch))).all()
         if rows:
             await self._publish(rows)
+            await self.failpoints.reach("relay.published")
             async with self.store.db.transaction() as s:
                 await s.execute(delete(table).where(table.c.id.in_([r.id for r in rows])))
         return len(rows)

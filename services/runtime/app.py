@@ -20,6 +20,7 @@ from services.messaging.relay import Relay
 from services.messaging.transaction import Store
 from services.runtime.context import Context, ServiceParts
 from services.runtime.drain import CloseWhileDraining, Draining
+from services.runtime.failpoints import Failpoints
 from services.runtime.health import Alive, Readiness, Schema, readiness
 from services.runtime.lifecycle import Stop
 from services.runtime.logs import CASE_ID
@@ -58,7 +59,11 @@ def create_app(
         streams = [ctx.settings.topic(s) for s in Stream]
         await ctx.bus.ensure_topics(list(dict.fromkeys([*streams, *(t for p in parts for t in p.topics)])))
         loops: list[tuple[str, Callable[[Stop], Awaitable[None]]]] = []
-        relayed = [(f"{p.name}.relay", Relay(p.store, ctx.bus, interval=ctx.settings.relay_interval)) for p in parts]
+        failpoints = Failpoints(ctx.settings.failpoints)
+        relayed = [
+            (f"{p.name}.relay", Relay(p.store, ctx.bus, interval=ctx.settings.relay_interval, failpoints=failpoints))
+            for p in parts
+        ]
         for p in parts:
             loops += [(c.name, c.run) for c in p.consumers]
             loops += [(f"{p.name}.worker", w) for w in p.workers]

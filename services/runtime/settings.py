@@ -16,6 +16,7 @@ from typing import Literal, Self
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
+from services.runtime.failpoints import parse as parse_failpoints
 from services.web.ratelimit import parse_rule
 
 SECRET_FILE = "secret_key"
@@ -231,6 +232,11 @@ class Settings(BaseSettings):
         description="seconds a process asked to stop by SIGTERM keeps serving, /readyz answering 503 and every "
         "answer closing its connection, while load balancers take it out of rotation (0: stop at once)",
     )
+    failpoints: str = Field(
+        "",
+        max_length=500,
+        description="tests only: name=seconds,... pauses at named places (services/runtime/failpoints.py)",
+    )
     ready_outbox_age: float = Field(
         120, gt=0, description="seconds the oldest outbox row may wait before /readyz says the relay is stuck"
     )
@@ -284,6 +290,13 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, secret: SecretStr | None) -> SecretStr | None:
         return secret if secret is not None and secret.get_secret_value().strip() else None
+
+    @model_validator(mode="after")
+    def _failpoints_in_tests_only(self) -> "Settings":
+        if self.failpoints and self.env != "test":
+            raise ValueError("GRIDCALL_FAILPOINTS is for tests: set it only with GRIDCALL_ENV=test")
+        parse_failpoints(self.failpoints)
+        return self
 
     @model_validator(mode="after")
     def _real_secret_in_prod(self) -> "Settings":

@@ -19,6 +19,7 @@ import pytest
 
 from tests.faults.harness import Fault, Run, System, one_run, table, write
 from tests.support.servers import PrivatePostgres, private_postgres
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +39,31 @@ async def kill_intake(s: System) -> None:
     """kill -9 of intake while reports stream in; its clients send again what went unanswered."""
     s.cluster["intake"].kill()
     await asyncio.sleep(1)
+    await asyncio.to_thread(s.restart, "intake")
+
+
+async def kill_intake_between_publish_and_delete(s: System) -> None:
+    """kill -9 of intake whose relay has put its outbox rows on the bus and not yet committed
+    their delete: intake is restarted with a failpoint that pauses its relay there
+    (services/runtime/failpoints.py), killed when its log says it paused, and started again as
+    it was. The rows go out a second time; the consumers' inboxes drop the repeats."""
+    intake = s.cluster["intake"]
+    plain = intake.env
+    await asyncio.to_thread(intake.stop)
+    intake.env = {**plain, "GRIDCALL_FAILPOINTS": "relay.published=5"}
+    logged = intake.log.stat().st_size
+    try:
+        await asyncio.to_thread(s.restart, "intake")
+
+        async def paused() -> bool:
+            with intake.log.open("rb") as log:
+                log.seek(logged)
+                return b"failpoint relay.published" in log.read()
+
+        await eventually(paused, timeout=30)
+        intake.kill()
+    finally:
+        intake.env = plain
     await asyncio.to_thread(s.restart, "intake")
 
 
@@ -96,6 +122,7 @@ async def kill_postgres(s: System) -> None:
 SCENARIOS: dict[str, Fault] = {
     "dispatcher kill -9 (one of two)": kill_a_dispatcher,
     "intake kill -9 mid-stream": kill_intake,
+    "intake kill -9 between publish and delete": kill_intake_between_publish_and_delete,
     "notifier kill -9": kill_the_notifier,
     "broker paused": pause_the_broker,
     "database backends terminated": terminate_backends,
