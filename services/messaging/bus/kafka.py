@@ -1,6 +1,8 @@
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -13,6 +15,7 @@ from aiokafka.errors import (
     UnsupportedVersionError,
     for_code,
 )
+from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
@@ -28,11 +31,41 @@ class NoIdempotentProducer(RuntimeError):
     """The broker refused to give the producer an id: it has no idempotent producers."""
 
 
+@dataclass(frozen=True)
+class Security:
+    """How the services reach the broker: TLS (`SSL`), SASL over TLS (`SASL_SSL`, a managed
+    Kafka's usual), SASL alone, or neither (`PLAINTEXT`, a private network's). The same for the
+    producer, the consumers and the admin client."""
+
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    username: str | None = None
+    password: str | None = None
+    cafile: str | None = None  # None: the system's certificate authorities
+    certfile: str | None = None  # a client certificate, for mutual TLS
+    keyfile: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """aiokafka's connection arguments."""
+        options: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.protocol in ("SSL", "SASL_SSL"):
+            tls = create_ssl_context(cafile=self.cafile, certfile=self.certfile, keyfile=self.keyfile)
+            options["ssl_context"] = tls
+        if self.protocol.startswith("SASL_"):
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.username,
+                "sasl_plain_password": self.password,
+            }
+        return options
+
+
 class KafkaBus:
     def __init__(
         self,
         bootstrap: str,
         *,
+        security: Security | None = None,
         enable_idempotence: bool = True,
         partitions: int = 6,
         replication_factor: int = 1,
@@ -43,6 +76,7 @@ class KafkaBus:
     ) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
+        self.connection = (security or Security()).options()
         self.enable_idempotence = enable_idempotence
         self.partitions = partitions
         self.replication_factor = replication_factor
@@ -65,6 +99,7 @@ class KafkaBus:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             client_id=self.client_id,
+            **self.connection,
             acks="all",
             enable_idempotence=self.enable_idempotence,
             linger_ms=0,
@@ -102,7 +137,7 @@ class KafkaBus:
         return None
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id, **self.connection)
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -164,11 +199,14 @@ class KafkaBus:
         await asyncio.gather(*sent)
 
     def subscribe(self, group: str, topics: Sequence[str]) -> "KafkaSubscription":
-        return KafkaSubscription(self.bootstrap, group, list(topics), client_id=self.client_id, **self.group_timeouts)
+        return KafkaSubscription(
+            self.bootstrap, group, list(topics), client_id=self.client_id, **self.connection, **self.group_timeouts
+        )
 
 
 class KafkaSubscription:
-    def __init__(self, bootstrap: str, group: str, topics: list[str], *, client_id: str, **group_timeouts: int) -> None:
+    def __init__(self, bootstrap: str, group: str, topics: list[str], *, client_id: str, **options: Any) -> None:
+        """`options`: the connection's (Security.options) and the group's timeouts."""
         self._consumer = AIOKafkaConsumer(
             *topics,
             bootstrap_servers=bootstrap,
@@ -176,7 +214,7 @@ class KafkaSubscription:
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            **group_timeouts,
+            **options,
         )
         self._next: dict[TopicPartition, int] = {}  # the offset after the last record fetched
 
