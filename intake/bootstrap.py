@@ -2,6 +2,7 @@
 commit), the Open311 keys and the rate limit, and the routes of its three faces: the residents'
 API, Open311 GeoReport v2 and the public results."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
@@ -15,7 +16,8 @@ from intake.public import api as public
 from intake.usecases import ReportWriter
 from services.district.events import Stream
 from services.runtime.context import Context, ServiceParts
-from services.web.ratelimit import RateLimit
+from services.web.ratelimit import MovingWindow, RateLimit, Window
+from services.web.ratewindow import DatabaseWindow
 
 NAME = "intake"
 
@@ -31,7 +33,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
         linger=ctx.settings.group_commit_linger,
     )
     keys = ApiKeys(ctx.db)
-    rate_limit = RateLimit(ctx.settings.rate_limit, known_key=keys.known)
+    rate_limit = RateLimit(ctx.settings.rate_limit, known_key=keys.known, window=rate_window(ctx))
     changed = datetime.fromtimestamp(ctx.settings.policy_file.stat().st_mtime, UTC)
     residents = api.router(store, writer, ctx.jurisdiction, ctx.policy, ctx.authenticator, rate_limit)
     georeport = open311.router(
@@ -51,3 +53,12 @@ def bootstrap(ctx: Context) -> ServiceParts:
     )
     parts.extras["reports"] = writer
     return parts
+
+
+def rate_window(ctx: Context) -> Callable[[int, float], Window]:
+    """Where the rate limit counts: in intake's database, shared by its replicas (on PostgreSQL
+    unless GRIDCALL_RATE_LIMIT_STORE=memory), or in the process's memory."""
+    store = ctx.settings.rate_limit_store
+    if store == "memory" or (store == "auto" and not ctx.db.is_postgres):
+        return MovingWindow
+    return lambda limit, seconds: DatabaseWindow(tables.rate_windows, ctx.db, ctx.clock, limit, seconds)

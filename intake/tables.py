@@ -2,6 +2,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer,
 
 from services.messaging.tables import deadletter_table, inbox_table, outbox_table
 from services.storage.db import UtcDateTime
+from services.web.ratewindow import rate_window_table
 
 metadata = MetaData()
 
@@ -94,3 +95,5 @@ open311_keys = Table(
 outbox = outbox_table(metadata, "intake")
 inbox = inbox_table(metadata, "intake")
 deadletters = deadletter_table(metadata, "intake")
+# The residents' rate limit, counted together by every intake replica (GRIDCALL_RATE_LIMIT_STORE).
+rate_windows = rate_window_table(metadata, "intake")

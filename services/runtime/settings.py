@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     )
     adapter_timeout: float = Field(10.0, gt=0, le=300, description="seconds a department's webhook may take to answer")
     rate_limit: str = Field("120/minute", description="per client (API key or IP) on residents' endpoints")
+    rate_limit_store: Literal["auto", "memory", "database"] = Field(
+        "auto",
+        description="where intake counts the rate limit: database (intake's PostgreSQL, so the limit holds across "
+        "intake replicas) or memory (each process its own); auto: database on PostgreSQL, memory on SQLite",
+    )
     trusted_proxies: str = Field(
         "",
         max_length=2000,
@@ -281,6 +286,15 @@ class Settings(BaseSettings):
     def _rate(cls, rule: str) -> str:
         parse_rule(rule)
         return rule
+
+    @model_validator(mode="after")
+    def _shared_rate_limit_on_postgres(self) -> Self:
+        if self.rate_limit_store == "database" and not self.db_url_of("intake").startswith("postgresql"):
+            raise ValueError(
+                "GRIDCALL_RATE_LIMIT_STORE=database needs intake's database on PostgreSQL; on SQLite (embedded mode, "
+                "one process) leave it unset or set memory: the process's memory holds the limit"
+            )
+        return self
 
     @field_validator("notifier_webhook_url")
     @classmethod

@@ -1,13 +1,17 @@
-"""Per-client rate limits for public endpoints: a moving window per issued API key, else per IP.
+"""Per-client rate limits for public endpoints: per issued API key, else per IP.
 
-The window lives in the process's memory: with several intake replicas each enforces its
-own share, which is what a load balancer that spreads clients evenly needs."""
+`RateLimit` asks who the client is and counts its request in a `Window`, which says whether the
+request fits. Two windows keep the count: `MovingWindow`, in the process's memory (embedded
+mode, one process: exact and free), and `services.web.ratewindow.DatabaseWindow`, in the
+service's database, so that every replica of a service counts a client's requests together
+(GRIDCALL_RATE_LIMIT_STORE)."""
 
 import hashlib
 import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import limits
 from fastapi import Request
@@ -22,11 +26,22 @@ def parse_rule(rule: str) -> limits.RateLimitItem:
         raise ValueError(f"{rule!r} is not a rate; write e.g. '120/minute' or '10/second'") from None
 
 
+class Window(Protocol):
+    """Where a rate limit counts the hits of each client, at most `limit` per `seconds`."""
+
+    async def hit(self, client: str) -> float:
+        """Count a hit and answer 0; or count nothing and answer the seconds until the client
+        may try again (more than 0)."""
+        ...
+
+
 class MovingWindow:
-    """At most `limit` hits per client in any `seconds` long: each client's hits in a deque,
-    oldest first, so a hit costs O(1). (The `limits` library's in-memory moving window inserts
-    every hit at the head of a list, O(limit) a hit, and hands an expiry scan to a thread after
-    nearly every request: under load, with its thread hops, several per cent of intake's CPU.)"""
+    """At most `limit` hits per client in any `seconds` long, in this process's memory: each
+    client's hits in a deque, oldest first, so a hit costs O(1). (The `limits` library's
+    in-memory moving window inserts every hit at the head of a list, O(limit) a hit, and hands an
+    expiry scan to a thread after nearly every request: under load, with its thread hops, several
+    per cent of intake's CPU.) Its clock is the process's monotonic one: the window is the
+    process's own, and no other process has to agree with it."""
 
     def __init__(self, limit: int, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
@@ -35,8 +50,7 @@ class MovingWindow:
         self.hits: dict[str, deque[float]] = {}
         self.swept = clock()
 
-    def hit(self, client: str) -> float:
-        """Count a hit and answer 0, or answer the seconds until the client may try again."""
+    async def hit(self, client: str) -> float:
         now = self.clock()
         if now - self.swept > self.seconds:
             self._sweep(now)
@@ -58,11 +72,17 @@ class MovingWindow:
 
 class RateLimit:
     """`known_key` tells whether an API key is one the service issued: only those get their own
-    window, so a client cannot dodge its limit by inventing keys."""
+    window, so a client cannot dodge its limit by inventing keys. `window` makes the window
+    that counts, from the rule's limit and seconds."""
 
-    def __init__(self, rule: str, known_key: Callable[[str], Awaitable[bool]] | None = None) -> None:
+    def __init__(
+        self,
+        rule: str,
+        known_key: Callable[[str], Awaitable[bool]] | None = None,
+        window: Callable[[int, float], Window] = MovingWindow,
+    ) -> None:
         self.item = parse_rule(rule)
-        self.window = MovingWindow(self.item.amount, self.item.get_expiry())
+        self.window = window(self.item.amount, self.item.get_expiry())
         self.known_key = known_key
 
     async def __call__(self, request: Request) -> None:
@@ -79,7 +99,7 @@ class RateLimit:
     async def hit(self, request: Request, api_key: str | None = None) -> None:
         """Count one request of the client."""
         client = await self.client(request, api_key)
-        if wait := self.window.hit(client):
+        if wait := await self.window.hit(client):
             retry = max(1, math.ceil(wait))
             raise RateLimited(
                 f"too many requests from this client (at most {self.item}); retry in {retry} s",

@@ -27,3 +27,11 @@ def test_environment_variables_are_read_with_the_prefix(monkeypatch):
     s = Settings()
     assert not s.embedded
     assert s.topic("cases") == "city.cases"
+
+
+def test_the_rate_limit_is_shared_in_the_database_on_postgresql_and_refused_on_sqlite(tmp_path):
+    assert Settings(var_dir=tmp_path).rate_limit_store == "auto"  # database on PostgreSQL, memory on SQLite
+    with pytest.raises(ValidationError, match="GRIDCALL_RATE_LIMIT_STORE=database needs intake's database on Postg"):
+        Settings(var_dir=tmp_path, rate_limit_store="database")
+    on_postgres = Settings(database_url="postgresql+asyncpg://gridcall@db/gridcall", rate_limit_store="database")
+    assert on_postgres.rate_limit_store == "database"
