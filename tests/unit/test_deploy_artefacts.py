@@ -5,6 +5,7 @@ against the Kubernetes schemas (`kubernetes-validate --strict`, offline), and ou
 what they say: probes, resources, disruption budgets, replicas within the partitions."""
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,10 @@ def test_the_compose_file_sets_up_first_checks_readiness_and_scrapes_every_servi
     ours = {name: s for name, s in compose.items() if s.get("image") == "gridcall:local" and name != "setup"}
     served = [s["command"][1] for s in ours.values()]
     assert sorted(set(served)) == sorted(SERVICES) and served.count("dispatcher") == 2
+    made = set(re.findall(r"CREATE DATABASE (\w+);", (ROOT / "deploy/postgres/databases.sql").read_text()))
+    env = compose["setup"]["environment"]
+    own = {env[f"GRIDCALL_{s.upper()}_DATABASE_URL"].rsplit("/", 1)[1] for s in SERVICES}
+    assert own == made and len(own) == len(SERVICES)  # a database per service, each made at the first start
     for name, service in ours.items():
         assert "/readyz" in " ".join(service["healthcheck"]["test"]), name
         assert seconds(service["stop_grace_period"]) > stopping(service["environment"]), name
