@@ -11,10 +11,10 @@ import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
 import httpx
@@ -60,6 +60,29 @@ class System:
 
 
 Fault = Callable[[System], Awaitable[None]]
+
+
+class Extra(Protocol):
+    """What a scenario brings to a run beside the system (servers the system delivers to, say):
+    settings for every process (GRIDCALL_ names), and checks of its own on the run's database,
+    after the common ones, that add to the run's counts and notes."""
+
+    settings: dict[str, str]
+
+    async def check(self, system: System, conn: asyncpg.Connection, run: Run) -> None: ...
+
+
+E = TypeVar("E", bound=Extra)
+
+
+@dataclass(frozen=True)
+class Scenario(Generic[E]):
+    """A fault that needs more than the system: `extra(log_dir)` gives, for one run, what it
+    brings (an async context: started before the processes, stopped after them), and `fault`
+    acts on the system and on it."""
+
+    fault: Callable[[System, E], Awaitable[None]]
+    extra: Callable[[Path], AbstractAsyncContextManager[E]]
 
 
 @asynccontextmanager
@@ -132,8 +155,11 @@ async def scalar(conn: asyncpg.Connection, sql: str, *args: Any) -> int:
     return int(await conn.fetchval(sql, *args) or 0)
 
 
-async def check(system: System, scenario: str, answered: dict[str, str], accepted_by_end: set[str]) -> Run:
-    """Wait until every accepted case has a ticket (recovery), then count what is wrong."""
+async def check(
+    system: System, scenario: str, answered: dict[str, str], accepted_by_end: set[str], extra: Extra | None = None
+) -> Run:
+    """Wait until every accepted case has a ticket (recovery), then count what is wrong (and
+    what `extra` finds wrong)."""
     run = Run(scenario, accepted=len(answered))
     conn = await asyncpg.connect(system.db_url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
@@ -181,6 +207,8 @@ async def check(system: System, scenario: str, answered: dict[str, str], accepte
                 run.lost += parked
             if waiting:
                 run.notes.append(f"{waiting} rows still in {table}_outbox")
+        if extra is not None:
+            await extra.check(system, conn, run)
     finally:
         await conn.close()
     return run
@@ -203,20 +231,24 @@ async def one_run(
     broker: Broker,
     log_dir: Path,
     scenario: str,
-    fault: Fault,
+    fault: Fault | Scenario[Any],
     postgres: PrivatePostgres | None = None,
 ) -> Run:
     """One run of `scenario`, on `postgres` (a private cluster) when given, else on `pg_admin`'s."""
     await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
-    async with system(postgres.admin if postgres else pg_admin, broker, log_dir, postgres) as s:
+    async with AsyncExitStack() as stack:
+        extra = await stack.enter_async_context(fault.extra(log_dir)) if isinstance(fault, Scenario) else None
+        settings = extra.settings if extra is not None else {}
+        admin = postgres.admin if postgres else pg_admin
+        s = await stack.enter_async_context(system(admin, broker, log_dir, postgres, **settings))
         answered: dict[str, str] = {}
         streaming = asyncio.create_task(load(s.cluster["intake"].url, scenario_tag(scenario), answered))
         await asyncio.sleep(random.uniform(3.0, 6.0))
-        await fault(s)
+        await (fault.fault(s, extra) if isinstance(fault, Scenario) else fault(s))
         s.fault_ended = time.monotonic()
         accepted_by_end = set(answered.values())
         await streaming
-        return await check(s, scenario, answered, accepted_by_end)
+        return await check(s, scenario, answered, accepted_by_end, extra)
 
 
 def table(runs: list[Run]) -> str:

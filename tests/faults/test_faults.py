@@ -10,14 +10,21 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.faults.harness import Fault, Run, System, one_run, table, write
+from services.delivery.signing import new_secret
+from tests.faults.harness import Fault, Run, Scenario, System, one_run, table, write
+from tests.faults.receivers import Deliveries, Department, FailingHalf, served
+from tests.support.adapters import district_with_adapters, secret_env
 from tests.support.servers import PrivatePostgres, private_postgres
 from tests.support.waiting import eventually
 
@@ -119,7 +126,93 @@ async def kill_postgres(s: System) -> None:
     await asyncio.to_thread(s.postgres.kill_9)
 
 
-SCENARIOS: dict[str, Fault] = {
+UNIT = "U-G11"  # the grid unit every report of the load is assigned to first
+FOR = 10.0  # seconds the unit's system hangs, or the webhook receiver fails half its calls
+ADAPTER_TIMEOUT = 2.0  # seconds the unit's system may take (10 by default): deliveries time out while it hangs
+# Each delivery tried up to 40 times a quarter second apart (5 s, 5 min... by default): a run's
+# backlog drains within seconds, and a receiver failing half its calls fails one 40 times in a row
+# once in 10^12.
+RETRIES = ",".join(["0s", *["250ms"] * 39])
+
+
+@dataclass
+class Receivers:
+    """The systems a run's deliveries go to, each a server of the test's own
+    (tests/faults/receivers.py): UNIT's own behind a webhook adapter, and the apps' webhook
+    receiver if the notifier's webhook is on; and the checks of what each received against the
+    deliveries tables."""
+
+    department: Department
+    webhook: FailingHalf | None
+    settings: dict[str, str]
+
+    async def check(self, system: System, conn: asyncpg.Connection, run: Run) -> None:
+        await Deliveries(
+            "adapter",
+            self.department,
+            "departments_deliveries",
+            f"destination = '{UNIT}'",
+            # every ticket of the unit was told to its system
+            missing=f"SELECT count(*) FROM departments_tickets t WHERE unit_id = '{UNIT}' AND NOT EXISTS "
+            "(SELECT 1 FROM departments_deliveries d WHERE d.destination = t.unit_id "
+            "AND d.kind = 'gridcall.case.assigned' AND d.body::jsonb #>> '{data,ticket_id}' = t.ticket_id)",
+        ).check(system, conn, run)
+        if self.webhook is not None:
+            await Deliveries(
+                "webhook",
+                self.webhook,
+                "notifier_deliveries",
+                "channel = 'webhook'",
+                # every notification goes to the webhook, whoever it is for
+                missing="SELECT count(*) FROM notifier_notifications n WHERE NOT EXISTS "
+                "(SELECT 1 FROM notifier_deliveries d WHERE d.ref = n.key AND d.channel = 'webhook')",
+            ).check(system, conn, run)
+        d = self.department
+        if d.held:
+            run.notes.append(f"adapter: {d.held} requests held while its system hung")
+        if d.overdue:
+            run.notes.append(f"adapter: {d.overdue} held requests still waiting 5 s past the sender's time-out")
+
+
+@asynccontextmanager
+async def receivers(log_dir: Path, webhook: bool = False) -> AsyncIterator[Receivers]:
+    """UNIT's system served and its adapter in the run's district; with `webhook`, the apps'
+    webhook receiver too, and the notifier's webhook on (it has every notification: some
+    seventeen a case under this load, so only the scenario about it has it)."""
+    keys = {"unit": new_secret(), "webhook": new_secret()}
+    department = Department(keys["unit"], ADAPTER_TIMEOUT)
+    receiver = FailingHalf(keys["webhook"]) if webhook else None
+    async with AsyncExitStack() as stack:
+        unit_url = await stack.enter_async_context(served(department))
+        adapter = {"url": unit_url, "secret_env": secret_env(UNIT)}
+        district = await asyncio.to_thread(district_with_adapters, log_dir / "district.yaml", {UNIT: adapter})
+        settings = {
+            "GRIDCALL_JURISDICTION_FILE": str(district),
+            secret_env(UNIT): keys["unit"],
+            "GRIDCALL_ADAPTER_TIMEOUT": str(ADAPTER_TIMEOUT),
+            "GRIDCALL_DELIVERY_RETRY_SCHEDULE": RETRIES,
+        }
+        if receiver is not None:
+            settings["GRIDCALL_NOTIFIER_WEBHOOK_URL"] = await stack.enter_async_context(served(receiver))
+            settings["GRIDCALL_NOTIFIER_WEBHOOK_SECRET"] = keys["webhook"]
+        yield Receivers(department, receiver, settings)
+
+
+async def hang_the_adapter(s: System, r: Receivers) -> None:
+    """UNIT's system holds every delivery unanswered for FOR seconds (each times out after
+    ADAPTER_TIMEOUT and is tried again), then answers again, the held ones first."""
+    await r.department.hang(FOR)
+    assert r.department.held, "the unit's system hung while nothing was sent to it: the scenario tested nothing"
+
+
+async def fail_half_the_webhooks(s: System, r: Receivers) -> None:
+    """The apps' webhook receiver answers every other call 500 for FOR seconds."""
+    assert r.webhook is not None
+    await r.webhook.fail_half(FOR)
+    assert r.webhook.count(500), "the webhook receiver failed no call: the scenario tested nothing"
+
+
+SCENARIOS: dict[str, Fault | Scenario[Any]] = {
     "dispatcher kill -9 (one of two)": kill_a_dispatcher,
     "intake kill -9 mid-stream": kill_intake,
     "intake kill -9 between publish and delete": kill_intake_between_publish_and_delete,
@@ -129,6 +222,8 @@ SCENARIOS: dict[str, Fault] = {
     "SIGTERM rolling restart": rolling_restart,
     "PostgreSQL restarted (immediate)": restart_postgres,
     "PostgreSQL killed -9": kill_postgres,
+    f"department adapter hangs {FOR:.0f} s": Scenario(hang_the_adapter, receivers),
+    f"webhook fails half its calls {FOR:.0f} s": Scenario(fail_half_the_webhooks, partial(receivers, webhook=True)),
 }
 ON_A_PRIVATE_CLUSTER = {"PostgreSQL restarted (immediate)", "PostgreSQL killed -9"}
 
