@@ -35,15 +35,19 @@ class Relay:
         # Only one relay of a service publishes at a time, so per-case order survives replicas.
         self._lock_id = zlib.crc32(store.outbox.name.encode())
 
-    async def relay_once(self) -> int:
+    async def relay_once(self, *, wait: bool = False) -> int:
         """Publish the oldest outbox rows. They are claimed and deleted in one statement, in a
         transaction that commits only once the bus has acknowledged them all: a failure to
-        publish rolls the delete back, and the rows go out again (the inbox drops repeats)."""
+        publish rolls the delete back, and the rows go out again (the inbox drops repeats).
+        While another replica's relay publishes, this one publishes nothing, or with `wait`
+        waits its turn (the last rounds at a stop, when no later round would come)."""
         if not self.store.db.is_postgres:
             return await self._relay_outside_the_write_lock()
         table = self.store.outbox
         async with self.store.db.transaction() as s:
-            if not await s.scalar(select(func.pg_try_advisory_xact_lock(self._lock_id))):
+            if wait:
+                await s.execute(select(func.pg_advisory_xact_lock(self._lock_id)))
+            elif not await s.scalar(select(func.pg_try_advisory_xact_lock(self._lock_id))):
                 return 0
             oldest = select(table.c.id).order_by(table.c.id).limit(self.batch)
             claimed = await s.execute(
@@ -97,7 +101,7 @@ class Relay:
                 except TimeoutError:
                     pass
         try:
-            while await self.relay_once() == self.batch:
+            while await self.relay_once(wait=True) == self.batch:
                 pass
         except Exception as exc:  # noqa: BLE001  (the rows stay, and go out at the next start)
             log.warning("%s: its last rows wait for the next start: %s", what, describe(exc))

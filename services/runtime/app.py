@@ -76,11 +76,14 @@ def create_app(
             # The server has finished its requests; the writers finish what those requests
             # submitted; the consumers and workers finish their step and commit; then the relays
             # publish what all of them wrote. Only what does not end within the grace is cancelled.
-            ends = asyncio.get_running_loop().time() + ctx.settings.shutdown_grace
+            loop = asyncio.get_running_loop()
+            grace = ctx.settings.shutdown_grace
+            ends = loop.time() + grace
             await asyncio.gather(*(g.close() for p in parts for g in p.group_commits))
-            for stop, group in ((work, tasks), (relaying, relays)):
-                stop.set()
-                await _finish(group, ends - asyncio.get_running_loop().time())
+            work.set()
+            await _finish(tasks, ends - loop.time() - max(1.0, grace / 4))  # a quarter kept for the relays
+            relaying.set()
+            await _finish(relays, ends - loop.time())
             await ctx.bus.stop()
             await ctx.db.dispose()
 

@@ -27,7 +27,9 @@ IN_FLIGHT_SECONDS = 5  # for the requests in flight once the listener closes (an
 
 class Draining:
     """Whether, and since when, the process drains. Set from a signal handler: a plain value,
-    read by the requests and by the server's tick."""
+    read by the requests and by the server's tick. Its time is the process's monotonic clock,
+    not the injected one: it measures how long this process has waited, not a time of the
+    domain (a test's frozen clock would never let the drain end)."""
 
     def __init__(self) -> None:
         self.since: float | None = None

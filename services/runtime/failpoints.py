@@ -9,6 +9,7 @@ The places:
 
 import asyncio
 import logging
+import math
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,12 @@ def parse(spec: str) -> dict[str, float]:
         if name not in PLACES:
             raise ValueError(f"no failpoint {name!r}: the places are {', '.join(sorted(PLACES))}")
         try:
-            pauses[name] = float(seconds)
+            pause = float(seconds)
         except ValueError:
-            raise ValueError(f"failpoint {name}: {seconds!r} is not seconds") from None
+            pause = math.nan
+        if not 0 <= pause < math.inf:
+            raise ValueError(f"failpoint {name}: {seconds!r} is not seconds")
+        pauses[name] = pause
     return pauses
 
 

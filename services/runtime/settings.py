@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from services.runtime.failpoints import parse as parse_failpoints
@@ -55,9 +55,9 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = Field(None, description="CA certificates for the broker's TLS (else the system's)")
-    kafka_ssl_certfile: Path | None = Field(None, description="a client certificate, for mutual TLS")
-    kafka_ssl_keyfile: Path | None = Field(None, description="the client certificate's key")
+    kafka_ssl_cafile: FilePath | None = Field(None, description="CAs to trust for the broker's TLS; else the system's")
+    kafka_ssl_certfile: FilePath | None = Field(None, description="a client certificate, for mutual TLS")
+    kafka_ssl_keyfile: FilePath | None = Field(None, description="the client certificate's key")
     topic_prefix: str = Field("gridcall", pattern=r"^[A-Za-z0-9._-]+$")
     jurisdiction_file: Path = DATA_DIR / "district.yaml"
     policy_file: Path = DATA_DIR / "policy.yaml"
@@ -336,6 +336,14 @@ class Settings(BaseSettings):
             )
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             raise ValueError("GRIDCALL_KAFKA_SSL_CERTFILE and GRIDCALL_KAFKA_SSL_KEYFILE go together (mutual TLS)")
+        tls = self.kafka_ssl_cafile or self.kafka_ssl_certfile
+        if tls and not protocol.endswith("SSL"):  # an operator who named a CA expects TLS, not plaintext
+            raise ValueError(f"TLS files are set but GRIDCALL_KAFKA_SECURITY_PROTOCOL={protocol}: set SSL or SASL_SSL")
+        if self.kafka_sasl_username and not protocol.startswith("SASL_"):
+            raise ValueError(
+                f"SASL credentials are set but GRIDCALL_KAFKA_SECURITY_PROTOCOL={protocol}: "
+                "set SASL_SSL or SASL_PLAINTEXT"
+            )
         return self
 
     @model_validator(mode="after")

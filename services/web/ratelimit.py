@@ -21,9 +21,12 @@ from services.district.errors import RateLimited
 
 def parse_rule(rule: str) -> limits.RateLimitItem:
     try:
-        return limits.parse(rule)
+        item = limits.parse(rule)
     except ValueError:
         raise ValueError(f"{rule!r} is not a rate; write e.g. '120/minute' or '10/second'") from None
+    if item.amount < 1:
+        raise ValueError(f"{rule!r} lets nothing through; write at least '1/minute'")
+    return item
 
 
 class Window(Protocol):

@@ -34,8 +34,11 @@ the first request of a new window; that is one period's clients at most.
 
 When the database does not answer, a hit fails open: the request goes on uncounted, since a
 resident's report must not fail because of its rate limit. A warning says so at most once a
-minute, with how many requests went uncounted; it never names a client."""
+minute, with how many requests went uncounted; it never names a client. So does one that takes
+longer than PATIENCE (a stalled database, a pool whose connections are all taken)."""
 
+import asyncio
+import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,6 +58,8 @@ log = logging.getLogger(__name__)
 # connecting, a refused or dropped connection.
 UNANSWERED = (SQLAlchemyError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 WARN_EVERY = timedelta(minutes=1)
+PATIENCE = 0.25  # seconds a hit may take; a stalled database or a full pool lets the request on uncounted
+CLIENT_CHARS = 100  # the column's length: a longer client is counted by its hash
 
 
 def rate_window_table(metadata: MetaData, prefix: str) -> Table:
@@ -63,7 +68,12 @@ def rate_window_table(metadata: MetaData, prefix: str) -> Table:
     return Table(
         f"{prefix}_rate_windows",
         metadata,
-        Column("client", String(100), primary_key=True, doc="ip:<address>, or key:<SHA-256 of an issued API key>"),
+        Column(
+            "client",
+            String(CLIENT_CHARS),
+            primary_key=True,
+            doc="ip:<address>, key:<SHA-256 of an issued API key>, or sha256:<of a longer one>",
+        ),
         Column("window_start", UtcDateTime(), primary_key=True),
         Column("hits", Integer, nullable=False, doc="the hits counted in the window: refused ones are not"),
     )
@@ -118,9 +128,11 @@ class DatabaseWindow:
         current = datetime.fromtimestamp(start, UTC)
         previous = current - timedelta(seconds=self.seconds)
         weight = previous_weight(elapsed, self.seconds)
+        if len(client) > CLIENT_CHARS:  # an address a trusted proxy passed on as it came: any length
+            client = "sha256:" + hashlib.sha256(client.encode()).hexdigest()
         values = {"client": client, "current": current, "previous": previous, "weight": weight, "limit": self.limit}
         try:
-            async with self.db.engine.connect() as conn:
+            async with asyncio.timeout(PATIENCE), self.db.engine.connect() as conn:
                 autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 row = (await autocommit.execute(self.statement, values)).one()
         except UNANSWERED as exc:
@@ -140,7 +152,7 @@ class DatabaseWindow:
 
     async def _prune(self, *, before: datetime) -> None:
         try:
-            async with self.db.engine.connect() as conn:
+            async with asyncio.timeout(PATIENCE), self.db.engine.connect() as conn:
                 autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 await autocommit.execute(delete(self.table).where(self.table.c.window_start < before))
         except UNANSWERED as exc:

@@ -5,9 +5,10 @@ connections, and both dispatchers asked to stop at once in the middle of their b
 A stopping process answers `/readyz` 503 (`draining`) and closes every connection after its
 answer for the drain's seconds, then stops listening, finishes what is in flight and, before
 it exits, commits its consumers' work and publishes its outbox. So no client sees a connection
-cut under a request it had sent (a refused connection is a request never sent: it goes again,
-as to another replica), the process leaves nothing in its outbox, and nothing accepted is lost
-or doubled."""
+cut under a request it had sent (the clients stand behind a load balancer that stops sending to
+the replica half a second after its /readyz first says 503; a refused connection is a request
+never sent: it goes again, as to another replica), the process leaves nothing in its outbox, and
+nothing accepted is lost or doubled."""
 
 import asyncio
 import signal
@@ -20,6 +21,7 @@ import pytest
 
 from tests.faults.harness import System, check, scenario_tag, system
 from tests.support.journey import STREETLIGHT_G11
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -39,9 +41,10 @@ class Clients:
     cut: list[str] = field(default_factory=list)
 
 
-async def stream(url: str, tag: str, seconds: float, seen: Clients) -> None:
-    """CLIENTS clients for `seconds`; a report goes again with its Idempotency-Key until it is
-    answered (a careful client), so that the count of what was accepted is exact."""
+async def stream(url: str, tag: str, seconds: float, seen: Clients, routed: asyncio.Event) -> None:
+    """CLIENTS clients for `seconds`, behind a load balancer that sends a request on only while
+    `routed` is set; a report goes again with its Idempotency-Key until it is answered (a
+    careful client), so that the count of what was accepted is exact."""
     ends = time.monotonic() + seconds
     async with httpx.AsyncClient(base_url=url, timeout=10, limits=httpx.Limits(max_keepalive_connections=CLIENTS)) as c:
 
@@ -51,6 +54,7 @@ async def stream(url: str, tag: str, seconds: float, seen: Clients) -> None:
                 key = f"{tag}-{n}-{sent}"
                 body = {**STREETLIGHT_G11, "description": key, "insist": True}
                 while True:
+                    await routed.wait()
                     try:
                         r = await c.post("/v1/reports", json=body, headers={"Idempotency-Key": key})
                     except httpx.ConnectError:  # nothing listens: the request was never sent
@@ -72,23 +76,35 @@ async def stream(url: str, tag: str, seconds: float, seen: Clients) -> None:
         await asyncio.gather(*(client(n) for n in range(CLIENTS)))
 
 
-async def stopped(s: System, name: str) -> tuple[float, str]:
-    """SIGTERM to `name`, watching its /readyz while it drains: (seconds until it exited, what
-    /readyz said while it could)."""
+async def stopped(s: System, name: str, routed: asyncio.Event | None = None) -> tuple[float, str]:
+    """SIGTERM to `name`, watching its /readyz while it drains, as a load balancer does: half a
+    second after the first 503 it stops routing to it (clears `routed`). (Seconds until the
+    process exited, what /readyz said while it could.)"""
     process = s.cluster[name]
     assert process.popen is not None
     said = ""
+    loop = asyncio.get_running_loop()
+    leaving: asyncio.TimerHandle | None = None
     started = time.monotonic()
     process.popen.send_signal(signal.SIGTERM)
     async with httpx.AsyncClient(base_url=process.url, timeout=2) as probe:
         while process.popen.poll() is None:
             try:
                 r = await probe.get("/readyz")
+                if r.status_code == 503 and routed is not None and routed.is_set() and not leaving:
+                    leaving = loop.call_later(0.5, routed.clear)
                 said = f"{r.status_code} {r.json()['failing'].get('draining', '')}"
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.2)
     return time.monotonic() - started, said
+
+
+async def flowing(seen: Clients, at_least: int = 30) -> None:
+    async def enough() -> bool:
+        return len(seen.answered) >= at_least
+
+    await eventually(enough)
 
 
 async def outbox_rows(s: System, service: str) -> int:
@@ -111,14 +127,17 @@ async def test_intake_stopped_mid_stream_drains_and_no_client_sees_a_cut_request
     async with system(
         pg_admin, broker, tmp_path, GRIDCALL_SHUTDOWN_DRAIN=str(DRAIN), GRIDCALL_SHUTDOWN_GRACE=str(GRACE)
     ) as s:
-        load = asyncio.create_task(stream(s.cluster["intake"].url, scenario_tag("drain-intake"), 10, seen))
-        await asyncio.sleep(3)
+        routed = asyncio.Event()
+        routed.set()
+        load = asyncio.create_task(stream(s.cluster["intake"].url, scenario_tag("drain-intake"), 10, seen, routed))
+        await flowing(seen)
         before = len(seen.answered)
-        took, said = await stopped(s, "intake")
+        took, said = await stopped(s, "intake", routed)
         finished_cleanly(s, "intake")
         assert await outbox_rows(s, "intake") == 0  # what it accepted was published before it exited
         served_while_draining = len(seen.answered) - before
         await asyncio.to_thread(s.restart, "intake")
+        routed.set()
         await load
         run = await check(s, "drain-intake", seen.answered, set(seen.answered.values()))
 
@@ -135,8 +154,10 @@ async def test_both_dispatchers_stopped_mid_batch_commit_and_publish_before_they
     async with system(
         pg_admin, broker, tmp_path, GRIDCALL_SHUTDOWN_DRAIN=str(DRAIN), GRIDCALL_SHUTDOWN_GRACE=str(GRACE)
     ) as s:
-        load = asyncio.create_task(stream(s.cluster["intake"].url, scenario_tag("drain-dispatch"), 10, seen))
-        await asyncio.sleep(3)
+        routed = asyncio.Event()
+        routed.set()
+        load = asyncio.create_task(stream(s.cluster["intake"].url, scenario_tag("drain-dispatch"), 10, seen, routed))
+        await flowing(seen)
         (took, said), (took_2, _) = await asyncio.gather(stopped(s, "dispatcher"), stopped(s, "dispatcher-2"))
         for name in ("dispatcher", "dispatcher-2"):
             finished_cleanly(s, name)

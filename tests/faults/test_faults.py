@@ -71,7 +71,17 @@ async def kill_intake_between_publish_and_delete(s: System) -> None:
         intake.kill()
     finally:
         intake.env = plain
+    # The kill rolled the delete back: the published rows are in the outbox still, to go again.
+    assert await outbox_rows(s, "intake") > 0
     await asyncio.to_thread(s.restart, "intake")
+
+
+async def outbox_rows(s: System, service: str) -> int:
+    conn = await asyncpg.connect(s.db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {service}_outbox"))
+    finally:
+        await conn.close()
 
 
 async def kill_the_notifier(s: System) -> None:

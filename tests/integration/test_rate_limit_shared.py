@@ -72,6 +72,14 @@ async def accepted(limit: RateLimit, request: Request, times: int = 1) -> list[s
     return answers
 
 
+async def test_a_client_longer_than_the_column_is_counted_by_its_hash_not_let_through(replicas):
+    """A trusted proxy passes an address on as it came: any length."""
+    address = "2001:db8::" + "f" * 200
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": [], "client": (address, 40000)})
+    answers = await accepted(replicas[0], request, 10) + await accepted(replicas[1], request)
+    assert answers[:10] == [None] * 10 and answers[10] is not None
+
+
 async def test_two_replicas_hold_one_limit_together(replicas):
     a, b = replicas
     resident = someone()

@@ -178,17 +178,22 @@ class PrivatePostgres:
 
     def _run(self, *args: str) -> None:
         as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*as_owner, *args], check=True, capture_output=True, timeout=60)
+        done = subprocess.run([*as_owner, *args], capture_output=True, text=True, timeout=90)
+        if done.returncode:
+            log = self.data / "log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(args)} failed: {done.stderr.strip()}\n{tail}")
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data} -c max_connections=300"
         self._run(
-            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.data / "log"), "-w", "start"
+            str(PG_BIN / "pg_ctl"),
+            *("-D", str(self.data), "-o", options, "-l", str(self.data / "log"), "-w", "-t", "60", "start"),
         )
 
     def restart_immediately(self) -> None:
         """`pg_ctl restart -m immediate`: every backend gone at once, no checkpoint; crash recovery."""
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "-t", "60", "stop")
         self.start()
 
     def kill_9(self) -> None:
@@ -209,8 +214,16 @@ class PrivatePostgres:
         self.start()
 
     def stop(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        """A fast stop; if it does not come, every process of the cluster killed (never left
+        running over a data directory about to be removed)."""
+        try:
+            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop")
+        except (RuntimeError, subprocess.TimeoutExpired):
+            if (self.data / "postmaster.pid").exists():
+                postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+                for pid in [postmaster, *children(postmaster)]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
 
 
 def children(pid: int) -> list[int]:
@@ -243,8 +256,8 @@ def private_postgres() -> Iterator[PrivatePostgres]:
             shutil.chown(root, "postgres")
         cluster = PrivatePostgres(root / "data", free_port())
         cluster._run(str(PG_BIN / "initdb"), "-D", str(cluster.data), "-U", "postgres", "--auth=trust", "--no-sync")
-        cluster.start()
         try:
+            cluster.start()
             yield cluster
         finally:
             cluster.stop()

@@ -248,3 +248,5 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after(embedded_setting
 def test_a_rate_that_is_not_a_rate_is_refused_at_start_up():
     with pytest.raises(ValueError, match="120/minute"):
         Settings(rate_limit="lots")
+    with pytest.raises(ValueError, match="lets nothing through"):
+        Settings(rate_limit="0/minute")

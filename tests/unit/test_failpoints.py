@@ -23,6 +23,8 @@ def test_only_a_tests_settings_may_name_failpoints(tmp_path):
     [
         ("relay.nowhere=1", "no failpoint 'relay.nowhere': the places are relay.published"),
         ("relay.published=x", "not seconds"),
+        ("relay.published=inf", "not seconds"),
+        ("relay.published=-1", "not seconds"),
     ],
 )
 def test_a_failpoint_that_is_not_one_is_refused_naming_it(tmp_path, spec, says):

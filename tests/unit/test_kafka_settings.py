@@ -28,6 +28,16 @@ def test_sasl_over_tls_gives_the_credentials_and_a_context_trusting_the_ca_file(
         kafka_sasl_password="s3cret",
         kafka_ssl_cafile=cert,
     )
+    assert "s3cret" not in repr(
+        kafka_security(
+            Settings(
+                kafka_bootstrap_servers="kafka:9092",
+                kafka_security_protocol="SASL_SSL",
+                kafka_sasl_username="gridcall",
+                kafka_sasl_password="s3cret",
+            )
+        )
+    )
     context = given.pop("ssl_context")
     assert isinstance(context, ssl.SSLContext) and context.verify_mode is ssl.CERT_REQUIRED
     assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "localhost"),),)]
@@ -54,8 +64,11 @@ def test_sasl_over_tls_gives_the_credentials_and_a_context_trusting_the_ca_file(
             },
             "sends the broker's password in clear",
         ),
-        ({"kafka_ssl_certfile": "/etc/cert.pem"}, "CERTFILE and GRIDCALL_KAFKA_SSL_KEYFILE go together"),
+        ({"kafka_ssl_certfile": __file__}, "CERTFILE and GRIDCALL_KAFKA_SSL_KEYFILE go together"),
         ({"kafka_security_protocol": "TLS"}, "kafka_security_protocol"),
+        ({"kafka_ssl_cafile": __file__}, "TLS files are set but GRIDCALL_KAFKA_SECURITY_PROTOCOL=PLAINTEXT"),
+        ({"kafka_sasl_username": "u", "kafka_sasl_password": "p"}, "SASL credentials are set but"),
+        ({"kafka_security_protocol": "SSL", "kafka_ssl_cafile": "/nowhere/ca.pem"}, "kafka_ssl_cafile"),
     ],
 )
 def test_what_cannot_work_is_refused_saying_what_to_set(settings, says):

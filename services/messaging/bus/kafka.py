@@ -1,7 +1,7 @@
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -40,7 +40,7 @@ class Security:
     protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "SCRAM-SHA-512"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     cafile: str | None = None  # None: the system's certificate authorities
     certfile: str | None = None  # a client certificate, for mutual TLS
     keyfile: str | None = None
