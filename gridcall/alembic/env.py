@@ -21,7 +21,9 @@ def _configure(connection) -> None:  # type: ignore[no-untyped-def]
 
 
 async def _run() -> None:
-    engine = create_engine(URL)  # the services' own: SQLite files are in WAL mode from the start
+    # The services' own (SQLite files are in WAL mode from the start), with no limit on how long a
+    # statement may take: an index built on a year of cases takes what it takes.
+    engine = create_engine(URL, command_timeout=None)
     async with engine.connect() as conn:
         await conn.run_sync(_configure)
         await conn.commit()

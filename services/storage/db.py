@@ -16,8 +16,18 @@ from sqlalchemy.ext.asyncio import (
 
 from services.storage import sqlite
 
+# A connection whose server has gone silent (a network partition, a half-open connection after a
+# failover) is noticed only by the client's own clock: without these, a relay, a consumer or a
+# worker waiting on one waited until the process stopped (tests/faults, the database black-holed
+# and half-open through tests/support/faultproxy.py). The migrations, whose statements may take
+# longer, pass command_timeout=None.
+CONNECT_TIMEOUT = 10.0  # seconds to connect (asyncpg's default: 60)
+COMMAND_TIMEOUT = 30.0  # seconds a statement may take
 
-def create_engine(url: str, *, application_name: str | None = None, **kwargs: Any) -> AsyncEngine:
+
+def create_engine(
+    url: str, *, application_name: str | None = None, command_timeout: float | None = COMMAND_TIMEOUT, **kwargs: Any
+) -> AsyncEngine:
     """`application_name` names the connections in PostgreSQL's `pg_stat_activity`. A failed
     statement's error never shows its parameters: they may be a resident's contact, and errors
     end up in log lines and dead letters.
@@ -27,7 +37,9 @@ def create_engine(url: str, *, application_name: str | None = None, **kwargs: An
     would otherwise settle on a generic plan after five runs: one made while a table was empty
     keeps scanning it whole as it grows, until an autovacuum analyses it. In a burst on a fresh
     database the consumers' batch loads (`case_id = ANY($1)`) and the delivery workers' claim
-    took 10–30 ms each for this; a custom plan costs a fraction of a millisecond."""
+    took 10–30 ms each for this; a custom plan costs a fraction of a millisecond.
+
+    A connection and a statement wait at most CONNECT_TIMEOUT and COMMAND_TIMEOUT (above)."""
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
 
@@ -42,7 +54,10 @@ def create_engine(url: str, *, application_name: str | None = None, **kwargs: An
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
-    server = kwargs.setdefault("connect_args", {}).setdefault("server_settings", {})
+    connection = kwargs.setdefault("connect_args", {})
+    connection.setdefault("timeout", CONNECT_TIMEOUT)
+    connection.setdefault("command_timeout", command_timeout)
+    server = connection.setdefault("server_settings", {})
     server.setdefault("plan_cache_mode", "force_custom_plan")
     if application_name:
         server["application_name"] = application_name

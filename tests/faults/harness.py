@@ -21,6 +21,7 @@ import httpx
 
 from gridcall.migrate import upgrade
 from tests.support.cluster import Cluster, Process, base_env, distributed_settings, gridcall_args
+from tests.support.faultproxy import FaultProxy
 from tests.support.journey import STREETLIGHT_G11
 from tests.support.policies import demo_policy_with
 from tests.support.servers import Broker, PrivatePostgres, free_port, scratch_database
@@ -53,6 +54,7 @@ class System:
     env: dict[str, str]
     log_dir: Path
     postgres: PrivatePostgres | None = None  # the run's own cluster, for the faults that restart or kill it
+    db_proxy: FaultProxy | None = None  # between the services and the database, for the network's faults
     fault_ended: float = 0.0
 
     def restart(self, name: str) -> None:
@@ -87,18 +89,28 @@ class Scenario(Generic[E]):
 
 @asynccontextmanager
 async def system(
-    pg_admin: str, broker: Broker, log_dir: Path, postgres: PrivatePostgres | None = None, **settings: str
+    pg_admin: str,
+    broker: Broker,
+    log_dir: Path,
+    postgres: PrivatePostgres | None = None,
+    db_proxy: bool = False,
+    **settings: str,
 ) -> AsyncIterator[System]:
     """The run's database (made, migrated and dropped in a thread: each step runs an event loop
-    of its own) and processes; `settings` adds or overrides (GRIDCALL_ names)."""
+    of its own) and processes; `settings` adds or overrides (GRIDCALL_ names). With `db_proxy`
+    the services reach the database through a FaultProxy (System.db_proxy); the migrations and
+    the checker reach it directly."""
     database = scratch_database(pg_admin)
     db_url = await asyncio.to_thread(database.__enter__)
     cluster = Cluster()
+    proxy: FaultProxy | None = None
     try:
+        if db_proxy:
+            proxy = FaultProxy.in_front_of(db_url)
         await asyncio.to_thread(upgrade, db_url)
         policy = demo_policy_with(log_dir / "policy.yaml", QUICK)
         env = distributed_settings(
-            db_url,
+            proxy.route(db_url) if proxy else db_url,
             broker.bootstrap,
             f"f{uuid.uuid4().hex[:10]}",
             **{
@@ -120,9 +132,11 @@ async def system(
             args = gridcall_args("serve", service, "--port", str(port))
             cluster.processes[name] = p = Process(name, port, args, base_env(env), log_dir / f"{name}.log")
             await asyncio.to_thread(p.start)
-        yield System(cluster, db_url, broker, env, log_dir, postgres)
+        yield System(cluster, db_url, broker, env, log_dir, postgres, proxy)
     finally:
         await asyncio.to_thread(cluster.stop)
+        if proxy is not None:
+            await asyncio.to_thread(proxy.close)
         await asyncio.to_thread(database.__exit__, None, None, None)
 
 
@@ -233,14 +247,16 @@ async def one_run(
     scenario: str,
     fault: Fault | Scenario[Any],
     postgres: PrivatePostgres | None = None,
+    db_proxy: bool = False,
 ) -> Run:
-    """One run of `scenario`, on `postgres` (a private cluster) when given, else on `pg_admin`'s."""
+    """One run of `scenario`, on `postgres` (a private cluster) when given, else on `pg_admin`'s;
+    with `db_proxy`, the services reach the database through a FaultProxy."""
     await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
         extra = await stack.enter_async_context(fault.extra(log_dir)) if isinstance(fault, Scenario) else None
         settings = extra.settings if extra is not None else {}
         admin = postgres.admin if postgres else pg_admin
-        s = await stack.enter_async_context(system(admin, broker, log_dir, postgres, **settings))
+        s = await stack.enter_async_context(system(admin, broker, log_dir, postgres, db_proxy, **settings))
         answered: dict[str, str] = {}
         streaming = asyncio.create_task(load(s.cluster["intake"].url, scenario_tag(scenario), answered))
         await asyncio.sleep(random.uniform(3.0, 6.0))

@@ -23,6 +23,7 @@ import pytest
 
 from services.delivery.signing import new_secret
 from tests.faults.harness import Fault, Run, Scenario, System, one_run, table, write
+from tests.faults.proxied import THROUGH_THE_BROKER_PROXY, THROUGH_THE_DATABASE_PROXY
 from tests.faults.receivers import Deliveries, Department, FailingHalf, served
 from tests.support.adapters import district_with_adapters, secret_env
 from tests.support.servers import PrivatePostgres, private_postgres
@@ -234,6 +235,8 @@ SCENARIOS: dict[str, Fault | Scenario[Any]] = {
     "PostgreSQL killed -9": kill_postgres,
     f"department adapter hangs {FOR:.0f} s": Scenario(hang_the_adapter, receivers),
     f"webhook fails half its calls {FOR:.0f} s": Scenario(fail_half_the_webhooks, partial(receivers, webhook=True)),
+    **THROUGH_THE_DATABASE_PROXY,
+    **THROUGH_THE_BROKER_PROXY,
 }
 ON_A_PRIVATE_CLUSTER = {"PostgreSQL restarted (immediate)", "PostgreSQL killed -9"}
 
@@ -263,7 +266,15 @@ async def test_nothing_accepted_is_lost_or_doubled(scenario, pg_admin, broker, t
     runs = []
     for n in range(RUNS):
         started = time.monotonic()
-        run = await one_run(pg_admin, broker, tmp_path / f"run{n}", scenario, SCENARIOS[scenario], postgres)
+        run = await one_run(
+            pg_admin,
+            broker,
+            tmp_path / f"run{n}",
+            scenario,
+            SCENARIOS[scenario],
+            postgres,
+            db_proxy=scenario in THROUGH_THE_DATABASE_PROXY,
+        )
         run.notes.append(f"took {time.monotonic() - started:.0f} s")
         runs.append(run)
         RESULTS.append(run)
