@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, TypeDecorator, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -61,7 +62,22 @@ def create_engine(
     server.setdefault("plan_cache_mode", "force_custom_plan")
     if application_name:
         server["application_name"] = application_name
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    _timed_out_is_a_disconnect(engine)
+    return engine
+
+
+def _timed_out_is_a_disconnect(engine: AsyncEngine) -> None:
+    """A statement that timed out (COMMAND_TIMEOUT) leaves its connection waiting for the server
+    to confirm the cancel, which a server gone silent never does: returned to the pool, the
+    next rollback on it waited for good (tests/faults, the database black-holed, in CI). It is
+    dropped instead, without a goodbye, and the pool's others kept."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _drop(context: ExceptionContext) -> None:
+        if isinstance(context.original_exception, TimeoutError):
+            context.is_disconnect = True
+            context.invalidate_pool_on_disconnect = False
 
 
 def _sqlite_serialised_writes(engine: AsyncEngine) -> None:
