@@ -15,11 +15,10 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-import asyncpg
 import httpx
 import pytest
 
-from tests.faults.harness import System, check, scenario_tag, system
+from tests.faults.harness import System, check, outbox_rows, scenario_tag, system
 from tests.support.journey import STREETLIGHT_G11
 from tests.support.waiting import eventually
 
@@ -105,14 +104,6 @@ async def flowing(seen: Clients, at_least: int = 30) -> None:
         return len(seen.answered) >= at_least
 
     await eventually(enough)
-
-
-async def outbox_rows(s: System, service: str) -> int:
-    conn = await asyncpg.connect(s.db_url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        return int(await conn.fetchval(f"SELECT count(*) FROM {service}_outbox"))
-    finally:
-        await conn.close()
 
 
 def finished_cleanly(s: System, name: str) -> str:

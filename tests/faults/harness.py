@@ -165,6 +165,15 @@ async def load(url: str, tag: str, answered: dict[str, str]) -> None:
         await asyncio.gather(*(one(n) for n in range(int(RATE * SECONDS))))
 
 
+async def outbox_rows(s: System, service: str) -> int:
+    """The rows waiting in `service`'s outbox."""
+    conn = await asyncpg.connect(s.db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {service}_outbox"))
+    finally:
+        await conn.close()
+
+
 async def scalar(conn: asyncpg.Connection, sql: str, *args: Any) -> int:
     return int(await conn.fetchval(sql, *args) or 0)
 

@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 
 from services.delivery.signing import new_secret
-from tests.faults.harness import Fault, Run, Scenario, System, one_run, table, write
+from tests.faults.harness import Fault, Run, Scenario, System, one_run, outbox_rows, table, write
 from tests.faults.proxied import THROUGH_THE_BROKER_PROXY, THROUGH_THE_DATABASE_PROXY
 from tests.faults.receivers import Deliveries, Department, FailingHalf, served
 from tests.support.adapters import district_with_adapters, secret_env
@@ -78,14 +78,6 @@ async def kill_intake_between_publish_and_delete(s: System) -> None:
     # The kill rolled the delete back: the published rows are in the outbox still, to go again.
     assert await outbox_rows(s, "intake") > 0
     await asyncio.to_thread(s.restart, "intake")
-
-
-async def outbox_rows(s: System, service: str) -> int:
-    conn = await asyncpg.connect(s.db_url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        return int(await conn.fetchval(f"SELECT count(*) FROM {service}_outbox"))
-    finally:
-        await conn.close()
 
 
 async def kill_the_notifier(s: System) -> None:
