@@ -24,10 +24,23 @@ from services.storage import sqlite
 # longer, pass command_timeout=None.
 CONNECT_TIMEOUT = 10.0  # seconds to connect (asyncpg's default: 60)
 COMMAND_TIMEOUT = 30.0  # seconds a statement may take
+# The server's side of the same silence: a connection the client gave up on stays open on the
+# server (no FIN crossed the partition; keepalive would notice after two hours), and a session
+# cut off inside a transaction keeps its locks all that while. A relay cut off between its
+# claim and its commit held the outbox's advisory lock, and no relay of that service published
+# again (CI, the database black-holed: 2,830 rows stuck in dispatcher_outbox). The server ends a
+# session idle in a transaction this long: longer than any wait of ours inside one (a relay
+# waits on the broker's acknowledgement, at most aiokafka's request timeout of 40 s).
+IDLE_IN_TRANSACTION = 60.0  # seconds
 
 
 def create_engine(
-    url: str, *, application_name: str | None = None, command_timeout: float | None = COMMAND_TIMEOUT, **kwargs: Any
+    url: str,
+    *,
+    application_name: str | None = None,
+    command_timeout: float | None = COMMAND_TIMEOUT,
+    idle_in_transaction: float = IDLE_IN_TRANSACTION,
+    **kwargs: Any,
 ) -> AsyncEngine:
     """`application_name` names the connections in PostgreSQL's `pg_stat_activity`. A failed
     statement's error never shows its parameters: they may be a resident's contact, and errors
@@ -40,7 +53,8 @@ def create_engine(
     database the consumers' batch loads (`case_id = ANY($1)`) and the delivery workers' claim
     took 10–30 ms each for this; a custom plan costs a fraction of a millisecond.
 
-    A connection and a statement wait at most CONNECT_TIMEOUT and COMMAND_TIMEOUT (above)."""
+    A connection and a statement wait at most CONNECT_TIMEOUT and COMMAND_TIMEOUT, and the server
+    ends a session left idle in a transaction after IDLE_IN_TRANSACTION (above)."""
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
 
@@ -60,6 +74,7 @@ def create_engine(
     connection.setdefault("command_timeout", command_timeout)
     server = connection.setdefault("server_settings", {})
     server.setdefault("plan_cache_mode", "force_custom_plan")
+    server.setdefault("idle_in_transaction_session_timeout", str(int(idle_in_transaction * 1000)))
     if application_name:
         server["application_name"] = application_name
     engine = create_async_engine(url, **kwargs)

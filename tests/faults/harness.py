@@ -230,11 +230,26 @@ async def check(
                 run.lost += parked
             if waiting:
                 run.notes.append(f"{waiting} rows still in {table}_outbox")
+        if run.lost or any("still in" in n for n in run.notes):
+            run.notes += await long_transactions(conn)
         if extra is not None:
             await extra.check(system, conn, run)
     finally:
         await conn.close()
     return run
+
+
+async def long_transactions(conn: asyncpg.Connection) -> list[str]:
+    """The sessions whose transaction has been open 10 s or more (what a stuck run looks for first:
+    a session the services gave up on may still hold its locks on the server)."""
+    rows = await conn.fetch(
+        "SELECT application_name, state, wait_event, extract(epoch FROM now() - xact_start)::int AS age, "
+        "left(query, 60) AS query FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND xact_start < now() - interval '10 seconds'"
+    )
+    return [
+        f"session {r['application_name']!r} {r['state']} {r['age']} s ({r['wait_event']}): {r['query']}" for r in rows
+    ]
 
 
 async def waited(probe: Callable[[], Awaitable[bool]], deadline: float) -> None:

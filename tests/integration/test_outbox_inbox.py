@@ -1,6 +1,7 @@
 """Outbox, inbox and offsets on real PostgreSQL and the real broker."""
 
 import asyncio
+import copy
 import uuid
 
 import pytest
@@ -15,6 +16,8 @@ from services.messaging.envelope import Envelope
 from services.messaging.relay import Relay
 from services.runtime.context import build_context
 from services.runtime.lifecycle import Stop
+from services.storage.db import Database
+from tests.support.faultproxy import FaultProxy
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -285,3 +288,39 @@ async def test_a_record_the_database_refuses_outright_is_parked_not_retried_fore
     assert written == [keys[0]]
     [parked] = await store.parking.parked(consumer.name)
     assert parked.event_id == envelopes[1].id and "too long" in parked.error
+
+
+async def test_a_relay_cut_off_from_the_database_mid_commit_does_not_hold_the_outbox(ctx):
+    """The database falls silent between a relay's claim of its rows and its commit: the relay
+    gives up on its connection (the statement timeout), but the server, which never heard it
+    go, keeps the session and its transaction, and with it the outbox's advisory lock. The
+    server ends that session (idle in a transaction too long), and the next relay publishes."""
+    store = dispatcher_bootstrap(ctx).store
+    case_id = f"cut-{uuid.uuid4()}"
+    async with store.transaction() as tx:
+        tx.emit(reported(case_id))
+
+    proxy = FaultProxy.in_front_of(ctx.db.url)
+    silent = Database(proxy.route(ctx.db.url), application_name="cut-off", command_timeout=1, idle_in_transaction=8)
+
+    class FallsSilentOnAcknowledgement:
+        async def publish(self, messages: list[Message]) -> None:
+            proxy.drop()  # the broker has the rows; the commit that follows is never answered
+
+    cut_off = copy.copy(store)
+    cut_off.db = silent
+    try:
+        with pytest.raises(TimeoutError):  # the commit went unanswered: the connection is dropped
+            await Relay(cut_off, FallsSilentOnAcknowledgement()).relay_once()  # type: ignore[arg-type]
+        relay = Relay(store, ctx.bus)
+        assert await relay.relay_once() == 0  # the server still holds the cut-off transaction's lock
+
+        async def published() -> bool:
+            return await relay.relay_once() > 0
+
+        await eventually(published, timeout=30)
+    finally:
+        await silent.dispose()
+        await asyncio.to_thread(proxy.close)
+    async with ctx.db.reading() as conn:  # acknowledged by the broker, so gone from the outbox
+        assert await conn.scalar(select(func.count()).where(store.outbox.c.key == case_id)) == 0
