@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column('client', sa.String(length=100), nullable=False),
         sa.Column('window_start', sa.DateTime(timezone=True), nullable=False),
         sa.Column('hits', sa.Integer(), nullable=False),
+        sa.Column('granted', sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint('client', 'window_start'),
         prefixes=unlogged,
     )

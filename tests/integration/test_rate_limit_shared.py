@@ -9,11 +9,12 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import Request
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from gridcall.app import build_app
 from intake import tables
@@ -96,6 +97,56 @@ async def test_replicas_hit_at_the_same_moment_let_the_limit_through_and_no_more
     resident = someone()
     answers = await asyncio.gather(*(accepted(limit, resident) for limit in [a, b] * 15))
     assert Counter(answer for [answer] in answers) == {None: 10, "66": 20}
+
+
+@pytest.fixture
+async def busy(pg_url: str, clock: FrozenClock) -> AsyncIterator[tuple[list[RateLimit], list[str]]]:
+    """Two replicas' rate limits of 500 a minute (leases of 10 hits), and the counting
+    statements they send to the database."""
+    dbs = [Database(pg_url), Database(pg_url)]
+    sent: list[str] = []
+    for db in dbs:
+
+        @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+        def _sent(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if statement.lstrip().startswith("WITH previous"):
+                sent.append(statement)
+
+    def on(db: Database) -> RateLimit:
+        return RateLimit(
+            "500/minute", window=lambda limit, seconds: DatabaseWindow(tables.rate_windows, db, clock, limit, seconds)
+        )
+
+    yield [on(db) for db in dbs], sent
+    for db in dbs:
+        await db.dispose()
+
+
+async def test_a_busy_client_is_counted_a_lease_at_a_time_and_a_refused_one_from_memory(busy, clock: FrozenClock):
+    (a, b), sent = busy
+    resident = someone()
+    answers = [answer for _ in range(300) for limit in (a, b) for answer in await accepted(limit, resident)]
+    assert answers[:500] == [None] * 500  # the replicas spent every hit they were granted
+    assert set(answers[500:]) == {"61"}  # and no more: 0.12 s into the next minute 500 weigh 499
+    # 50 leases of 10, and one refusal each; the 98 refusals after those were answered from memory
+    assert len(sent) == 52
+    clock.advance(timedelta(seconds=20))
+    assert await accepted(a, resident) == await accepted(b, resident) == ["41"]  # memory: 20 s less to wait
+    assert len(sent) == 52
+
+
+async def test_a_burst_of_one_client_takes_one_lease_a_replica_and_the_limit_exactly(busy):
+    (a, b), _ = busy
+    resident = someone()
+    for _ in range(24):  # 480 hits: 24 leases each, spent
+        assert await accepted(a, resident, 10) + await accepted(b, resident, 10) == [None] * 20
+    burst = await asyncio.gather(*(accepted(limit, resident) for limit in [a, b] * 15))
+    # Each replica's first request of the burst asked for a lease of 10, the others for a hit
+    # each: the limit's last 20 hits were granted, at most 9 a replica held back for later.
+    let_through = sum(answer is None for [answer] in burst)
+    assert 20 - 2 * 9 <= let_through <= 20
+    after = await accepted(a, resident, 20) + await accepted(b, resident, 20)
+    assert 480 + let_through + after.count(None) == 500  # the held-back hits went to the next requests
 
 
 async def test_the_window_slides_with_the_clock(replicas, clock: FrozenClock):
