@@ -41,7 +41,7 @@ fault: $(STAMP)               ## 10,000 due SLA timers, two dispatcher processes
 	GRIDCALL_FAULT_CASES=10000 $(BIN)/pytest -q -s tests/e2e/test_timer_failover.py
 
 faults: $(STAMP)              ## the fault table: each scenario 20 times (make test runs each once); JSON in bench/results/
-	GRIDCALL_FAULT_RUNS=$${GRIDCALL_FAULT_RUNS:-20} GRIDCALL_FAULT_BROKER_PAUSE=30 GRIDCALL_FAULT_BROKER_NETWORK=1 GRIDCALL_FAULT_TABLE=bench/results \
+	GRIDCALL_FAULT_RUNS=$${GRIDCALL_FAULT_RUNS:-20} GRIDCALL_FAULT_BROKER_PAUSE=30 GRIDCALL_FAULT_BROKER_STALLS=1 GRIDCALL_FAULT_TABLE=bench/results \
 		$(BIN)/pytest -q -s tests/faults
 
 fuzz: $(STAMP)                ## schemathesis over every operation, embedded and distributed, 500 examples each
