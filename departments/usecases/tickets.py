@@ -49,7 +49,6 @@ from services.district.events import (
 from services.district.jurisdiction import Jurisdiction, UnitKind
 from services.district.principal import Principal
 from services.messaging.transaction import Store, Tx
-from services.storage.bulk import insert_new
 
 MAX_EVIDENCE = 10
 
@@ -89,8 +88,7 @@ class Desk:
     async def first_time(self, tx: Tx, consumer: str, key: str) -> bool:
         """Record `key` in the inbox; False if it was there already (or a concurrent
         transaction put it there and committed: the insert waits for it)."""
-        row = {"consumer": consumer, "event_id": key}
-        return bool(await insert_new(tx.session, self.store.inbox, [row], key="event_id"))
+        return bool(await tx.first_time(consumer, [key]))
 
     async def _act(self, ticket_id: str, step: Step) -> None:
         await self.run(ticket_id, [step])

@@ -22,7 +22,6 @@ from services.messaging.transaction import Store, Tx
 from services.runtime.lifecycle import Stop
 from services.runtime.logs import about
 from services.runtime.retry import Stopped, retry
-from services.storage.bulk import insert_new
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +190,7 @@ class Consumer:
         inbox rows go in with one insert that skips the events already there, so a redelivered
         event changes nothing, and a concurrent delivery of the same event waits for the other
         transaction, then finds the event handled."""
-        rows = [{"consumer": self.inbox_name, "event_id": w.event_id} for w in work]
-        new = await insert_new(tx.session, self.store.inbox, rows, key="event_id")
+        new = await tx.first_time(self.inbox_name, [w.event_id for w in work])
         first: list[Work] = []
         for w in work:
             if w.event_id in new:

@@ -37,6 +37,8 @@ def inbox_table(metadata: MetaData, prefix: str) -> Table:
         Column("consumer", String(100), primary_key=True),
         Column("event_id", String(64), primary_key=True),
         Column("handled_at", UtcDateTime(), nullable=False, server_default=func.now()),
+        # the pruner's (services/storage/pruning.py): BRIN, since rows come in time order
+        Index(f"ix_{prefix}_inbox_handled_at", "handled_at", postgresql_using="brin"),
     )
 
 

@@ -21,7 +21,7 @@ from services.messaging.bus import Message
 from services.messaging.envelope import EVENT_TYPES, Envelope
 from services.messaging.parking import Parking
 from services.runtime.metrics import Metrics
-from services.storage.bulk import insert_rows
+from services.storage.bulk import insert_new, insert_rows
 from services.storage.db import Database
 
 T = TypeVar("T")
@@ -62,6 +62,15 @@ class Tx:
         """Write what `pending` gathered; the transaction does it before commit."""
         while self._flushes:
             await self._flushes.pop(0)()
+
+    async def first_time(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        """The ids among `event_ids` that `consumer` had not handled before: their inbox rows go
+        in now, with one insert that skips those already there (a concurrent transaction
+        inserting the same one is waited for), stamped with the clock's time, from which the
+        inbox's horizon counts (services/storage/pruning.py)."""
+        now = self.store.clock.now()
+        rows = [{"consumer": consumer, "event_id": e, "handled_at": now} for e in event_ids]
+        return await insert_new(self.session, self.store.inbox, rows, key="event_id")
 
 
 class Store:

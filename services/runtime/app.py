@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from fastapi import Depends, FastAPI, Request
@@ -26,6 +26,7 @@ from services.runtime.lifecycle import Stop
 from services.runtime.logs import CASE_ID
 from services.runtime.metrics import CONTENT_TYPE, Instrument, Metrics
 from services.runtime.retry import Backoff, Stopped, always, describe, retry
+from services.storage.pruning import Horizon, Pruner
 from services.web import edge
 from services.web.deadletters import router as deadletter_routes
 from services.web.directory import Health, Unhealthy, directory
@@ -64,9 +65,12 @@ def create_app(
             (f"{p.name}.relay", Relay(p.store, ctx.bus, interval=ctx.settings.relay_interval, failpoints=failpoints))
             for p in parts
         ]
+        inbox_horizon = timedelta(days=ctx.settings.inbox_horizon_days)
         for p in parts:
             loops += [(c.name, c.run) for c in p.consumers]
             loops += [(f"{p.name}.worker", w) for w in p.workers]
+            inbox = Horizon(p.store.inbox, p.store.inbox.c.handled_at, inbox_horizon)
+            loops.append((f"{p.name}.pruner", Pruner(p.name, p.store.db, ctx.clock, [inbox]).run))
         work, relaying = Stop(), Stop()
         tasks = [asyncio.create_task(supervise(n, fn, work), name=n) for n, fn in loops]
         relays = [asyncio.create_task(supervise(n, r.run, relaying), name=n) for n, r in relayed]

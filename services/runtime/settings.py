@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     relay_interval: float = Field(0.2, gt=0, description="seconds between outbox polls")
+    inbox_horizon_days: int = Field(
+        14,
+        ge=1,
+        description="days a consumer remembers an event it handled, to refuse it when it comes again; longer than "
+        "the broker keeps its records plus the longest a consumer may lag (services/storage/pruning.py)",
+    )
     consumer_batch: int = Field(
         50,
         ge=1,
