@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Column, ColumnElement, CursorResult, Table, delete, select, true, tuple_
+from sqlalchemy import Column, CursorResult, Table, delete, select, tuple_
 
 from services.district.clock import Clock
 from services.runtime.lifecycle import Stop
@@ -31,12 +31,11 @@ EVERY = 600.0  # seconds between rounds
 
 @dataclass(frozen=True)
 class Horizon:
-    """The rows of `table` whose `since` is older than `keep` (and that meet `where`) go."""
+    """The rows of `table` whose `since` is older than `keep` go."""
 
     table: Table
     since: Column  # type: ignore[type-arg]
     keep: timedelta
-    where: ColumnElement[bool] = true()
 
 
 class Pruner:
@@ -54,7 +53,7 @@ class Pruner:
         pruned: dict[str, int] = {}
         for h in self.horizons:
             key = list(h.table.primary_key.columns)
-            old = select(*key).where(h.since < self.clock.now() - h.keep, h.where).limit(BATCH)
+            old = select(*key).where(h.since < self.clock.now() - h.keep).limit(BATCH)
             pruned[h.table.name] = 0
             while True:
                 async with self.db.transaction() as s:
@@ -66,12 +65,15 @@ class Pruner:
         return pruned
 
     async def run(self, stop: Stop) -> None:
-        """A round every `every` seconds until `stop` (a failed round is tried again)."""
+        """A round every `every` seconds until `stop` (a failed round is tried again); the first
+        after `every`, so that a start (of a process, of a test's cluster) adds no work of its own."""
         while not stop:
+            await stop.sleep(self.every)
+            if stop:
+                return
             try:
                 pruned = await retry(self.prune_once, what=f"{self.name}: pruning", stop=stop, retry_on=always)
             except Stopped:
                 return
             if any(pruned.values()):
                 log.info("%s: pruned %s", self.name, ", ".join(f"{n} from {t}" for t, n in pruned.items() if n))
-            await stop.sleep(self.every)

@@ -196,14 +196,15 @@ class DatabaseWindow:
             }
             await self._prune(before=previous)
         held = self.leases.get(client)
-        mine = held is not None and held.window == current and held.refused_until is None
+        if held is not None and (held.window != current or held.refused_until is not None):
+            held = None  # not a lease of this window's hits
         if row.counted is not None:
-            if held is not None and mine:
+            if held is not None:
                 held.spare += row.counted - 1  # another request of the client's took a lease meanwhile
             elif row.counted > 1:
                 self.leases[client] = Lease(current, row.counted - 1)
             return 0.0
-        if held is not None and mine and held.spare > 0:  # a lease came meanwhile: this hit is in it
+        if held is not None and held.spare > 0:  # a lease came meanwhile: this hit is in it
             held.spare -= 1
             return 0.0
         # `current` was read in the statement's snapshot, which may predate hits of other requests
