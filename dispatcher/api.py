@@ -4,15 +4,15 @@ history (`router`), and the figures over a window (`figures_router`). What they 
 
 import csv
 import io
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from dispatcher import figures as figures_of
 from dispatcher import usecases
-from dispatcher.figures import Scope, Window, daily, stats
+from dispatcher.figures import Scope, Window
 from dispatcher.schemas import (
     AcknowledgeBody,
     Acknowledged,
@@ -168,10 +168,10 @@ async def case_history(case_id: str, _: OpsDep, ops: PartsDep) -> dict[str, Any]
 
 @dataclass(frozen=True)
 class Selection:
-    """A window's rows as the filters keep them, and the assignments the figures count."""
+    """The window, the case filters and the assignments the figures count."""
 
     window: Window
-    found: tuple[Sequence[Any], Sequence[Any], Sequence[Any]]
+    only: dict[str, str | None]
     scope: Scope
 
 
@@ -189,19 +189,20 @@ async def selection(
     window = window_of(since, until, ops.clock.now(), ops.policy)
     check_places(ops.j, ops.policy, street=street, community=community, unit=unit, category=category)
     only = {"street": street, "community": community, "category": category, "priority": priority}
-    return Selection(window, await usecases.rows(ops.db, window, **only), Scope(unit=unit, tier=tier and tier.value))
+    return Selection(window, only, Scope(unit=unit, tier=tier and tier.value))
 
 
 Selected = Annotated[Selection, Depends(selection)]
 
 
 @figures_api.get("/stats")
-async def figures(_: OpsDep, chosen: Selected) -> dict[str, Any]:
+async def figures(_: OpsDep, chosen: Selected, ops: PartsDep) -> dict[str, Any]:
     """The three rates (三率), closure rates (小事不出网格，大事不出社区), counts, times and
     escalations by cause for a window; each figure as defined in docs/architecture.md
     ("Figures")."""
     window = chosen.window
-    return {"since": window.since, "until": window.until, **stats(*chosen.found, window, chosen.scope)}
+    found = await figures_of.stats(ops.db, window, chosen.only, chosen.scope)
+    return {"since": window.since, "until": window.until, **found}
 
 
 @figures_api.get("/stats/daily")
@@ -209,7 +210,8 @@ async def figures_per_day(_: OpsDep, chosen: Selected, ops: PartsDep) -> dict[st
     """Per day of the policy's time zone, for charts: cases opened, escalated, resolved,
     closed and breached (docs/architecture.md, "Figures")."""
     window, zone = chosen.window, ops.policy.calendar.zone
-    return {"since": window.since, "until": window.until, "days": daily(*chosen.found, window, chosen.scope, zone)}
+    days = await figures_of.daily(ops.db, window, chosen.only, chosen.scope, zone)
+    return {"since": window.since, "until": window.until, "days": days}
 
 
 @figures_api.get(
@@ -229,7 +231,8 @@ async def scorecard(
     response, resolution and satisfaction rates, weights in the policy's `scorecard`), with
     each unit's figures; as CSV for a spreadsheet with `Accept: text/csv` or `format=csv`."""
     window = window_of(since, until, ops.clock.now(), ops.policy)
-    ranked = await usecases.ranked(ops.db, window, [u for u in ops.j.units if u.kind is kind], ops.policy)
+    units = [u for u in ops.j.units if u.kind is kind]
+    ranked = await figures_of.scorecards(ops.db, window, units, ops.policy.scorecard)
     if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
         return _csv(ranked, f"scorecards-{kind.value}-{window.since.date()}-{window.until.date()}.csv")
     return {"since": window.since, "until": window.until, "kind": kind.value, "units": ranked}

@@ -1,21 +1,32 @@
-"""The figures ops steer by (三率, closure rates, escalations by cause) over a window, worked
-out from the dispatcher's own rows: its cases, their assignments and the history it recorded.
+"""The figures ops steer by (三率, closure rates, escalations by cause, 红星考评) over a window,
+worked out in the database from the dispatcher's own rows: its cases, their assignments and the
+history it recorded. A request reads counts, not rows: a year of a big district is a million
+cases, which no request may load into the process.
 
-Why in Python and not in SQL: each figure is decided per assignment or per case at one moment
-(a response clock is met at its claim, missed at its limit, or never decided when the ticket
-ended unclaimed before its limit), which reads plainly here and is the same on SQLite and
-PostgreSQL. The definitions are in docs/architecture.md ("Figures"); keep the two in step.
+Each figure is decided per assignment or per case at one moment (a response clock is met at its
+claim, missed at its limit, or never decided when the ticket ended unclaimed before its limit);
+the queries below say so in SQL that PostgreSQL and SQLite answer alike. The definitions are in
+docs/architecture.md ("Figures"); keep the two in step. tests/integration/test_figures_exact.py
+recomputes every figure from a simulated history's events and compares.
 """
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+from sqlalchemy import CTE, ColumnElement, Select, and_, case, exists, func, not_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatcher.tables import assignments, cases, history
+from services.storage.clocksql import local_day, seconds_between
+from services.storage.db import Database
+
 TIERS = ("grid", "community", "street", "bureau")
 CLOSING = ("satisfied", "no_answer")  # a cancelled case was withdrawn, not closed by its handling
+ESCALATIONS = ("handler", "returned", "reassigned")
 
 
 @dataclass(frozen=True)
@@ -24,8 +35,8 @@ class Window:
     until: datetime
     now: datetime
 
-    def holds(self, moment: datetime | None) -> bool:
-        return moment is not None and self.since <= moment < self.until
+    def holds(self, at: Any) -> ColumnElement[bool]:
+        return and_(at >= self.since, at < self.until)
 
 
 @dataclass(frozen=True)
@@ -36,203 +47,308 @@ class Scope:
     unit: str | None = None
     tier: str | None = None
 
-    def matches(self, a: Any) -> bool:
-        return (self.unit is None or a.unit_id == self.unit) and (self.tier is None or a.tier == self.tier)
+    def matches(self) -> list[ColumnElement[bool]]:
+        given = ((assignments.c.unit_id, self.unit), (assignments.c.tier, self.tier))
+        return [column == value for column, value in given if value is not None]
 
 
 def rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def p90(values: Sequence[float]) -> float | None:
-    """The nearest-rank 90th percentile: the smallest value at least 90% of the values reach."""
-    if not values:
-        return None
-    return sorted(values)[math.ceil(0.9 * len(values)) - 1]
-
-
-def durations(values: Sequence[float]) -> dict[str, Any]:
+def durations(count: int, total: Any, p90: Any) -> dict[str, Any]:
+    """Count, mean and nearest-rank 90th percentile (the smallest value at least 90% of the
+    values reach) of durations whose sum is `total` seconds."""
     return {
-        "count": len(values),
-        "average_seconds": round(sum(values) / len(values), 3) if values else None,
-        "p90_seconds": p90(values),
+        "count": count,
+        "average_seconds": round(float(total) / count, 3) if count else None,
+        "p90_seconds": float(p90) if count else None,
     }
 
 
-def _ended(history: Iterable[Any]) -> dict[str, datetime]:
-    """When each assignment ended unresolved (its `case.unassigned`)."""
-    return {h.details["assignment_id"]: h.at for h in history if h.type == "case.unassigned"}
+def count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.count().filter(condition)
 
 
-def clock_outcome(
-    assignment: Any, clock: str, ended_at: datetime | None, window: Window
-) -> tuple[bool, datetime] | None:
-    """(met, when it was decided) for one clock of one assignment, or None while undecided or
-    never decided. Met: the claim (resolution: the resolution) came at or before the limit,
-    decided then. Missed: the limit passed with the ticket still unclaimed (unresolved) and not
+# -- what a window reads --------------------------------------------------------------------
+
+
+def kept(window: Window, only: Mapping[str, str | None], scope: Scope) -> CTE:
+    """The cases the filters (street, community, category, priority) and `scope` keep that may
+    have anything in the window: every case still open, and the closed ones touched since
+    `since`."""
+    query = select(cases.c.case_id, cases.c.category, cases.c.created_at).where(
+        cases.c.created_at < window.until, or_(~cases.c.closed, cases.c.updated_at >= window.since)
+    )
+    for name, value in only.items():
+        if value is not None:
+            query = query.where(cases.c[f"{name}_id" if name in ("street", "community") else name] == value)
+    if scope.matches():
+        query = query.where(exists().where(assignments.c.case_id == cases.c.case_id, *scope.matches()))
+    return query.cte("kept")
+
+
+def trail(chosen: CTE, *types: str) -> Any:
+    """The history of the chosen cases, of `types`."""
+    return history.c.case_id.in_(select(chosen.c.case_id)), history.c.type.in_(types)
+
+
+def detail(name: str) -> Any:
+    return history.c.details[name]
+
+
+# -- an assignment's clocks -----------------------------------------------------------------
+
+
+def ended(chosen: CTE) -> Any:
+    """When each assignment of the chosen cases ended unresolved (its `case.unassigned`)."""
+    endings = select(detail("assignment_id").as_string().label("assignment_id"), history.c.at)
+    e = endings.where(*trail(chosen, "case.unassigned")).subquery()
+    return select(e.c.assignment_id, func.max(e.c.at).label("at")).group_by(e.c.assignment_id).subquery()
+
+
+def clock_counts(window: Window, chosen: CTE, scope: Scope, by: Any) -> Select[Any]:
+    """Per value of `by` (an assignments column): the assignments given and claimed in the
+    window, the time from assignment to claim, and each clock met and missed in the window. A
+    clock is met when its claim (resolution: its resolution) came at or before its limit,
+    decided then; missed when the limit passed with the ticket unclaimed (unresolved) and not
     ended before it, decided at the limit, once the limit is past."""
-    due = assignment.response_due if clock == "response" else assignment.resolution_due
-    done = assignment.claimed_at if clock == "response" else assignment.resolved_at
-    if done is not None and done <= due:
-        return True, done
-    if due > window.now or (ended_at is not None and ended_at < due):
+    a, end = assignments.c, ended(chosen)
+    columns = [by.label("key"), count(window.holds(a.assigned_at)).label("assigned")]
+    columns.append(count(window.holds(a.claimed_at)).label("claimed"))
+    claim = seconds_between(a.claimed_at, a.assigned_at)
+    columns.append(func.sum(claim).filter(window.holds(a.claimed_at)).label("claim_seconds"))
+    for clock, due, done in (
+        ("response", a.response_due, a.claimed_at),
+        ("resolution", a.resolution_due, a.resolved_at),
+    ):
+        met = and_(done.is_not(None), done <= due)
+        missed = and_(not_(met), due <= window.now, or_(end.c.at.is_(None), end.c.at >= due))
+        columns.append(count(and_(met, window.holds(done))).label(f"{clock}_met"))
+        columns.append(count(and_(missed, window.holds(due))).label(f"{clock}_missed"))
+    return (
+        select(*columns)
+        .join_from(assignments, chosen, a.case_id == chosen.c.case_id)
+        .outerjoin(end, end.c.assignment_id == a.assignment_id)
+        .where(*scope.matches())
+        .group_by(by)
+    )
+
+
+async def nearest_rank(s: AsyncSession, values: Select[Any], n: int) -> Any:
+    """The nearest-rank 90th percentile of `values` (a one-column query of `n` rows)."""
+    if not n:
         return None
-    return False, due
+    column = values.selected_columns[0]
+    return (await s.execute(values.order_by(column).limit(1).offset(math.ceil(0.9 * n) - 1))).scalar_one()
 
 
-def _scoped(
-    cases: Sequence[Any], given: Sequence[Any], history: Sequence[Any], scope: Scope
-) -> tuple[dict[str, list[Any]], list[Any], list[Any], list[Any]]:
-    """Assignments per case in order; the cases, assignments and history `scope` keeps."""
-    by_case: dict[str, list[Any]] = {}
-    for a in sorted(given, key=lambda a: (a.case_id, a.seq)):
-        by_case.setdefault(a.case_id, []).append(a)
-    in_scope = {c.case_id for c in cases if any(scope.matches(a) for a in by_case.get(c.case_id, []))}
-    kept = [c for c in cases if c.case_id in in_scope]
-    mine = [a for a in given if a.case_id in in_scope and scope.matches(a)]
-    trail = sorted((h for h in history if h.case_id in in_scope), key=lambda h: h.id)
-    return by_case, kept, mine, trail
+# -- the figures ----------------------------------------------------------------------------
+
+
+async def stats(db: Database, window: Window, only: Mapping[str, str | None], scope: Scope) -> dict[str, Any]:
+    """The window's figures for the cases `only` keeps, narrowed by `scope`."""
+    chosen = kept(window, only, scope)
+    a, h = assignments.c, history.c
+    async with db.sessions() as s:
+        tiers = {r.key: r for r in await s.execute(clock_counts(window, chosen, scope, a.tier))}
+        claims = sum(r.claimed for r in tiers.values())
+        claim_p90 = await nearest_rank(
+            s,
+            select(seconds_between(a.claimed_at, a.assigned_at))
+            .join_from(assignments, chosen, a.case_id == chosen.c.case_id)
+            .where(window.holds(a.claimed_at), *scope.matches()),
+            claims,
+        )
+        seen = await _seen(s, window, chosen)
+        resolved = (
+            select(chosen.c.category, assignments.c.tier, seconds_between(h.at, chosen.c.created_at).label("took"))
+            .join_from(history, chosen, h.case_id == chosen.c.case_id)
+            .join(assignments, a.assignment_id == detail("assignment_id").as_string())
+            .where(h.type == "case.resolved", window.holds(h.at))
+            .subquery()
+        )
+        resolutions = (
+            await s.execute(
+                select(resolved.c.category, resolved.c.tier, func.count(), func.sum(resolved.c.took)).group_by(
+                    resolved.c.category, resolved.c.tier
+                )
+            )
+        ).all()
+        resolve_p90 = await nearest_rank(s, select(resolved.c.took), sum(r[2] for r in resolutions))
+        reported = (
+            await s.execute(
+                select(chosen.c.category, func.count())
+                .where(window.holds(chosen.c.created_at))
+                .group_by(chosen.c.category)
+            )
+        ).all()
+        closure = (await s.execute(_closure(window, chosen))).one()
+
+    def clock(name: str) -> dict[str, Any]:
+        met = sum(getattr(r, f"{name}_met") for r in tiers.values())
+        counted = met + sum(getattr(r, f"{name}_missed") for r in tiers.values())
+        return {"met": met, "counted": counted, "rate": rate(met, counted)}
+
+    closed_by = {r: seen[("case.closed", r)] for r in ("satisfied", "no_answer", "cancelled")}
+    visits = {"satisfied": closed_by["satisfied"], "unsatisfied": seen["case.reopened"]}
+    answered = closed_by["satisfied"] + closed_by["no_answer"]
+    by_category: dict[str, dict[str, int]] = {}
+    for category, n in reported:
+        by_category.setdefault(category, {"reported": 0, "resolved": 0})["reported"] += n
+    by_tier = {t: {"assigned": tiers[t].assigned if t in tiers else 0, "resolved": 0} for t in TIERS}
+    for category, tier, n, _ in resolutions:
+        by_category.setdefault(category, {"reported": 0, "resolved": 0})["resolved"] += n
+        by_tier[tier]["resolved"] += n
+    resolved_count = sum(r[2] for r in resolutions)
+    return {
+        "reported": sum(n for _, n in reported),
+        "assigned": sum(r.assigned for r in tiers.values()),
+        "claimed": claims,
+        "resolved": resolved_count,
+        "closed": sum(closed_by.values()),
+        "closed_by_reason": closed_by,
+        "response": clock("response"),
+        "resolution": clock("resolution"),
+        "satisfaction": {
+            **visits,
+            "no_answer": closed_by["no_answer"],
+            "rate": rate(visits["satisfied"], visits["satisfied"] + visits["unsatisfied"]),
+        },
+        "on_time_closure": {"on_time": seen["on_time"], "closed": answered, "rate": rate(seen["on_time"], answered)},
+        "time_to_claim": durations(claims, sum(r.claim_seconds or 0 for r in tiers.values()), claim_p90),
+        "time_to_resolve": durations(resolved_count, sum(r[3] or 0 for r in resolutions), resolve_p90),
+        "by_category": dict(sorted(by_category.items())),
+        "by_tier": by_tier,
+        "escalations": {
+            "response_breach": seen[("breach", "response", False)],
+            "resolution_breach": seen[("breach", "resolution", False)],
+            **{reason: seen[("case.escalated", reason)] for reason in ESCALATIONS},
+            "whistled": seen["case.whistled"],
+            "supervised": seen[("breach", "response", True)] + seen[("breach", "resolution", True)],
+        },
+        "grid_closure": {
+            "kept": closure.grid_kept,
+            "started": closure.grid,
+            "rate": rate(closure.grid_kept, closure.grid),
+        },
+        "community_closure": {
+            "kept": closure.community_kept,
+            "started": closure.community,
+            "rate": rate(closure.community_kept, closure.community),
+        },
+    }
+
+
+async def _seen(s: AsyncSession, window: Window, chosen: CTE) -> Counter[Any]:
+    """The events of the chosen cases recorded in the window, counted by what the figures tell
+    apart: closings by reason (and those on time: a case closed by its handling with no breach
+    before), escalations by reason, first breaches by clock and supervision, and the rest by
+    type."""
+    h = history.c
+    b = history.alias("b")
+    earlier_breach = exists().where(b.c.case_id == h.case_id, b.c.type == "case.sla_breached", b.c.id < h.id)
+    reason = detail("reason").as_string()
+    on_time = and_(h.type == "case.closed", reason.in_(CLOSING), not_(earlier_breach))
+    first = func.coalesce(detail("repeat").as_integer(), 0) == 0
+    kinds = select(
+        h.type.label("type"),
+        reason.label("reason"),
+        detail("clock").as_string().label("clock"),
+        detail("supervised").as_boolean().label("supervised"),
+        first.label("first"),
+        case((on_time, True), else_=False).label("on_time"),
+    ).where(
+        *trail(chosen, "case.closed", "case.reopened", "case.sla_breached", "case.escalated", "case.whistled"),
+        window.holds(h.at),
+    )
+    k = kinds.subquery()
+    grouped = select(k.c.type, k.c.reason, k.c.clock, k.c.supervised, k.c.first, k.c.on_time, func.count()).group_by(
+        k.c.type, k.c.reason, k.c.clock, k.c.supervised, k.c.first, k.c.on_time
+    )
+    seen: Counter[Any] = Counter()
+    for kind, why, clock, supervised, first_breach, in_time, n in await s.execute(grouped):
+        seen[kind] += n
+        seen[(kind, why)] += n
+        seen["on_time"] += n if in_time else 0
+        if kind == "case.sla_breached" and first_breach:
+            seen[("breach", clock, bool(supervised))] += n
+    return seen
+
+
+def _closure(window: Window, chosen: CTE) -> Select[Any]:
+    """小事不出网格，大事不出社区: of the cases reported in the window that started at the grid
+    (at the grid or community), leaving out those withdrawn before `until`, those resolved
+    before `until` with every assignment given them before `until` at the same tiers."""
+    a, h = assignments.c, history.c
+    mine = assignments.c.case_id == chosen.c.case_id
+    first_tier = select(a.tier).where(mine).order_by(a.seq).limit(1).scalar_subquery()
+    before = and_(h.case_id == chosen.c.case_id, h.at < window.until)
+    cancelled = exists().where(before, h.type == "case.closed", detail("reason").as_string() == "cancelled")
+    resolved = exists().where(before, h.type == "case.resolved")
+    started = select(
+        chosen.c.case_id, first_tier.label("first_tier"), cancelled.label("cancelled"), resolved.label("resolved")
+    ).where(window.holds(chosen.c.created_at))
+    r = started.subquery()
+    counts: list[Any] = []
+    for name, tiers in (("grid", ("grid",)), ("community", ("grid", "community"))):
+        begun = and_(r.c.first_tier.in_(tiers), not_(r.c.cancelled))
+        stayed = not_(exists().where(a.case_id == r.c.case_id, a.assigned_at < window.until, a.tier.not_in(tiers)))
+        counts += [count(begun).label(name), count(and_(begun, r.c.resolved, stayed)).label(f"{name}_kept")]
+    return select(*counts).select_from(r)
 
 
 DAILY = ("opened", "escalated", "resolved", "closed", "breached")
+_DAILY_KINDS = {
+    "case.escalated": "escalated",
+    "case.whistled": "escalated",
+    "case.resolved": "resolved",
+    "case.closed": "closed",
+    "case.sla_breached": "breached",
+}
 
 
-def daily(
-    cases: Sequence[Any], given: Sequence[Any], history: Sequence[Any], window: Window, scope: Scope, zone: tzinfo
+async def daily(
+    db: Database, window: Window, only: Mapping[str, str | None], scope: Scope, zone: tzinfo
 ) -> list[dict[str, Any]]:
     """Per day of the policy's time zone that the window touches: cases opened (reported),
     escalated (`case.escalated`, any reason, and `case.whistled`), resolved (`case.resolved`),
     closed (`case.closed`, any reason) and breached (first breaches, supervised or not)."""
-    _, kept, _, trail = _scoped(cases, given, history, scope)
+    chosen = kept(window, only, scope)
+    h, name = history.c, str(zone)
     first, last = (
         window.since.astimezone(zone).date(),
         (window.until - timedelta(microseconds=1)).astimezone(zone).date(),
     )
-    days = {first + timedelta(days=n): dict.fromkeys(DAILY, 0) for n in range((last - first).days + 1)}
-    kinds = {
-        "case.escalated": "escalated",
-        "case.whistled": "escalated",
-        "case.resolved": "resolved",
-        "case.closed": "closed",
-        "case.sla_breached": "breached",
-    }
-    moments = [(c.created_at, "opened") for c in kept]
-    moments += [(h.at, kinds[h.type]) for h in trail if h.type in kinds and not h.details.get("repeat")]
-    for at, kind in moments:
-        if window.holds(at):
-            days[at.astimezone(zone).date()][kind] += 1
-    return [{"day": d.isoformat(), **counts} for d, counts in days.items()]
-
-
-def stats(cases: Sequence[Any], given: Sequence[Any], history: Sequence[Any], window: Window, scope: Scope) -> dict:
-    """The window's figures. `cases`, `given` (assignments) and `history` are rows of the
-    dispatcher's tables, already narrowed by the case filters (street, community, category,
-    priority), and holding at least every case with anything in the window."""
-    by_case, kept, mine, trail = _scoped(cases, given, history, scope)
-    tier_of = {a.assignment_id: a.tier for a in given}
-    created = {c.case_id: c.created_at for c in kept}
-    ended = _ended(trail)
-    seen = [h for h in trail if window.holds(h.at)]
-
-    rates: dict[str, dict[str, Any]] = {}
-    for clock in ("response", "resolution"):
-        decided = [clock_outcome(a, clock, ended.get(a.assignment_id), window) for a in mine]
-        counted = [met for o in decided if o is not None and window.holds(o[1]) for met in (o[0],)]
-        rates[clock] = {"met": sum(counted), "counted": len(counted), "rate": rate(sum(counted), len(counted))}
-
-    resolutions = [h for h in seen if h.type == "case.resolved"]
-    closings = [h for h in seen if h.type == "case.closed"]
-    closed_by = Counter(h.details["reason"] for h in closings)
-    visits = Counter(h.details["reason"] for h in closings if h.details["reason"] in CLOSING)
-    visits["unsatisfied"] = sum(1 for h in seen if h.type == "case.reopened")
-    first_breach: dict[str, int] = {}
-    for h in trail:
-        if h.type == "case.sla_breached":
-            first_breach.setdefault(h.case_id, h.id)
-    on_time = sum(
-        1 for h in closings if h.details["reason"] in CLOSING and first_breach.get(h.case_id, math.inf) > h.id
+    days = {(first + timedelta(days=n)).isoformat(): dict.fromkeys(DAILY, 0) for n in range((last - first).days + 1)}
+    opened = (
+        select(local_day(chosen.c.created_at, name).label("day")).where(window.holds(chosen.c.created_at)).subquery()
     )
-    escalated = Counter(h.details["reason"] for h in seen if h.type == "case.escalated")
-    first_breaches = [h for h in seen if h.type == "case.sla_breached" and not h.details.get("repeat")]
-    reported = [c for c in kept if window.holds(c.created_at)]
-    claimed = [a for a in mine if window.holds(a.claimed_at)]
-
-    by_category: dict[str, dict[str, int]] = {}
-    for c in reported:
-        by_category.setdefault(c.category, {"reported": 0, "resolved": 0})["reported"] += 1
-    category_of = {c.case_id: c.category for c in kept}
-    for h in resolutions:
-        by_category.setdefault(category_of[h.case_id], {"reported": 0, "resolved": 0})["resolved"] += 1
-    by_tier = {t: {"assigned": 0, "resolved": 0} for t in TIERS}
-    for a in mine:
-        if window.holds(a.assigned_at):
-            by_tier[a.tier]["assigned"] += 1
-    for h in resolutions:
-        by_tier[tier_of[h.details["assignment_id"]]]["resolved"] += 1
-
-    return {
-        "reported": len(reported),
-        "assigned": sum(1 for a in mine if window.holds(a.assigned_at)),
-        "claimed": len(claimed),
-        "resolved": len(resolutions),
-        "closed": len(closings),
-        "closed_by_reason": {r: closed_by.get(r, 0) for r in ("satisfied", "no_answer", "cancelled")},
-        "response": rates["response"],
-        "resolution": rates["resolution"],
-        "satisfaction": {
-            "satisfied": visits["satisfied"],
-            "unsatisfied": visits["unsatisfied"],
-            "no_answer": visits["no_answer"],
-            "rate": rate(visits["satisfied"], visits["satisfied"] + visits["unsatisfied"]),
-        },
-        "on_time_closure": {
-            "on_time": on_time,
-            "closed": sum(visits[r] for r in CLOSING),
-            "rate": rate(on_time, sum(visits[r] for r in CLOSING)),
-        },
-        "time_to_claim": durations([(a.claimed_at - a.assigned_at).total_seconds() for a in claimed]),
-        "time_to_resolve": durations([(h.at - created[h.case_id]).total_seconds() for h in resolutions]),
-        "by_category": dict(sorted(by_category.items())),
-        "by_tier": by_tier,
-        "escalations": {
-            "response_breach": sum(
-                1 for h in first_breaches if not h.details["supervised"] and h.details["clock"] == "response"
-            ),
-            "resolution_breach": sum(
-                1 for h in first_breaches if not h.details["supervised"] and h.details["clock"] == "resolution"
-            ),
-            "handler": escalated.get("handler", 0),
-            "returned": escalated.get("returned", 0),
-            "reassigned": escalated.get("reassigned", 0),
-            "whistled": sum(1 for h in seen if h.type == "case.whistled"),
-            "supervised": sum(1 for h in first_breaches if h.details["supervised"]),
-        },
-        "grid_closure": _closure(reported, by_case, trail, window, ("grid",)),
-        "community_closure": _closure(reported, by_case, trail, window, ("grid", "community")),
-    }
+    events = (
+        select(local_day(h.at, name).label("day"), h.type.label("type"))
+        .where(
+            *trail(chosen, *_DAILY_KINDS),
+            window.holds(h.at),
+            func.coalesce(detail("repeat").as_integer(), 0) == 0,
+        )
+        .subquery()
+    )
+    async with db.sessions() as s:
+        for day, n in await s.execute(select(opened.c.day, func.count()).group_by(opened.c.day)):
+            days[day]["opened"] += n
+        for day, kind, n in await s.execute(
+            select(events.c.day, events.c.type, func.count()).group_by(events.c.day, events.c.type)
+        ):
+            days[day][_DAILY_KINDS[kind]] += n
+    return [{"day": d, **counts} for d, counts in days.items()]
 
 
-def _closure(
-    reported: Sequence[Any], by_case: dict[str, list[Any]], trail: Sequence[Any], window: Window, tiers: tuple[str, ...]
-) -> dict[str, Any]:
-    """Of the cases reported in the window that started at one of `tiers` (leaving out those
-    withdrawn before `until`), those resolved before `until` with every assignment given them
-    before `until` at one of `tiers`."""
-    before = [h for h in trail if h.at < window.until]
-    cancelled = {h.case_id for h in before if h.type == "case.closed" and h.details["reason"] == "cancelled"}
-    resolved = {h.case_id for h in before if h.type == "case.resolved"}
-    started = [c for c in reported if by_case[c.case_id][0].tier in tiers and c.case_id not in cancelled]
-    kept = [
-        c
-        for c in started
-        if c.case_id in resolved and all(a.tier in tiers for a in by_case[c.case_id] if a.assigned_at < window.until)
-    ]
-    return {"kept": len(kept), "started": len(started), "rate": rate(len(kept), len(started))}
+# -- 红星考评 ---------------------------------------------------------------------------------
+
+_CREDITED = ("case.resolved", "case.reopened", "case.returned", "case.sla_breached", "case.escalated", "case.closed")
 
 
-def scorecards(
-    given: Sequence[Any], history: Sequence[Any], window: Window, units: Sequence[Any], weights: Any
-) -> list[dict[str, Any]]:
+async def scorecards(db: Database, window: Window, units: Sequence[Any], weights: Any) -> list[dict[str, Any]]:
     """红星考评: each of `units` with its figures in the window and its score, ranked. A unit's
     figures: its assignments' response and resolution clocks decided in the window (as in
     `stats`), the resolutions it made, the visits after them (a closing goes to the unit whose
@@ -240,25 +356,20 @@ def scorecards(
     cases it sent up (上报) or returned (退单)."""
     ours = {u.id for u in units}
     figures = {u.id: _blank() for u in units}
-    trail = sorted(history, key=lambda h: h.id)
-    ended = _ended(trail)
-    for a in given:
-        if a.unit_id not in ours:
-            continue
-        f = figures[a.unit_id]
-        f["assigned"] += window.holds(a.assigned_at)
-        for clock in ("response", "resolution"):
-            outcome = clock_outcome(a, clock, ended.get(a.assignment_id), window)
-            if outcome is not None and window.holds(outcome[1]):
-                f[f"{clock}_counted"] += 1
-                f[f"{clock}_met"] += outcome[0]
-    resolver: dict[str, str] = {}
-    for h in trail:
-        unit = _credited(h, resolver)
-        if h.type == "case.resolved":
-            resolver[h.case_id] = h.details["unit_id"]
-        if unit in ours and window.holds(h.at):
-            figures[unit][_COUNTED[h.type] if h.type in _COUNTED else h.details["reason"]] += 1
+    chosen = kept(window, {}, Scope())
+    async with db.sessions() as s:
+        for r in await s.execute(clock_counts(window, chosen, Scope(), assignments.c.unit_id)):
+            if r.key in ours:
+                f = figures[r.key]
+                f["assigned"] += r.assigned
+                for clock in ("response", "resolution"):
+                    f[f"{clock}_met"] += getattr(r, f"{clock}_met")
+                    f[f"{clock}_counted"] += getattr(r, f"{clock}_met") + getattr(r, f"{clock}_missed")
+        credited = _credited(window, chosen).subquery()
+        grouped = select(credited.c.unit, credited.c.figure, func.count()).group_by(credited.c.unit, credited.c.figure)
+        for unit, figure, n in await s.execute(grouped):
+            if unit in ours and figure is not None:
+                figures[unit][figure] += n
     rows = []
     for u in units:
         f = figures[u.id]
@@ -282,28 +393,35 @@ def scorecards(
     return rows
 
 
-_COUNTED = {
-    "case.resolved": "resolved",
-    "case.reopened": "unsatisfied",
-    "case.sla_breached": "breaches",
-    "case.escalated": "escalated",
-    "case.returned": "returned",
-}
-
-
-def _credited(h: Any, resolver: dict[str, str]) -> str | None:
-    """The unit an event counts for on a scorecard, if any."""
-    d = h.details
-    match h.type:
-        case "case.resolved" | "case.reopened" | "case.returned":
-            return str(d["unit_id"])
-        case "case.sla_breached" if not d.get("repeat"):
-            return str(d["unit_id"])
-        case "case.escalated" if d["reason"] == "handler":
-            return str(d["from_unit_id"])
-        case "case.closed" if d["reason"] in CLOSING:
-            return resolver.get(h.case_id)
-    return None
+def _credited(window: Window, chosen: CTE) -> Select[Any]:
+    """Each event of the window a scorecard counts: the unit it counts for and the figure."""
+    h = history.c
+    reason = detail("reason").as_string()
+    r = history.alias("r")
+    resolver = (
+        select(r.c.details["unit_id"].as_string())
+        .where(r.c.case_id == h.case_id, r.c.type == "case.resolved", r.c.id < h.id)
+        .order_by(r.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    unit = case(
+        (
+            h.type.in_(("case.resolved", "case.reopened", "case.returned", "case.sla_breached")),
+            detail("unit_id").as_string(),
+        ),
+        (h.type == "case.escalated", detail("from_unit_id").as_string()),
+        else_=resolver,
+    )
+    figure = case(
+        (h.type == "case.resolved", "resolved"),
+        (h.type == "case.reopened", "unsatisfied"),
+        (h.type == "case.returned", "returned"),
+        (and_(h.type == "case.sla_breached", func.coalesce(detail("repeat").as_integer(), 0) == 0), "breaches"),
+        (and_(h.type == "case.escalated", reason == "handler"), "escalated"),
+        (and_(h.type == "case.closed", reason.in_(CLOSING)), reason),
+    )
+    return select(unit.label("unit"), figure.label("figure")).where(*trail(chosen, *_CREDITED), window.holds(h.at))
 
 
 def _blank() -> dict[str, int]:

@@ -1,6 +1,6 @@
 """What the ops API asks of the dispatcher's tables: the satisfaction rate, breaches now and in
-history, a case's full routing history, and a window's rows for the figures (worked out in
-`dispatcher/figures.py`), which the rates gauges read too. The routes are in `dispatcher/api.py`."""
+history, a case's full routing history, and the rates gauges (the figures themselves are in
+`dispatcher/figures.py`). The routes are in `dispatcher/api.py`."""
 
 import time
 from collections.abc import Collection, Sequence
@@ -11,12 +11,12 @@ from sqlalchemy import Row, Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.domain import AssignmentStatus, Case
-from dispatcher.figures import Scope, Window, scorecards, stats
+from dispatcher.figures import Scope, Window, stats
 from dispatcher.repository import load
 from dispatcher.tables import assignments, cases, history
 from services.district.clock import Clock
 from services.district.errors import Conflict, Invalid, NotFound
-from services.district.jurisdiction import Jurisdiction, Unit
+from services.district.jurisdiction import Jurisdiction
 from services.district.policy import Policy
 from services.runtime.metrics import Metrics, Probe
 from services.storage.bulk import among
@@ -24,15 +24,6 @@ from services.storage.db import Database
 
 ESCALATION_TYPES = ("case.sla_breached", "case.escalated", "case.returned", "case.whistled")
 OUTCOMES = ("satisfied", "unsatisfied", "no_answer")
-FIGURE_EVENTS = (
-    "case.unassigned",
-    "case.resolved",
-    "case.closed",
-    "case.reopened",
-    "case.sla_breached",
-    "case.escalated",
-    "case.whistled",
-)
 RATES = ("response", "resolution", "satisfaction", "on_time_closure", "grid_closure", "community_closure")
 Q = TypeVar("Q", bound=Select[Any])
 
@@ -280,32 +271,6 @@ async def breach_history(
     return out
 
 
-async def rows(db: Database, window: Window, **only: Any) -> tuple[Sequence[Any], Sequence[Any], Sequence[Any]]:
-    """The cases the filters keep that may have anything in the window (every case still
-    open, and the closed ones touched since `since`), their assignments and history."""
-    query = select(cases.c.case_id, cases.c.category, cases.c.created_at).where(
-        cases.c.created_at < window.until, or_(~cases.c.closed, cases.c.updated_at >= window.since)
-    )
-    for name, value in only.items():
-        if value is not None:
-            query = query.where(cases.c[f"{name}_id" if name in ("street", "community") else name] == value)
-    async with db.sessions() as s:
-        kept = (await s.execute(query)).all()
-        ids = [r.case_id for r in kept]
-        if not ids:
-            return kept, [], []
-        given = (await s.execute(select(assignments).where(among(s, assignments.c.case_id, ids)))).all()
-        picked = among(s, history.c.case_id, ids), history.c.type.in_(FIGURE_EVENTS)
-        trail = (await s.execute(select(history).where(*picked))).all()
-    return kept, given, trail
-
-
-async def ranked(db: Database, window: Window, units: list[Unit], policy: Policy) -> list[dict[str, Any]]:
-    """The units ranked by their score over the window (红星考评), each with its figures."""
-    _cases, given, trail = await rows(db, window)
-    return scorecards(given, trail, window, units, policy.scorecard)
-
-
 def rates_probe(db: Database, clock: Clock, policy: Policy, metrics: Metrics, every: float = 60.0) -> Probe:
     """The district's rates over the last 30 days as gauges, for the operators' dashboard:
     worked out as `/v1/ops/stats` works them out, at most once a minute however often
@@ -317,7 +282,7 @@ def rates_probe(db: Database, clock: Clock, policy: Policy, metrics: Metrics, ev
             return
         last[0] = time.monotonic()
         window = window_of(None, None, clock.now(), policy)
-        figures = stats(*await rows(db, window), window, Scope())
+        figures = await stats(db, window, {}, Scope())
         for name in RATES:
             value = figures[name]["rate"]
             metrics.child(metrics.rates, (name,)).set(float("nan") if value is None else value)

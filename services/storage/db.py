@@ -53,6 +53,10 @@ def create_engine(
     database the consumers' batch loads (`case_id = ANY($1)`) and the delivery workers' claim
     took 10–30 ms each for this; a custom plan costs a fraction of a millisecond.
 
+    PostgreSQL's JIT compiler is off: it compiles any statement the planner costs high, which
+    the ops figures' aggregates are, and the compiling took 500–700 ms of a figures request
+    whose statements run in 30–250 ms (dispatcher/figures.py, the figures test's history).
+
     A connection and a statement wait at most CONNECT_TIMEOUT and COMMAND_TIMEOUT, and the server
     ends a session left idle in a transaction after IDLE_IN_TRANSACTION (above)."""
     kwargs.setdefault("hide_parameters", True)
@@ -74,6 +78,7 @@ def create_engine(
     connection.setdefault("command_timeout", command_timeout)
     server = connection.setdefault("server_settings", {})
     server.setdefault("plan_cache_mode", "force_custom_plan")
+    server.setdefault("jit", "off")
     server.setdefault("idle_in_transaction_session_timeout", str(int(idle_in_transaction * 1000)))
     if application_name:
         server["application_name"] = application_name

@@ -23,6 +23,8 @@ from typing import Any
 
 import aiosqlite
 
+from services.storage import clocksql
+
 # How long a statement waits for another connection's write lock before "database is locked":
 # set on every connection as it opens (sqlite3's `timeout`), so a lock is a wait, not an error.
 BUSY_TIMEOUT = 30.0
@@ -126,8 +128,16 @@ class Connection(aiosqlite.Connection):
             self.in_transaction = False
 
 
+def _open(database: str, **kwargs: Any) -> sqlite3.Connection:
+    """On the connection's thread: the file opened, with the SQL functions PostgreSQL has and
+    SQLite lacks (services/storage/clocksql.py)."""
+    connection = sqlite3.connect(database, **kwargs)
+    clocksql.install(connection)
+    return connection
+
+
 def connect(database: str, **kwargs: Any) -> Connection:
     """A connection to the SQLite file `database`; `kwargs` go to `sqlite3.connect`."""
-    connection = Connection(partial(sqlite3.connect, database, **kwargs), iter_chunk_size=64)
+    connection = Connection(partial(_open, database, **kwargs), iter_chunk_size=64)
     connection._thread.daemon = True  # as SQLAlchemy's own adapter does: an unclosed connection never holds up exit
     return connection

@@ -4,6 +4,7 @@ its timers, supervision, satisfaction visits, reopenings, cancellations), writte
 as the dispatcher's repository writes it, and each figure is recomputed here from the events
 alone (never from the tables) and compared with the API's answer."""
 
+import asyncio
 import math
 import random
 from collections import Counter
@@ -14,11 +15,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from dispatcher import api
 from dispatcher.domain import AssignmentStatus, Case, DispatchError, Router, Timer, timers
 from dispatcher.repository import _assignment_row, _history_rows, _new_case_row
 from dispatcher.tables import assignments, cases, history
+from gridcall.migrate import upgrade
 from services.district.events import (
     CaseAssigned,
     CaseCancelRequested,
@@ -29,6 +32,7 @@ from services.district.events import (
     CaseReopened,
     CaseReported,
     CaseResolved,
+    CaseReturned,
     CaseSatisfactionAnswered,
     CaseSlaBreached,
     CaseUnassigned,
@@ -185,6 +189,8 @@ async def write(sim: Simulation, url: str) -> None:
             await insert_rows(s, assignments, assignment_rows)
             for i in range(0, len(history_rows), 5000):
                 await insert_rows(s, history, history_rows[i : i + 5000])
+        async with db.transaction() as s:  # the planner's statistics, as autovacuum keeps them
+            await s.execute(text("ANALYZE"))
     finally:
         await db.dispose()
 
@@ -330,10 +336,18 @@ def ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-@pytest.fixture(scope="module")
-async def client(simulated: Simulation, pg_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    await write(simulated, pg_url)
-    db = Database(pg_url)
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+async def client(
+    request: pytest.FixtureRequest, simulated: Simulation, pg_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API on the seeded history, on PostgreSQL and on SQLite (embedded mode's database,
+    whose time arithmetic is functions of ours: services/storage/clocksql.py)."""
+    url = pg_url
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('figures') / 'dispatcher.db'}"
+        await asyncio.to_thread(upgrade, url, "dispatcher")  # alembic runs a loop of its own
+    await write(simulated, url)
+    db = Database(url)
     app = FastAPI()
     edge.install(app, {})
     app.state.authenticator = Authenticator(TEST_SECRET, frozen_clock(NOW), units=[u.id for u in simulated.j.units])
@@ -458,6 +472,18 @@ async def test_scorecards_agree_with_each_units_figures_and_rank_by_the_document
             visits["unsatisfied"],
             visits["no_answer"],
         )
+        made = Counter()  # what the unit did in the window, from its events
+        for _, at, e in simulated.events:
+            if since <= at < until:
+                if isinstance(e, (CaseResolved, CaseReturned)) and e.unit_id == u["unit_id"]:
+                    made["resolved" if isinstance(e, CaseResolved) else "returned"] += 1
+                elif isinstance(e, CaseSlaBreached) and e.unit_id == u["unit_id"] and e.repeat == 0:
+                    made["breaches"] += 1
+                elif isinstance(e, CaseEscalated) and e.from_unit_id == u["unit_id"] and e.reason.value == "handler":
+                    made["escalated"] += 1
+        assert {k: u[k] for k in ("resolved", "returned", "breaches", "escalated")} == {
+            k: made[k] for k in ("resolved", "returned", "breaches", "escalated")
+        }
         rates = [(weights.response, u["response_rate"]), (weights.resolution, u["resolution_rate"])]
         rates.append((weights.satisfaction, u["satisfaction_rate"]))
         rated = [(w, v) for w, v in rates if v is not None]
