@@ -123,6 +123,7 @@ class Assignment:
     claimed_at: datetime | None = None
     resolved_at: datetime | None = None
     end_reason: str | None = None
+    ended_at: datetime | None = None  # when it ended unresolved (its case.unassigned)
     note: str | None = None
 
     def overdue(self, now: datetime) -> SlaClock | None:
@@ -309,8 +310,8 @@ class Router:
         )
         return replace(case, assignments=(*case.assignments, a)), event
 
-    def _end(self, case: Case, a: Assignment, reason: str) -> tuple[Case, CaseUnassigned]:
-        ended = replace(a, status=AssignmentStatus.ENDED, end_reason=reason, next_alert_at=None)
+    def _end(self, case: Case, a: Assignment, reason: str, now: datetime) -> tuple[Case, CaseUnassigned]:
+        ended = replace(a, status=AssignmentStatus.ENDED, end_reason=reason, ended_at=now, next_alert_at=None)
         return case.with_assignment(ended), CaseUnassigned(
             case_id=case.case_id, assignment_id=a.assignment_id, unit_id=a.unit_id, reason=reason
         )
@@ -328,7 +329,7 @@ class Router:
         """End assignment `a` and give the case to another unit and tier, with fresh clocks."""
         (unit, tier), (reason, note) = to, why
         ended = reason.value if reason in (EscalationReason.RETURNED, EscalationReason.REASSIGNED) else "escalated"
-        case, unassigned = self._end(case, a, ended)
+        case, unassigned = self._end(case, a, ended, now)
         case = replace(case, supervised=False)
         arrived = ARRIVALS[reason].format(unit=a.unit_id, tier=a.tier.value, note=note)
         case, assigned = self._assign(case, unit, tier, Role.LEAD, now, new_id, arrived)
@@ -488,7 +489,7 @@ class Router:
             by=event.by,
         )
         if a.role is Role.CO:
-            case, unassigned = self._end(case, a, "returned")
+            case, unassigned = self._end(case, a, "returned", now)
             return self._resolved_when_done(case, [returned, unassigned], now)
         case = replace(case, returns=case.returns + 1)
         street = self.handling_unit(case, Tier.STREET)
@@ -522,7 +523,7 @@ class Router:
             if unit is None or unit.kind is not UnitKind.DEPARTMENT:
                 raise InvalidTransition(f"{unit_id!r} is not a department")
             units.append(unit)
-        case, unassigned = self._end(case, a, "whistled")
+        case, unassigned = self._end(case, a, "whistled", now)
         events: list[Event] = [
             CaseWhistled(
                 case_id=case.case_id,
@@ -568,7 +569,7 @@ class Router:
             return Decision(case, [CaseCancelRefused(case_id=case.case_id, reason=why)])
         events: list[Event] = []
         for a in case.active:
-            case, unassigned = self._end(case, a, "cancelled")
+            case, unassigned = self._end(case, a, "cancelled", now)
             events.append(unassigned)
         case = replace(case, closed=True, supervised=False)
         return Decision(case, [*events, CaseClosed(case_id=case.case_id, reason="cancelled")])

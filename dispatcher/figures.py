@@ -100,20 +100,13 @@ def detail(name: str) -> Any:
 # -- an assignment's clocks -----------------------------------------------------------------
 
 
-def ended(chosen: CTE) -> Any:
-    """When each assignment of the chosen cases ended unresolved (its `case.unassigned`)."""
-    endings = select(detail("assignment_id").as_string().label("assignment_id"), history.c.at)
-    e = endings.where(*trail(chosen, "case.unassigned")).subquery()
-    return select(e.c.assignment_id, func.max(e.c.at).label("at")).group_by(e.c.assignment_id).subquery()
-
-
 def clock_counts(window: Window, chosen: CTE, scope: Scope, by: Any) -> Select[Any]:
     """Per value of `by` (an assignments column): the assignments given and claimed in the
     window, the time from assignment to claim, and each clock met and missed in the window. A
     clock is met when its claim (resolution: its resolution) came at or before its limit,
     decided then; missed when the limit passed with the ticket unclaimed (unresolved) and not
     ended before it, decided at the limit, once the limit is past."""
-    a, end = assignments.c, ended(chosen)
+    a = assignments.c
     columns = [by.label("key"), count(window.holds(a.assigned_at)).label("assigned")]
     columns.append(count(window.holds(a.claimed_at)).label("claimed"))
     claim = seconds_between(a.claimed_at, a.assigned_at)
@@ -123,13 +116,12 @@ def clock_counts(window: Window, chosen: CTE, scope: Scope, by: Any) -> Select[A
         ("resolution", a.resolution_due, a.resolved_at),
     ):
         met = and_(done.is_not(None), done <= due)
-        missed = and_(not_(met), due <= window.now, or_(end.c.at.is_(None), end.c.at >= due))
+        missed = and_(not_(met), due <= window.now, or_(a.ended_at.is_(None), a.ended_at >= due))
         columns.append(count(and_(met, window.holds(done))).label(f"{clock}_met"))
         columns.append(count(and_(missed, window.holds(due))).label(f"{clock}_missed"))
     return (
         select(*columns)
         .join_from(assignments, chosen, a.case_id == chosen.c.case_id)
-        .outerjoin(end, end.c.assignment_id == a.assignment_id)
         .where(*scope.matches())
         .group_by(by)
     )

@@ -222,6 +222,7 @@ def _assignment(r: Any) -> Assignment:
         claimed_at=r.claimed_at,
         resolved_at=r.resolved_at,
         end_reason=r.end_reason,
+        ended_at=r.ended_at,
         note=r.note,
     )
 

@@ -96,6 +96,7 @@ class Assignment(BaseModel):
     claimed_at: datetime | None
     resolved_at: datetime | None
     end_reason: str | None = Field(description="why an ended assignment ended: escalated, returned, whistled…")
+    ended_at: datetime | None = Field(None, description="when it ended unresolved")
     note: str | None = Field(description="the handler's resolution note")
 
 

@@ -68,6 +68,7 @@ assignments = Table(
     Column("claimed_at", UtcDateTime()),
     Column("resolved_at", UtcDateTime()),
     Column("end_reason", String(32)),
+    Column("ended_at", UtcDateTime()),
     Column("note", Text),
 )
 
@@ -95,6 +96,7 @@ history = Table(
     Column("at", UtcDateTime(), nullable=False),
     Column("type", String(64), nullable=False),
     Column("details", JSON, nullable=False),
+    Index("ix_dispatcher_history_at", "at", postgresql_using="brin"),  # the figures' windows; rows come in time order
 )
 
 outbox = outbox_table(metadata, "dispatcher")

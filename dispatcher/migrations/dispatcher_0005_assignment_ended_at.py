@@ -1,0 +1,45 @@
+"""dispatcher: when an assignment ended unresolved, on its row (the figures' clocks read it there,
+not in the history's JSON); filled in for the assignments that ended before, from their
+case.unassigned; and the history by time, for the figures' windows (BRIN on PostgreSQL: rows
+come in time order)
+
+Revision ID: dispatcher_0005
+Revises: dispatcher_0004
+Create Date: 2026-12-07 18:00:00
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = 'dispatcher_0005'
+down_revision: str | None = 'dispatcher_0004'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('dispatcher_assignments', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True))
+    history = sa.table('dispatcher_history', sa.column('at'), sa.column('type'), sa.column('details', sa.JSON()))
+    assignments = sa.table('dispatcher_assignments', sa.column('assignment_id'), sa.column('ended_at'))
+    endings = (
+        sa.select(history.c.details['assignment_id'].as_string().label('assignment_id'), history.c.at)
+        .where(history.c.type == 'case.unassigned')
+        .subquery()
+    )
+    ended = (
+        sa.select(endings.c.assignment_id, sa.func.max(endings.c.at).label('at'))
+        .group_by(endings.c.assignment_id)
+        .subquery()
+    )
+    op.execute(
+        assignments.update().where(assignments.c.assignment_id == ended.c.assignment_id).values(ended_at=ended.c.at)
+    )
+    op.create_index('ix_dispatcher_history_at', 'dispatcher_history', ['at'], postgresql_using='brin')
+
+
+def downgrade() -> None:
+    op.drop_index('ix_dispatcher_history_at', table_name='dispatcher_history')
+    with op.batch_alter_table('dispatcher_assignments', schema=None) as batch_op:
+        batch_op.drop_column('ended_at')
