@@ -12,11 +12,15 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from services.messaging.tables import deadletter_table, inbox_table, outbox_table
 from services.storage.db import UtcDateTime
 
 metadata = MetaData()
+
+# jsonb on PostgreSQL: the figures read fields of a year's history, which json parses row by row
+DETAILS = JSON().with_variant(JSONB(), "postgresql")
 
 cases = Table(
     "dispatcher_cases",
@@ -95,7 +99,7 @@ history = Table(
     Column("case_id", String(64), nullable=False, index=True),
     Column("at", UtcDateTime(), nullable=False),
     Column("type", String(64), nullable=False),
-    Column("details", JSON, nullable=False),
+    Column("details", DETAILS, nullable=False),
     Index("ix_dispatcher_history_at", "at", postgresql_using="brin"),  # the figures' windows; rows come in time order
 )
 
