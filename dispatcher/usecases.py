@@ -3,7 +3,7 @@ history, a case's full routing history, and the rates gauges (the figures themse
 `dispatcher/figures.py`). The routes are in `dispatcher/api.py`."""
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -167,7 +167,7 @@ async def breaches_now(
                 "clock": "response" if response else "resolution",
                 "due_at": due,
                 "late_seconds": (now - due).total_seconds(),
-                "escalations": [{"at": h.at, "type": h.type, **h.details} for h in trail if h.case_id == r.case_id],
+                "escalations": [{"at": h.at, "type": h.type, **h.details} for h in trail.get(r.case_id, [])],
             }
         )
     return sorted(out, key=lambda b: -b["late_seconds"])
@@ -242,11 +242,7 @@ async def breach_history(
         due = datetime.fromisoformat(d["due_at"])
         met = r.claimed_at if d["clock"] == "response" else r.resolved_at
         followed = next(
-            (
-                h
-                for h in trail
-                if h.case_id == r.case_id and h.id > r.id and h.at == r.at and h.type == "case.escalated"
-            ),
+            (h for h in trail.get(r.case_id, []) if h.id > r.id and h.at == r.at and h.type == "case.escalated"),
             None,
         )
         out.append(
@@ -265,7 +261,7 @@ async def breach_history(
                 "escalated_to_unit_id": followed.details["to_unit_id"] if followed else None,
                 "escalated_to_tier": followed.details["to_tier"] if followed else None,
                 "met_at": met if met is not None and met > due else None,
-                "escalations": [{"at": h.at, "type": h.type, **h.details} for h in trail if h.case_id == r.case_id],
+                "escalations": [{"at": h.at, "type": h.type, **h.details} for h in trail.get(r.case_id, [])],
             }
         )
     return out
@@ -290,10 +286,18 @@ def rates_probe(db: Database, clock: Clock, policy: Policy, metrics: Metrics, ev
     return probe
 
 
-async def _escalations(s: AsyncSession, case_ids: set[str]) -> Sequence[Row[Any]]:
-    """What followed the breaches of these cases (escalated to whom, or supervised), in order."""
+async def _escalations(s: AsyncSession, case_ids: set[str]) -> dict[str, list[Row[Any]]]:
+    """What followed the breaches of these cases (escalated to whom, or supervised), in order, per case."""
     query = select(history).where(history.c.case_id.in_(case_ids), history.c.type.in_(ESCALATION_TYPES))
-    return (await s.execute(query.order_by(history.c.id))).all()
+    return _by_case(await s.execute(query.order_by(history.c.id)))
+
+
+def _by_case(trail: Iterable[Row[Any]]) -> dict[str, list[Row[Any]]]:
+    """History rows per case, in the order given (a lookup per case, not a scan of them all)."""
+    per_case: dict[str, list[Row[Any]]] = {}
+    for h in trail:
+        per_case.setdefault(h.case_id, []).append(h)
+    return per_case
 
 
 ACKNOWLEDGED = "case.supervision_acknowledged"
@@ -349,7 +353,8 @@ async def watch(db: Database, now: datetime, since: datetime, limit: int, **only
                 .order_by(history.c.id)
             )
         ).all()
-    rows = [_watched(c, places[c.case_id], [h for h in trail if h.case_id == c.case_id], now) for c in loaded]
+    trails = _by_case(trail)
+    rows = [_watched(c, places[c.case_id], trails.get(c.case_id, []), now) for c in loaded]
     live = sorted((r for r in rows if r["state"] == "live"), key=_urgency)
     done = sorted((r for r in rows if r["state"] == "done"), key=lambda r: r["met_at"], reverse=True)
     return {"now": now, "since": since, "live": live[:limit], "done": done[:limit]}
