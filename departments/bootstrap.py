@@ -1,9 +1,11 @@
 """The departments service wired from a Context: its store and consumer (assignments become
 tickets), one consumer per unit with an adapter's updates topic, the kernel's delivery worker
-over the units' webhooks (a lane per unit) with its gauges, and the routes (the staff API, the
-adapters' endpoints, the AsyncAPI document, the console)."""
+over the units' webhooks (a lane per unit) with its gauges, the pruner's horizon for those
+deliveries, and the routes (the staff API, the adapters' endpoints, the AsyncAPI document, the
+console)."""
 
 from collections.abc import Awaitable
+from datetime import timedelta
 
 from fastapi import APIRouter
 
@@ -19,6 +21,7 @@ from departments.repository import load_tickets
 from departments.usecases.queue import Queues
 from departments.usecases.staff import Accounts
 from departments.usecases.tickets import Desk
+from services.delivery.tables import retention
 from services.delivery.worker import Lane, Worker
 from services.district.clock import Clock
 from services.district.events import Stream
@@ -99,4 +102,7 @@ def bootstrap(ctx: Context) -> ServiceParts:
         return webhooks.run(stop)
 
     topics = [*out.topics(), *(t for c in updates for t in c.topics)]
-    return ServiceParts(NAME, routes, store, consumers=[consumer, *updates], workers=[deliver], topics=topics)
+    kept = retention(tables.deliveries, timedelta(days=ctx.settings.delivery_retention_days))
+    return ServiceParts(
+        NAME, routes, store, consumers=[consumer, *updates], workers=[deliver], topics=topics, horizons=[kept]
+    )

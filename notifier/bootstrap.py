@@ -1,13 +1,16 @@
 """Wires the notifier from a Context: what words and addresses messages (`Telling`: the
 templates, the district's names, the policy, the channels that are on and the units' and ops'
 addresses), the consumer of the cases topic, the kernel's delivery worker over the channels
-(notifier/channels/), the units' digests, and the routes (ops, residents' unsubscribing, the
-SMS provider's receipts). A missing template or SMS code, or an SMTP server that cannot be
-reached as configured, fails start-up naming it."""
+(notifier/channels/), the units' digests, what the pruner deletes of what was told, and the
+routes (ops, residents' unsubscribing, the SMS provider's receipts). A missing template or SMS
+code, or an SMTP server that cannot be reached as configured, fails start-up naming it."""
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from functools import partial
+
+from sqlalchemy import exists
 
 from notifier import api, channels, receipts, tables
 from notifier.domain import Names
@@ -17,11 +20,13 @@ from notifier.repository import Outlets, Telling
 from notifier.workers import Digests, failed
 from services.delivery import signing
 from services.delivery.ops import DeliveryOps
+from services.delivery.tables import retention
 from services.delivery.worker import Worker, receipt
 from services.district.events import Stream
 from services.runtime.context import Context, ServiceParts
 from services.runtime.lifecycle import Stop
 from services.runtime.settings import Settings
+from services.storage.pruning import Horizon
 
 NAME = "notifier"
 log = logging.getLogger(__name__)
@@ -86,8 +91,19 @@ def bootstrap(ctx: Context) -> ServiceParts:
     checks = [s.check for s in senders.values() if hasattr(s, "check")]
     log.info("notifier channels: %s", ", ".join(sorted(c.value for c in on)))
     parts = ServiceParts(NAME, routes, store, consumers=[consumer], workers=[deliver, digest], checks=checks)
+    parts.horizons = horizons(timedelta(days=settings.delivery_retention_days))
     parts.extras |= {"deliveries": worker, "digests": digests}  # their one-round methods, for tests
     return parts
+
+
+def horizons(keep: timedelta) -> list[Horizon]:
+    """What the pruner deletes: finished deliveries `keep` after they finished, then the
+    notifications older than `keep` that have none left (one with a delivery still waiting or
+    dead stays, and `GET /v1/notifications` shows it whole). A notification's key, like a
+    delivery's msg_id, is what refuses a redelivered event's second message: `keep` is never
+    shorter than the inbox's horizon (settings)."""
+    n, d = tables.notifications, tables.deliveries
+    return [retention(d, keep), Horizon(n, n.c.created_at, keep, where=~exists().where(d.c.ref == n.c.key))]
 
 
 class Receipts:

@@ -460,7 +460,7 @@ class Notices:
         stopped = {r.report_id for r in rows if r.unsubscribed_at is not None}
         for d in self.delivery_rows:
             if self.pushed.get(d["msg_id"]) in stopped and d["state"] == State.CREATED.value:
-                d.update(state=State.SUPPRESSED.value, reason="unsubscribed")
+                d.update(state=State.SUPPRESSED.value, reason="unsubscribed", next_attempt_at=self.now)
 
 
 def digest_facts(facts: Facts) -> dict[str, Any]:

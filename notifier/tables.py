@@ -68,9 +68,12 @@ notifications = Table(
     Column("message", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("key", name="uq_notifier_notifications_key"),
+    Index("ix_notifier_notifications_created_at", "created_at"),  # the pruner's (notifier/bootstrap.py)
 )
 
 deliveries = delivery_table(metadata, "notifier")
+# A notification's deliveries, which the pruner asks for before it deletes the notification.
+Index("ix_notifier_deliveries_ref", deliveries.c.ref)
 
 # New tickets waiting for their unit's digest; `digest_key` is set when the digest is made.
 digest_items = Table(

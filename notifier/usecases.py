@@ -43,6 +43,6 @@ async def _stop(db: Database, who: object, now: datetime) -> str:
         await s.execute(
             update(deliveries)
             .where(deliveries.c.sequence.in_(theirs), deliveries.c.state.in_(WAITING))
-            .values(state=State.SUPPRESSED.value, reason="unsubscribed")
+            .values(state=State.SUPPRESSED.value, reason="unsubscribed", next_attempt_at=now)
         )
         return str(row.case_id)

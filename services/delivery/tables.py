@@ -9,9 +9,12 @@ the states a delivery goes through.
 
 A row in `created` whose `next_attempt_at` is ahead is held (quiet hours): `reason` says so.
 A row in `sending` is leased by a worker until `next_attempt_at`, or (a channel with receipts,
-after an ambiguous answer) waits for its receipt until then."""
+after an ambiguous answer) waits for its receipt until then. A row in a FINISHED state has as
+its `next_attempt_at` the time it finished, on the service's clock (the worker's outcome, a
+receipt, an unsubscribe write it): its retention counts from there (`retention`)."""
 
 from collections.abc import Collection
+from datetime import timedelta
 from enum import StrEnum
 
 from sqlalchemy import (
@@ -31,6 +34,7 @@ from sqlalchemy import (
 )
 
 from services.storage.db import UtcDateTime
+from services.storage.pruning import Horizon
 
 
 class State(StrEnum):
@@ -65,6 +69,15 @@ def waiting(column: ColumnElement[str], states: Collection[State]) -> ColumnElem
         return column.in_(bindparam(None, [s.value for s in values], literal_execute=True))
 
     return and_(listed(WAITING_STATES), listed(sorted(states)))
+
+
+def retention(table: Table, keep: timedelta) -> Horizon:
+    """What the pruner deletes of a deliveries table: the rows nothing more will happen to
+    (delivered, failed for good, suppressed) `keep` after they finished, by the index on
+    (state, next_attempt_at). Never a row on its way, and never a dead one, however old: it
+    holds the later rows of its sequence back until ops re-drive it, and deleting it would let
+    them go out of order. A permanent failure may still be re-driven by ops within `keep`."""
+    return Horizon(table, table.c.next_attempt_at, keep, where=table.c.state.in_(sorted(FINISHED)))
 
 
 def delivery_table(metadata: MetaData, prefix: str) -> Table:

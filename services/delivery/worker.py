@@ -351,7 +351,8 @@ async def receipt(
     for a failure is retried on the schedule like any temporary failure (it did not arrive, so
     sending it again is safe), and is dead once the schedule is used up. A receipt for a
     delivery past waiting (the same receipt again) changes nothing. Whether such a delivery
-    exists: a receipt endpoint answers 404 for one that does not."""
+    exists: a receipt endpoint answers 404 for one that does not (or no longer: pruned). The
+    time it became delivered is its `next_attempt_at` too, from which its retention counts."""
     if msg_id is None and provider_ref is None:
         raise ValueError("a receipt names its delivery by msg_id, by provider_ref, or both")
     t, now = table, clock.now()
@@ -368,7 +369,7 @@ async def receipt(
         row = (await s.execute(select(t.c.id, t.c.attempts).where(*which, waiting).with_for_update())).first()
         if row is None:
             return await s.scalar(select(exists().where(*which))) is True
-        change: dict[str, Any] = {"state": State.DELIVERED, "delivered_at": now, "reason": None}
+        change: dict[str, Any] = {"state": State.DELIVERED, "delivered_at": now, "next_attempt_at": now, "reason": None}
         if not delivered:
             failed = Result(Outcome.TEMPORARY, error or "the receipt says failed")
             step = retries.after(schedule, max(row.attempts, 1), failed, rng)

@@ -70,7 +70,7 @@ def create_app(
             loops += [(c.name, c.run) for c in p.consumers]
             loops += [(f"{p.name}.worker", w) for w in p.workers]
             inbox = Horizon(p.store.inbox, p.store.inbox.c.handled_at, inbox_horizon)
-            loops.append((f"{p.name}.pruner", Pruner(p.name, p.store.db, ctx.clock, [inbox]).run))
+            loops.append((f"{p.name}.pruner", Pruner(p.name, p.store.db, ctx.clock, [inbox, *p.horizons]).run))
         work, relaying = Stop(), Stop()
         tasks = [asyncio.create_task(supervise(n, fn, work), name=n) for n, fn in loops]
         relays = [asyncio.create_task(supervise(n, r.run, relaying), name=n) for n, r in relayed]

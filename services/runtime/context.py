@@ -22,6 +22,7 @@ from services.runtime.metrics import Metrics
 from services.runtime.settings import Settings
 from services.storage.batching import GroupCommit
 from services.storage.db import Database
+from services.storage.pruning import Horizon
 from services.web.auth import Authenticator
 from services.web.edge import ErrorRenderer
 
@@ -121,6 +122,9 @@ class ServiceParts:
     checks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Error renderers for path prefixes that answer in a format of their own (Open311).
     error_renderers: dict[str, ErrorRenderer] = field(default_factory=dict)
+    # What the service's pruner deletes beside its inbox's old rows, in this order
+    # (services/storage/pruning.py): finished deliveries past their retention, and the like.
+    horizons: list[Horizon] = field(default_factory=list)
 
 
 def kafka_security(settings: Settings) -> Security:

@@ -78,6 +78,14 @@ class Settings(BaseSettings):
         description="days a consumer remembers an event it handled, to refuse it when it comes again; longer than "
         "the broker keeps its records plus the longest a consumer may lag (services/storage/pruning.py)",
     )
+    delivery_retention_days: int = Field(
+        30,
+        ge=1,
+        description="days a finished outbound delivery (delivered, failed for good, suppressed) and the notifier's "
+        "notification it belongs to are kept after they finished, for ops to read and re-drive; never shorter than "
+        "GRIDCALL_INBOX_HORIZON_DAYS, since their unique keys keep a redelivered event from sending twice. Dead and "
+        "waiting deliveries are kept whatever their age (services/storage/pruning.py)",
+    )
     consumer_batch: int = Field(
         50,
         ge=1,
@@ -284,6 +292,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"GRIDCALL_KAFKA_MIN_INSYNC_REPLICAS ({wanted}) cannot exceed GRIDCALL_KAFKA_REPLICATION_FACTOR "
                 f"({self.kafka_replication_factor}): no write could ever be acknowledged"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _deliveries_outlive_the_inbox(self) -> Self:
+        if self.delivery_retention_days < self.inbox_horizon_days:
+            raise ValueError(
+                f"GRIDCALL_DELIVERY_RETENTION_DAYS ({self.delivery_retention_days}) cannot be shorter than "
+                f"GRIDCALL_INBOX_HORIZON_DAYS ({self.inbox_horizon_days}): an event redelivered after its delivery "
+                "went, while the inbox no longer refused it, would send its messages again"
             )
         return self
 

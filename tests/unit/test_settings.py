@@ -35,3 +35,11 @@ def test_the_rate_limit_is_shared_in_the_database_on_postgresql_and_refused_on_s
         Settings(var_dir=tmp_path, rate_limit_store="database")
     on_postgres = Settings(database_url="postgresql+asyncpg://gridcall@db/gridcall", rate_limit_store="database")
     assert on_postgres.rate_limit_store == "database"
+
+
+def test_deliveries_are_kept_at_least_as_long_as_the_inbox_remembers_their_events(tmp_path):
+    s = Settings(var_dir=tmp_path)
+    assert (s.inbox_horizon_days, s.delivery_retention_days) == (14, 30)
+    assert Settings(var_dir=tmp_path, inbox_horizon_days=20, delivery_retention_days=20).delivery_retention_days == 20
+    with pytest.raises(ValidationError, match="GRIDCALL_DELIVERY_RETENTION_DAYS \\(10\\) cannot be shorter than"):
+        Settings(var_dir=tmp_path, delivery_retention_days=10)
