@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test unit integration e2e fault faults fuzz bench bench-quick bench-backlog wrk chromium compose asyncapi-specs lint fmt migrate up down clean
+.PHONY: run test unit integration e2e fault faults fuzz bench bench-quick bench-backlog bench-year wrk chromium compose asyncapi-specs lint fmt migrate up down clean
 
 # The AsyncAPI 3.0 JSON Schema, from npm's @asyncapi/specs: tests/unit/test_asyncapi.py validates docs/asyncapi.yaml with it.
 ASYNCAPI_SPECS := .cache/asyncapi-specs
@@ -55,6 +55,9 @@ bench-quick: $(STAMP) wrk     ## the same, smaller: about three minutes, for che
 
 bench-backlog: $(STAMP)       ## how fast one dispatcher drains a backlog of case.reported
 	$(BIN)/python -m bench.dispatcher_backlog
+
+bench-year: $(STAMP)          ## a year of 1,000,000 cases in PostgreSQL, then p50/p99 of the reads people wait on (YEAR_ARGS=--reuse)
+	$(BIN)/python -m bench.year $(YEAR_ARGS)
 
 wrk:                          ## the HTTP load generator, from Debian's packages
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
