@@ -71,6 +71,8 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench.procs import memory_mb
+
 RESULTS = Path(__file__).parent / "results"
 ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 PREFIX = "gridcall_year"
@@ -749,14 +751,6 @@ async def record_seed(cases: int, now: datetime, figures: dict[str, Any]) -> Non
 # -- measuring -------------------------------------------------------------------------------
 
 
-def rss_mb(pid: int) -> dict[str, float]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            out[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
-    return out
-
-
 async def sizes() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for s in SERVICES:
@@ -874,7 +868,7 @@ class Measure:
     async def settle(self, service: str) -> str:
         """After a timeout the service is still working on the request (and holding what it
         loaded): its peak memory is noted, and it is restarted so the next reads start clean."""
-        peak = rss_mb(self.pids[service]).get("VmHWM", 0.0)
+        peak = memory_mb(self.pids[service]).get("VmHWM", 0.0)
         self.restarts.append({"service": service, "peak_rss_mb": peak})
         if self.cluster is None:
             return f"; {service} peak {peak:,.0f} MB"
@@ -963,7 +957,7 @@ async def measure_all(
     cases = await sample_cases(max(60, runs + 5))
     pids = {s: p.popen.pid for s, p in cluster.processes.items() if p.popen}
     m = Measure(urls, tokens, cases, runs, pids, cluster)
-    rss_before = {s: rss_mb(p) for s, p in pids.items()}
+    rss_before = {s: memory_mb(p) for s, p in pids.items()}
     results = []
     try:
         for read in chosen(now, only):
@@ -978,7 +972,7 @@ async def measure_all(
                 print(_line(timed.figures()), flush=True)
     finally:
         await m.client.aclose()
-    rss_after = {s: rss_mb(p) for s, p in m.pids.items()}
+    rss_after = {s: memory_mb(p) for s, p in m.pids.items()}
     return {
         "reads": [t.figures() for t in results],
         "rss_before": rss_before,

@@ -56,13 +56,13 @@ def rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def durations(count: int, total: Any, p90: Any) -> dict[str, Any]:
+def durations(n: int, total: Any, p90: Any) -> dict[str, Any]:
     """Count, mean and nearest-rank 90th percentile (the smallest value at least 90% of the
-    values reach) of durations whose sum is `total` seconds."""
+    values reach) of `n` durations whose sum is `total` seconds."""
     return {
-        "count": count,
-        "average_seconds": round(float(total) / count, 3) if count else None,
-        "p90_seconds": float(p90) if count else None,
+        "count": n,
+        "average_seconds": round(float(total) / n, 3) if n else None,
+        "p90_seconds": float(p90) if n else None,
     }
 
 

@@ -90,8 +90,10 @@ def bootstrap(ctx: Context) -> ServiceParts:
 
     checks = [s.check for s in senders.values() if hasattr(s, "check")]
     log.info("notifier channels: %s", ", ".join(sorted(c.value for c in on)))
-    parts = ServiceParts(NAME, routes, store, consumers=[consumer], workers=[deliver, digest], checks=checks)
-    parts.horizons = horizons(timedelta(days=settings.delivery_retention_days))
+    kept = horizons(timedelta(days=settings.delivery_retention_days))
+    parts = ServiceParts(
+        NAME, routes, store, consumers=[consumer], workers=[deliver, digest], checks=checks, horizons=kept
+    )
     parts.extras |= {"deliveries": worker, "digests": digests}  # their one-round methods, for tests
     return parts
 
