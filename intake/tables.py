@@ -59,10 +59,11 @@ timeline = Table(
     "intake_timeline",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("case_id", String(64), nullable=False, index=True),
+    Column("case_id", String(64), nullable=False),
     Column("at", UtcDateTime(), nullable=False),
     Column("type", String(32), nullable=False),
     Column("details", JSON, nullable=False),
+    Index("ix_intake_timeline_case_step", "case_id", "id"),  # a case's steps; a step's status in Open311's updates
     Index("ix_intake_timeline_at", "at"),
 )
 

@@ -119,8 +119,10 @@ async def case_of_token(session: AsyncSession, token: str) -> str | None:
 
 
 async def steps(session: Any, start: datetime, end: datetime, public_codes: list[str], limit: int) -> list[Any]:
-    """The steps in [start, end] of the listed requests, each with the status the request had
-    after it; at most `limit`, oldest first."""
+    """The steps in [start, end] of the listed requests, oldest first, at most `limit`, each with
+    the status the request had after it: that of the case's latest step up to it that sets one.
+    The database walks the timeline by time and stops at `limit`; a step's status is one lookup
+    in its case's timeline (a 90-day window of a big district holds millions of steps)."""
     listed = and_(
         reports.c.case_id == case_views.c.case_id,
         reports.c.linked.is_(False),
@@ -128,27 +130,25 @@ async def steps(session: Any, start: datetime, end: datetime, public_codes: list
         reports.c.household_flag.is_(None),
         case_views.c.category.in_(public_codes),
     )
-    in_window = and_(timeline.c.at >= start, timeline.c.at <= end)
-    cases = (
-        select(timeline.c.case_id)
-        .join(case_views, case_views.c.case_id == timeline.c.case_id)
-        .join(reports, listed)
-        .where(in_window)
-        .group_by(timeline.c.case_id)
+    setter = timeline.alias("setter")
+    status_step = (
+        select(setter.c.type)
+        .where(setter.c.case_id == timeline.c.case_id, setter.c.id <= timeline.c.id, setter.c.type.in_(STEP_STATUS))
+        .order_by(setter.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
     query = (
-        select(timeline, case_views.c.unit_name.label("view_unit_name"), case_views.c.tier.label("view_tier"))
+        select(
+            timeline,
+            case_views.c.unit_name.label("view_unit_name"),
+            case_views.c.tier.label("view_tier"),
+            status_step.label("status_step"),
+        )
         .join(case_views, case_views.c.case_id == timeline.c.case_id)
-        .where(timeline.c.case_id.in_(cases), timeline.c.at <= end)
-        .order_by(timeline.c.case_id, timeline.c.id)
+        .join(reports, listed)
+        .where(timeline.c.at >= start, timeline.c.at <= end)
+        .order_by(timeline.c.at, timeline.c.id)
+        .limit(limit)
     )
-    found: list[Any] = []
-    status, case_id = "open", None
-    for row in await session.execute(query):
-        if row.case_id != case_id:
-            status, case_id = "open", row.case_id
-        status = STEP_STATUS.get(row.type, status)
-        if row.at >= start:
-            found.append((row, status))
-    found.sort(key=lambda step: (step[0].at, step[0].id))
-    return found[:limit]
+    return [(row, STEP_STATUS.get(row.status_step, "open")) for row in await session.execute(query)]

@@ -85,6 +85,40 @@ async def test_pages_filters_and_updates_read_the_same_on_both_databases(url):
         await db.dispose()
 
 
+async def test_an_update_has_the_status_its_case_had_after_it_even_when_set_before_the_window(url):
+    view, report, _ = case(0)
+    other, other_report, _ = case(1)
+    kinds = ["received", "assigned", "resolved", "satisfaction", "reopened", "note", "resolved", "note"]
+    trail = [
+        {"case_id": view["case_id"], "at": T0 + timedelta(hours=n), "type": k, "details": {}}
+        for n, k in enumerate(kinds)
+    ]
+    trail.append(
+        {"case_id": other["case_id"], "at": T0 + timedelta(hours=4, minutes=30), "type": "note", "details": {}}
+    )
+    db = Database(url)
+    try:
+        async with db.transaction() as s:
+            await s.execute(case_views.insert(), [view, other])
+            await s.execute(reports.insert(), [report, other_report])
+            await s.execute(timeline.insert(), trail)
+        window = T0 + timedelta(hours=2, minutes=30), T0 + timedelta(hours=10)
+        async with db.sessions() as s:
+            found = await steps(s, *window, ["garbage"], 1000)
+            first_three = await steps(s, *window, ["garbage"], 3)
+        assert [(row.case_id, row.type, status) for row, status in found] == [
+            (view["case_id"], "satisfaction", "closed"),  # set by the resolution before the window
+            (view["case_id"], "reopened", "open"),
+            (other["case_id"], "note", "open"),  # a case whose steps before the window set nothing
+            (view["case_id"], "note", "open"),
+            (view["case_id"], "resolved", "closed"),
+            (view["case_id"], "note", "closed"),
+        ]
+        assert [row.id for row, _ in first_three] == [row.id for row, _ in found[:3]]
+    finally:
+        await db.dispose()
+
+
 async def test_the_migration_fills_the_view_of_cases_resolved_before_it(pg_url):
     config = alembic_config(pg_url)
     await asyncio.to_thread(command.downgrade, config, "intake_0003")
