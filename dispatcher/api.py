@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from dispatcher import figures as figures_of
-from dispatcher import usecases
+from dispatcher import scorecards, usecases
 from dispatcher.figures import Scope, Window
 from dispatcher.schemas import (
     AcknowledgeBody,
@@ -232,7 +232,7 @@ async def scorecard(
     each unit's figures; as CSV for a spreadsheet with `Accept: text/csv` or `format=csv`."""
     window = window_of(since, until, ops.clock.now(), ops.policy)
     units = [u for u in ops.j.units if u.kind is kind]
-    ranked = await figures_of.scorecards(ops.db, window, units, ops.policy.scorecard)
+    ranked = await scorecards.ranked(ops.db, window, units, ops.policy.scorecard)
     if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
         return _csv(ranked, f"scorecards-{kind.value}-{window.since.date()}-{window.until.date()}.csv")
     return {"since": window.since, "until": window.until, "kind": kind.value, "units": ranked}

@@ -11,13 +11,13 @@ recomputes every figure from a simulated history's events and compares.
 """
 
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Subquery, and_, case, exists, func, not_, or_, select, text
+from sqlalchemy import ColumnElement, Select, Subquery, and_, exists, func, not_, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dispatcher.tables import assignments, cases, history
@@ -246,27 +246,26 @@ async def stats(db: Database, window: Window, only: Mapping[str, str | None], sc
 async def _seen(s: AsyncConnection, window: Window, chosen: Subquery) -> dict[str, int]:
     """The events of the chosen cases recorded in the window, counted by what the figures tell
     apart: closings by reason (and those on time: a case closed by its handling with no breach
-    before), escalations by reason, first breaches by clock and supervision, and the rest by
-    type."""
-    h, closings = history.c, history.alias("closings")
+    before; a closing ends every assignment, so that is a case none of whose assignments ever
+    breached, which their rows say), escalations by reason, first breaches by clock and
+    supervision, and the rest by type."""
+    h, a, closings = history.c, assignments.c, history.alias("closings")
     closed = select(closings.c.case_id).where(
         closings.c.type == "case.closed",
         window.holds(closings.c.at),
         closings.c.case_id.in_(select(chosen.c.case_id)),
     )
     breached = (
-        select(h.case_id, func.min(h.id).label("first"))
-        .where(h.type == "case.sla_breached", h.case_id.in_(closed))
-        .group_by(h.case_id)
+        select(a.case_id)
+        .where(or_(a.response_breached, a.resolution_breached), a.case_id.in_(closed))
+        .distinct()
         .subquery("breached")
     )
     reason, clock = detail("reason").as_string(), detail("clock").as_string()
     first = and_(h.type == "case.sla_breached", func.coalesce(detail("repeat").as_integer(), 0) == 0)
     supervised = detail("supervised").as_boolean()
     figures = {
-        "on_time": and_(
-            h.type == "case.closed", reason.in_(CLOSING), or_(breached.c.first.is_(None), breached.c.first > h.id)
-        ),
+        "on_time": and_(h.type == "case.closed", reason.in_(CLOSING), breached.c.case_id.is_(None)),
         **{f"closed_{r}": and_(h.type == "case.closed", reason == r) for r in ("satisfied", "no_answer", "cancelled")},
         **{f"escalated_{r}": and_(h.type == "case.escalated", reason == r) for r in ESCALATIONS},
         "reopened": h.type == "case.reopened",
@@ -371,89 +370,3 @@ async def daily(
         ):
             days[day][_DAILY_KINDS[kind]] += n
     return [{"day": d, **counts} for d, counts in days.items()]
-
-
-# -- 红星考评 ---------------------------------------------------------------------------------
-
-_CREDITED = ("case.resolved", "case.reopened", "case.returned", "case.sla_breached", "case.escalated", "case.closed")
-
-
-async def scorecards(db: Database, window: Window, units: Sequence[Any], weights: Any) -> list[dict[str, Any]]:
-    """红星考评: each of `units` with its figures in the window and its score, ranked. A unit's
-    figures: its assignments' response and resolution clocks decided in the window (as in
-    `stats`), the resolutions it made, the visits after them (a closing goes to the unit whose
-    resolution it closed, a reopening to the unit it reopened with), its first breaches, and the
-    cases it sent up (上报) or returned (退单)."""
-    ours = {u.id for u in units}
-    figures = {u.id: _blank() for u in units}
-    chosen = kept(window, {}, Scope())
-    async with reading(db) as s:
-        for r in await s.execute(clock_counts(window, chosen, Scope(), assignments.c.unit_id)):
-            if r.key in ours:
-                f = figures[r.key]
-                f["assigned"] += r.assigned
-                for clock in ("response", "resolution"):
-                    f[f"{clock}_met"] += getattr(r, f"{clock}_met")
-                    f[f"{clock}_counted"] += getattr(r, f"{clock}_met") + getattr(r, f"{clock}_missed")
-        credited = _credited(window, chosen).subquery()
-        grouped = select(credited.c.unit, credited.c.figure, func.count()).group_by(credited.c.unit, credited.c.figure)
-        for unit, figure, n in await s.execute(grouped):
-            if unit in ours and figure is not None:
-                figures[unit][figure] += n
-    rows = []
-    for u in units:
-        f = figures[u.id]
-        rates = {
-            "response": rate(f["response_met"], f["response_counted"]),
-            "resolution": rate(f["resolution_met"], f["resolution_counted"]),
-            "satisfaction": rate(f["satisfied"], f["satisfied"] + f["unsatisfied"]),
-        }
-        weighed = [(getattr(weights, r), v) for r, v in rates.items() if v is not None and getattr(weights, r) > 0]
-        total = sum(w for w, _ in weighed)
-        score = round(100 * sum(w * v for w, v in weighed) / total, 2) if total else None
-        if f["assigned"] < weights.min_assignments:
-            score = None
-        rows.append(
-            {"unit_id": u.id, "unit_name": u.name, "unit_name_zh": u.name_zh, "kind": u.kind.value, "score": score, **f}
-            | {f"{r}_rate": v for r, v in rates.items()}
-        )
-    rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0), -r["assigned"], r["unit_id"]))
-    for n, r in enumerate(rows, 1):
-        r["rank"] = n if r["score"] is not None else None
-    return rows
-
-
-def _credited(window: Window, chosen: Subquery) -> Select[Any]:
-    """Each event of the window a scorecard counts: the unit it counts for and the figure."""
-    h = history.c
-    reason = detail("reason").as_string()
-    r = history.alias("r")
-    resolver = (
-        select(r.c.details["unit_id"].as_string())
-        .where(r.c.case_id == h.case_id, r.c.type == "case.resolved", r.c.id < h.id)
-        .order_by(r.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    unit = case(
-        (
-            h.type.in_(("case.resolved", "case.reopened", "case.returned", "case.sla_breached")),
-            detail("unit_id").as_string(),
-        ),
-        (h.type == "case.escalated", detail("from_unit_id").as_string()),
-        else_=resolver,
-    )
-    figure = case(
-        (h.type == "case.resolved", "resolved"),
-        (h.type == "case.reopened", "unsatisfied"),
-        (h.type == "case.returned", "returned"),
-        (and_(h.type == "case.sla_breached", func.coalesce(detail("repeat").as_integer(), 0) == 0), "breaches"),
-        (and_(h.type == "case.escalated", reason == "handler"), "escalated"),
-        (and_(h.type == "case.closed", reason.in_(CLOSING)), reason),
-    )
-    return select(unit.label("unit"), figure.label("figure")).where(*trail(chosen, *_CREDITED), window.holds(h.at))
-
-
-def _blank() -> dict[str, int]:
-    names = ("assigned", "response_met", "response_counted", "resolution_met", "resolution_counted", "resolved")
-    return dict.fromkeys((*names, "satisfied", "unsatisfied", "no_answer", "breaches", "escalated", "returned"), 0)

@@ -1,3 +1,5 @@
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -11,6 +13,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -18,6 +21,14 @@ from services.messaging.tables import deadletter_table, inbox_table, outbox_tabl
 from services.storage.db import UtcDateTime
 
 metadata = MetaData()
+
+
+def only(condition: str) -> dict[str, Any]:
+    """A partial index's condition, on both databases. The queries that should use one state its
+    condition with the same constants in the SQL text (`services.storage.db.fixed`), not as bound
+    parameters, which a generic plan cannot match to it."""
+    return {"postgresql_where": text(condition), "sqlite_where": text(condition)}
+
 
 # jsonb on PostgreSQL: the figures read fields of a year's history, which json parses row by row
 DETAILS = JSON().with_variant(JSONB(), "postgresql")
@@ -46,6 +57,9 @@ cases = Table(
     Column("resolved_at", UtcDateTime()),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # a window's cases: those still open, and the closed ones touched since it began
+    Index("ix_dispatcher_cases_open", "case_id", **only("NOT closed")),
+    Index("ix_dispatcher_cases_updated_at", "updated_at"),
 )
 
 assignments = Table(
@@ -74,6 +88,9 @@ assignments = Table(
     Column("end_reason", String(32)),
     Column("ended_at", UtcDateTime()),
     Column("note", Text),
+    # the live ones past a limit (the board, the breach list): a few thousand of millions
+    Index("ix_dispatcher_assignments_response_open", "response_due", **only("status = 'open'")),
+    Index("ix_dispatcher_assignments_resolution_open", "resolution_due", **only("status IN ('open', 'claimed')")),
 )
 
 timers = Table(
@@ -96,11 +113,15 @@ history = Table(
     "dispatcher_history",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("case_id", String(64), nullable=False, index=True),
+    Column("case_id", String(64), nullable=False),
     Column("at", UtcDateTime(), nullable=False),
     Column("type", String(64), nullable=False),
     Column("details", DETAILS, nullable=False),
+    # a case's history, and the chosen cases' events in a window (rows of a case lie far apart on disk)
+    Index("ix_dispatcher_history_case_at", "case_id", "at"),
     Index("ix_dispatcher_history_at", "at", postgresql_using="brin"),  # the figures' windows; rows come in time order
+    # the breaches by time (the breach list, the board): a third of the rows, most of them a supervised case's alerts
+    Index("ix_dispatcher_history_breaches", "at", "id", **only("type = 'case.sla_breached'")),
 )
 
 outbox = outbox_table(metadata, "dispatcher")

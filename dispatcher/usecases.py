@@ -20,12 +20,23 @@ from services.district.jurisdiction import Jurisdiction
 from services.district.policy import Policy
 from services.runtime.metrics import Metrics, Probe
 from services.storage.bulk import among
-from services.storage.db import Database
+from services.storage.db import Database, fixed
 
 ESCALATION_TYPES = ("case.sla_breached", "case.escalated", "case.returned", "case.whistled")
 OUTCOMES = ("satisfied", "unsatisfied", "no_answer")
 RATES = ("response", "resolution", "satisfaction", "on_time_closure", "grid_closure", "community_closure")
 Q = TypeVar("Q", bound=Select[Any])
+BREACHED = fixed("case.sla_breached")  # the condition of ix_dispatcher_history_breaches
+
+
+def late_now(now: datetime) -> Any:
+    """Assignments past a limit right now: unclaimed past the response limit, or unresolved
+    past the resolution limit (the conditions of ix_dispatcher_assignments_*_open)."""
+    a = assignments.c
+    return or_(
+        and_(a.status == fixed("open"), a.response_due <= now),
+        and_(a.status.in_([fixed("open"), fixed("claimed")]), a.resolution_due <= now),
+    )
 
 
 def window_of(since: datetime | None, until: datetime | None, now: datetime, policy: Policy) -> Window:
@@ -131,8 +142,6 @@ async def breaches_now(
 ) -> list[dict[str, Any]]:
     """Open assignments past their response or resolution limit right now (cases under
     supervision at the top tier too), most late first, with each case's escalations."""
-    response_late = and_(assignments.c.status == "open", assignments.c.response_due <= now)
-    resolution_late = and_(assignments.c.status.in_(["open", "claimed"]), assignments.c.resolution_due <= now)
     query = (
         select(
             cases.c.case_id,
@@ -150,7 +159,7 @@ async def breaches_now(
             assignments.c.resolution_due,
         )
         .join(assignments, assignments.c.case_id == cases.c.case_id)
-        .where(or_(response_late, resolution_late))
+        .where(late_now(now))
     )
     query = _equal(query, (cases.c.street_id, street), (cases.c.community_id, community))
     query = _equal(query, (assignments.c.unit_id, unit), (cases.c.category, category))
@@ -219,7 +228,7 @@ async def breach_history(
         .join_from(history, cases, history.c.case_id == cases.c.case_id)
         .join(assignments, assignments.c.assignment_id == missed)
         .where(
-            history.c.type == "case.sla_breached",
+            history.c.type == BREACHED,
             history.c.at >= window.since,
             history.c.at < window.until,
             func.coalesce(history.c.details["repeat"].as_integer(), 0) == 0,
@@ -313,22 +322,13 @@ async def watch(db: Database, now: datetime, since: datetime, limit: int, **only
     holding it has not yet taken it up. It is `done` (into the history, with when and how) once
     it is resolved or closed, or once the unit holding it claimed it after its last breach and
     is within its limits; a later breach makes it live again."""
-    first = func.coalesce(history.c.details["repeat"].as_integer(), 0) == 0
+    first_breach = and_(history.c.type == BREACHED, func.coalesce(history.c.details["repeat"].as_integer(), 0) == 0)
     breached = (
         select(history.c.case_id)
         .join(cases, cases.c.case_id == history.c.case_id)
-        .where(history.c.type == "case.sla_breached", history.c.at >= since, first)
+        .where(first_breach, history.c.at >= since)
     )
-    late = (
-        select(assignments.c.case_id)
-        .join(cases, cases.c.case_id == assignments.c.case_id)
-        .where(
-            or_(
-                and_(assignments.c.status == "open", assignments.c.response_due <= now),
-                and_(assignments.c.status.in_(["open", "claimed"]), assignments.c.resolution_due <= now),
-            )
-        )
-    )
+    late = select(assignments.c.case_id).join(cases, cases.c.case_id == assignments.c.case_id).where(late_now(now))
     kept = {"street": cases.c.street_id, "community": cases.c.community_id, "category": cases.c.category}
     for name, column in kept.items():
         if only.get(name) is not None:
@@ -349,7 +349,7 @@ async def watch(db: Database, now: datetime, since: datetime, limit: int, **only
         trail = (
             await s.execute(
                 select(history)
-                .where(among(s, history.c.case_id, sorted(ids)), history.c.type.in_(WATCHED))
+                .where(among(s, history.c.case_id, sorted(ids)), or_(history.c.type == ACKNOWLEDGED, first_breach))
                 .order_by(history.c.id)
             )
         ).all()
@@ -393,6 +393,7 @@ def _urgency(row: dict[str, Any]) -> tuple[float, float]:
 
 
 def _watched(case: Case, place: Any, trail: list[Any], now: datetime) -> dict[str, Any]:
+    """A case's row on the board, from its first breaches and acknowledgements (`trail`)."""
     firsts = [h for h in trail if h.type == "case.sla_breached" and not h.details.get("repeat")]
     last = firsts[-1] if firsts else None
     supervision = next((h for h in reversed(firsts) if h.details.get("supervised")), None)

@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, TypeDecorator, event
+from sqlalchemy import ColumnElement, DateTime, TypeDecorator, event, literal
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -127,6 +127,13 @@ def _sqlite_serialised_writes(engine: AsyncEngine) -> None:
 
 
 READ_ONLY = "gridcall_read_only"
+
+
+def fixed(value: str) -> ColumnElement[str]:
+    """A constant written into the statement's text, not sent as a parameter: a partial index
+    whose condition names it (`dispatcher.tables.only`) can then serve any plan of the statement,
+    the generic ones PostgreSQL settles on for a prepared statement included."""
+    return literal(value, literal_execute=True)
 
 
 class Database:
