@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from dispatcher import figures as figures_of
 from dispatcher import scorecards, usecases
+from dispatcher.board import watch as board_watch
 from dispatcher.figures import Scope, Window
 from dispatcher.schemas import (
     AcknowledgeBody,
@@ -141,7 +142,7 @@ async def watch(
     start = max(
         window.since if window else now - timedelta(hours=24), now - timedelta(days=30)
     )  # a board, not an archive
-    return await usecases.watch(ops.db, now, start, limit, street=street, community=community, category=category)
+    return await board_watch.watch(ops.db, now, start, limit, street=street, community=community, category=category)
 
 
 @api.post(
@@ -156,7 +157,7 @@ async def acknowledge(case_id: str, body: AcknowledgeBody, who: OpsDep, ops: Par
     """Take up a case under supervision (督办): ops record that an officer is on it, by name,
     once per supervision; the board shows who and when. Ops act on no ticket: the unit holding
     the case still claims and resolves it, and the supervision alerts repeat until it does."""
-    return await usecases.acknowledge(ops.db, case_id, who.name, body.note or None, ops.clock.now())
+    return await board_watch.acknowledge(ops.db, case_id, who.name, body.note or None, ops.clock.now())
 
 
 @api.get("/cases/{case_id}", response_model=OpsCase, responses={404: problem("no case with this id")})
