@@ -49,15 +49,21 @@ async def watch(db: Database, now: datetime, since: datetime, limit: int, **only
             r.case_id: r
             for r in await s.execute(
                 select(cases.c.case_id, cases.c.street_id, cases.c.community_id, cases.c.created_at)
-                .add_columns(cases.c.updated_at)
+                .add_columns(cases.c.updated_at, cases.c.closed, cases.c.resolved, cases.c.resolved_at)
                 .where(among(s, cases.c.case_id, sorted(ids)))
             )
         }
-        loaded = await load_cases(s, ids)
+        # A resolved or closed case is done, and only the `limit` most recently finished can be
+        # shown (ties as the rows below sort them: by case id): the rest are not loaded.
+        finished = sorted((p for p in places.values() if p.closed or p.resolved), key=_newest_finished)
+        shown = sorted(
+            {p.case_id for p in places.values() if not (p.closed or p.resolved)} | {p.case_id for p in finished[:limit]}
+        )
+        loaded = await load_cases(s, shown)
         trail = (
             await s.execute(
                 select(history)
-                .where(among(s, history.c.case_id, sorted(ids)), or_(history.c.type == ACKNOWLEDGED, first_breach))
+                .where(among(s, history.c.case_id, shown), or_(history.c.type == ACKNOWLEDGED, first_breach))
                 .order_by(history.c.id)
             )
         ).all()
@@ -66,6 +72,15 @@ async def watch(db: Database, now: datetime, since: datetime, limit: int, **only
     live = sorted((r for r in rows if r["state"] == "live"), key=_urgency)
     done = sorted((r for r in rows if r["state"] == "done"), key=lambda r: r["met_at"], reverse=True)
     return {"now": now, "since": since, "live": live[:limit], "done": done[:limit]}
+
+
+def _finished_at(place: Any) -> datetime:
+    """When a resolved or closed case was done: its resolution, or its last change."""
+    return place.resolved_at or place.updated_at
+
+
+def _newest_finished(place: Any) -> tuple[float, str]:
+    return (-_finished_at(place).timestamp(), place.case_id)
 
 
 async def load_cases(s: AsyncSession, ids: Collection[str]) -> list[Case]:
@@ -111,7 +126,7 @@ def _watched(case: Case, place: Any, trail: list[Any], now: datetime) -> dict[st
     late = _late_now(case, now)
     met, met_at = None, None
     if case.closed or case.resolved:
-        met, met_at = ("resolved", case.resolved_at) if case.resolved_at else ("closed", place.updated_at)
+        met, met_at = ("resolved" if case.resolved_at else "closed"), _finished_at(place)
     elif late is None and lead.status is AssignmentStatus.CLAIMED and last is not None and lead.claimed_at >= last.at:
         met, met_at = "claimed", lead.claimed_at
     waiting = None

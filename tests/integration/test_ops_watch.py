@@ -117,6 +117,22 @@ async def test_one_row_per_case_with_its_path_what_it_waits_on_and_how_late_it_i
     met = await eventually(resolved)
     assert (met["met"], met["status"], met["waiting"]) == ("resolved", "resolved", None)
 
+    # However many are done, `limit` keeps the most recently done: the head of the whole list.
+    app.clock.advance(timedelta(minutes=1))
+    await act(app, "U-C1", c1_ticket, "resolve", {"note": "已清运"})
+
+    async def both_resolved() -> dict | None:
+        board = await watched(app, limit=1000)
+        found = row(board, garbage, "done")
+        return board if found and found["met"] == "resolved" else None
+
+    everything = await eventually(both_resolved)
+    done = [c["case_id"] for c in everything["done"]]
+    assert done.index(garbage["case_id"]) < done.index(bus["case_id"])  # resolved a minute after
+    assert len(everything["done"]) >= 2
+    for n in (1, 2):
+        assert (await watched(app, limit=n))["done"] == everything["done"][:n]
+
 
 async def test_ops_take_up_a_supervision_once_and_the_board_says_who(stack):
     app = stack
