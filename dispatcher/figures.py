@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dispatcher.tables import assignments, cases, history
 from services.storage.clocksql import local_day, seconds_between
-from services.storage.db import Database
+from services.storage.db import Database, fixed
 
 TIERS = ("grid", "community", "street", "bureau")
 CLOSING = ("satisfied", "no_answer")  # a cancelled case was withdrawn, not closed by its handling
@@ -106,6 +106,11 @@ def trail(chosen: Subquery, *types: str) -> Any:
 
 def detail(name: str) -> Any:
     return history.c.details[name]
+
+
+# A breach, not a supervised case's repeated alert; its type written into the statement's text, as
+# the condition of ix_dispatcher_history_breaches says it.
+FIRST_BREACH = and_(history.c.type == fixed("case.sla_breached"), func.coalesce(detail("repeat").as_integer(), 0) == 0)
 
 
 # -- an assignment's clocks -----------------------------------------------------------------
@@ -262,7 +267,6 @@ async def _seen(s: AsyncConnection, window: Window, chosen: Subquery) -> dict[st
         .subquery("breached")
     )
     reason, clock = detail("reason").as_string(), detail("clock").as_string()
-    first = and_(h.type == "case.sla_breached", func.coalesce(detail("repeat").as_integer(), 0) == 0)
     supervised = detail("supervised").as_boolean()
     figures = {
         "on_time": and_(h.type == "case.closed", reason.in_(CLOSING), breached.c.case_id.is_(None)),
@@ -270,8 +274,8 @@ async def _seen(s: AsyncConnection, window: Window, chosen: Subquery) -> dict[st
         **{f"escalated_{r}": and_(h.type == "case.escalated", reason == r) for r in ESCALATIONS},
         "reopened": h.type == "case.reopened",
         "whistled": h.type == "case.whistled",
-        **{f"breached_{c}": and_(first, clock == c, not_(supervised)) for c in ("response", "resolution")},
-        "supervised": and_(first, supervised),
+        **{f"breached_{c}": and_(FIRST_BREACH, clock == c, not_(supervised)) for c in ("response", "resolution")},
+        "supervised": and_(FIRST_BREACH, supervised),
     }
     query = (
         select(*(count(condition).label(name) for name, condition in figures.items()))

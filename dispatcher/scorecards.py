@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Select, Subquery, and_, case, func, select
 
-from dispatcher.figures import CLOSING, Scope, Window, clock_counts, detail, kept, rate, reading, trail
+from dispatcher.figures import CLOSING, FIRST_BREACH, Scope, Window, clock_counts, detail, kept, rate, reading, trail
 from dispatcher.tables import assignments, history
 from services.storage.db import Database
 
@@ -84,7 +84,7 @@ def _credited(window: Window, chosen: Subquery) -> Select[Any]:
         (h.type == "case.resolved", "resolved"),
         (h.type == "case.reopened", "unsatisfied"),
         (h.type == "case.returned", "returned"),
-        (and_(h.type == "case.sla_breached", func.coalesce(detail("repeat").as_integer(), 0) == 0), "breaches"),
+        (FIRST_BREACH, "breaches"),
         (and_(h.type == "case.escalated", reason == "handler"), "escalated"),
         (and_(h.type == "case.closed", reason.in_(CLOSING)), reason),
     )

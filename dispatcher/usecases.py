@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Row, Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatcher.figures import Scope, Window, stats
+from dispatcher.figures import FIRST_BREACH, Scope, Window, stats
 from dispatcher.tables import assignments, cases, history
 from services.district.clock import Clock
 from services.district.errors import Invalid, NotFound
@@ -24,7 +24,6 @@ ESCALATION_TYPES = ("case.sla_breached", "case.escalated", "case.returned", "cas
 OUTCOMES = ("satisfied", "unsatisfied", "no_answer")
 RATES = ("response", "resolution", "satisfaction", "on_time_closure", "grid_closure", "community_closure")
 Q = TypeVar("Q", bound=Select[Any])
-BREACHED = fixed("case.sla_breached")  # the condition of ix_dispatcher_history_breaches
 
 
 def late_now(now: datetime) -> Any:
@@ -226,10 +225,9 @@ async def breach_history(
         .join_from(history, cases, history.c.case_id == cases.c.case_id)
         .join(assignments, assignments.c.assignment_id == missed)
         .where(
-            history.c.type == BREACHED,
+            FIRST_BREACH,
             history.c.at >= window.since,
             history.c.at < window.until,
-            func.coalesce(history.c.details["repeat"].as_integer(), 0) == 0,
         )
     )
     if after is not None:

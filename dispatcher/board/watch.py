@@ -6,19 +6,20 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.domain import AssignmentStatus, Case
+from dispatcher.figures import FIRST_BREACH
 from dispatcher.repository import load
 from dispatcher.tables import assignments, cases, history
-from dispatcher.usecases import BREACHED, by_case, late_now
+from dispatcher.usecases import by_case, late_now
 from services.district.errors import Conflict, NotFound
 from services.storage.bulk import among
 from services.storage.db import Database
 
 ACKNOWLEDGED = "case.supervision_acknowledged"
-WATCHED = ("case.sla_breached", ACKNOWLEDGED)
+WATCHED = or_(history.c.type == ACKNOWLEDGED, FIRST_BREACH)  # what a case's row is made of
 EXCERPT = 60  # characters of a case's description on the board
 
 
@@ -30,11 +31,10 @@ async def watch(db: Database, now: datetime, since: datetime, limit: int, **only
     holding it has not yet taken it up. It is `done` (into the history, with when and how) once
     it is resolved or closed, or once the unit holding it claimed it after its last breach and
     is within its limits; a later breach makes it live again."""
-    first_breach = and_(history.c.type == BREACHED, func.coalesce(history.c.details["repeat"].as_integer(), 0) == 0)
     breached = (
         select(history.c.case_id)
         .join(cases, cases.c.case_id == history.c.case_id)
-        .where(first_breach, history.c.at >= since)
+        .where(FIRST_BREACH, history.c.at >= since)
     )
     late = select(assignments.c.case_id).join(cases, cases.c.case_id == assignments.c.case_id).where(late_now(now))
     kept = {"street": cases.c.street_id, "community": cases.c.community_id, "category": cases.c.category}
@@ -61,11 +61,7 @@ async def watch(db: Database, now: datetime, since: datetime, limit: int, **only
         )
         loaded = await load_cases(s, shown)
         trail = (
-            await s.execute(
-                select(history)
-                .where(among(s, history.c.case_id, shown), or_(history.c.type == ACKNOWLEDGED, first_breach))
-                .order_by(history.c.id)
-            )
+            await s.execute(select(history).where(among(s, history.c.case_id, shown), WATCHED).order_by(history.c.id))
         ).all()
     trails = by_case(trail)
     rows = [_watched(c, places[c.case_id], trails.get(c.case_id, []), now) for c in loaded]
@@ -117,7 +113,7 @@ def _urgency(row: dict[str, Any]) -> tuple[float, float]:
 
 def _watched(case: Case, place: Any, trail: list[Any], now: datetime) -> dict[str, Any]:
     """A case's row on the board, from its first breaches and acknowledgements (`trail`)."""
-    firsts = [h for h in trail if h.type == "case.sla_breached" and not h.details.get("repeat")]
+    firsts = [h for h in trail if h.type != ACKNOWLEDGED]
     last = firsts[-1] if firsts else None
     supervision = next((h for h in reversed(firsts) if h.details.get("supervised")), None)
     ack = next((h for h in reversed(trail) if h.type == ACKNOWLEDGED), None)
@@ -193,11 +189,9 @@ async def acknowledge(db: Database, case_id: str, by: str, note: str | None, now
         if not row.supervised:
             raise Conflict(f"case {case_id} is not under supervision: nothing to take up", code="case_conflict")
         trail = (
-            await s.execute(
-                select(history).where(history.c.case_id == case_id, history.c.type.in_(WATCHED)).order_by(history.c.id)
-            )
+            await s.execute(select(history).where(history.c.case_id == case_id, WATCHED).order_by(history.c.id))
         ).all()
-        firsts = [h for h in trail if h.type == "case.sla_breached" and not h.details.get("repeat")]
+        firsts = [h for h in trail if h.type != ACKNOWLEDGED]
         started = max((h.id for h in firsts if h.details.get("supervised")), default=0)  # repeat alerts start nothing
         earlier = next((h for h in trail if h.type == ACKNOWLEDGED and h.id > started), None)
         if earlier is not None:
