@@ -23,10 +23,12 @@ run: $(STAMP)                 ## all services in one process on http://127.0.0.1
 # it years back, and the tests on it once more years ahead, so that nothing that mixes the injected
 # clock with the wall clock passes on the day it was written and fails on another.
 CLOCK_YEARS ?= 7
+# A test that hangs (a broker call with no deadline) fails on its own instead of stalling the run.
+TEST_TIMEOUT ?= 600
 
 test: $(STAMP) chromium asyncapi-specs compose  ## the whole suite: unit, integration (PostgreSQL + broker), e2e
-	GRIDCALL_TEST_CLOCK_YEARS=-$(CLOCK_YEARS) $(BIN)/pytest -q
-	GRIDCALL_TEST_CLOCK_YEARS=+$(CLOCK_YEARS) $(BIN)/pytest -q -m frozen_clock
+	GRIDCALL_TEST_CLOCK_YEARS=-$(CLOCK_YEARS) $(BIN)/pytest -q --timeout=$(TEST_TIMEOUT)
+	GRIDCALL_TEST_CLOCK_YEARS=+$(CLOCK_YEARS) $(BIN)/pytest -q --timeout=$(TEST_TIMEOUT) -m frozen_clock
 
 unit: $(STAMP) asyncapi-specs compose
 	$(BIN)/pytest -q tests/unit

@@ -303,10 +303,10 @@ async def test_kafka_through_the_proxy_and_across_a_reset(kafka):
         session_timeout_ms=6000,  # a JoinGroup waits out the rebalance: the request timeout (40 s) stays
         rebalance_timeout_ms=3000,
     )
-    await producer.start()
+    await asyncio.wait_for(producer.start(), 30)
     try:
         await producer.send_and_wait(topic, b"before")
-        await consumer.start()
+        await asyncio.wait_for(consumer.start(), 30)
         try:
             got = await asyncio.wait_for(consumer.getone(), 30)
             assert got.value == b"before"
@@ -322,9 +322,9 @@ async def test_kafka_through_the_proxy_and_across_a_reset(kafka):
                 values.add((await asyncio.wait_for(consumer.getone(), 30)).value)
             assert connected_to(producer.client) == connected_to(consumer._client) == {proxy.port}
         finally:
-            await consumer.stop()
+            await asyncio.wait_for(consumer.stop(), 30)
     finally:
-        await producer.stop()
+        await asyncio.wait_for(producer.stop(), 30)
 
 
 async def _sent(producer: AIOKafkaProducer, topic: str, value: bytes) -> bool:
