@@ -385,11 +385,14 @@ def _whole_hours(zone: tzinfo, first: int, last: int) -> bool:
 
 
 async def nearest_rank(s: AsyncConnection, values: Select[Any], n: int) -> Any:
-    """The nearest-rank 90th percentile of `values` (a one-column query of `n` rows)."""
+    """The nearest-rank 90th percentile of `values` (a one-column query of `n` rows): the
+    ⌈0.9·n⌉-th smallest, asked for as the (n − ⌈0.9·n⌉ + 1)-th largest, which the database finds
+    keeping a tenth of the values in order rather than sorting them all."""
     if not n:
         return None
     column = values.selected_columns[0]
-    return (await s.execute(values.order_by(column).limit(1).offset(math.ceil(0.9 * n) - 1))).scalar_one()
+    larger = n - math.ceil(0.9 * n)
+    return (await s.execute(values.order_by(column.desc()).limit(1).offset(larger))).scalar_one()
 
 
 # -- the figures ----------------------------------------------------------------------------
@@ -401,17 +404,17 @@ async def stats(db: Database, window: Window, only: Mapping[str, str | None], sc
     a, h = assignments.c, history.c
     async with reading(db) as s:
         found = await tally(s, window, only, scope, ("tier", "category"))
-        claim_p90 = await nearest_rank(
-            s,
-            select(seconds_between(a.claimed_at, a.assigned_at))
-            .join_from(assignments, chosen, a.case_id == chosen.c.case_id)
-            .where(window.holds(a.claimed_at), *scope.matches()),
-            _sum(found, "claimed")[0],
-        )
+        # the district's whole figures read every case: no need to join the kept ones
+        whole = not scope.matches() and all(v is None for v in only.values())
+        claims = select(seconds_between(a.claimed_at, a.assigned_at)).where(window.holds(a.claimed_at))
+        if not whole:
+            claims = claims.join_from(assignments, chosen, a.case_id == chosen.c.case_id).where(*scope.matches())
+        claim_p90 = await nearest_rank(s, claims, _sum(found, "claimed")[0])
+        reported = cases.alias("reported") if whole else chosen
         resolve_p90 = await nearest_rank(
             s,
-            select(seconds_between(h.at, chosen.c.created_at))
-            .join_from(history, chosen, h.case_id == chosen.c.case_id)
+            select(seconds_between(h.at, reported.c.created_at))
+            .join_from(history, reported, h.case_id == reported.c.case_id)
             .join(assignments, a.assignment_id == detail("assignment_id").as_string())
             .where(h.type == "case.resolved", window.holds(h.at)),
             _sum(found, "resolved")[0],
