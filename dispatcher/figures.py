@@ -10,9 +10,10 @@ the case's place, category and priority and the assignment's unit and tier. The 
 (dispatcher/rollup.py) keeps their counts hour by hour in `dispatcher_figure_hours`; a window
 reads the whole hours it covers from there and the rest (its ragged ends, the latest hours, an
 hour a later change made stale) from the rows, and adds them up: the same facts either way, so
-the answer is the same. A figure narrowed to a unit or tier (`Scope`: the cases with such an
-assignment) is read from the rows alone. The two that are not counts, the 90th percentiles and
-the closure rates of the cases reported in the window, are read from the rows.
+the answer is the same. The closure rates are counts of facts too, each kept with the hour of
+its case's report as well (`closure`). A figure narrowed to a unit or tier (`Scope`: the cases
+with such an assignment) is read from the rows alone, and so are the 90th percentiles, which are
+not counts.
 
 The definitions are in docs/architecture.md ("Figures"); keep the two in step.
 tests/integration/test_figures_exact.py recomputes every figure from a simulated history's
@@ -419,7 +420,7 @@ async def stats(db: Database, window: Window, only: Mapping[str, str | None], sc
             .where(h.type == "case.resolved", window.holds(h.at)),
             _sum(found, "resolved")[0],
         )
-        closure = (await s.execute(_closure(window, chosen))).one()
+        closed_in = await closure(s, window, only, scope)
 
     def n(figure: str) -> int:
         return _sum(found, figure)[0]
@@ -464,15 +465,9 @@ async def stats(db: Database, window: Window, only: Mapping[str, str | None], sc
             "whistled": n("whistled"),
             "supervised": n("supervised"),
         },
-        "grid_closure": {
-            "kept": closure.grid_kept,
-            "started": closure.grid,
-            "rate": rate(closure.grid_kept, closure.grid),
-        },
-        "community_closure": {
-            "kept": closure.community_kept,
-            "started": closure.community,
-            "rate": rate(closure.community_kept, closure.community),
+        **{
+            f"{name}_closure": {**counts, "rate": rate(counts["kept"], counts["started"])}
+            for name, counts in closed_in.items()
         },
     }
 
@@ -490,47 +485,128 @@ def count(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.count().filter(condition)
 
 
-def _closure(window: Window, chosen: Subquery) -> Select[Any]:
-    """小事不出网格，大事不出社区: of the cases reported in the window that started at the grid
-    (at the grid or community), leaving out those withdrawn before `until`, those resolved
-    before `until` with every assignment given them before `until` at the same tiers. A case's
-    events come after its report, so the cohort's are those recorded in the window."""
-    a, h = assignments.c, history.c
-    cohort = select(chosen.c.case_id).where(window.holds(chosen.c.created_at))
-    given = (
-        select(
-            a.case_id,
-            func.min(a.seq).label("first"),
-            count(and_(a.assigned_at < window.until, a.tier != "grid")).label("off_grid"),
-            count(and_(a.assigned_at < window.until, a.tier.not_in(("grid", "community")))).label("off_community"),
-        )
-        .where(a.case_id.in_(cohort))
-        .group_by(a.case_id)
-        .subquery("given")
+# -- the closure rates ------------------------------------------------------------------------
+#
+# 小事不出网格，大事不出社区: of the cases reported in the window whose first assignment was at the
+# grid (at the grid or community), less those cancelled before `until`, those resolved before
+# `until` with no assignment given them before `until` at another tier. Each case's part is a sum
+# of steps in `until`, each a fact at the moment it steps, kept with the moment of the report:
+#   started = [first at the tiers] - [cancelled < until]
+#   kept    = [resolved < until] - [resolved and off the tiers < until]
+#             - [resolved and cancelled < until] + [resolved, off the tiers and cancelled < until]
+# (a moment of "a and b" is the later of the two). A window counts the facts of the cases it
+# reported that came before `until`; none comes before its case's report.
+
+CLOSURE_STEPS = {  # the facts of a tier's closure, and their sign
+    "started": ("started", 1),
+    "started_cancelled": ("started", -1),
+    "kept_resolved": ("kept", 1),
+    "kept_off": ("kept", -1),
+    "kept_cancelled": ("kept", -1),
+    "kept_off_cancelled": ("kept", 1),
+}
+CLOSURES = {"grid": ("grid",), "community": ("grid", "community")}
+
+
+def _later(*moments: Any) -> Any:
+    """The latest of `moments`, or NULL (never) if any is."""
+    latest = moments[0]
+    for m in moments[1:]:
+        latest = case((latest >= m, latest), else_=m)
+    return case((or_(*(m.is_(None) for m in moments)), None), else_=latest)
+
+
+def closure_facts(chosen: Subquery, reported: Window, decided: Window) -> Select[Any]:
+    """The closure facts of the chosen cases reported in `reported` that come in `decided`,
+    with the moment of their report (`reported_at`)."""
+    a, h, c = assignments.c, history.alias("h"), chosen.c
+    first_tier = select(a.tier).where(a.case_id == c.case_id).order_by(a.seq).limit(1).scalar_subquery()
+    resolved = select(func.min(h.c.at)).where(h.c.case_id == c.case_id, h.c.type == "case.resolved")
+    cancelled = select(func.min(h.c.at)).where(
+        h.c.case_id == c.case_id, h.c.type == "case.closed", h.c.details["reason"].as_string() == "cancelled"
     )
-    ends = (
-        select(
-            h.case_id,
-            count(and_(h.type == "case.closed", detail("reason").as_string() == "cancelled")).label("cancelled"),
-            count(h.type == "case.resolved").label("resolved"),
-        )
-        .where(h.case_id.in_(cohort), h.type.in_(("case.closed", "case.resolved")), window.holds(h.at))
-        .group_by(h.case_id)
-        .subquery("ends")
+    off = {
+        name: select(func.min(a.assigned_at)).where(a.case_id == c.case_id, a.tier.not_in(tiers)).scalar_subquery()
+        for name, tiers in CLOSURES.items()
+    }
+    per_case = (
+        select(c.case_id, c.created_at, *_place(chosen), first_tier.label("first_tier"))
+        .add_columns(resolved.scalar_subquery().label("resolved"), cancelled.scalar_subquery().label("cancelled"))
+        .add_columns(*(moment.label(f"off_{name}") for name, moment in off.items()))
+        .where(reported.holds(c.created_at))
+        .subquery("per_case")
     )
-    first = assignments.alias("first")
-    counts: list[Any] = []
-    for name, tiers, off in (
-        ("grid", ("grid",), given.c.off_grid),
-        ("community", ("grid", "community"), given.c.off_community),
-    ):
-        begun = and_(first.c.tier.in_(tiers), func.coalesce(ends.c.cancelled, 0) == 0)
-        counts += [count(begun).label(name), count(and_(begun, ends.c.resolved > 0, off == 0)).label(f"{name}_kept")]
-    return select(*counts).select_from(
-        given.join(first, and_(first.c.case_id == given.c.case_id, first.c.seq == given.c.first)).outerjoin(
-            ends, ends.c.case_id == given.c.case_id
-        )
+    p = per_case.c
+    names = [f"{name}_{step}" for name in CLOSURES for step in CLOSURE_STEPS]
+    f = _one_of("figure", *names)
+    moments = {}
+    for name, tiers in CLOSURES.items():
+        begun = p.first_tier.in_(tiers)
+        for step, moment in (
+            ("started", p.created_at),
+            ("started_cancelled", p.cancelled),
+            ("kept_resolved", p.resolved),
+            ("kept_off", _later(p.resolved, p[f"off_{name}"])),
+            ("kept_cancelled", _later(p.resolved, p.cancelled)),
+            ("kept_off_cancelled", _later(p.resolved, p[f"off_{name}"], p.cancelled)),
+        ):
+            moments[f"{name}_{step}"] = case((begun, moment))
+    at = case(*((f.c.figure == named(n), m) for n, m in moments.items()))
+    none = named("")
+    return (
+        select(*(p[name] for name in PLACE), none.label("unit_id"), none.label("tier"), f.c.figure, at.label("at"))
+        .add_columns(literal_column("0").label("seconds"), p.created_at.label("reported_at"))
+        .select_from(per_case.join(f, true()))
+        .where(decided.holds(at))
     )
+
+
+async def closure(
+    s: AsyncConnection, window: Window, only: Mapping[str, str | None], scope: Scope
+) -> dict[str, dict[str, int]]:
+    """The window's closure counts per tier: `started` and `kept`. Rolled up: the facts of the
+    cases reported in the window's whole hours that came in the hours rolled up; from the rows:
+    those of the cases reported in its first, ragged hour, and those that came after the rollup
+    or in a stale hour."""
+    parts: list[tuple[Window, Window]] = [(window, window)]
+    found: dict[str, int] = {}
+    rolled, _ = await _split(s, window, scope, None)
+    if rolled is not None:
+        first, last, stale = rolled
+        fh = figure_hours.c
+        query = select(fh.figure, func.sum(fh.n)).where(
+            fh.figure.in_([f"{n}_{step}" for n in CLOSURES for step in CLOSURE_STEPS]),
+            fh.hour >= first,
+            fh.hour < last,
+            fh.hour.not_in(stale) if stale else true(),
+            fh.reported_hour >= first,
+        )
+        for name, value in only.items():
+            if value is not None:
+                query = query.where(fh[f"{name}_id" if name in ("street", "community") else name] == value)
+        for figure, n in await s.execute(query.group_by(fh.figure)):
+            found[figure] = found.get(figure, 0) + int(n)
+        since, now = hour_start(first), window.now
+        later = [
+            Window(hour_start(last), window.until, now),
+            *(Window(hour_start(h), hour_start(h + 1), now) for h in stale),
+        ]
+        parts = [(Window(window.since, since, now), window)]
+        parts += [(Window(since, window.until, now), d) for d in later if d.since < d.until]
+    for reported, decided in parts:
+        if reported.since >= reported.until:
+            continue
+        chosen = kept(Window(decided.since, decided.until, window.now), only, scope)
+        facts_of = closure_facts(chosen, reported, decided).subquery()
+        query = select(facts_of.c.figure, func.count()).where(facts_of.c.at.is_not(None)).group_by(facts_of.c.figure)
+        for figure, n in await s.execute(query):
+            found[figure] = found.get(figure, 0) + int(n)
+    out = {name: {"started": 0, "kept": 0} for name in CLOSURES}
+    for figure, n in found.items():
+        name, step = figure.split("_", 1)
+        what, sign = CLOSURE_STEPS[step]
+        out[name][what] += sign * n
+    return out
 
 
 DAILY = {

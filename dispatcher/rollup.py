@@ -22,13 +22,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import Insert, delete, func, insert, select, update
 
 from dispatcher.domain import Assignment
-from dispatcher.figures import DIMS, Scope, Window, facts, grouped, kept
+from dispatcher.figures import DIMS, Scope, Window, closure_facts, facts, grouped, kept
 from dispatcher.tables import cases, figure_hours, figure_mark, figure_stale
 from services.district.clock import Clock
 from services.runtime.lifecycle import Stop
 from services.runtime.retry import Stopped, always, retry
 from services.storage.bulk import insert_new
-from services.storage.clocksql import hour_of, hour_start
+from services.storage.clocksql import epoch_hour, hour_of, hour_start
 from services.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,11 @@ class Roller:
             again = sorted({r.hour for r in stale if r.hour < mark})
             for first, last in _runs(again):
                 await s.execute(delete(figure_hours).where(figure_hours.c.hour >= first, figure_hours.c.hour < last))
-                await s.execute(_roll(first, last, now))
+                for statement in _roll(first, last, now):
+                    await s.execute(statement)
             if mark < over:
-                await s.execute(_roll(mark, over, now))
+                for statement in _roll(mark, over, now):
+                    await s.execute(statement)
                 await s.execute(update(figure_mark).values(until=over))
         return Rolled(max(over - mark, 0), len(again))
 
@@ -83,11 +85,23 @@ class Roller:
             await stop.sleep(self.every)
 
 
-def _roll(first: int, last: int, now: datetime) -> Insert:
-    """The facts of the hours from `first` to `last` (not included), counted per hour."""
+def _roll(first: int, last: int, now: datetime) -> list[Insert]:
+    """The facts of the hours from `first` to `last` (not included), counted per hour: the
+    figures' facts, and the closure rates' with the hour of their case's report."""
     window = Window(hour_start(first), hour_start(last), now)
-    counted = grouped(facts(window, kept(window, {}, Scope()), Scope()), ("hour", *DIMS))
-    return insert(figure_hours).from_select(["hour", *DIMS, "figure", "n", "seconds"], counted)
+    chosen = kept(window, {}, Scope())
+    counted = grouped(facts(window, chosen, Scope()), ("hour", *DIMS))
+    ever = Window(hour_start(0), hour_start(last), now)
+    closure = closure_facts(chosen, ever, window).subquery("closure")
+    reported = epoch_hour(closure.c.reported_at).label("reported_hour")
+    columns = ["hour", *DIMS, "figure", "n", "seconds"]
+    return [
+        insert(figure_hours).from_select(columns, counted),
+        insert(figure_hours).from_select(
+            [*columns, "reported_hour"],
+            grouped(closure, ("hour", *DIMS)).add_columns(reported).group_by(reported),
+        ),
+    ]
 
 
 def _runs(hours: list[int]) -> list[tuple[int, int]]:

@@ -127,8 +127,9 @@ history = Table(
 
 # The figures hour by hour (dispatcher/rollup.py): each figure's count and sum of seconds per hour
 # (hours since 1970-01-01T00:00Z), per case place, category and priority and per assignment unit
-# and tier ('' for a figure that has none), for every hour before the mark; and the hours rolled
-# up already that a later change touched, to roll again.
+# and tier ('' for a figure that has none) and, for the closure rates' facts, the hour of the
+# case's report (0 for the others), for every hour before the mark; and the hours rolled up
+# already that a later change touched, to roll again.
 figure_hours = Table(
     "dispatcher_figure_hours",
     metadata,
@@ -140,6 +141,7 @@ figure_hours = Table(
     Column("priority", String(16), primary_key=True),
     Column("unit_id", String(64), primary_key=True),
     Column("tier", String(16), primary_key=True),
+    Column("reported_hour", BigInteger, primary_key=True, server_default="0"),  # a closure fact's report's
     Column("n", BigInteger, nullable=False),
     Column("seconds", Numeric(24, 6), nullable=False),
 )

@@ -29,9 +29,12 @@ def upgrade() -> None:
         sa.Column('priority', sa.String(length=16), nullable=False),
         sa.Column('unit_id', sa.String(length=64), nullable=False),
         sa.Column('tier', sa.String(length=16), nullable=False),
+        sa.Column('reported_hour', sa.BigInteger(), server_default='0', nullable=False),
         sa.Column('n', sa.BigInteger(), nullable=False),
         sa.Column('seconds', sa.Numeric(24, 6), nullable=False),
-        sa.PrimaryKeyConstraint('hour', 'figure', 'street_id', 'community_id', 'category', 'priority', 'unit_id', 'tier'),
+        sa.PrimaryKeyConstraint(
+            'hour', 'figure', 'street_id', 'community_id', 'category', 'priority', 'unit_id', 'tier', 'reported_hour'
+        ),
     )
     op.create_table(
         'dispatcher_figure_mark',
