@@ -108,14 +108,17 @@ async def reading(db: Database) -> AsyncIterator[AsyncConnection]:
 # -- what a window reads --------------------------------------------------------------------
 
 
-def kept(window: Window, only: Mapping[str, str | None], scope: Scope) -> Subquery:
+def kept(window: Window, only: Mapping[str, str | None], scope: Scope, *, changed: bool = False) -> Subquery:
     """The cases the filters (street, community, category, priority) and `scope` keep that may
     have anything in the window: every case still open, and the closed ones touched since
-    `since`. A subquery, not a CTE: the planner estimates each use from the cases' statistics
-    (a CTE read twice is materialised, and estimated at a two-hundredth of its rows)."""
+    `since`; with `changed`, only the cases touched since `since` (a fact that is a change of the
+    case, as a closure's step is, comes with one). A subquery, not a CTE: the planner estimates
+    each use from the cases' statistics (a CTE read twice is materialised, and estimated at a
+    two-hundredth of its rows)."""
     c = cases.c
+    touched = c.updated_at >= window.since
     query = select(c.case_id, c.created_at, *(c[name] for name in PLACE)).where(
-        c.created_at < window.until, or_(~c.closed, c.updated_at >= window.since)
+        c.created_at < window.until, touched if changed else or_(~c.closed, touched)
     )
     for name, value in only.items():
         if value is not None:
@@ -596,7 +599,7 @@ async def closure(
     for reported, decided in parts:
         if reported.since >= reported.until:
             continue
-        chosen = kept(Window(decided.since, decided.until, window.now), only, scope)
+        chosen = kept(decided, only, scope, changed=True)
         facts_of = closure_facts(chosen, reported, decided).subquery()
         query = select(facts_of.c.figure, func.count()).where(facts_of.c.at.is_not(None)).group_by(facts_of.c.figure)
         for figure, n in await s.execute(query):

@@ -18,6 +18,7 @@ up again; until it has, a window reads those hours from the rows.
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import Insert, delete, func, insert, select, update
 
@@ -32,6 +33,9 @@ from services.storage.clocksql import epoch_hour, hour_of, hour_start
 from services.storage.db import Database
 
 log = logging.getLogger(__name__)
+# The first round after the upgrade that adds the rollup counts every hour since the first case
+# in one statement: minutes on a year of a big district (README, the year's table).
+ROUND_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,12 @@ class Roller:
         self.settle = settle
         self.every = every
 
-    async def roll_once(self) -> Rolled:
+    async def roll_once(self, db: Database | None = None) -> Rolled:
         """Roll up every hour over for `settle` that is not yet, and every stale one, in one
-        transaction; the hours rolled."""
+        transaction (on `db`, by default the roller's); the hours rolled."""
         now = self.clock.now()
         over = hour_of(now - self.settle)
-        async with self.db.transaction() as s:
+        async with (db or self.db).transaction() as s:
             mark = await s.scalar(select(figure_mark.c.until).with_for_update())
             if mark is None:
                 first = await s.scalar(select(func.min(cases.c.created_at)))
@@ -74,15 +78,26 @@ class Roller:
         return Rolled(max(over - mark, 0), len(again))
 
     async def run(self, stop: Stop) -> None:
-        """A round every `every` seconds until `stop`; a failed round is tried again."""
-        while not stop:
-            try:
-                rolled = await retry(self.roll_once, what="figures: rolling up", stop=stop, retry_on=always)
-            except Stopped:
-                return
-            if rolled.hours > 1 or rolled.again:
-                log.info("figures: %d hours rolled up, %d again", rolled.hours, rolled.again)
-            await stop.sleep(self.every)
+        """A round every `every` seconds until `stop`; a failed round is tried again. On
+        PostgreSQL the rounds have connections of their own, whose statements may take as long
+        as the first round's (ROUND_TIMEOUT), not the services' 30 s."""
+        db = self.db
+        if db.is_postgres:
+            db = Database(self.db.url, application_name="dispatcher-rollup", command_timeout=ROUND_TIMEOUT)
+        try:
+            while not stop:
+                try:
+                    rolled = await retry(
+                        partial(self.roll_once, db), what="figures: rolling up", stop=stop, retry_on=always
+                    )
+                except Stopped:
+                    return
+                if rolled.hours > 1 or rolled.again:
+                    log.info("figures: %d hours rolled up, %d again", rolled.hours, rolled.again)
+                await stop.sleep(self.every)
+        finally:
+            if db is not self.db:
+                await db.dispose()
 
 
 def _roll(first: int, last: int, now: datetime) -> list[Insert]:
@@ -92,7 +107,7 @@ def _roll(first: int, last: int, now: datetime) -> list[Insert]:
     chosen = kept(window, {}, Scope())
     counted = grouped(facts(window, chosen, Scope()), ("hour", *DIMS))
     ever = Window(hour_start(0), hour_start(last), now)
-    closure = closure_facts(chosen, ever, window).subquery("closure")
+    closure = closure_facts(kept(window, {}, Scope(), changed=True), ever, window).subquery("closure")
     reported = epoch_hour(closure.c.reported_at).label("reported_hour")
     columns = ["hour", *DIMS, "figure", "n", "seconds"]
     return [

@@ -333,10 +333,10 @@ async def roll_up(clock: Any) -> dict[str, Any]:
     """The figures' hours rolled up as the dispatcher's worker rolls them (dispatcher/rollup.py):
     every hour of the year at once after a seed or a migration, as a district's first round after
     the upgrade that adds the rollup does."""
-    from dispatcher.rollup import Roller
+    from dispatcher.rollup import ROUND_TIMEOUT, Roller
     from services.storage.db import Database
 
-    db = Database(sqlalchemy_url("dispatcher"))
+    db = Database(sqlalchemy_url("dispatcher"), command_timeout=ROUND_TIMEOUT)
     started = time.monotonic()
     try:
         rolled = await Roller(db, clock).roll_once()
