@@ -522,20 +522,32 @@ def _later(*moments: Any) -> Any:
 def closure_facts(chosen: Subquery, reported: Window, decided: Window) -> Select[Any]:
     """The closure facts of the chosen cases reported in `reported` that come in `decided`,
     with the moment of their report (`reported_at`)."""
-    a, h, c = assignments.c, history.alias("h"), chosen.c
-    first_tier = select(a.tier).where(a.case_id == c.case_id).order_by(a.seq).limit(1).scalar_subquery()
-    resolved = select(func.min(h.c.at)).where(h.c.case_id == c.case_id, h.c.type == "case.resolved")
-    cancelled = select(func.min(h.c.at)).where(
-        h.c.case_id == c.case_id, h.c.type == "case.closed", h.c.details["reason"].as_string() == "cancelled"
+    a, h, c = assignments.c, history.c, chosen.c
+    cohort = select(c.case_id).where(reported.holds(c.created_at))
+    given = (
+        select(a.case_id, func.min(a.seq).label("first"))
+        .add_columns(*(func.min(a.assigned_at).filter(a.tier.not_in(t)).label(n) for n, t in CLOSURES.items()))
+        .where(a.case_id.in_(cohort))
+        .group_by(a.case_id)
+        .subquery("given")
     )
-    off = {
-        name: select(func.min(a.assigned_at)).where(a.case_id == c.case_id, a.tier.not_in(tiers)).scalar_subquery()
-        for name, tiers in CLOSURES.items()
-    }
+    cancel = and_(h.type == "case.closed", detail("reason").as_string() == "cancelled")
+    ends = (
+        select(h.case_id, func.min(h.at).filter(h.type == "case.resolved").label("resolved"))
+        .add_columns(func.min(h.at).filter(cancel).label("cancelled"))
+        .where(h.case_id.in_(cohort), h.type.in_(("case.resolved", "case.closed")))
+        .group_by(h.case_id)
+        .subquery("ends")
+    )
+    first = assignments.alias("first")
     per_case = (
-        select(c.case_id, c.created_at, *_place(chosen), first_tier.label("first_tier"))
-        .add_columns(resolved.scalar_subquery().label("resolved"), cancelled.scalar_subquery().label("cancelled"))
-        .add_columns(*(moment.label(f"off_{name}") for name, moment in off.items()))
+        select(c.case_id, c.created_at, *_place(chosen), first.c.tier.label("first_tier"), ends.c.resolved)
+        .add_columns(ends.c.cancelled, *(given.c[name].label(f"off_{name}") for name in CLOSURES))
+        .select_from(
+            chosen.join(given, given.c.case_id == c.case_id)
+            .join(first, and_(first.c.case_id == c.case_id, first.c.seq == given.c.first))
+            .outerjoin(ends, ends.c.case_id == c.case_id)
+        )
         .where(reported.holds(c.created_at))
         .subquery("per_case")
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import Insert, delete, func, insert, select, update
+from sqlalchemy import Insert, delete, func, insert, select, text, update
 
 from dispatcher.domain import Assignment
 from dispatcher.figures import DIMS, Scope, Window, closure_facts, facts, grouped, kept
@@ -56,7 +56,10 @@ class Roller:
         transaction (on `db`, by default the roller's); the hours rolled."""
         now = self.clock.now()
         over = hour_of(now - self.settle)
-        async with (db or self.db).transaction() as s:
+        db = db or self.db
+        async with db.transaction() as s:
+            if db.is_postgres:  # the hours' counts grouped in memory, not on disk
+                await s.execute(text("SET LOCAL work_mem = '64MB'"))
             mark = await s.scalar(select(figure_mark.c.until).with_for_update())
             if mark is None:
                 first = await s.scalar(select(func.min(cases.c.created_at)))

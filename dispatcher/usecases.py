@@ -273,16 +273,18 @@ async def breach_history(
 
 
 def rates_probe(db: Database, clock: Clock, policy: Policy, metrics: Metrics, every: float = 60.0) -> Probe:
-    """The district's rates over the last 30 days as gauges, for the operators' dashboard:
-    worked out as `/v1/ops/stats` works them out, at most once a minute however often
-    Prometheus scrapes (a window's figures read every case touched in it)."""
+    """The district's rates over the last 30 days and today (from local midnight 30 days ago)
+    as gauges, for the operators' dashboard: worked out as `/v1/ops/stats` works them out, at
+    most once a minute however often Prometheus scrapes."""
     last = [float("-inf")]
 
     async def probe() -> None:
         if time.monotonic() - last[0] < every:
             return
         last[0] = time.monotonic()
-        window = window_of(None, None, clock.now(), policy)
+        now = clock.now()
+        today = now.astimezone(policy.calendar.zone).replace(hour=0, minute=0, second=0, microsecond=0)
+        window = window_of(today - timedelta(days=30), now, now, policy)  # whole days: whole hours rolled up
         figures = await stats(db, window, {}, Scope())
         for name in RATES:
             value = figures[name]["rate"]

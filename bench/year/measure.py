@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -16,6 +17,8 @@ import httpx
 from bench.procs import memory_mb
 from bench.year import ADMIN, PREFIX, SERVICES, TIMEOUT, dsn
 from bench.year.simulate import tracking_token
+
+ZONE = ZoneInfo("Asia/Shanghai")  # the demo policy's calendar.timezone
 
 # -- measuring -------------------------------------------------------------------------------
 
@@ -168,7 +171,15 @@ def chosen(now: datetime, only: Sequence[str]) -> list[Read]:
 
 
 def reads(now: datetime) -> list[Read]:
+    today = now.astimezone(ZONE).replace(hour=0, minute=0, second=0, microsecond=0)
+
     def window(days: int) -> dict[str, str]:
+        """Whole days up to now, as the board asks: from local midnight `days` days back (today's
+        from its midnight)."""
+        return {"since": (today - timedelta(days=days - 1)).isoformat(), "until": now.isoformat()}
+
+    def rolling(days: int) -> dict[str, str]:
+        """`days` × 24 hours up to now, to the minute: a ragged hour at either end."""
         return {"since": (now - timedelta(days=days)).isoformat(), "until": now.isoformat()}
 
     return [
@@ -197,6 +208,8 @@ def reads(now: datetime) -> list[Read]:
         Read("ops/stats, month, street S1", "dispatcher", "/v1/ops/stats", {**window(30), "street": "S1"}),
         Read("ops/stats, year", "dispatcher", "/v1/ops/stats", window(365)),
         Read("ops/stats, year, street S1", "dispatcher", "/v1/ops/stats", {**window(365), "street": "S1"}),
+        Read("ops/stats, rolling 30 d (ragged ends)", "dispatcher", "/v1/ops/stats", rolling(30)),
+        Read("ops/stats, rolling 365 d (ragged ends)", "dispatcher", "/v1/ops/stats", rolling(365)),
         Read("ops/stats/daily, year", "dispatcher", "/v1/ops/stats/daily", window(365)),
         Read("scorecards grids, quarter", "dispatcher", "/v1/ops/scorecards", {"kind": "grid", **window(91)}),
         Read("scorecards grids, year", "dispatcher", "/v1/ops/scorecards", {"kind": "grid", **window(365)}),

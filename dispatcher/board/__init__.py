@@ -80,6 +80,7 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
         """督办看板: the live board; Chinese unless `?lang=en`."""
         chosen = pages.language(lang)
         now = clock.now().astimezone(policy.calendar.zone)
+        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
         data = {
             "lang": chosen,
             "labels": LABELS[chosen],
@@ -92,8 +93,9 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
             "grids": {g.id: label(g, chosen) for g in j.grids},
             "units": {u.id: label(u, chosen) for u in j.units},
             "categories": {c.code: label(c, chosen) for c in policy.categories},
-            "today": now.replace(hour=0, minute=0, second=0, microsecond=0).isoformat(),
-            "month": (now - timedelta(days=30)).isoformat(),
+            "today": today.isoformat(),
+            # whole days: the figures read whole hours rolled up, and only today's from the rows
+            "month": (today - timedelta(days=30)).isoformat(),
             "timezone": policy.calendar.timezone,
         }
         html = env.get_template("ops.html").render(
