@@ -1,5 +1,5 @@
 """Wires the dispatcher from a `Context`: its store, the consumer of cases and tickets with the
-`Router`'s handlers, the timer worker, the figures' rollup, the ops API and the live board, and the gauges."""
+`Router`'s handlers, the timer worker, the ops API and the live board, and the gauges."""
 
 from datetime import timedelta
 
@@ -8,7 +8,6 @@ from fastapi import APIRouter
 from dispatcher import api, board, tables, usecases
 from dispatcher.domain import Router
 from dispatcher.handlers import handlers, lock_cases
-from dispatcher.rollup import Roller
 from dispatcher.workers import TimerWorker
 from services.district.events import Stream
 from services.runtime.context import Context, ServiceParts
@@ -23,16 +22,12 @@ def bootstrap(ctx: Context) -> ServiceParts:
     worker = TimerWorker(
         store, router, interval=ctx.settings.timer_interval, lease=timedelta(seconds=ctx.settings.timer_lease)
     )
-    roller = Roller(
-        store.db, ctx.clock, settle=timedelta(seconds=ctx.settings.rollup_settle), every=ctx.settings.rollup_interval
-    )
     ops = APIRouter()
     ops.include_router(api.router(ctx.db, ctx.clock, ctx.jurisdiction, ctx.policy))
     ops.include_router(api.figures_router(ctx.db, ctx.clock, ctx.jurisdiction, ctx.policy))
     ops.include_router(board.router(ctx.db, ctx.clock, ctx.jurisdiction, ctx.policy))  # the live board at /ops
-    parts = ServiceParts(NAME, ops, store, consumers=[consumer], workers=[worker.run, roller.run])
+    parts = ServiceParts(NAME, ops, store, consumers=[consumer], workers=[worker.run])
     parts.extras["timers"] = worker
-    parts.extras["rollup"] = roller
     ctx.metrics.probe(worker.gauges)
     ctx.metrics.probe(usecases.rates_probe(ctx.db, ctx.clock, ctx.policy, ctx.metrics))
     return parts

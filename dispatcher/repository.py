@@ -27,8 +27,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatcher.domain import Assignment, AssignmentStatus, Case, Decision, NewId, Router, Timer, TimerKind
-from dispatcher.rollup import stale_hours
-from dispatcher.tables import assignments, cases, figure_stale, history, timers
+from dispatcher.tables import assignments, cases, history, timers
 from services.district.events import Location, Priority, Role, Tier
 from services.district.jurisdiction import Jurisdiction
 from services.messaging.envelope import Envelope
@@ -71,7 +70,6 @@ class Changes:
     timers_moved: list[tuple[int, datetime]] = field(default_factory=list)
     timers_gone: list[int] = field(default_factory=list)
     history: list[tuple[str, Envelope]] = field(default_factory=list)  # case id, each event as emitted
-    stale_hours: set[int] = field(default_factory=set)  # the figures' hours a change touched (rollup.py)
 
 
 async def load(session: AsyncSession, case_ids: Collection[str], *, lock: bool = True) -> Loaded:
@@ -132,7 +130,6 @@ async def save(session: AsyncSession, changes: Changes, now: datetime, j: Jurisd
         ],
     )
     await insert_rows(session, history, list(_history_rows(changes.history, now)))
-    await insert_rows(session, figure_stale, [{"hour": h} for h in sorted(changes.stale_hours)])
 
 
 ASSIGNMENT_STATE = tuple(Assignment.__dataclass_fields__)
@@ -304,7 +301,7 @@ class Batch:
         self.put(decision)
         return True
 
-    def changes(self, now: datetime) -> Changes:
+    def changes(self) -> Changes:
         """The difference between the state loaded and the state now, as rows to write."""
         out = Changes()
         for case_id, case in self.cases.items():
@@ -319,7 +316,6 @@ class Batch:
                     out.new_assignments.append((case_id, seq, a))
                 elif known[a.assignment_id] != a:
                     out.changed_assignments.append(a)
-                    out.stale_hours |= stale_hours(known[a.assignment_id], a, now)
         kept: dict[int, datetime] = {}
         for case_id, slots in self.timers.items():
             for key, slot in slots.items():
@@ -336,8 +332,7 @@ class Batch:
         return out
 
     async def save(self) -> None:
-        now = self.tx.store.clock.now()
-        await save(self.tx.session, self.changes(now), now, self.router.j)
+        await save(self.tx.session, self.changes(), self.tx.store.clock.now(), self.router.j)
 
 
 async def batch(tx: Tx, router: Router, case_ids: Collection[str]) -> Batch:

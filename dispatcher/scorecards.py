@@ -1,25 +1,18 @@
 """红星考评: the scorecards that rank grids, communities, streets and departments over a window by
-their assignments' clocks, their resolutions' visits and what they sent up or returned, counted
-from the figures' facts per unit (dispatcher/figures.py; definitions in docs/architecture.md,
-"Figures")."""
+their assignments' clocks, their resolutions' visits and what they sent up or returned, worked
+out in the database as the figures are (dispatcher/figures.py; definitions in
+docs/architecture.md, "Figures")."""
 
 from collections.abc import Sequence
 from typing import Any
 
-from dispatcher.figures import Scope, Window, rate, reading, tally
+from sqlalchemy import Select, Subquery, and_, case, func, select
+
+from dispatcher.figures import CLOSING, FIRST_BREACH, Scope, Window, clock_counts, detail, kept, rate, reading, trail
+from dispatcher.tables import assignments, history
 from services.storage.db import Database
 
-# a unit's figures, and the facts they count (dispatcher/figures.py)
-CREDITED = {
-    "assigned": "assigned",
-    "card_resolved": "resolved",
-    "card_satisfied": "satisfied",
-    "card_unsatisfied": "unsatisfied",
-    "card_no_answer": "no_answer",
-    "card_breaches": "breaches",
-    "card_escalated": "escalated",
-    "card_returned": "returned",
-}
+_CREDITED = ("case.resolved", "case.reopened", "case.returned", "case.sla_breached", "case.escalated", "case.closed")
 
 
 async def ranked(db: Database, window: Window, units: Sequence[Any], weights: Any) -> list[dict[str, Any]]:
@@ -28,19 +21,22 @@ async def ranked(db: Database, window: Window, units: Sequence[Any], weights: An
     `stats`), the resolutions it made, the visits after them (a closing goes to the unit whose
     resolution it closed, a reopening to the unit it reopened with), its first breaches, and the
     cases it sent up (上报) or returned (退单)."""
+    ours = {u.id for u in units}
     figures = {u.id: _blank() for u in units}
+    chosen = kept(window, {}, Scope())
     async with reading(db) as s:
-        found = await tally(s, window, {}, Scope(), ("unit_id",))
-    for (figure, unit), (n, _) in found.items():
-        f = figures.get(unit)
-        if f is None:
-            continue
-        if figure in CREDITED:
-            f[CREDITED[figure]] += n
-        for clock in ("response", "resolution"):
-            if figure in (f"{clock}_met", f"{clock}_missed"):
-                f[f"{clock}_counted"] += n
-                f[f"{clock}_met"] += n if figure.endswith("_met") else 0
+        for r in await s.execute(clock_counts(window, chosen, Scope(), assignments.c.unit_id)):
+            if r.key in ours:
+                f = figures[r.key]
+                f["assigned"] += r.assigned
+                for clock in ("response", "resolution"):
+                    f[f"{clock}_met"] += getattr(r, f"{clock}_met")
+                    f[f"{clock}_counted"] += getattr(r, f"{clock}_met") + getattr(r, f"{clock}_missed")
+        credited = _credited(window, chosen).subquery()
+        grouped = select(credited.c.unit, credited.c.figure, func.count()).group_by(credited.c.unit, credited.c.figure)
+        for unit, figure, n in await s.execute(grouped):
+            if unit in ours and figure is not None:
+                figures[unit][figure] += n
     rows = []
     for u in units:
         f = figures[u.id]
@@ -62,6 +58,37 @@ async def ranked(db: Database, window: Window, units: Sequence[Any], weights: An
     for n, r in enumerate(rows, 1):
         r["rank"] = n if r["score"] is not None else None
     return rows
+
+
+def _credited(window: Window, chosen: Subquery) -> Select[Any]:
+    """Each event of the window a scorecard counts: the unit it counts for and the figure."""
+    h = history.c
+    reason = detail("reason").as_string()
+    r = history.alias("r")
+    resolver = (
+        select(r.c.details["unit_id"].as_string())
+        .where(r.c.case_id == h.case_id, r.c.type == "case.resolved", r.c.id < h.id)
+        .order_by(r.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    unit = case(
+        (
+            h.type.in_(("case.resolved", "case.reopened", "case.returned", "case.sla_breached")),
+            detail("unit_id").as_string(),
+        ),
+        (h.type == "case.escalated", detail("from_unit_id").as_string()),
+        else_=resolver,
+    )
+    figure = case(
+        (h.type == "case.resolved", "resolved"),
+        (h.type == "case.reopened", "unsatisfied"),
+        (h.type == "case.returned", "returned"),
+        (FIRST_BREACH, "breaches"),
+        (and_(h.type == "case.escalated", reason == "handler"), "escalated"),
+        (and_(h.type == "case.closed", reason.in_(CLOSING)), reason),
+    )
+    return select(unit.label("unit"), figure.label("figure")).where(*trail(chosen, *_CREDITED), window.holds(h.at))
 
 
 def _blank() -> dict[str, int]:

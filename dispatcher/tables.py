@@ -9,7 +9,6 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
-    Numeric,
     String,
     Table,
     Text,
@@ -123,41 +122,6 @@ history = Table(
     Index("ix_dispatcher_history_at", "at", postgresql_using="brin"),  # the figures' windows; rows come in time order
     # the breaches by time (the breach list, the board): a third of the rows, most of them a supervised case's alerts
     Index("ix_dispatcher_history_breaches", "at", "id", **only("type = 'case.sla_breached'")),
-)
-
-# The figures hour by hour (dispatcher/rollup.py): each figure's count and sum of seconds per hour
-# (hours since 1970-01-01T00:00Z), per case place, category and priority and per assignment unit
-# and tier ('' for a figure that has none) and, for the closure rates' facts, the hour of the
-# case's report (0 for the others), for every hour before the mark; and the hours rolled up
-# already that a later change touched, to roll again.
-figure_hours = Table(
-    "dispatcher_figure_hours",
-    metadata,
-    Column("hour", BigInteger, primary_key=True),
-    Column("figure", String(32), primary_key=True),
-    Column("street_id", String(64), primary_key=True),
-    Column("community_id", String(64), primary_key=True),
-    Column("category", String(64), primary_key=True),
-    Column("priority", String(16), primary_key=True),
-    Column("unit_id", String(64), primary_key=True),
-    Column("tier", String(16), primary_key=True),
-    Column("reported_hour", BigInteger, primary_key=True, server_default="0"),  # a closure fact's report's
-    Column("n", BigInteger, nullable=False),
-    Column("seconds", Numeric(24, 6), nullable=False),
-)
-
-figure_mark = Table(
-    "dispatcher_figure_mark",
-    metadata,
-    Column("id", Integer, primary_key=True),  # one row
-    Column("until", BigInteger, nullable=False),  # every hour before it is in dispatcher_figure_hours
-)
-
-figure_stale = Table(
-    "dispatcher_figure_stale",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("hour", BigInteger, nullable=False),  # appended, not unique: writers never wait on each other
 )
 
 outbox = outbox_table(metadata, "dispatcher")

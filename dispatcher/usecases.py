@@ -284,7 +284,7 @@ def rates_probe(db: Database, clock: Clock, policy: Policy, metrics: Metrics, ev
         last[0] = time.monotonic()
         now = clock.now()
         today = now.astimezone(policy.calendar.zone).replace(hour=0, minute=0, second=0, microsecond=0)
-        window = window_of(today - timedelta(days=30), now, now, policy)  # whole days: whole hours rolled up
+        window = window_of(today - timedelta(days=30), now, now, policy)
         figures = await stats(db, window, {}, Scope())
         for name in RATES:
             value = figures[name]["rate"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.year import PREFIX, RESULTS, SERVICES
 from bench.year.measure import explain_all, explaining, measure_all, report, sizes
-from bench.year.seed import enrolled, fresh_databases, migrate, record_seed, roll_up, seed, seeded
+from bench.year.seed import enrolled, fresh_databases, migrate, record_seed, seed, seeded
 from bench.year.serve import ShiftedClock, serve, start_services
 
 
@@ -58,12 +58,6 @@ def main() -> None:
         print(f"  schema brought up to date in {figures['migrated_on_reuse_s']:.0f} s", flush=True)
     offset = now - datetime.now(UTC)
     clock = ShiftedClock(offset)
-    figures["rollup"] = asyncio.run(roll_up(clock))
-    print(
-        f"  figures rolled up: {figures['rollup']['hours']:,} hours, {figures['rollup']['again']} again, "
-        f"{figures['rollup']['rows']:,} rows in {figures['rollup']['seconds']:.0f} s",
-        flush=True,
-    )
     handler, supervisor, _ = asyncio.run(enrolled(clock, secret))
     tokens = {
         "ops": handler(),
@@ -113,7 +107,6 @@ def fingerprints() -> dict[str, str]:
     files = (
         "dispatcher/figures.py",
         "dispatcher/scorecards.py",
-        "dispatcher/rollup.py",
         "dispatcher/usecases.py",
         "dispatcher/board/watch.py",
         "dispatcher/api.py",

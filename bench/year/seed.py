@@ -12,7 +12,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
 
 from bench.year import (
     ADMIN,
@@ -327,21 +326,3 @@ async def record_seed(cases: int, now: datetime, figures: dict[str, Any]) -> Non
         await conn.execute("INSERT INTO bench_year_seed VALUES ($1, $2, now(), $3)", cases, now, json.dumps(figures))
     finally:
         await conn.close()
-
-
-async def roll_up(clock: Any) -> dict[str, Any]:
-    """The figures' hours rolled up as the dispatcher's worker rolls them (dispatcher/rollup.py):
-    every hour of the year at once after a seed or a migration, as a district's first round after
-    the upgrade that adds the rollup does."""
-    from dispatcher.rollup import ROUND_TIMEOUT, Roller
-    from services.storage.db import Database
-
-    db = Database(sqlalchemy_url("dispatcher"), command_timeout=ROUND_TIMEOUT)
-    started = time.monotonic()
-    try:
-        rolled = await Roller(db, clock).roll_once()
-        async with db.reading() as conn:
-            rows = (await conn.execute(text("SELECT count(*) FROM dispatcher_figure_hours"))).scalar_one()
-    finally:
-        await db.dispose()
-    return {"hours": rolled.hours, "again": rolled.again, "rows": rows, "seconds": round(time.monotonic() - started, 1)}

@@ -94,7 +94,7 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
             "units": {u.id: label(u, chosen) for u in j.units},
             "categories": {c.code: label(c, chosen) for c in policy.categories},
             "today": today.isoformat(),
-            # whole days: the figures read whole hours rolled up, and only today's from the rows
+            # whole days, as a person counts a month (and as a rollup of the figures by day would read them)
             "month": (today - timedelta(days=30)).isoformat(),
             "timezone": policy.calendar.timezone,
         }

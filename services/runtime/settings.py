@@ -63,13 +63,6 @@ class Settings(BaseSettings):
     policy_file: Path = DATA_DIR / "policy.yaml"
     timer_interval: float = Field(0.5, gt=0, description="seconds between polls for due SLA timers")
     timer_lease: float = Field(30, gt=0, description="seconds a replica holds due timers before others may fire them")
-    rollup_interval: float = Field(60, gt=0, description="seconds between rounds of the figures' hourly rollup")
-    rollup_settle: float = Field(
-        600,
-        ge=0,
-        description="seconds an hour has been over before the figures' rollup counts it: longer than any "
-        "transaction of the dispatcher lasts (dispatcher/rollup.py)",
-    )
     secret_key: SecretStr | None = Field(
         None, description=f"signs tokens; unset outside prod: the key in <var_dir>/{SECRET_FILE}, generated once"
     )

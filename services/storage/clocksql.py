@@ -1,18 +1,17 @@
 """Time arithmetic in SQL that PostgreSQL and SQLite answer alike: the seconds between two
-timestamps, the day a timestamp falls on in a named time zone, and the hour it falls in (hours
-since 1970-01-01T00:00Z).
+timestamps, and the day a timestamp falls on in a named time zone.
 
 PostgreSQL has both built in. SQLite has no time zones and keeps a timestamp as text, so each
 SQLite connection gets the two as functions written in Python (`install`, called as a
 connection opens: services/storage/sqlite.py), exact to the microsecond as PostgreSQL is."""
 
 import sqlite3
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Numeric, String
+from sqlalchemy import Numeric, String
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -34,29 +33,6 @@ class local_day(FunctionElement[str]):  # noqa: N801
     inherit_cache = True
 
 
-class epoch_hour(FunctionElement[int]):  # noqa: N801
-    """`epoch_hour(at)`: the hour `at` falls in, counted from 1970-01-01T00:00Z (`hour_of`)."""
-
-    type = BigInteger()
-    name = "epoch_hour"
-    inherit_cache = True
-
-
-HOUR = timedelta(hours=1)
-
-
-def hour_of(at: datetime) -> int:
-    """The hour `at` falls in, as `epoch_hour` says it."""
-    return (at - EPOCH) // HOUR
-
-
-def hour_start(hour: int) -> datetime:
-    return EPOCH + hour * HOUR
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 @compiles(seconds_between, "postgresql")
 def _seconds_on_postgresql(element: seconds_between, compiler: SQLCompiler, **kw: Any) -> str:
     later, earlier = (compiler.process(c, **kw) for c in element.clauses)
@@ -69,14 +45,8 @@ def _day_on_postgresql(element: local_day, compiler: SQLCompiler, **kw: Any) -> 
     return f"to_char(timezone({zone}, {at}), 'YYYY-MM-DD')"
 
 
-@compiles(epoch_hour, "postgresql")
-def _hour_on_postgresql(element: epoch_hour, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST(floor(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) / 3600) AS BIGINT)"
-
-
 @compiles(seconds_between, "sqlite")
 @compiles(local_day, "sqlite")
-@compiles(epoch_hour, "sqlite")
 def _on_sqlite(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str:
     return f"gridcall_{element.name}({compiler.process(element.clauses, **kw)})"
 
@@ -100,12 +70,7 @@ def _day(at: str | None, zone: str) -> str | None:
     return None if at is None else date.isoformat(_moment(at).astimezone(_zone(zone)).date())
 
 
-def _hour(at: str | None) -> int | None:
-    return None if at is None else hour_of(_moment(at))
-
-
 def install(connection: sqlite3.Connection) -> None:
     """Give a SQLite connection what the constructs above compile to."""
     connection.create_function("gridcall_seconds_between", 2, _seconds, deterministic=True)
     connection.create_function("gridcall_local_day", 2, _day, deterministic=True)
-    connection.create_function("gridcall_epoch_hour", 1, _hour, deterministic=True)

@@ -2,12 +2,7 @@
 by the dispatcher's own pure `Router` (claims, resolutions, 上报, 退单, 吹哨, breaches fired by
 its timers, supervision, satisfaction visits, reopenings, cancellations), written to PostgreSQL
 as the dispatcher's repository writes it, and each figure is recomputed here from the events
-alone (never from the tables) and compared with the API's answer.
-
-The figures' hours are rolled up to the middle of the history (dispatcher/rollup.py), and one
-hour of the rollup is wrong and marked stale: a window before the middle reads whole hours
-rolled up and its ends from the rows, one after it reads the rows, one across it both, and none
-may count the wrong hour."""
+alone (never from the tables) and compared with the API's answer."""
 
 import asyncio
 import math
@@ -20,13 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import text
 
 from dispatcher import api
 from dispatcher.domain import AssignmentStatus, Case, DispatchError, Router, Timer, timers
 from dispatcher.repository import _assignment_row, _history_rows, _new_case_row
-from dispatcher.rollup import Roller
-from dispatcher.tables import assignments, cases, figure_hours, figure_stale, history
+from dispatcher.tables import assignments, cases, history
 from gridcall.migrate import upgrade
 from services.district.events import (
     CaseAssigned,
@@ -70,7 +64,6 @@ pytestmark = pytest.mark.integration
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 NOW = START + timedelta(days=24)
-ROLLED = START + timedelta(days=10, minutes=30)  # the figures' hours rolled up until then
 CASES = 2500
 Recorded = tuple[str, datetime, Event]
 
@@ -355,7 +348,6 @@ async def client(
         await asyncio.to_thread(upgrade, url, "dispatcher")  # alembic runs a loop of its own
     await write(simulated, url)
     db = Database(url)
-    await roll_up_with_a_stale_hour(db)
     app = FastAPI()
     edge.install(app, {})
     app.state.authenticator = Authenticator(TEST_SECRET, frozen_clock(NOW), units=[u.id for u in simulated.j.units])
@@ -367,31 +359,10 @@ async def client(
     await db.dispose()
 
 
-async def roll_up_with_a_stale_hour(db: Database) -> None:
-    """The history rolled up to ROLLED, with the hour of its busiest reports wrong (doubled) and
-    noted as stale, as the dispatcher notes an hour that a change touched after its rollup."""
-    rolled = await Roller(db, frozen_clock(ROLLED), settle=timedelta(0)).roll_once()
-    assert rolled.hours > 24 * 9
-    fh = figure_hours.c
-    async with db.transaction() as s:
-        busiest = (
-            await s.execute(
-                select(fh.hour)
-                .where(fh.figure == "reported")
-                .group_by(fh.hour)
-                .order_by(func.sum(fh.n).desc())
-                .limit(1)
-            )
-        ).scalar_one()
-        await s.execute(update(figure_hours).where(fh.hour == busiest).values(n=fh.n * 2))
-        await s.execute(insert(figure_stale).values(hour=busiest))
-
-
 WINDOWS = [
     (START, NOW, {}),
     (START + timedelta(days=4, minutes=17, seconds=5), START + timedelta(days=9, hours=5, minutes=41), {}),
     (START + timedelta(days=8, minutes=3), START + timedelta(days=13, hours=2, minutes=9), {"street": "S2"}),
-    (START + timedelta(days=12, minutes=3), START + timedelta(days=20, hours=2, minutes=9), {}),
     (START + timedelta(days=5), START + timedelta(days=12), {}),
     (START + timedelta(days=3), START + timedelta(days=17), {"tier": "grid"}),
     (START, NOW, {"tier": "bureau"}),
