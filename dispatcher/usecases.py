@@ -273,8 +273,8 @@ async def breach_history(
 
 
 def rates_probe(db: Database, clock: Clock, policy: Policy, metrics: Metrics, every: float = 60.0) -> Probe:
-    """The district's rates over the last 30 days and today (from local midnight 30 days ago)
-    as gauges, for the operators' dashboard: worked out as `/v1/ops/stats` works them out, at
+    """The district's rates over the last 30 whole days and today so far (from local midnight
+    30 days ago) as gauges, for the operators' dashboard: worked out as `/v1/ops/stats` works them out, at
     most once a minute however often Prometheus scrapes."""
     last = [float("-inf")]
 
@@ -283,8 +283,7 @@ def rates_probe(db: Database, clock: Clock, policy: Policy, metrics: Metrics, ev
             return
         last[0] = time.monotonic()
         now = clock.now()
-        today = now.astimezone(policy.calendar.zone).replace(hour=0, minute=0, second=0, microsecond=0)
-        window = window_of(today - timedelta(days=30), now, now, policy)
+        window = window_of(policy.calendar.midnight(now) - timedelta(days=30), now, now, policy)
         figures = await stats(db, window, {}, Scope())
         for name in RATES:
             value = figures[name]["rate"]

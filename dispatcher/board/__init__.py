@@ -80,7 +80,7 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
         """督办看板: the live board; Chinese unless `?lang=en`."""
         chosen = pages.language(lang)
         now = clock.now().astimezone(policy.calendar.zone)
-        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        today = policy.calendar.midnight(now)
         data = {
             "lang": chosen,
             "labels": LABELS[chosen],
@@ -94,7 +94,7 @@ def router(db: Database, clock: Clock, j: Jurisdiction, policy: Policy) -> APIRo
             "units": {u.id: label(u, chosen) for u in j.units},
             "categories": {c.code: label(c, chosen) for c in policy.categories},
             "today": today.isoformat(),
-            # whole days, as a person counts a month (and as a rollup of the figures by day would read them)
+            # whole days, as a person counts a month
             "month": (today - timedelta(days=30)).isoformat(),
             "timezone": policy.calendar.timezone,
         }

@@ -94,6 +94,10 @@ class Calendar(BaseModel):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def midnight(self, at: datetime) -> datetime:
+        """The start of the local day `at` falls on, in the policy's zone."""
+        return at.astimezone(self.zone).replace(hour=0, minute=0, second=0, microsecond=0)
+
     @cached_property
     def day_length(self) -> timedelta:
         return datetime.combine(date.min, self.day_end) - datetime.combine(date.min, self.day_start)
